@@ -1,0 +1,66 @@
+"""The exception tree of the sandbox package.
+
+One base, builtin parents, so callers can catch either the corral type or the
+builtin one (``except TimeoutError`` works for ``SandboxTimeout``). A command
+that runs and fails is a result (``ExecResult``), never an exception.
+"""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Base of every error raised by the sandbox package."""
+
+
+class EngineUnavailable(SandboxError, ConnectionError):
+    """The container engine cannot be reached (not installed, not running)."""
+
+
+class ImageError(SandboxError, RuntimeError):
+    """An image could not be bootstrapped, built or found."""
+
+
+class SandboxStartError(SandboxError, RuntimeError):
+    """A container could not be created or started."""
+
+
+class SandboxClosed(SandboxError, RuntimeError):
+    """An operation was attempted on a sandbox after ``close()``."""
+
+
+class SandboxTimeout(SandboxError, TimeoutError):
+    """A host-side deadline passed on an operation that is not a command (file I/O, start)."""
+
+
+class SpecError(SandboxError, ValueError):
+    """A sandbox spec asks for something unsafe or impossible (e.g. mounting the docker socket)."""
+
+
+class GitError(SandboxError, RuntimeError):
+    """A host git command failed; ``stderr`` holds git's own words."""
+
+    def __init__(self, argv: list[str], returncode: int, stderr: str) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(f"git {' '.join(argv)} failed ({returncode}): {stderr.strip()[:500]}")
+
+
+class WorkspaceError(SandboxError, RuntimeError):
+    """A workspace could not be created, checkpointed or rolled back."""
+
+
+class LeaseHeld(SandboxError, RuntimeError):
+    """Another live process owns this run's lease."""
+
+
+class SandboxFileNotFound(SandboxError, FileNotFoundError):
+    """A path asked for inside the sandbox does not exist."""
+
+
+class SandboxIsADirectory(SandboxError, IsADirectoryError):
+    """A file operation named a directory."""
+
+
+class SandboxPermissionError(SandboxError, PermissionError):
+    """The sandbox user may not do this (read-only mount, read-only rootfs, mode bits)."""
