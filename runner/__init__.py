@@ -1,0 +1,1 @@
+"""corral's control loop and everything user-facing (CLI, run store, agents, review)."""
