@@ -1,0 +1,378 @@
+"""Docker sandboxes (runc or gVisor's runsc) on the official ``docker`` SDK.
+
+Hardened defaults come from ``SandboxSpec``: ``--init`` (tini as PID 1, so a
+stop is instant and zombies are reaped), the non-root sandbox user, every
+capability dropped, ``no-new-privileges``, a read-only root filesystem with
+small ``nosuid,nodev`` tmpfs for ``/tmp`` and ``$HOME``, network ``none``,
+pids / memory (= swap) / cpu limits, ``ulimit`` fsize/nofile/core, a capped
+engine log, labels naming the run and its owner, no host environment and never
+the docker socket.
+
+Commands go through one persistent shell per container (``sandbox.shell``);
+``exec_once`` is a fresh ``docker exec`` for isolated work. The SDK's
+``exec_run`` has no timeout, so both paths enforce the timeout inside the
+container (``timeout -k``) and on the host (a deadline on the socket, then a
+kill of the process group).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shlex
+import signal
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig, Mount, Ulimit
+
+from sandbox.errors import (
+    EngineUnavailable,
+    ImageError,
+    SandboxClosed,
+    SandboxError,
+    SandboxFileNotFound,
+    SandboxIsADirectory,
+    SandboxPermissionError,
+    SandboxStartError,
+)
+from sandbox.interfaces import DEFAULT_OUTPUT_LIMIT, KILL_GRACE_S, Command, ExecResult
+from sandbox.shell import HOST_SLACK_S, SHELL_LOOP, FrameStream, PersistentShell, build_script
+from sandbox.spec import SANDBOX_HOME, SandboxSpec
+
+log = logging.getLogger(__name__)
+
+#: Label keys corral puts on everything it creates in the engine.
+LABEL_MANAGED = "corral.managed"
+LABEL_RUN = "corral.run"
+LABEL_OWNER_PID = "corral.owner-pid"
+LABEL_KIND = "corral.kind"
+
+#: Largest file ``read_file`` returns (bytes).
+MAX_READ_BYTES = 64 * 1024 * 1024
+
+_BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def container_config(spec: SandboxSpec) -> dict[str, Any]:
+    """The ``containers.create`` keyword arguments for ``spec`` (pure; recorded with the run)."""
+    lim = spec.limits
+    mounts = []
+    if spec.workspace:
+        mounts.append(Mount(spec.workdir, spec.workspace, type="bind", read_only=False))
+    mounts += [Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts]
+    env = {"PATH": _BASE_PATH, "HOME": SANDBOX_HOME, "LANG": "C.UTF-8", **spec.env}
+    fsize = lim.fsize_mb * 1024 * 1024
+    tmpfs_opts = "rw,nosuid,nodev,noexec"
+    return {
+        "image": spec.image,
+        "command": ["sleep", "infinity"],
+        "init": True,
+        "user": spec.user,
+        "working_dir": spec.workdir,
+        "environment": env,
+        "network_mode": spec.network,
+        "runtime": spec.runtime,
+        "read_only": spec.read_only_rootfs,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "tmpfs": {
+            "/tmp": f"{tmpfs_opts},size={lim.tmp_mb}m,mode=1777",
+            SANDBOX_HOME: f"rw,nosuid,nodev,size={lim.home_mb}m,uid={spec.uid},gid={spec.gid},mode=700",
+        },
+        "mounts": mounts,
+        "mem_limit": f"{lim.memory_mb}m",
+        "memswap_limit": f"{lim.memory_mb}m",
+        "nano_cpus": int(lim.cpus * 1e9),
+        "pids_limit": lim.pids,
+        "ulimits": [
+            Ulimit(name="fsize", soft=fsize, hard=fsize),
+            Ulimit(name="nofile", soft=lim.nofile, hard=lim.nofile),
+            Ulimit(name="core", soft=0, hard=0),
+        ],
+        "log_config": LogConfig(
+            type="json-file", config={"max-size": f"{lim.log_max_kb}k", "max-file": "1"}
+        ),
+        "labels": {
+            **spec.labels,
+            LABEL_MANAGED: "1",
+            LABEL_RUN: spec.run_id,
+            LABEL_OWNER_PID: str(os.getpid()),
+            LABEL_KIND: "sandbox",
+        },
+        "hostname": "sandbox",
+        "detach": True,
+        "stdin_open": False,
+        "tty": False,
+    }
+
+
+class DockerBackend:
+    """Starts hardened containers on the local engine."""
+
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            from sandbox.engine import connect
+
+            self._client = connect()
+        return self._client
+
+    def start(self, spec: SandboxSpec) -> DockerSandbox:
+        """Create and start a container for ``spec`` and open its persistent shell.
+
+        Raises ``ImageError`` (image missing: build it with ``corral image
+        build``), ``EngineUnavailable``, ``SandboxStartError``.
+        """
+        config = container_config(spec)
+        try:
+            container = self.client.containers.run(**config)
+        except ImageNotFound as exc:
+            raise ImageError(
+                f"image {spec.image} not found; run `corral image build`"
+            ) from exc
+        except APIError as exc:
+            raise SandboxStartError(f"could not start sandbox: {exc.explanation or exc}") from exc
+        except DockerException as exc:
+            raise EngineUnavailable(f"engine error starting sandbox: {exc}") from exc
+        sandbox = DockerSandbox(self.client, container, spec)
+        try:
+            sandbox.open_shell()
+        except BaseException:
+            sandbox.close()
+            raise
+        return sandbox
+
+
+class DockerSandbox:
+    """One running container. Use as a context manager or call ``close()``."""
+
+    def __init__(self, client: docker.DockerClient, container: Any, spec: SandboxSpec) -> None:
+        self._client = client
+        self._api = client.api
+        self._container = container
+        self.spec = spec
+        self._shell: PersistentShell | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        return str(self._container.id)
+
+    # -- lifecycle -------------------------------------------------------
+
+    def open_shell(self) -> None:
+        """(Re)start the persistent shell."""
+        if self._shell is not None:
+            self._shell.close()
+        sock = self._exec_socket(["bash", "--noprofile", "--norc", "-c", SHELL_LOOP], stdin=True)
+        self._shell = PersistentShell(sock, self._kill_group)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._shell is not None:
+            self._shell.close()
+        try:
+            self._container.remove(force=True, v=True)
+        except NotFound:
+            pass
+        except DockerException as exc:
+            log.warning("could not remove container %s: %s (corral gc will)", self.id[:12], exc)
+
+    def __enter__(self) -> DockerSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- commands --------------------------------------------------------
+
+    def exec(
+        self,
+        cmd: Command,
+        *,
+        timeout: float = 60.0,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    ) -> ExecResult:
+        with self._lock:
+            self._check_open()
+            assert self._shell is not None
+            if self._shell.broken:
+                self._reopen_or_raise()
+            try:
+                return self._shell.run(
+                    cmd, cwd=cwd or self.spec.workdir, timeout=timeout, env=env,
+                    output_limit=output_limit,
+                )
+            except SandboxError:
+                self._reopen_or_raise()
+                raise
+
+    def exec_once(
+        self,
+        cmd: Command,
+        *,
+        timeout: float = 60.0,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    ) -> ExecResult:
+        self._check_open()
+        script = build_script(cmd, cwd or self.spec.workdir, env)
+        seconds = max(1, int(-(-timeout // 1)))
+        argv = [
+            "timeout", "-k", str(KILL_GRACE_S), str(seconds),
+            "bash", "--noprofile", "--norc", "-c", script,
+        ]
+        start = time.monotonic()
+        exec_id, sock = self._exec_start(argv, stdin=False)
+        stream = FrameStream(sock)
+        out, err = bytearray(), bytearray()
+        dropped = 0
+        deadline = start + seconds + KILL_GRACE_S + HOST_SLACK_S
+        killed = False
+        try:
+            while not stream.eof:
+                frames = stream.read_frames(deadline)
+                if not frames and not stream.eof and time.monotonic() >= deadline:
+                    if killed:
+                        break
+                    self._kill_exec(exec_id)
+                    killed = True
+                    deadline = time.monotonic() + HOST_SLACK_S
+                for kind, payload in frames:
+                    buf = err if kind == 2 else out
+                    room = output_limit - len(buf)
+                    buf += payload[: max(room, 0)]
+                    dropped += max(0, len(payload) - max(room, 0))
+        finally:
+            sock.close()
+        info = self._api.exec_inspect(exec_id)
+        code = info.get("ExitCode")
+        duration = time.monotonic() - start
+        exit_code = int(code) if code is not None else 137
+        return ExecResult(
+            exit_code=exit_code,
+            stdout=out.decode("utf-8", errors="replace"),
+            stderr=err.decode("utf-8", errors="replace"),
+            duration_s=duration,
+            timed_out=killed or (exit_code in (124, 137) and duration >= seconds),
+            truncated=dropped > 0,
+        )
+
+    # -- files -----------------------------------------------------------
+
+    def read_file(self, path: str) -> bytes:
+        p = shlex.quote(self._abspath(path))
+        script = (
+            f"if [ -d {p} ]; then exit 21; elif [ ! -e {p} ]; then exit 2; "
+            f"elif [ ! -r {p} ]; then exit 13; fi; exec base64 -w 0 < {p}"
+        )
+        limit = MAX_READ_BYTES * 4 // 3 + 8
+        result = self.exec(script, timeout=120, output_limit=limit)
+        self._raise_for_file(result, path)
+        if result.truncated:
+            raise SandboxError(f"{path} is larger than {MAX_READ_BYTES} bytes")
+        return base64.b64decode(result.stdout)
+
+    def write_file(self, path: str, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        target = self._abspath(path)
+        p = shlex.quote(target)
+        d = shlex.quote(os.path.dirname(target) or "/")
+        encoded = base64.encodebytes(raw).decode()
+        script = (
+            f"if [ -d {p} ]; then exit 21; fi\n"
+            f"mkdir -p -- {d} 2>/dev/null || exit 13\n"
+            f"base64 -d > {p} <<'__CORRAL_EOF__' || exit 13\n{encoded}__CORRAL_EOF__\n"
+        )
+        result = self.exec(script, timeout=120)
+        self._raise_for_file(result, path)
+
+    # -- internals -------------------------------------------------------
+
+    def _abspath(self, path: str) -> str:
+        return path if path.startswith("/") else f"{self.spec.workdir.rstrip('/')}/{path}"
+
+    @staticmethod
+    def _raise_for_file(result: ExecResult, path: str) -> None:
+        if result.exit_code == 0:
+            return
+        detail = result.stderr.strip()[:300]
+        if result.exit_code == 2:
+            raise SandboxFileNotFound(f"{path}: no such file in the sandbox")
+        if result.exit_code == 21:
+            raise SandboxIsADirectory(f"{path}: is a directory")
+        if result.exit_code == 13:
+            raise SandboxPermissionError(f"{path}: permission denied ({detail or 'read-only?'})")
+        raise SandboxError(f"{path}: file operation failed ({result.exit_code}): {detail}")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxClosed(f"sandbox {self.id[:12]} is closed")
+
+    def _reopen_or_raise(self) -> None:
+        """The shell died: reopen it if the container still runs, else raise."""
+        try:
+            self._container.reload()
+        except NotFound as exc:
+            raise SandboxError(f"sandbox {self.id[:12]} is gone") from exc
+        except DockerException as exc:
+            raise EngineUnavailable(f"engine error: {exc}") from exc
+        if self._container.status != "running":
+            raise SandboxError(
+                f"sandbox {self.id[:12]} is {self._container.status} "
+                f"(OOMKilled={self._container.attrs['State'].get('OOMKilled')})"
+            )
+        self.open_shell()
+
+    def _exec_start(self, argv: list[str], *, stdin: bool) -> tuple[str, socket.socket]:
+        try:
+            created = self._api.exec_create(
+                self._container.id, argv, stdin=stdin, stdout=True, stderr=True, tty=False,
+                user=self.spec.user,
+            )
+            raw = self._api.exec_start(created["Id"], socket=True, tty=False)
+        except NotFound as exc:
+            raise SandboxError(f"sandbox {self.id[:12]} is gone") from exc
+        except APIError as exc:
+            raise SandboxError(f"exec failed: {exc.explanation or exc}") from exc
+        except DockerException as exc:
+            raise EngineUnavailable(f"engine error: {exc}") from exc
+        sock = getattr(raw, "_sock", raw)
+        return str(created["Id"]), sock
+
+    def _exec_socket(self, argv: list[str], *, stdin: bool) -> socket.socket:
+        return self._exec_start(argv, stdin=stdin)[1]
+
+    def _kill_group(self, pid: int) -> None:
+        """Kill process group ``pid`` inside the container, out of band."""
+        try:
+            self.exec_once(["kill", "-KILL", "--", f"-{pid}"], timeout=10)
+        except SandboxError as exc:
+            log.warning("could not kill process group %d: %s", pid, exc)
+
+    def _kill_exec(self, exec_id: str) -> None:
+        """Kill a one-shot exec whose in-container timeout failed (host pid, runc only)."""
+        pid = self._api.exec_inspect(exec_id).get("Pid")
+        if pid:
+            try:
+                os.killpg(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError) as exc:
+                log.warning("could not kill exec %s: %s", exec_id[:12], exc)
