@@ -43,7 +43,15 @@ from sandbox.errors import (
     SandboxStartError,
 )
 from sandbox.interfaces import DEFAULT_OUTPUT_LIMIT, KILL_GRACE_S, Command, ExecResult
-from sandbox.shell import HOST_SLACK_S, SHELL_LOOP, FrameStream, PersistentShell, build_script
+from sandbox.output import CappedBuffer
+from sandbox.shell import (
+    HOST_SLACK_S,
+    SHELL_LOOP,
+    STDERR,
+    FrameStream,
+    PersistentShell,
+    build_script,
+)
 from sandbox.spec import SANDBOX_HOME, SandboxSpec
 
 log = logging.getLogger(__name__)
@@ -139,9 +147,7 @@ class DockerBackend:
         try:
             container = self.client.containers.run(**config)
         except ImageNotFound as exc:
-            raise ImageError(
-                f"image {spec.image} not found; run `corral image build`"
-            ) from exc
+            raise ImageError(f"image {spec.image} not found; run `corral image build`") from exc
         except APIError as exc:
             raise SandboxStartError(f"could not start sandbox: {exc.explanation or exc}") from exc
         except DockerException as exc:
@@ -217,7 +223,10 @@ class DockerSandbox:
                 self._reopen_or_raise()
             try:
                 return self._shell.run(
-                    cmd, cwd=cwd or self.spec.workdir, timeout=timeout, env=env,
+                    cmd,
+                    cwd=cwd or self.spec.workdir,
+                    timeout=timeout,
+                    env=env,
                     output_limit=output_limit,
                 )
             except SandboxError:
@@ -237,14 +246,20 @@ class DockerSandbox:
         script = build_script(cmd, cwd or self.spec.workdir, env)
         seconds = max(1, int(-(-timeout // 1)))
         argv = [
-            "timeout", "-k", str(KILL_GRACE_S), str(seconds),
-            "bash", "--noprofile", "--norc", "-c", script,
+            "timeout",
+            "-k",
+            str(KILL_GRACE_S),
+            str(seconds),
+            "bash",
+            "--noprofile",
+            "--norc",
+            "-c",
+            script,
         ]
         start = time.monotonic()
         exec_id, sock = self._exec_start(argv, stdin=False)
         stream = FrameStream(sock)
-        out, err = bytearray(), bytearray()
-        dropped = 0
+        out, err = CappedBuffer(output_limit), CappedBuffer(output_limit)
         deadline = start + seconds + KILL_GRACE_S + HOST_SLACK_S
         killed = False
         try:
@@ -257,10 +272,7 @@ class DockerSandbox:
                     killed = True
                     deadline = time.monotonic() + HOST_SLACK_S
                 for kind, payload in frames:
-                    buf = err if kind == 2 else out
-                    room = output_limit - len(buf)
-                    buf += payload[: max(room, 0)]
-                    dropped += max(0, len(payload) - max(room, 0))
+                    (err if kind == STDERR else out).add(payload)
         finally:
             sock.close()
         info = self._api.exec_inspect(exec_id)
@@ -269,11 +281,11 @@ class DockerSandbox:
         exit_code = int(code) if code is not None else 137
         return ExecResult(
             exit_code=exit_code,
-            stdout=out.decode("utf-8", errors="replace"),
-            stderr=err.decode("utf-8", errors="replace"),
+            stdout=out.text(),
+            stderr=err.text(),
             duration_s=duration,
             timed_out=killed or (exit_code in (124, 137) and duration >= seconds),
-            truncated=dropped > 0,
+            truncated=bool(out.dropped or err.dropped),
         )
 
     # -- files -----------------------------------------------------------
@@ -345,7 +357,12 @@ class DockerSandbox:
     def _exec_start(self, argv: list[str], *, stdin: bool) -> tuple[str, socket.socket]:
         try:
             created = self._api.exec_create(
-                self._container.id, argv, stdin=stdin, stdout=True, stderr=True, tty=False,
+                self._container.id,
+                argv,
+                stdin=stdin,
+                stdout=True,
+                stderr=True,
+                tty=False,
                 user=self.spec.user,
             )
             raw = self._api.exec_start(created["Id"], socket=True, tty=False)

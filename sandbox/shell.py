@@ -23,6 +23,7 @@ beyond the 8-byte frame header of its multiplexed attach stream.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import select
@@ -31,10 +32,10 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from sandbox.errors import SandboxError
 from sandbox.interfaces import DEFAULT_OUTPUT_LIMIT, KILL_GRACE_S, Command, ExecResult
+from sandbox.output import CappedBuffer
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +84,6 @@ def build_script(cmd: Command, cwd: str, env: Mapping[str, str] | None) -> str:
             raise ValueError("empty argv")
         lines.append("exec " + shlex.join(list(cmd)))
     return "\n".join(lines) + "\n"
-
-
-@dataclass
-class _Capture:
-    """One stream of one command, capped."""
-
-    limit: int
-    data: bytearray = field(default_factory=bytearray)
-    dropped: int = 0
-
-    def add(self, chunk: bytes) -> None:
-        room = self.limit - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
-        self.dropped += max(0, len(chunk) - max(room, 0))
 
 
 class FrameStream:
@@ -170,7 +156,7 @@ class PersistentShell:
         return self._collect(sentinel.encode(), start, seconds, output_limit)
 
     def _collect(self, sentinel: bytes, start: float, seconds: int, limit: int) -> ExecResult:
-        out, err = _Capture(limit), _Capture(limit)
+        out, err = CappedBuffer(limit), CappedBuffer(limit)
         raw_out, raw_err = bytearray(), bytearray()
         exit_code: int | None = None
         got_err_end = False
@@ -220,7 +206,10 @@ class PersistentShell:
                         del raw_out[:-tail]
             runaway = out.dropped + err.dropped > RUNAWAY_OUTPUT_BYTES
             if runaway and pid is not None and not killed_by_host:
-                log.warning("command streamed more than %d bytes past its cap; killing it", RUNAWAY_OUTPUT_BYTES)
+                log.warning(
+                    "command streamed more than %d bytes past its cap; killing it",
+                    RUNAWAY_OUTPUT_BYTES,
+                )
                 self._kill_group(pid)
                 killed_by_host = True
         assert exit_code is not None
@@ -232,16 +221,14 @@ class PersistentShell:
             timed_out = True
         return ExecResult(
             exit_code=exit_code,
-            stdout=out.data.decode("utf-8", errors="replace"),
-            stderr=err.data.decode("utf-8", errors="replace"),
+            stdout=out.text(),
+            stderr=err.text(),
             duration_s=duration,
             timed_out=timed_out,
             truncated=bool(out.dropped or err.dropped),
         )
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
         self.broken = True

@@ -91,7 +91,7 @@ class SandboxSpec(BaseModel):
     """Only ``none``: the model gateway arrives as a mounted unix socket, never a network."""
     read_only_rootfs: bool = True
     """Mount the image's root filesystem read-only."""
-    limits: Limits = Field(default_factory=Limits)
+    limits: Limits = Limits()
     """Resource limits."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Extra labels; corral adds ``corral.*`` labels naming the run and owner."""
