@@ -35,6 +35,9 @@ def docker_client() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def sandbox_image(docker_client: object) -> str:
     """The sandbox image id; built (offline bootstrap included) if missing."""
+    override = os.environ.get("CORRAL_TEST_IMAGE")  # developers iterating on an image of their own
+    if override:
+        return override
     from sandbox.images import ensure_sandbox_image
 
     return ensure_sandbox_image(docker_client)
