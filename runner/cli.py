@@ -51,6 +51,47 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@app.command()
+@handles_errors
+def gc(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be removed."),
+    no_docker: bool = typer.Option(
+        False, "--no-docker", help="Skip containers (no engine needed)."
+    ),
+) -> None:
+    """Remove containers, worktrees and leases of runs that no live process owns."""
+    from runner.ops import gc as run_gc
+
+    report = run_gc(dry_run=dry_run, docker=not no_docker)
+    verb = "would remove" if dry_run else "removed"
+    for kind in ("containers", "workspaces", "leases"):
+        items = getattr(report, kind)
+        out.print(f"{verb} {len(items)} {kind}" + (f": {', '.join(items)}" if items else ""))
+    if report.kept_live:
+        out.print(f"kept {len(report.kept_live)} live runs: {', '.join(report.kept_live)}")
+    for line in report.errors:
+        err.print(f"[yellow]warning:[/yellow] {line}")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handles_errors
+def smoke(
+    runtime: str = typer.Option("runc", help="OCI runtime: runc or runsc (gVisor)."),
+) -> None:
+    """Start a hardened sandbox, run a few commands in it, and show what it enforces."""
+    from runner.ops import smoke as run_smoke
+
+    rows = run_smoke(runtime=runtime)
+    failed = [r for r in rows if not r.ok]
+    for r in rows:
+        mark = "[green]ok[/green]  " if r.ok else "[red]FAIL[/red]"
+        out.print(f"{mark} {r.name:<28} {r.detail}")
+    if failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app(prog_name="corral")

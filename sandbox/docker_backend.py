@@ -61,6 +61,7 @@ LABEL_MANAGED = "corral.managed"
 LABEL_RUN = "corral.run"
 LABEL_OWNER_PID = "corral.owner-pid"
 LABEL_KIND = "corral.kind"
+LABEL_HOME = "corral.home"
 
 #: Largest file ``read_file`` returns (bytes).
 MAX_READ_BYTES = 64 * 1024 * 1024
@@ -113,6 +114,7 @@ def container_config(spec: SandboxSpec) -> dict[str, Any]:
             LABEL_RUN: spec.run_id,
             LABEL_OWNER_PID: str(os.getpid()),
             LABEL_KIND: "sandbox",
+            **({LABEL_HOME: spec.owner_home} if spec.owner_home else {}),
         },
         "hostname": "sandbox",
         "detach": True,

@@ -97,6 +97,9 @@ class SandboxSpec(BaseModel):
     """Extra labels; corral adds ``corral.*`` labels naming the run and owner."""
     run_id: str = "adhoc"
     """The run that owns this sandbox (label ``corral.run``; ``corral gc`` finds orphans by it)."""
+    owner_home: str | None = None
+    """The ``$CORRAL_HOME`` whose run owns this sandbox (label ``corral.home``); ``corral gc``
+    of that home removes the sandbox once the run's lease is gone. None: nobody's to collect."""
 
     @field_validator("user")
     @classmethod

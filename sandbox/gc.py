@@ -1,0 +1,101 @@
+"""Crash cleanup: remove what corral left behind for runs that no process owns.
+
+A resource belongs to a run (container label ``corral.run`` + ``corral.home``,
+worktree and git dir named by run id, lease file). A run is *dead* when no live
+process holds its lease (``sandbox.lease``); the kernel releases leases on any
+exit, ``kill -9`` included. ``collect`` removes the dead runs' containers,
+workspaces and lease files, and nothing else: containers without corral's
+labels, of another ``$CORRAL_HOME``, or of a live run are never touched, and
+images are never removed. ``keep(run_id)`` lets the caller spare dead runs
+that can still be resumed (a run waiting for a human keeps its worktree).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from docker.errors import DockerException, NotFound
+
+from sandbox.docker_backend import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
+from sandbox.lease import is_live
+from sandbox.paths import locks_dir
+from sandbox.workspace import list_workspaces, remove_workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class GcReport:
+    """What ``collect`` removed (or would remove, with ``dry_run``) and what it kept."""
+
+    containers: list[str] = field(default_factory=list)
+    workspaces: list[str] = field(default_factory=list)
+    leases: list[str] = field(default_factory=list)
+    kept_live: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def removed_anything(self) -> bool:
+        return bool(self.containers or self.workspaces or self.leases)
+
+
+def collect(
+    home: Path,
+    client: Any | None,
+    *,
+    keep: Callable[[str], bool] = lambda run_id: False,
+    dry_run: bool = False,
+) -> GcReport:
+    """Remove resources of dead runs of ``home``. ``client`` None: skip containers.
+
+    Never raises for one resource that cannot be removed: the failure is in
+    ``GcReport.errors`` and the rest is still collected.
+    """
+    report = GcReport()
+
+    def dead(run_id: str) -> bool:
+        if is_live(home, run_id):
+            if run_id not in report.kept_live:
+                report.kept_live.append(run_id)
+            return False
+        return not keep(run_id)
+
+    if client is not None:
+        flt = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_HOME}={home}"]}
+        for container in client.containers.list(all=True, filters=flt):
+            run_id = container.labels.get(LABEL_RUN, "")
+            if not dead(run_id):
+                continue
+            report.containers.append(f"{container.short_id} ({run_id})")
+            if dry_run:
+                continue
+            try:
+                container.remove(force=True, v=True)
+            except NotFound:
+                pass
+            except DockerException as exc:
+                report.errors.append(f"container {container.short_id}: {exc}")
+    for run_id in list_workspaces(home):
+        if not dead(run_id):
+            continue
+        report.workspaces.append(run_id)
+        if not dry_run:
+            try:
+                remove_workspace(home, run_id)
+            except OSError as exc:
+                report.errors.append(f"workspace {run_id}: {exc}")
+    locks = locks_dir(home)
+    for lock in sorted(locks.glob("*.lock")) if locks.is_dir() else []:
+        run_id = lock.name.removesuffix(".lock")
+        if is_live(home, run_id):
+            continue
+        report.leases.append(run_id)
+        if not dry_run:
+            lock.unlink(missing_ok=True)
+    for err in report.errors:
+        log.warning("gc: %s", err)
+    return report
