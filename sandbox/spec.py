@@ -25,6 +25,13 @@ WORKDIR = "/workspace"
 FORBIDDEN_SOURCES = ("/var/run/docker.sock", "/run/docker.sock", "/run/containerd", "/proc", "/sys")
 
 
+def _resolved(path: str) -> str:
+    try:
+        return str(Path(path).resolve())
+    except OSError:
+        return posixpath.normpath(path)
+
+
 class Mount(BaseModel):
     """A bind mount from the host into the sandbox."""
 
@@ -115,10 +122,12 @@ class SandboxSpec(BaseModel):
         if self.workspace:
             sources.append(self.workspace)
         for src in sources:
-            resolved = str(Path(src).resolve())
-            for bad in FORBIDDEN_SOURCES:
-                if resolved == bad or resolved.startswith(bad + "/"):
-                    raise SpecError(f"refusing to mount {src} into a sandbox (it exposes {bad})")
+            for path in (posixpath.normpath(src), _resolved(src)):
+                for bad in FORBIDDEN_SOURCES:
+                    if path == bad or path.startswith(bad + "/"):
+                        raise SpecError(
+                            f"refusing to mount {src} into a sandbox (it exposes {bad})"
+                        )
         return self
 
     @property
