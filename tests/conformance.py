@@ -138,9 +138,7 @@ def check_non_root(sb: Sandbox, ws: Path) -> None:
 @check
 def check_no_network(sb: Sandbox, ws: Path) -> None:
     with _host_listener() as port:
-        probe = (
-            "python3 -c \"import socket; socket.create_connection(('127.0.0.1', %d), 2)\"" % port
-        )
+        probe = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 2)\""
         r = sb.exec(probe)
         assert r.exit_code != 0, "reached a listener on the host's loopback"
     ifaces = sb.exec(

@@ -1,0 +1,120 @@
+"""`corral gc` removes what dead runs left behind, and nothing else."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from runner.cli import app
+from sandbox.docker_backend import DockerBackend
+from sandbox.gc import collect
+from sandbox.lease import RunLease, is_live
+from sandbox.spec import SandboxSpec
+from sandbox.workspace import Workspace, list_workspaces
+from tests.gitfixtures import make_repo
+
+
+def _hold_lease_in_child(home: Path, run_id: str) -> subprocess.Popen[str]:
+    code = (
+        "import sys, time; from pathlib import Path; from sandbox.lease import RunLease;"
+        "RunLease(Path(sys.argv[1]), sys.argv[2]).acquire(); print('held', flush=True);"
+        "time.sleep(600)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(home), run_id], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_workspaces_and_leases_of_dead_runs_are_removed(corral_home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    dead = _hold_lease_in_child(corral_home, "dead-run")
+    live = _hold_lease_in_child(corral_home, "live-run")
+    try:
+        for run_id in ("dead-run", "live-run"):
+            Workspace.create(repo, "HEAD", run_id, corral_home)
+        _kill(dead)
+        report = collect(corral_home, None)
+        assert report.workspaces == ["dead-run"]
+        assert "dead-run" in report.leases
+        assert list_workspaces(corral_home) == ["live-run"]
+        assert is_live(corral_home, "live-run")
+        again = collect(corral_home, None)
+        assert not again.removed_anything  # idempotent
+    finally:
+        _kill(live)
+
+
+def test_keep_spares_resumable_runs(corral_home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    Workspace.create(repo, "HEAD", "waiting-run", corral_home)
+    report = collect(corral_home, None, keep=lambda run_id: run_id == "waiting-run")
+    assert report.workspaces == []
+    assert list_workspaces(corral_home) == ["waiting-run"]
+
+
+def test_dry_run_removes_nothing(corral_home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    Workspace.create(repo, "HEAD", "orphan", corral_home)
+    report = collect(corral_home, None, dry_run=True)
+    assert report.workspaces == ["orphan"]
+    assert list_workspaces(corral_home) == ["orphan"]
+
+
+@pytest.mark.docker
+def test_containers_of_dead_runs_only(
+    corral_home: Path, docker_client: Any, sandbox_image: str
+) -> None:
+    backend = DockerBackend(docker_client)
+    home = str(corral_home)
+    dead = _hold_lease_in_child(corral_home, "dead")
+    live = _hold_lease_in_child(corral_home, "live")
+    started = []
+    try:
+        for run_id, owner in (("dead", home), ("live", home), ("dead", "/elsewhere")):
+            started.append(
+                backend.start(SandboxSpec(image=sandbox_image, run_id=run_id, owner_home=owner))
+            )
+        foreign = docker_client.containers.run(
+            sandbox_image, ["sleep", "infinity"], detach=True, init=True, network_mode="none"
+        )
+        _kill(dead)
+        report = collect(corral_home, docker_client)
+        assert len(report.containers) == 1 and "(dead)" in report.containers[0]
+        states = {}
+        for sb in started:
+            try:
+                docker_client.containers.get(sb.id)
+                states[sb.id] = "present"
+            except Exception:
+                states[sb.id] = "gone"
+        assert [states[sb.id] for sb in started] == ["gone", "present", "present"]
+        docker_client.containers.get(foreign.id)  # never corral's: untouched
+    finally:
+        _kill(live)
+        for sb in started:
+            sb.close()
+        foreign.remove(force=True)
+
+
+def test_cli_gc_without_docker(corral_home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    Workspace.create(repo, "HEAD", "crashed", corral_home)
+    with RunLease(corral_home, "held-here"):
+        result = CliRunner().invoke(app, ["gc", "--no-docker"])
+    assert result.exit_code == 0, result.output
+    assert "removed 1 workspaces: crashed" in result.output
+    assert list_workspaces(corral_home) == []
