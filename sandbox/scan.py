@@ -1,0 +1,369 @@
+"""The ``lstat`` scan of an agent-touched worktree: what is there, read without following anything.
+
+``scan`` walks the tree through directory file descriptors opened with
+``O_NOFOLLOW`` and opens files with ``O_NOFOLLOW | O_NONBLOCK``, so a symlink
+swapped in for a directory or file is never followed and a FIFO never blocks
+the runner. It returns the regular files and symlinks that may enter a patch
+(with their git blob ids, computed here) and a typed finding for everything
+that may not: FIFOs, sockets, devices, setuid/setgid files, hardlinks,
+symlinks (those that leave the tree always), nested repositories (a ``.git``
+anywhere below the root, or a directory shaped like a bare repository), names
+that start with ``-`` or carry control or bidi characters, oversize files,
+files the tree's ignore rules exclude, and trees too big to scan.
+
+Every loop is bounded: ``ScanLimits`` caps entries, depth and file size.
+Only the standard library is used (``os`` with ``dir_fd``, ``hashlib``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import unicodedata
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+FindingKind = Literal[
+    "fifo",
+    "socket",
+    "device",
+    "setuid",
+    "setgid",
+    "hardlink",
+    "symlink",
+    "symlink_escape",
+    "nested_git",
+    "git_pointer_changed",
+    "bad_name",
+    "oversize",
+    "ignored_file",
+    "too_many_entries",
+    "too_deep",
+    "unreadable",
+]
+
+#: Finding kinds that make a harvest unusable as it stands (the rest are informative or policy's call).
+BLOCKING_KINDS: frozenset[str] = frozenset(
+    {"git_pointer_changed", "too_many_entries", "too_deep", "unreadable"}
+)
+
+MODE_FILE = "100644"
+MODE_EXEC = "100755"
+MODE_LINK = "120000"
+MODE_GITLINK = "160000"
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CHUNK = 1 << 20
+_BIDI = {chr(c) for c in (0x200E, 0x200F, 0x061C, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something in the tree a reviewer or the policy must see; ``path`` is tree-relative."""
+
+    kind: FindingKind
+    path: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A file or symlink that can enter a git tree: ``mode`` as git writes it, ``sha`` its blob id."""
+
+    path: str
+    mode: str
+    sha: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanLimits:
+    """Bounds of one scan. A tree past them is reported, never walked to the end."""
+
+    max_file_bytes: int = 16 * 1024 * 1024
+    max_entries: int = 200_000
+    max_depth: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The scan's result: admissible entries by path, and findings in walk order."""
+
+    entries: Mapping[str, Entry]
+    findings: tuple[Finding, ...]
+    complete: bool
+
+
+def blob_sha(data: bytes) -> str:
+    """The git (SHA-1) blob id of ``data``."""
+    h = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+    h.update(data)
+    return h.hexdigest()
+
+
+def bad_name_reason(name: str) -> str | None:
+    """Why a path component is refused, or None. Option-like, control, bidi or undecodable."""
+    if name.startswith("-"):
+        return "starts with '-' (reads as an option)"
+    for ch in name:
+        if ch in _BIDI:
+            return f"bidi control U+{ord(ch):04X}"
+        if 0xDC80 <= ord(ch) <= 0xDCFF:
+            return "not valid UTF-8"
+        if unicodedata.category(ch) in ("Cc", "Cf") and ch != "\u200d":
+            return f"control character U+{ord(ch):04X}"
+    return None
+
+
+@dataclass(slots=True)
+class _Walk:
+    root_dev: int
+    pointer: bytes | None
+    ignored: frozenset[str]
+    base: Mapping[str, tuple[str, str]]
+    allow_symlinks: bool
+    limits: ScanLimits
+    entries: dict[str, Entry] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    seen: int = 0
+    complete: bool = True
+
+    def flag(self, kind: FindingKind, path: str, detail: str) -> None:
+        self.findings.append(Finding(kind, path, detail))
+
+
+def scan(
+    root: Path,
+    *,
+    pointer: bytes | None = None,
+    ignored: frozenset[str] = frozenset(),
+    base: Mapping[str, tuple[str, str]] | None = None,
+    allow_symlinks: bool = False,
+    limits: ScanLimits | None = None,
+) -> Snapshot:
+    """Scan ``root`` without following links.
+
+    ``pointer``: the exact bytes the root ``.git`` pointer file must hold (None:
+    the root ``.git`` is treated like any nested one). ``ignored``: tree-relative
+    paths the ignore rules exclude (directories end in ``/``), reported as
+    ``ignored_file`` and kept out. ``base``: the base tree's ``path -> (mode,
+    sha)``; base gitlinks are skipped, in-tree symlinks and hardlinks already in
+    base are not flagged. Raises ``OSError`` only if ``root`` itself cannot be
+    opened as a directory.
+    """
+    limits = limits or ScanLimits()
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        walk = _Walk(
+            root_dev=os.fstat(fd).st_dev,
+            pointer=pointer,
+            ignored=ignored,
+            base=base or {},
+            allow_symlinks=allow_symlinks,
+            limits=limits,
+        )
+        _scan_dir(walk, fd, "", 0)
+    finally:
+        os.close(fd)
+    return Snapshot(entries=walk.entries, findings=tuple(walk.findings), complete=walk.complete)
+
+
+def _is_bare_repo(names: set[str]) -> bool:
+    return {"HEAD", "objects", "refs"} <= names
+
+
+def _scan_dir(walk: _Walk, dfd: int, prefix: str, depth: int) -> None:
+    if depth > walk.limits.max_depth:
+        walk.flag("too_deep", prefix.rstrip("/"), f"deeper than {walk.limits.max_depth} levels")
+        walk.complete = False
+        return
+    with os.scandir(dfd) as it:
+        names = sorted(e.name for e in it)
+    if prefix and (".git" in names or _is_bare_repo(set(names))):
+        shape = "a .git inside" if ".git" in names else "the shape of a bare repository"
+        walk.flag("nested_git", prefix.rstrip("/"), f"nested repository ({shape}); not scanned")
+        return
+    for name in names:
+        walk.seen += 1
+        if walk.seen > walk.limits.max_entries:
+            if walk.complete:
+                walk.flag("too_many_entries", prefix.rstrip("/") or ".", "scan stopped")
+            walk.complete = False
+            return
+        rel = prefix + name
+        if not prefix and name == ".git":
+            _check_pointer(walk, dfd)
+            continue
+        reason = bad_name_reason(name)
+        if reason is not None:
+            walk.flag("bad_name", rel, reason)
+            continue
+        try:
+            st = os.lstat(name, dir_fd=dfd)
+        except OSError as exc:
+            walk.flag("unreadable", rel, exc.strerror or str(exc))
+            walk.complete = False
+            continue
+        if rel in walk.ignored or (stat.S_ISDIR(st.st_mode) and rel + "/" in walk.ignored):
+            walk.flag("ignored_file", rel, "excluded by the tree's ignore rules")
+            continue
+        base = walk.base.get(rel)
+        if base is not None and base[0] == MODE_GITLINK:
+            continue
+        _scan_entry(walk, dfd, name, rel, st, depth)
+
+
+def _scan_entry(walk: _Walk, dfd: int, name: str, rel: str, st: os.stat_result, depth: int) -> None:
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        if st.st_dev != walk.root_dev:
+            walk.flag("device", rel, "a different filesystem is mounted here")
+            return
+        try:
+            sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+        except OSError as exc:
+            walk.flag("unreadable", rel, exc.strerror or str(exc))
+            walk.complete = False
+            return
+        try:
+            _scan_dir(walk, sub, rel + "/", depth + 1)
+        finally:
+            os.close(sub)
+    elif stat.S_ISLNK(mode):
+        target = os.readlink(name, dir_fd=dfd)
+        if not _link_stays_inside(rel, target):
+            walk.flag("symlink_escape", rel, f"points outside the tree: {target!r}")
+            return
+        data = os.fsencode(target)
+        in_base = walk.base.get(rel) == (MODE_LINK, blob_sha(data))
+        if not in_base and not walk.allow_symlinks:
+            walk.flag("symlink", rel, f"symlink to {target!r}")
+        walk.entries[rel] = Entry(rel, MODE_LINK, blob_sha(data), len(data))
+    elif stat.S_ISREG(mode):
+        _scan_file(walk, dfd, name, rel, st)
+    elif stat.S_ISFIFO(mode):
+        walk.flag("fifo", rel, "named pipe")
+    elif stat.S_ISSOCK(mode):
+        walk.flag("socket", rel, "unix socket")
+    else:
+        walk.flag("device", rel, "device node")
+
+
+def _scan_file(walk: _Walk, dfd: int, name: str, rel: str, st: os.stat_result) -> None:
+    admissible = True
+    if st.st_mode & stat.S_ISUID:
+        walk.flag("setuid", rel, f"mode {stat.filemode(st.st_mode)}")
+        admissible = False
+    if st.st_mode & stat.S_ISGID:
+        walk.flag("setgid", rel, f"mode {stat.filemode(st.st_mode)}")
+        admissible = False
+    if st.st_nlink > 1:
+        walk.flag("hardlink", rel, f"{st.st_nlink} links to one inode")
+        admissible = admissible and rel in walk.base
+    if st.st_size > walk.limits.max_file_bytes:
+        walk.flag("oversize", rel, f"{st.st_size} bytes > {walk.limits.max_file_bytes}")
+        admissible = False
+    if not admissible:
+        return
+    try:
+        sha = hash_file(dfd, name, st)
+    except OSError as exc:
+        walk.flag("unreadable", rel, exc.strerror or str(exc))
+        walk.complete = False
+        return
+    git_mode = MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE
+    walk.entries[rel] = Entry(rel, git_mode, sha, st.st_size)
+
+
+def hash_file(dfd: int, name: str, expect: os.stat_result) -> str:
+    """Blob id of regular file ``name`` in directory ``dfd``; raises OSError if it is not the file ``expect`` describes."""
+    h = hashlib.sha1(b"blob %d\0" % expect.st_size, usedforsecurity=False)
+    for chunk in read_chunks(dfd, name, expect):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def read_chunks(dfd: int, name: str, expect: os.stat_result) -> Iterator[bytes]:
+    """The bytes of regular file ``name`` under ``dfd``, opened without following links.
+
+    Raises ``OSError`` (EAGAIN-like ``errno``) when the file is not the same inode
+    and size as ``expect`` (it was swapped or changed since the ``lstat``).
+    """
+    fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_ino, st.st_size) != (
+            expect.st_ino,
+            expect.st_size,
+        ):
+            raise OSError(11, "file changed while it was read")
+        left = st.st_size
+        while left > 0:
+            chunk = os.read(fd, min(_CHUNK, left))
+            if not chunk:
+                raise OSError(11, "file shrank while it was read")
+            left -= len(chunk)
+            yield chunk
+    finally:
+        os.close(fd)
+
+
+def open_dir(root: Path, rel: str) -> int:
+    """A directory fd for ``rel`` (``""``: the root), reached without following links.
+
+    The caller closes it. Raises ``OSError`` (ELOOP/ENOTDIR) if a component is
+    not a real directory.
+    """
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in [p for p in rel.split("/") if p]:
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_parent(root: Path, rel: str) -> tuple[int, str]:
+    """``(fd of rel's parent directory, rel's last component)``; see ``open_dir``."""
+    parent, _, name = rel.rpartition("/")
+    return open_dir(root, parent), name
+
+
+def _link_stays_inside(rel: str, target: str) -> bool:
+    """Whether a symlink at ``rel`` with ``target`` resolves, lexically, inside the tree.
+
+    Absolute targets never stay inside (the tree has another path in the
+    sandbox than on the host). A target through another in-tree symlink is
+    judged by that link's own finding.
+    """
+    if not target or target.startswith("/"):
+        return False
+    depth = rel.count("/")
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        depth = depth - 1 if part == ".." else depth + 1
+        if depth < 0:
+            return False
+    return True
+
+
+def _check_pointer(walk: _Walk, dfd: int) -> None:
+    if walk.pointer is None:
+        walk.flag("nested_git", ".git", "a .git at the root of the tree")
+        return
+    try:
+        st = os.lstat(".git", dir_fd=dfd)
+        ok = stat.S_ISREG(st.st_mode) and b"".join(read_chunks(dfd, ".git", st)) == walk.pointer
+    except OSError:
+        ok = False
+    if not ok:
+        walk.flag("git_pointer_changed", ".git", "the .git pointer file is not what corral wrote")
+        walk.complete = False

@@ -1,0 +1,479 @@
+"""Workspaces: a clean checkout of the base revision that an agent may change, and nothing else.
+
+Layout (all under the state directory ``home``, never in the user's checkout)::
+
+    home/gitdirs/<run>.git     corral's private git dir: objects borrowed from the
+                               user's repository through ``objects/info/alternates``,
+                               its own index, refs, config and ``info/attributes``
+    home/worktrees/<run>/      the tree the sandbox mounts at /workspace, owned by
+                               the sandbox user; its ``.git`` is a pointer file to
+                               the private git dir, mounted read-only in the sandbox
+
+The user's repository gains one ref, ``refs/corral/runs/<run>/base``, so its gc
+keeps the base objects alive; its index, HEAD, branches and config are never
+written, and a dirty user checkout is fine. The private git dir is never mounted
+into a sandbox, so git inside sees no repository at all.
+
+Host git only ever runs through ``sandbox.git.HostGit`` with the private git dir
+and this tree. Checkpoints and candidate trees are built from corral's own
+``lstat`` scan (``sandbox.scan``), not from ``git add``: the file list, modes
+and blob ids are what corral read without following links, so ignore files,
+attributes, nested repositories and symlinked directories in the tree cannot
+change what a checkpoint holds. Blobs are written with ``git fast-import``, the
+tree with a temporary index (``update-index --index-info`` + ``write-tree``) and
+the commit with ``commit-tree``; the real index and HEAD are not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sandbox.errors import GitError, WorkspaceError
+from sandbox.git import HostGit, find_git_dirs, split_z
+from sandbox.lease import check_run_id
+from sandbox.paths import workspaces_dir, worktrees_dir
+from sandbox.scan import (
+    MODE_GITLINK,
+    MODE_LINK,
+    Entry,
+    ScanLimits,
+    Snapshot,
+    blob_sha,
+    open_dir,
+    open_parent,
+    read_chunks,
+    scan,
+)
+from sandbox.spec import SANDBOX_GID, SANDBOX_UID
+
+log = logging.getLogger(__name__)
+
+#: Attributes that outrank any ``.gitattributes`` in the tree: no filters, drivers or conversions.
+NEUTRAL_ATTRIBUTES = "* !text !eol !crlf !filter !diff !merge !ident !working-tree-encoding\n"
+
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_META = "corral-workspace.json"
+
+ChangeStatus = Literal["added", "modified", "deleted", "type_changed", "mode_changed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One path that differs between two trees; modes are git's (``100644``, ``120000``, ...)."""
+
+    path: str
+    status: ChangeStatus
+    old_mode: str | None
+    new_mode: str | None
+
+
+def _run_ref(run_id: str) -> str:
+    return f"refs/corral/runs/{run_id}/base"
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """A run's tree and private git dir. Create with ``create``, find again with ``open``."""
+
+    run_id: str
+    path: Path
+    git_dir: Path
+    repo: Path
+    repo_git_dir: Path
+    base: str
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def create(
+        cls, repo: Path, base_ref: str, run_id: str, home: Path, *, owned: bool = True
+    ) -> Workspace:
+        """Check out ``base_ref`` of the repository at ``repo`` into a fresh workspace.
+
+        ``owned``: hand the tree to the sandbox user (uid/gid 65532); needs root,
+        and is skipped with a warning otherwise. Raises ``GitError`` when ``repo``
+        is not a repository or ``base_ref`` names no commit, and
+        ``WorkspaceError`` when the run already has a workspace. A failure part
+        way leaves nothing behind.
+        """
+        check_run_id(run_id)
+        repo = Path(repo).resolve()
+        _, common = find_git_dirs(repo)
+        user_git = HostGit(common)
+        fmt = user_git.text("rev-parse", "--show-object-format")
+        if fmt not in ("", "sha1"):
+            raise WorkspaceError(f"{repo}: {fmt} repositories are not supported (sha1 only)")
+        try:
+            base = user_git.rev_parse(base_ref)
+        except GitError as exc:
+            raise GitError(
+                exc.argv, exc.returncode, f"{base_ref!r} names no commit in {repo}"
+            ) from exc
+        tree = worktrees_dir(home) / run_id
+        git_dir = workspaces_dir(home) / f"{run_id}.git"
+        if tree.exists() or git_dir.exists():
+            raise WorkspaceError(
+                f"run {run_id} already has a workspace: `corral gc` removes dead runs' workspaces"
+            )
+        ws = cls(run_id, tree, git_dir, repo, common, base)
+        try:
+            ws._init_git_dir()
+            user_git.run("update-ref", _run_ref(run_id), base)
+            tree.parent.mkdir(parents=True, exist_ok=True)
+            tree.mkdir(mode=0o755)
+            ws._git().run("read-tree", "--reset", "-u", base)
+            ws._write_pointer()
+            if owned:
+                ws._give_to_sandbox()
+        except BaseException:
+            remove_workspace(home, run_id)
+            raise
+        return ws
+
+    @classmethod
+    def open(cls, home: Path, run_id: str) -> Workspace:
+        """The workspace ``create`` made for ``run_id``; ``WorkspaceError`` if there is none."""
+        git_dir = workspaces_dir(home) / f"{check_run_id(run_id)}.git"
+        try:
+            meta = json.loads((git_dir / _META).read_text())
+        except (OSError, ValueError) as exc:
+            raise WorkspaceError(f"run {run_id} has no workspace in {home}") from exc
+        return cls(
+            run_id,
+            Path(meta["path"]),
+            git_dir,
+            Path(meta["repo"]),
+            Path(meta["repo_git_dir"]),
+            meta["base"],
+        )
+
+    def remove(self) -> None:
+        """Delete the tree, the private git dir and the keep-alive ref. Idempotent."""
+        remove_workspace(self.git_dir.parent.parent, self.run_id)
+
+    # ----------------------------------------------------------------- reading the tree
+
+    def snapshot(
+        self, *, allow_symlinks: bool = False, limits: ScanLimits | None = None
+    ) -> Snapshot:
+        """Scan the tree now (see ``sandbox.scan``), against the base revision."""
+        return scan(
+            self.path,
+            pointer=self._pointer_bytes(),
+            ignored=self._ignored(),
+            base=self.tree_listing(self.base),
+            allow_symlinks=allow_symlinks,
+            limits=limits,
+        )
+
+    def tree_listing(self, rev: str) -> dict[str, tuple[str, str]]:
+        """``path -> (mode, sha)`` of every blob and gitlink in ``rev``'s tree."""
+        out = self._git().run("ls-tree", "-r", "-z", "--full-tree", rev)
+        listing: dict[str, tuple[str, str]] = {}
+        for record in split_z(out):
+            meta, _, path = record.partition(b"\t")
+            mode, _kind, sha = meta.decode().split(" ")
+            listing[os.fsdecode(path)] = (mode, sha)
+        return listing
+
+    def changes(self, rev: str | None = None, *, against: str | None = None) -> list[Change]:
+        """Paths that differ between ``against`` (default: base) and ``rev`` (default: the tree now)."""
+        old = self.tree_listing(against or self.base)
+        if rev is None:
+            snap = self.snapshot()
+            new = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
+            new.update({p: v for p, v in old.items() if v[0] == MODE_GITLINK})
+        else:
+            new = self.tree_listing(rev)
+        return compare(old, new)
+
+    def diff(self, rev: str | None = None, *, against: str | None = None) -> str:
+        """The patch from ``against`` (default: base) to ``rev`` (default: a checkpoint of now)."""
+        return self.patch_bytes(rev, against=against).decode(errors="replace")
+
+    def patch_bytes(self, rev: str | None = None, *, against: str | None = None) -> bytes:
+        """``diff`` as exact bytes (``git apply``-able, binary files included)."""
+        if rev is None:
+            rev = self.commit_snapshot(self.snapshot(), "diff")
+        return self._git().run(
+            "diff-tree", "-p", "--binary", "--full-index", "--no-color", "--no-renames",
+            "--no-ext-diff", "--no-textconv", "--no-commit-id", against or self.base, rev,
+        )  # fmt: skip
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def checkpoint(self, label: str, *, snapshot: Snapshot | None = None) -> str:
+        """Record the tree as commit ``refs/corral/checkpoints/<label>`` (parent: base); return its id.
+
+        Only what the scan admits is recorded (see ``sandbox.scan``). Raises
+        ``WorkspaceError`` for a bad label or a tree that changed while read.
+        """
+        if not _LABEL.match(label):
+            raise WorkspaceError(f"invalid checkpoint label {label!r}")
+        sha = self.commit_snapshot(snapshot or self.snapshot(), f"corral checkpoint {label}")
+        self._git().run("update-ref", f"refs/corral/checkpoints/{label}", sha)
+        return sha
+
+    def commit_snapshot(self, snap: Snapshot, message: str) -> str:
+        """Write ``snap`` as a commit on top of base (no ref); return the commit id."""
+        git = self._git()
+        base = self.tree_listing(self.base)
+        known = {sha for _, sha in base.values()}
+        self._write_blobs([e for e in snap.entries.values() if e.sha not in known])
+        lines = [f"{e.mode} blob {e.sha}\t{e.path}" for e in snap.entries.values()]
+        lines += [f"{m} commit {s}\t{p}" for p, (m, s) in base.items() if m == MODE_GITLINK]
+        fd, index = tempfile.mkstemp(prefix="index-", dir=self.git_dir)
+        os.close(fd)
+        os.unlink(index)
+        try:
+            git.run("read-tree", "--empty", index_file=Path(index))
+            info = b"".join(os.fsencode(line) + b"\0" for line in lines)
+            git.run("update-index", "-z", "--index-info", input=info, index_file=Path(index))
+            tree = git.text("write-tree", index_file=Path(index))
+        finally:
+            Path(index).unlink(missing_ok=True)
+        return git.text("commit-tree", tree, "-p", self.base, "-m", message)
+
+    def rollback(self, rev: str) -> None:
+        """Make the tree exactly ``rev``'s tree (a checkpoint or base), whatever the agent left.
+
+        Everything not in ``rev`` is deleted first without following links
+        (FIFOs, sockets, nested repositories, ignored files included); git then
+        writes the files that differ, and a fresh scan must match ``rev``. If it
+        does not, the tree is emptied and checked out again. Raises
+        ``WorkspaceError`` if even that does not give ``rev``'s tree.
+        """
+        target = self.tree_listing(rev)
+        git = self._git()
+        for attempt in ("in place", "from empty"):
+            if attempt == "from empty":
+                log.warning(
+                    "rollback of %s did not converge in place; checking out afresh", self.run_id
+                )
+                _clear_tree(self.path, keep=frozenset())
+                (self.git_dir / "index").unlink(missing_ok=True)
+            else:
+                _clear_tree(self.path, keep=_keepers(target))
+            git.run("read-tree", "--reset", "-u", rev)
+            self._write_pointer()
+            if self._matches(target):
+                break
+        else:
+            raise WorkspaceError(f"rollback of run {self.run_id} to {rev[:12]} did not converge")
+        self._give_to_sandbox()
+
+    def _matches(self, target: Mapping[str, tuple[str, str]]) -> bool:
+        snap = scan(self.path, pointer=self._pointer_bytes())
+        got = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
+        want = {p: v for p, v in target.items() if v[0] != MODE_GITLINK}
+        return snap.complete and not snap.findings and got == want
+
+    # ----------------------------------------------------------------- internals
+
+    def _git(self) -> HostGit:
+        return HostGit(self.git_dir, self.path)
+
+    def _pointer_bytes(self) -> bytes:
+        return f"gitdir: {self.git_dir}\n".encode()
+
+    def _init_git_dir(self) -> None:
+        self.git_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.git_dir.mkdir(mode=0o700)
+        HostGit(self.git_dir).run("init", "--bare", "--quiet")
+        git = HostGit(self.git_dir)
+        for key, value in (("core.bare", "false"), ("core.logAllRefUpdates", "false")):
+            git.run("config", key, value)
+        info = self.git_dir / "objects" / "info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "alternates").write_text(f"{self.repo_git_dir / 'objects'}\n")
+        shallow = self.repo_git_dir / "shallow"
+        if shallow.is_file():
+            shutil.copyfile(shallow, self.git_dir / "shallow")
+        (self.git_dir / "info").mkdir(exist_ok=True)
+        (self.git_dir / "info" / "attributes").write_text(NEUTRAL_ATTRIBUTES)
+        (self.git_dir / "info" / "exclude").write_text("")
+        git.run("update-ref", "refs/corral/base", self.base)
+        meta = {
+            "run_id": self.run_id,
+            "path": str(self.path),
+            "repo": str(self.repo),
+            "repo_git_dir": str(self.repo_git_dir),
+            "base": self.base,
+            "created": time.time(),
+        }
+        (self.git_dir / _META).write_text(json.dumps(meta, indent=2) + "\n")
+
+    def _write_pointer(self) -> None:
+        pointer = self.path / ".git"
+        if pointer.is_symlink() or pointer.is_dir():
+            _remove(self.path, ".git")
+        elif pointer.exists():
+            pointer.chmod(0o644)
+        tmp = self.path / ".git.corral-tmp"
+        tmp.write_bytes(self._pointer_bytes())
+        tmp.chmod(0o444)
+        tmp.replace(pointer)
+
+    def _ignored(self) -> frozenset[str]:
+        out = self._git().run(
+            "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"
+        )
+        return frozenset(os.fsdecode(p) for p in split_z(out))
+
+    def _write_blobs(self, entries: list[Entry]) -> None:
+        """Store ``entries``' contents as blobs, read again without following links."""
+        if not entries:
+            return
+        with tempfile.TemporaryFile(dir=self.git_dir) as stream:
+            for entry in entries:
+                data = _read_entry(self.path, entry)
+                stream.write(b"blob\ndata %d\n" % len(data) + data + b"\n")
+            stream.write(b"done\n")
+            stream.seek(0)
+            self._git().run("fast-import", "--quiet", "--done", stdin=stream)
+
+    def _give_to_sandbox(self) -> None:
+        if os.geteuid() != 0:
+            log.warning("not root: %s stays owned by uid %d", self.path, os.geteuid())
+            return
+        for rel in _walk_paths(self.path):
+            if rel == ".git":
+                continue
+            os.lchown(self.path / rel, SANDBOX_UID, SANDBOX_GID)
+        os.lchown(self.path, SANDBOX_UID, SANDBOX_GID)
+
+
+def compare(old: Mapping[str, tuple[str, str]], new: Mapping[str, tuple[str, str]]) -> list[Change]:
+    """The changes from listing ``old`` to ``new`` (``path -> (mode, sha)``), sorted by path."""
+    out: list[Change] = []
+    for path in sorted(old.keys() | new.keys()):
+        a, b = old.get(path), new.get(path)
+        if a == b:
+            continue
+        if a is None:
+            out.append(Change(path, "added", None, b[0] if b else None))
+        elif b is None:
+            out.append(Change(path, "deleted", a[0], None))
+        elif a[0][:2] != b[0][:2]:
+            out.append(Change(path, "type_changed", a[0], b[0]))
+        elif a[1] != b[1]:
+            out.append(Change(path, "modified", a[0], b[0]))
+        else:
+            out.append(Change(path, "mode_changed", a[0], b[0]))
+    return out
+
+
+def _read_entry(root: Path, entry: Entry) -> bytes:
+    fd, name = open_parent(root, entry.path)
+    try:
+        if entry.mode == MODE_LINK:
+            data = os.fsencode(os.readlink(name, dir_fd=fd))
+        else:
+            st = os.lstat(name, dir_fd=fd)
+            data = b"".join(read_chunks(fd, name, st))
+    finally:
+        os.close(fd)
+    if blob_sha(data) != entry.sha:
+        raise WorkspaceError(f"{entry.path} changed while the checkpoint was written; try again")
+    return data
+
+
+def _keepers(target: Mapping[str, tuple[str, str]]) -> frozenset[str]:
+    """Paths a rollback to ``target`` may leave in place: its files and their directories."""
+    keep = {".git"}
+    for path, (mode, _) in target.items():
+        keep.add(path if mode != MODE_GITLINK else path + "/")
+        parts = path.split("/")
+        keep.update("/".join(parts[:i]) + "/" for i in range(1, len(parts)))
+    return frozenset(keep)
+
+
+def _clear_tree(root: Path, keep: frozenset[str]) -> None:
+    """Delete everything under ``root`` not in ``keep`` (dirs as ``d/``), following no links."""
+
+    def visit(prefix: str) -> None:
+        fd = open_dir(root, prefix)
+        try:
+            with os.scandir(fd) as it:
+                names = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+            for name, is_dir in names:
+                rel = prefix + name
+                if is_dir and rel + "/" in keep:
+                    if not any(k.startswith(rel + "/") and k != rel + "/" for k in keep):
+                        continue  # a kept gitlink directory: leave its contents alone
+                    visit(rel + "/")
+                elif not is_dir and rel in keep:
+                    continue
+                elif is_dir:
+                    shutil.rmtree(name, dir_fd=fd)
+                else:
+                    os.unlink(name, dir_fd=fd)
+        finally:
+            os.close(fd)
+
+    visit("")
+
+
+def _remove(root: Path, rel: str) -> None:
+    fd, name = open_parent(root, rel)
+    try:
+        st = os.lstat(name, dir_fd=fd)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=fd)
+        else:
+            os.unlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _walk_paths(root: Path) -> Iterator[str]:
+    """Every path under ``root``, relative, without following links (for ownership)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = os.path.relpath(dirpath, root)
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        for name in dirnames + filenames:
+            yield prefix + name
+
+
+def list_workspaces(home: Path) -> list[str]:
+    """Run ids that have a tree or a private git dir under ``home`` (complete or not)."""
+    runs: set[str] = set()
+    trees, gits = worktrees_dir(home), workspaces_dir(home)
+    if trees.is_dir():
+        runs.update(p.name for p in trees.iterdir() if p.is_dir() and not p.is_symlink())
+    if gits.is_dir():
+        runs.update(p.name.removesuffix(".git") for p in gits.glob("*.git"))
+    return sorted(r for r in runs if not r.startswith("lost+found"))
+
+
+def remove_workspace(home: Path, run_id: str) -> None:
+    """Remove whatever exists of ``run_id``'s workspace; also a half-made one. Idempotent.
+
+    Raises ``OSError`` only if a path exists and cannot be deleted.
+    """
+    check_run_id(run_id)
+    git_dir = workspaces_dir(home) / f"{run_id}.git"
+    meta_file = git_dir / _META
+    if meta_file.is_file():
+        try:
+            repo_git = Path(json.loads(meta_file.read_text())["repo_git_dir"])
+            HostGit(repo_git).run("update-ref", "-d", _run_ref(run_id))
+        except (OSError, ValueError, KeyError, GitError) as exc:
+            log.warning("run %s: keep-alive ref not removed: %s", run_id, exc)
+    tree = worktrees_dir(home) / run_id
+    for path in (tree, git_dir):
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
