@@ -1,0 +1,222 @@
+"""Workspaces on the host: creation, checkpoints, diffs, rollback, removal, and the user's repo untouched."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sandbox.errors import GitError, WorkspaceError
+from sandbox.harvest import harvest
+from sandbox.spec import SANDBOX_UID
+from sandbox.workspace import Change, Workspace, list_workspaces, remove_workspace
+from tests.gitfixtures import build_tree, commit, git, make_repo, tree_digest
+
+FILES: dict[str, str | bytes] = {
+    "src/calc.py": "def add(a, b):\n    return a - b\n",
+    "src/util/strings.py": "def up(s):\n    return s.upper()\n",
+    "tests/test_calc.py": "from src.calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n",
+    "bin/run.sh": "#!/bin/sh\necho run\n",
+    ".gitignore": "*.pyc\n__pycache__/\nbuild/\n",
+    "data.bin": bytes(range(256)) * 4,
+}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repo = make_repo(tmp_path / "repo", FILES)
+    (repo / "bin/run.sh").chmod(0o755)
+    return commit(repo, {}, "exec bit") if git(repo, "status", "--porcelain") else repo
+
+
+@pytest.fixture
+def ws(repo: Path, corral_home: Path) -> Workspace:
+    return Workspace.create(repo, "HEAD", "run-1", corral_home)
+
+
+def _user_state(repo: Path) -> dict[str, object]:
+    return {
+        "tree": {k: v for k, v in tree_digest(repo).items() if not k.startswith(".git/")},
+        "index": (repo / ".git/index").read_bytes(),
+        "HEAD": (repo / ".git/HEAD").read_bytes(),
+        "branches": git(repo, "for-each-ref", "refs/heads", "refs/tags"),
+        "config": (repo / ".git/config").read_bytes(),
+    }
+
+
+def test_create_checks_out_base_in_corral_home_not_the_users_checkout(
+    ws: Workspace, repo: Path, corral_home: Path
+) -> None:
+    assert ws.path.is_relative_to(corral_home) and not ws.path.is_relative_to(repo)
+    assert (ws.path / "src/calc.py").read_text() == FILES["src/calc.py"]
+    assert (ws.path / "data.bin").read_bytes() == FILES["data.bin"]
+    assert os.stat(ws.path / "bin/run.sh").st_mode & stat.S_IXUSR
+    assert ws.base == git(repo, "rev-parse", "HEAD")
+    assert (ws.path / ".git").read_text() == f"gitdir: {ws.git_dir}\n"
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/corral") == (
+        "refs/corral/runs/run-1/base"
+    )
+    assert Workspace.open(corral_home, "run-1") == ws
+
+
+def test_tree_is_owned_by_the_sandbox_user_and_the_pointer_by_root(ws: Workspace) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("ownership tests need root (the sandbox uid is not the caller's)")
+    assert os.lstat(ws.path).st_uid == SANDBOX_UID
+    assert os.lstat(ws.path / "src/calc.py").st_uid == SANDBOX_UID
+    pointer = os.lstat(ws.path / ".git")
+    assert pointer.st_uid == 0 and stat.S_IMODE(pointer.st_mode) == 0o444
+
+
+def test_dirty_user_checkout_is_fine_and_untouched(repo: Path, corral_home: Path) -> None:
+    build_tree(repo, {"src/calc.py": "# user's uncommitted edit\n", "scratch.txt": "wip\n"})
+    git(repo, "add", "scratch.txt")
+    before = _user_state(repo)
+    ws = Workspace.create(repo, "HEAD", "dirty", corral_home)
+    (ws.path / "src/calc.py").write_text("def add(a, b):\n    return a + b\n")
+    h = harvest(ws, label="a1")
+    ws.rollback(ws.base)
+    ws.remove()
+    assert (ws.path / "src").exists() is False
+    assert _user_state(repo) == before
+    assert "a + b" in h.patch and "user's uncommitted" not in h.patch
+    assert git(repo, "for-each-ref", "refs/corral") == ""
+
+
+def test_base_ref_can_be_any_commit(repo: Path, corral_home: Path) -> None:
+    first = git(repo, "rev-parse", "HEAD")
+    commit(repo, {"src/calc.py": "changed later\n"}, "later")
+    ws = Workspace.create(repo, first, "old-base", corral_home)
+    assert (ws.path / "src/calc.py").read_text() == FILES["src/calc.py"]
+
+
+def test_bad_repo_and_bad_ref_are_clear_errors_that_leave_nothing(
+    repo: Path, tmp_path: Path, corral_home: Path
+) -> None:
+    with pytest.raises(GitError, match="names no commit"):
+        Workspace.create(repo, "no-such-branch", "bad-ref", corral_home)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(GitError, match="not a git repository"):
+        Workspace.create(plain, "HEAD", "bad-repo", corral_home)
+    assert list_workspaces(corral_home) == []
+    assert git(repo, "for-each-ref", "refs/corral") == ""
+
+
+def test_a_run_id_gets_one_workspace(ws: Workspace, repo: Path, corral_home: Path) -> None:
+    with pytest.raises(WorkspaceError, match="already has a workspace"):
+        Workspace.create(repo, "HEAD", ws.run_id, corral_home)
+    with pytest.raises(ValueError, match="invalid run id"):
+        Workspace.create(repo, "HEAD", "../escape", corral_home)
+
+
+def test_changes_cover_add_modify_delete_mode_and_type(ws: Workspace) -> None:
+    (ws.path / "src/calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (ws.path / "src/new.py").write_text("NEW = 1\n")
+    (ws.path / "src/util/strings.py").unlink()
+    (ws.path / "tests/test_calc.py").chmod(0o755)
+    (ws.path / "bin/run.sh").unlink()
+    os.symlink("../src/calc.py", ws.path / "bin/run.sh")
+    got = {c.path: c for c in ws.changes()}
+    assert got == {
+        "src/calc.py": Change("src/calc.py", "modified", "100644", "100644"),
+        "src/new.py": Change("src/new.py", "added", None, "100644"),
+        "src/util/strings.py": Change("src/util/strings.py", "deleted", "100644", None),
+        "tests/test_calc.py": Change("tests/test_calc.py", "mode_changed", "100644", "100755"),
+        "bin/run.sh": Change("bin/run.sh", "type_changed", "100755", "120000"),
+    }
+
+
+def test_checkpoint_diff_applies_to_the_users_repo(ws: Workspace, repo: Path) -> None:
+    (ws.path / "src/calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (ws.path / "data.bin").write_bytes(bytes(reversed(range(256))) * 3)
+    (ws.path / "tool.sh").write_text("#!/bin/sh\n")
+    (ws.path / "tool.sh").chmod(0o755)
+    sha = ws.checkpoint("attempt-1")
+    assert ws.changes(sha) == ws.changes()
+    patch = ws.patch_bytes(sha)
+    assert b"GIT binary patch" in patch
+    subprocess.run(
+        ["git", "apply", "--check", "-"], cwd=repo, input=patch, check=True, capture_output=True
+    )
+    private_refs = subprocess.run(
+        ["git", f"--git-dir={ws.git_dir}", "for-each-ref", "--format=%(refname)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert "refs/corral/checkpoints/attempt-1" in private_refs
+    assert git(repo, "for-each-ref", "refs/corral/checkpoints") == ""
+
+
+def test_real_index_and_head_are_untouched_by_checkpoints(ws: Workspace) -> None:
+    index = (ws.git_dir / "index").read_bytes()
+    head = (ws.git_dir / "HEAD").read_bytes()
+    (ws.path / "src/calc.py").write_text("changed\n")
+    ws.checkpoint("c1")
+    ws.diff()
+    assert (ws.git_dir / "index").read_bytes() == index
+    assert (ws.git_dir / "HEAD").read_bytes() == head
+
+
+def test_checkpoint_labels_are_validated(ws: Workspace) -> None:
+    for label in ("", "../x", "a b", "-rf", "x" * 200):
+        with pytest.raises(WorkspaceError, match="invalid checkpoint label"):
+            ws.checkpoint(label)
+
+
+def test_rollback_restores_exactly_whatever_was_left(ws: Workspace, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("host file\n")
+    root = ws.path
+    (root / "src/calc.py").write_text("broken\n")
+    (root / "tests/test_calc.py").unlink()
+    (root / "bin/run.sh").chmod(0o644)
+    os.mkfifo(root / "pipe")
+    (root / "build").mkdir()
+    (root / "build/out.o").write_bytes(b"\0" * 10)
+    (root / "nested").mkdir()
+    subprocess.run(["git", "init", "-q", str(root / "nested")], check=True)
+    build_tree(root, {"deep/a/b/c.txt": "x"})
+    shutil.rmtree(root / "src/util")
+    os.symlink(outside, root / "src/util")  # a directory replaced by a link to the host
+    (root / "data.bin").unlink()
+    (root / "data.bin").mkdir()  # a file replaced by a directory
+    ws.rollback(ws.base)
+    assert ws.changes() == []
+    assert not (root / "pipe").exists() and not (root / "nested").exists()
+    assert not (root / "build").exists() and not (root / "deep").exists()
+    assert (root / "src/util").is_dir() and not (root / "src/util").is_symlink()
+    assert (outside / "keep.txt").read_text() == "host file\n"
+    assert os.stat(root / "bin/run.sh").st_mode & stat.S_IXUSR
+    assert (root / "data.bin").read_bytes() == FILES["data.bin"]
+
+
+def test_rollback_to_a_checkpoint(ws: Workspace) -> None:
+    (ws.path / "src/calc.py").write_text("attempt one\n")
+    (ws.path / "added.py").write_text("A = 1\n")
+    one = ws.checkpoint("one")
+    (ws.path / "src/calc.py").write_text("attempt two\n")
+    (ws.path / "added.py").unlink()
+    (ws.path / "other.py").write_text("B = 2\n")
+    ws.rollback(one)
+    assert (ws.path / "src/calc.py").read_text() == "attempt one\n"
+    assert (ws.path / "added.py").exists() and not (ws.path / "other.py").exists()
+    assert {c.path for c in ws.changes()} == {"src/calc.py", "added.py"}
+
+
+def test_remove_is_idempotent_and_gc_can_remove_half_made_workspaces(
+    ws: Workspace, corral_home: Path
+) -> None:
+    ws.remove()
+    ws.remove()
+    assert list_workspaces(corral_home) == []
+    (corral_home / "worktrees" / "half").mkdir(parents=True)
+    assert list_workspaces(corral_home) == ["half"]
+    remove_workspace(corral_home, "half")
+    assert list_workspaces(corral_home) == []
