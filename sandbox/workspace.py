@@ -454,7 +454,15 @@ def list_workspaces(home: Path) -> list[str]:
         runs.update(p.name for p in trees.iterdir() if p.is_dir() and not p.is_symlink())
     if gits.is_dir():
         runs.update(p.name.removesuffix(".git") for p in gits.glob("*.git"))
-    return sorted(r for r in runs if not r.startswith("lost+found"))
+    return sorted(r for r in runs if _is_run_id(r))
+
+
+def _is_run_id(name: str) -> bool:
+    try:
+        check_run_id(name)
+    except ValueError:
+        return False  # lost+found of the worktree filesystem, or not corral's
+    return True
 
 
 def remove_workspace(home: Path, run_id: str) -> None:
