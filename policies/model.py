@@ -1,0 +1,274 @@
+"""The policy model: what an agent may change and run, what must pass, and the bounds.
+
+Pydantic at the edge (``extra="forbid"`` everywhere, so a misspelt key is an
+error, not a silently ignored rule), one docstring per field. Loading, merging
+and error formatting are in ``policies.load``; the checks in ``policies.scope``
+and ``policies.commands`` take these models as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Paths no policy can make writable: repository metadata, CI, editor/agent config,
+#: test and tool configuration, and Python start-up hooks. Gitignore-style globs.
+BUILTIN_PROTECTED: tuple[str, ...] = (
+    ".git",
+    ".git/**",
+    ".gitmodules",
+    ".gitattributes",
+    "**/.gitattributes",
+    ".github/**",
+    ".gitlab-ci.yml",
+    ".gitlab/**",
+    ".circleci/**",
+    ".travis.yml",
+    "azure-pipelines.yml",
+    "Jenkinsfile",
+    ".buildkite/**",
+    ".ci/**",
+    ".pre-commit-config.yaml",
+    ".vscode/**",
+    ".idea/**",
+    ".devcontainer/**",
+    ".claude/**",
+    ".codex/**",
+    ".cursor/**",
+    ".aider*",
+    "AGENTS.md",
+    "CLAUDE.md",
+    ".corral.toml",
+    "**/conftest.py",
+    "pytest.ini",
+    "tox.ini",
+    "noxfile.py",
+    "setup.cfg",
+    "mypy.ini",
+    ".mypy.ini",
+    ".pylintrc",
+    "pylintrc",
+    ".flake8",
+    ".coveragerc",
+    "ruff.toml",
+    ".ruff.toml",
+    "pyproject.toml",
+    "**/sitecustomize.py",
+    "**/usercustomize.py",
+    "**/*.pth",
+)
+
+#: Where tests live, by the usual conventions; protected unless ``scope.allow_tests``.
+DEFAULT_TEST_GLOBS: tuple[str, ...] = (
+    "tests/**",
+    "test/**",
+    "testing/**",
+    "**/tests/**",
+    "**/test_*.py",
+    "**/*_test.py",
+)
+
+#: Build and cache output an agent's commands leave behind; never part of a patch.
+DEFAULT_ARTIFACTS: tuple[str, ...] = (
+    "__pycache__/",
+    "*.py[cod]",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".hypothesis/",
+    ".tox/",
+    ".nox/",
+    ".coverage",
+    ".coverage.*",
+    "htmlcov/",
+    "*.egg-info/",
+    "build/",
+    "dist/",
+    ".venv/",
+    "node_modules/",
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class ScopePolicy(_Model):
+    """Which files the agent may change (gitignore-style globs, relative to the repository root)."""
+
+    writable: tuple[str, ...] = ("**",)
+    """Paths the agent may create, modify or delete; everything else is read-only for it."""
+
+    protected: tuple[str, ...] = ()
+    """Never writable, added to the built-in list (``.git``, CI, tool config, ``conftest.py``, ...)."""
+
+    ignored_artifacts: tuple[str, ...] = DEFAULT_ARTIFACTS
+    """Build/cache output: cleaned from the tree and never part of a patch (reported, not a violation)."""
+
+    allow_tests: bool = False
+    """Whether the agent may add or change tests (the paths in ``tests``)."""
+
+    tests: tuple[str, ...] = DEFAULT_TEST_GLOBS
+    """Where tests live; protected unless ``allow_tests``."""
+
+    allow_symlinks: bool = False
+    """Whether a symlink inside the tree may be part of a patch (links out of the tree never may)."""
+
+    allow_mode_changes: bool = False
+    """Whether a patch may change a file's executable bit."""
+
+    on_violation: Literal["fail", "escalate"] = "fail"
+    """What an out-of-scope change in the final patch does: fail the attempt, or wait for a human."""
+
+
+class CommandPolicy(_Model):
+    """Which shell commands the agent may run; every simple command in a line is checked."""
+
+    deny: tuple[str, ...] = ()
+    """Command prefixes (``git push``) or argument patterns (``rm -rf /*``) that are never run."""
+
+    allow: tuple[str, ...] = ()
+    """If non-empty, only commands matching one of these run; empty means all not denied."""
+
+    ask: tuple[str, ...] = ()
+    """Commands that need a human's yes: the run waits (exit 3) until ``corral approve``/``reject``."""
+
+    max_length: int = Field(default=16_384, ge=1)
+    """Longest command line accepted (longer lines are denied, not truncated)."""
+
+    timeout: int = Field(default=300, ge=1)
+    """Seconds one agent command may run before its process group is killed."""
+
+
+class SetupPolicy(_Model):
+    """How the environment image is prepared before any agent starts."""
+
+    commands: tuple[str, ...] = ()
+    """Shell commands run once, with registry access, in a throwaway container; the result is cached."""
+
+    timeout: int = Field(default=1800, ge=1)
+    """Seconds all setup commands together may take."""
+
+    network: bool = True
+    """Whether setup may reach the package registries (the host CA bundle is passed in)."""
+
+
+class GatePolicy(_Model):
+    """A check the runner (never the agent) runs on the candidate tree in a fresh sandbox."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    """Short name shown in reports (``tests``, ``typecheck``)."""
+
+    command: str = Field(min_length=1)
+    """Shell command; exit 0 passes."""
+
+    required: bool = True
+    """A failing required gate fails the attempt; an advisory one is only reported."""
+
+    timeout: int = Field(default=600, ge=1)
+    """Seconds before the gate is killed and counted as failed."""
+
+    kind: Literal["auto", "pytest", "generic"] = "auto"
+    """``pytest`` adds junit XML for per-test outcomes; ``auto`` detects pytest in the command."""
+
+
+class BudgetPolicy(_Model):
+    """Every loop's bound. Zero means none of that resource may be spent."""
+
+    attempts: int = Field(default=3, ge=1, le=100)
+    """Attempts (each from a clean tree) before the run fails."""
+
+    windows: int = Field(default=3, ge=1, le=100)
+    """Context windows per attempt."""
+
+    steps: int = Field(default=50, ge=1)
+    """Agent actions per attempt."""
+
+    wall_seconds: int = Field(default=1800, ge=1)
+    """Wall-clock seconds for the whole run (setup and gates included)."""
+
+    output_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    """Command output the agent may receive in one attempt."""
+
+    tokens: int = Field(default=2_000_000, ge=0)
+    """Model tokens for the whole run (counted by agents that report them)."""
+
+    cost_usd: float = Field(default=5.0, ge=0)
+    """Model cost for the whole run, in US dollars."""
+
+    repeated_strategy: int = Field(default=2, ge=1)
+    """Failed attempts with the same normalized diff or commands before the run stops."""
+
+    feedback_chars: int = Field(default=6000, ge=200)
+    """Characters of gate output passed to the next attempt as feedback."""
+
+
+class ProgressPolicy(_Model):
+    """The agent's progress file: durable memory across windows and attempts."""
+
+    file: str = ".corral/progress.md"
+    """Path in the tree; snapshotted after every window, never part of the patch."""
+
+    max_bytes: int = Field(default=64 * 1024, ge=1)
+    """Largest progress file kept (the rest is cut, and the agent is told)."""
+
+
+class SandboxPolicy(_Model):
+    """Container settings for attempts and gates (network is always none)."""
+
+    runtime: Literal["runc", "runsc"] = "runc"
+    """OCI runtime: ``runsc`` (gVisor) adds a user-space kernel between agent and host."""
+
+    memory_mb: int = Field(default=4096, ge=64)
+    """Memory limit (swap is the same: no swap)."""
+
+    cpus: float = Field(default=2.0, gt=0)
+    """CPU limit."""
+
+    pids: int = Field(default=512, ge=16)
+    """Process limit."""
+
+
+class MergePolicy(_Model):
+    """What may happen after a candidate is ready."""
+
+    auto_merge: bool = False
+    """Merge without a human approval when every required gate passed."""
+
+
+class Policy(_Model):
+    """A complete policy. Presets, files, the repo's config and CLI flags merge into one of these."""
+
+    scope: ScopePolicy = ScopePolicy()
+    """File scope."""
+
+    commands: CommandPolicy = CommandPolicy()
+    """Command validation."""
+
+    setup: SetupPolicy = SetupPolicy()
+    """Environment set-up."""
+
+    gates: tuple[GatePolicy, ...] = ()
+    """Checks on the candidate, in order."""
+
+    budgets: BudgetPolicy = BudgetPolicy()
+    """Bounds."""
+
+    progress: ProgressPolicy = ProgressPolicy()
+    """The progress file."""
+
+    sandbox: SandboxPolicy = SandboxPolicy()
+    """Container settings."""
+
+    merge: MergePolicy = MergePolicy()
+    """After review."""
+
+    @field_validator("gates")
+    @classmethod
+    def _unique_gate_names(cls, gates: tuple[GatePolicy, ...]) -> tuple[GatePolicy, ...]:
+        names = [g.name for g in gates]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"gate names must be unique: {', '.join(dupes)}")
+        return gates
