@@ -1,0 +1,167 @@
+"""File scope: which class each path belongs to, and what a change set violates.
+
+Globs are gitignore-style, matched with ``pathspec``'s ``GitIgnoreSpec`` (the
+same rules as git itself: ``dir/`` matches everything below, ``**`` any depth,
+a pattern without ``/`` matches at any level). Order of precedence, first hit
+wins: the progress file, protected (built-in + policy + tests unless allowed),
+ignored artifacts, writable; anything else is read-only for the agent.
+
+The scope is enforced three ways (see ``runner``): protected paths that exist
+in the base tree are bind-mounted read-only into the sandbox
+(``readonly_paths``); changes are classified after every agent step and
+out-of-scope ones are reverted at once; the harvested patch is checked with
+``check_patch`` before any gate runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import pathspec
+
+from policies.model import BUILTIN_PROTECTED, Policy
+
+ScopeClass = Literal["writable", "protected", "read_only", "artifact", "progress"]
+Severity = Literal["block", "warn"]
+
+#: Characters that make a patch read differently from what it does (Trojan Source and friends).
+_HIDDEN = re.compile(
+    "[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]"
+)
+
+MODE_LINK = "120000"
+MODE_GITLINK = "160000"
+#: Most paths bind-mounted read-only into one sandbox (more are enforced by the other two layers).
+MAX_RO_MOUNTS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A change the policy does not allow (``block``) or a reviewer should see (``warn``)."""
+
+    kind: str
+    path: str
+    detail: str
+    severity: Severity = "block"
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.path} ({self.detail})"
+
+
+class Scope:
+    """A compiled file scope for one policy."""
+
+    def __init__(self, policy: Policy) -> None:
+        scope = policy.scope
+        protected = list(BUILTIN_PROTECTED) + list(scope.protected)
+        if not scope.allow_tests:
+            protected += list(scope.tests)
+        self.progress_file = policy.progress.file.strip("/")
+        self._protected = pathspec.GitIgnoreSpec.from_lines(protected)
+        self._artifacts = pathspec.GitIgnoreSpec.from_lines(scope.ignored_artifacts)
+        self._writable = pathspec.GitIgnoreSpec.from_lines(scope.writable)
+        self.allow_symlinks = scope.allow_symlinks
+        self.allow_mode_changes = scope.allow_mode_changes
+        self._policy = scope
+
+    def summary(self) -> str:
+        """One paragraph for prompts and reports: what the agent may and may not change."""
+        extra = f" and {', '.join(self._policy.protected)}" if self._policy.protected else ""
+        tests = "tests may be changed" if self._policy.allow_tests else "tests are protected"
+        return (
+            f"Writable: {', '.join(self._policy.writable) or 'nothing'}. Protected (read-only): "
+            f"repository metadata, CI, editor/agent config, test and tool config{extra}; {tests}. "
+            f"Your progress file: {self.progress_file}."
+        )
+
+    def classify(self, path: str) -> ScopeClass:
+        """The class of tree-relative ``path`` (a file; append ``/`` for a directory)."""
+        if path == self.progress_file:
+            return "progress"
+        if self._protected.match_file(path):
+            return "protected"
+        if self._artifacts.match_file(path):
+            return "artifact"
+        if self._writable.match_file(path):
+            return "writable"
+        return "read_only"
+
+    def may_write(self, path: str) -> bool:
+        """Whether the agent may create, change or delete ``path``."""
+        return self.classify(path) in ("writable", "progress")
+
+    def readonly_paths(self, base_paths: Iterable[str]) -> list[str]:
+        """Paths to bind-mount read-only: whole directories where all of them is protected, else files.
+
+        ``base_paths`` are the files of the base tree. A directory is mounted
+        whole when every file in it, and a new file in it, would be protected
+        (so new files cannot be planted there either). At most
+        ``MAX_RO_MOUNTS`` paths; the rest are left to the other two layers.
+        """
+        files = sorted(p for p in base_paths if not self.may_write(p))
+        protected_files = [p for p in files if self.classify(p) == "protected"]
+        dirs: dict[str, bool] = {}
+        for path in base_paths:
+            parts = path.split("/")
+            for i in range(1, len(parts)):
+                d = "/".join(parts[:i])
+                dirs[d] = dirs.get(d, True) and self.classify(path) == "protected"
+        whole = sorted(
+            d for d, all_protected in dirs.items()
+            if all_protected and self.classify(f"{d}/corral-probe.py") == "protected"
+            and self.classify(f"{d}/corral-probe") == "protected"
+        )  # fmt: skip
+        top = [d for d in whole if not any(d.startswith(o + "/") for o in whole if o != d)]
+        singles = [p for p in protected_files if not any(p.startswith(d + "/") for d in top)]
+        return (top + singles)[:MAX_RO_MOUNTS]
+
+    def check_changes(
+        self, changes: Iterable[tuple[str, str | None, str | None]]
+    ) -> list[Violation]:
+        """Violations in ``(path, old_mode, new_mode)`` changes: scope, symlinks, gitlinks, modes."""
+        out: list[Violation] = []
+        for path, old_mode, new_mode in changes:
+            cls = self.classify(path)
+            if cls == "protected":
+                out.append(Violation("protected_path", path, "protected by policy"))
+            elif cls == "read_only":
+                out.append(Violation("out_of_scope", path, "not in scope.writable"))
+            elif cls == "artifact":
+                out.append(Violation("artifact", path, "build/cache output", "warn"))
+            if MODE_GITLINK in (old_mode, new_mode):
+                out.append(Violation("gitlink", path, "submodule pointer change"))
+            elif new_mode == MODE_LINK and old_mode != MODE_LINK and not self.allow_symlinks:
+                out.append(Violation("symlink", path, "new symlink (scope.allow_symlinks is off)"))
+            elif (
+                old_mode is not None
+                and new_mode is not None
+                and {old_mode, new_mode} == {"100644", "100755"}
+                and not self.allow_mode_changes
+            ):
+                out.append(Violation("mode_change", path, f"{old_mode} -> {new_mode}"))
+        return out
+
+
+def hidden_characters(patch: str) -> list[Violation]:
+    """Control and bidi characters on added lines of a unified diff (path from the ``+++`` line)."""
+    out: list[Violation] = []
+    path = "?"
+    for line in patch.splitlines():
+        if line.startswith("+++ "):
+            path = line[6:] if line.startswith("+++ b/") else line[4:]
+            continue
+        if line.startswith("+") and (m := _HIDDEN.search(line[1:].replace("\t", " "))):
+            out.append(
+                Violation("hidden_character", path, f"U+{ord(m.group()):04X} in an added line")
+            )
+    return out
+
+
+def check_patch(
+    scope: Scope, changes: Iterable[tuple[str, str | None, str | None]], patch: str
+) -> list[Violation]:
+    """Everything the final patch violates: scope, links, modes, hidden characters."""
+    return scope.check_changes(changes) + hidden_characters(patch)
