@@ -171,15 +171,18 @@ def _union(first: list[Any], second: Any) -> list[Any]:
 
 def _merge_gates(base: list[Any], top: list[Any]) -> list[Any]:
     out = list(base)
+    own: set[str] = set()  # a name twice in one layer is left for validation to report
     for gate in top:
         name = gate.get("name") if isinstance(gate, dict) else None
         idx = next(
             (i for i, g in enumerate(out) if isinstance(g, dict) and g.get("name") == name), None
         )
-        if idx is None or name is None:
+        if idx is None or name is None or name in own:
             out.append(gate)
         else:
             out[idx] = gate
+        if isinstance(name, str):
+            own.add(name)
     return out
 
 
