@@ -21,7 +21,7 @@ import hashlib
 import os
 import stat
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -127,6 +127,7 @@ class _Walk:
     base: Mapping[str, tuple[str, str]]
     allow_symlinks: bool
     limits: ScanLimits
+    exclude: Callable[[str], str | None] | None = None
     entries: dict[str, Entry] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     seen: int = 0
@@ -144,6 +145,7 @@ def scan(
     base: Mapping[str, tuple[str, str]] | None = None,
     allow_symlinks: bool = False,
     limits: ScanLimits | None = None,
+    exclude: Callable[[str], str | None] | None = None,
 ) -> Snapshot:
     """Scan ``root`` without following links.
 
@@ -152,7 +154,9 @@ def scan(
     paths the ignore rules exclude (directories end in ``/``), reported as
     ``ignored_file`` and kept out. ``base``: the base tree's ``path -> (mode,
     sha)``; base gitlinks are skipped, in-tree symlinks and hardlinks already in
-    base are not flagged. Raises ``OSError`` only if ``root`` itself cannot be
+    base are not flagged. ``exclude(path)`` (directories end in ``/``) keeps a
+    path out: a non-empty reason makes it an ``ignored_file`` finding, ``""``
+    skips it silently (the progress file). Raises ``OSError`` only if ``root`` itself cannot be
     opened as a directory.
     """
     limits = limits or ScanLimits()
@@ -165,6 +169,7 @@ def scan(
             base=base or {},
             allow_symlinks=allow_symlinks,
             limits=limits,
+            exclude=exclude,
         )
         _scan_dir(walk, fd, "", 0)
     finally:
@@ -208,8 +213,14 @@ def _scan_dir(walk: _Walk, dfd: int, prefix: str, depth: int) -> None:
             walk.flag("unreadable", rel, exc.strerror or str(exc))
             walk.complete = False
             continue
-        if rel in walk.ignored or (stat.S_ISDIR(st.st_mode) and rel + "/" in walk.ignored):
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if rel in walk.ignored or (is_dir and rel + "/" in walk.ignored):
             walk.flag("ignored_file", rel, "excluded by the tree's ignore rules")
+            continue
+        why = walk.exclude(rel + "/" if is_dir else rel) if walk.exclude else None
+        if why is not None:
+            if why:
+                walk.flag("ignored_file", rel, why)
             continue
         base = walk.base.get(rel)
         if base is not None and base[0] == MODE_GITLINK:

@@ -26,6 +26,7 @@ the commit with ``commit-tree``; the real index and HEAD are not touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,8 +35,8 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -92,6 +93,7 @@ class Workspace:
     repo: Path
     repo_git_dir: Path
     base: str
+    exclude: Callable[[str], str | None] | None = field(default=None, compare=False)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -165,9 +167,16 @@ class Workspace:
     # ----------------------------------------------------------------- reading the tree
 
     def snapshot(
-        self, *, allow_symlinks: bool = False, limits: ScanLimits | None = None
+        self,
+        *,
+        allow_symlinks: bool = False,
+        limits: ScanLimits | None = None,
+        exclude: Callable[[str], str | None] | None = None,
     ) -> Snapshot:
-        """Scan the tree now (see ``sandbox.scan``), against the base revision."""
+        """Scan the tree now (see ``sandbox.scan``), against the base revision.
+
+        ``exclude`` (default: the one ``with_exclude`` set) keeps paths out.
+        """
         return scan(
             self.path,
             pointer=self._pointer_bytes(),
@@ -175,6 +184,7 @@ class Workspace:
             base=self.tree_listing(self.base),
             allow_symlinks=allow_symlinks,
             limits=limits,
+            exclude=exclude or self.exclude,
         )
 
     def tree_listing(self, rev: str) -> dict[str, tuple[str, str]]:
@@ -272,6 +282,42 @@ class Workspace:
         else:
             raise WorkspaceError(f"rollback of run {self.run_id} to {rev[:12]} did not converge")
         self._give_to_sandbox()
+
+    def with_exclude(self, exclude: Callable[[str], str | None]) -> Workspace:
+        """This workspace with a policy's exclusion (artifacts, the progress file) for every scan."""
+        return replace(self, exclude=exclude)
+
+    def restore_paths(self, paths: Iterable[str], rev: str | None = None) -> None:
+        """Put ``paths`` back as they are in ``rev`` (default: base): rewritten, or deleted if absent there.
+
+        Works while a sandbox runs (the runner reverts out-of-scope changes
+        between steps): nothing is followed, and a directory the agent replaced
+        with a link or file on the way is removed first.
+        """
+        listing = self.tree_listing(rev or self.base)
+        git = self._git()
+        for rel in paths:
+            _remove_path(self.path, rel)
+            if rel not in listing or listing[rel][0] == MODE_GITLINK:
+                continue
+            mode, sha = listing[rel]
+            data = git.run("cat-file", "blob", sha)
+            fd = _make_dirs(self.path, rel.rpartition("/")[0])
+            name = rel.rpartition("/")[2]
+            try:
+                if mode == MODE_LINK:
+                    os.symlink(data, name, dir_fd=fd)
+                else:
+                    out = os.open(
+                        name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=fd
+                    )
+                    with os.fdopen(out, "wb") as f:
+                        f.write(data)
+                    os.chmod(name, 0o755 if mode == "100755" else 0o644, dir_fd=fd)
+                if os.geteuid() == 0:
+                    os.chown(name, SANDBOX_UID, SANDBOX_GID, dir_fd=fd, follow_symlinks=False)
+            finally:
+                os.close(fd)
 
     def _matches(self, target: Mapping[str, tuple[str, str]]) -> bool:
         snap = scan(self.path, pointer=self._pointer_bytes())
@@ -387,6 +433,40 @@ def _read_entry(root: Path, entry: Entry) -> bytes:
     if blob_sha(data) != entry.sha:
         raise WorkspaceError(f"{entry.path} changed while the checkpoint was written; try again")
     return data
+
+
+def _remove_path(root: Path, rel: str) -> None:
+    """Delete ``rel`` (file, link or directory) under ``root``; a non-directory on the way goes too."""
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        try:
+            fd, _name = open_parent(root, "/".join(parts[: i + 1]))
+        except FileNotFoundError:
+            return
+        except (NotADirectoryError, OSError):
+            _remove(root, "/".join(parts[:i]))  # an ancestor is a link or a file: it goes
+            return
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        _remove(root, rel)
+
+
+def _make_dirs(root: Path, rel_dir: str) -> int:
+    """A directory fd for ``rel_dir``, creating missing directories (owned by the sandbox user)."""
+    fd = open_dir(root, "")
+    for part in [p for p in rel_dir.split("/") if p]:
+        try:
+            os.mkdir(part, 0o755, dir_fd=fd)
+            if os.geteuid() == 0:
+                os.chown(part, SANDBOX_UID, SANDBOX_GID, dir_fd=fd, follow_symlinks=False)
+        except FileExistsError:
+            pass
+        try:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = nxt
+    return fd
 
 
 def _keepers(target: Mapping[str, tuple[str, str]]) -> frozenset[str]:

@@ -220,3 +220,36 @@ def test_remove_is_idempotent_and_gc_can_remove_half_made_workspaces(
     assert list_workspaces(corral_home) == ["half"]
     remove_workspace(corral_home, "half")
     assert list_workspaces(corral_home) == []
+
+
+def test_restore_paths_reverts_single_paths_without_following_links(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "strings.py").write_text("host file\n")
+    (ws.path / "tests/test_calc.py").write_text("def test_add():\n    assert True\n")
+    (ws.path / "conftest.py").write_text("import os\n")
+    shutil.rmtree(ws.path / "src/util")
+    os.symlink(outside, ws.path / "src/util")
+    ws.restore_paths(["tests/test_calc.py", "conftest.py", "src/util/strings.py"])
+    assert (ws.path / "tests/test_calc.py").read_text() == FILES["tests/test_calc.py"]
+    assert not (ws.path / "conftest.py").exists()
+    assert (ws.path / "src/util/strings.py").read_text() == FILES["src/util/strings.py"]
+    assert not (ws.path / "src/util").is_symlink()
+    assert (outside / "strings.py").read_text() == "host file\n"
+    assert ws.changes() == []
+
+
+def test_exclude_keeps_policy_artifacts_and_progress_out_of_checkpoints(ws: Workspace) -> None:
+    (ws.path / ".corral").mkdir()
+    (ws.path / ".corral/progress.md").write_text("tried X\n")
+    (ws.path / "coverage.dat").write_text("junk\n")
+    (ws.path / "src/calc.py").write_text("fixed\n")
+
+    def exclude(path: str) -> str | None:
+        return {".corral/progress.md": "", "coverage.dat": "policy artifact"}.get(path)
+
+    snap = ws.with_exclude(exclude).snapshot()
+    assert set(snap.entries) - set(ws.tree_listing(ws.base)) == set()
+    assert [(f.kind, f.path) for f in snap.findings] == [("ignored_file", "coverage.dat")]

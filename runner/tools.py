@@ -1,0 +1,262 @@
+"""The tools an agent acts through; each call is validated, executed, scope-checked, budgeted, recorded.
+
+The order for every action is fixed: count the step against the budget ->
+validate (command rules, file scope) -> execute in the sandbox -> record the
+event -> check the tree's changes against the scope and revert at once what is
+out of scope (with a message to the agent). A denied action is recorded and
+never executed. Budgets and a pending human decision end the attempt through
+the small ``StopAttempt`` tree, which agents let pass.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies.commands import CommandValidator
+from policies.scope import Scope
+from sandbox.interfaces import Sandbox
+from sandbox.workspace import Workspace
+
+Emit = Callable[[str, Mapping[str, Any]], None]
+
+#: What the agent sees of one command's output: head and tail, with the cut marked.
+AGENT_OUTPUT_CHARS = 12_000
+
+
+class StopAttempt(Exception):
+    """Base of the runner's expected exits from inside an attempt (agents must not catch it)."""
+
+
+class BudgetExceeded(StopAttempt):
+    """A budget is spent; ``resource`` names it (``steps``, ``wall_seconds``, ``tokens`` ...)."""
+
+    def __init__(self, resource: str, used: float, limit: float) -> None:
+        self.resource, self.used, self.limit = resource, used, limit
+        super().__init__(f"budget {resource} {used:g}/{limit:g}")
+
+
+class NeedsHuman(StopAttempt):
+    """An ``ask`` command: the run waits for ``corral approve`` / ``corral reject``."""
+
+    def __init__(self, command: str, reason: str) -> None:
+        self.command, self.reason = command, reason
+        super().__init__(f"waiting for a human to approve: {command}")
+
+
+@dataclass(slots=True)
+class Budget:
+    """Counters against the policy's limits. Run-wide: wall, tokens, cost; per attempt: steps, output."""
+
+    steps: int
+    output_bytes: int
+    tokens: int
+    cost_usd: float
+    deadline: float
+    used_steps: int = 0
+    used_output: int = 0
+    used_tokens: int = 0
+    used_cost: float = 0.0
+
+    def new_attempt(self) -> None:
+        self.used_steps = 0
+        self.used_output = 0
+
+    def step(self) -> None:
+        self.check_wall()
+        if self.used_steps >= self.steps:
+            raise BudgetExceeded("steps", self.used_steps, self.steps)
+        self.used_steps += 1
+
+    def check_wall(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise BudgetExceeded("wall_seconds", round(time.monotonic() - self.deadline), 0)
+
+    def output(self, n: int) -> None:
+        self.used_output += n
+        if self.used_output > self.output_bytes:
+            raise BudgetExceeded("output_bytes", self.used_output, self.output_bytes)
+
+    def model(self, tokens: int, cost: float) -> None:
+        self.used_tokens += tokens
+        self.used_cost += cost
+        if self.used_tokens > self.tokens:
+            raise BudgetExceeded("tokens", self.used_tokens, self.tokens)
+        if self.used_cost > self.cost_usd:
+            raise BudgetExceeded("cost_usd", round(self.used_cost, 4), self.cost_usd)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What the agent gets back. ``ok`` False with ``denied`` means it never ran."""
+
+    ok: bool
+    output: str
+    denied: bool = False
+    exit_code: int | None = None
+
+
+def trim(text: str, limit: int = AGENT_OUTPUT_CHARS) -> str:
+    """Head and tail of ``text`` with the cut marked (the middle is what matters least)."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit // 2], text[-limit // 2 :]
+    return f"{head}\n[... {len(text) - limit} characters cut ...]\n{tail}"
+
+
+_DIFF_PATH = re.compile(r"^(?:\+\+\+|---) (?:[ab]/)?(.+?)\s*$", re.MULTILINE)
+
+
+@dataclass
+class Tools:
+    """The action surface of one attempt (one sandbox, one workspace)."""
+
+    sandbox: Sandbox
+    workspace: Workspace
+    scope: Scope
+    validator: CommandValidator
+    budget: Budget
+    emit: Emit
+    command_timeout: float
+    approved: frozenset[str] = frozenset()
+    commands: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    denied: list[str] = field(default_factory=list)
+    finished: str | None = None
+
+    # -------------------------------------------------------------- actions
+
+    def run(self, command: str, timeout: float | None = None) -> ToolResult:
+        """Run a shell command in the sandbox (``bash -c``), after the policy allows it."""
+        self.budget.step()
+        verdict = self.validator.check(command)
+        if verdict.decision == "ask" and command not in self.approved:
+            self.emit("command_ask", {"command": command, "reason": verdict.reason})
+            raise NeedsHuman(command, verdict.reason)
+        if verdict.decision == "deny":
+            self.denied.append(command)
+            self.emit("command_denied", {"command": command, "reason": verdict.reason})
+            return ToolResult(False, f"Command not run: {verdict.reason}", denied=True)
+        self.commands.append(command)
+        limit = min(self.command_timeout, timeout or self.command_timeout)
+        result = self.sandbox.exec(command, timeout=limit)
+        self.budget.output(len(result.stdout) + len(result.stderr))
+        self.emit(
+            "command",
+            {
+                "command": command,
+                "exit_code": result.exit_code,
+                "duration_s": round(result.duration_s, 3),
+                "timed_out": result.timed_out,
+                "truncated": result.truncated,
+                "stdout_bytes": len(result.stdout),
+                "stderr_bytes": len(result.stderr),
+            },
+        )
+        text = result.stdout + (f"\n[stderr]\n{result.stderr}" if result.stderr else "")
+        if result.timed_out:
+            text += f"\n[timed out after {limit:g}s; the command's processes were killed]"
+        text += self._enforce_scope()
+        return ToolResult(result.ok, trim(text), exit_code=result.exit_code)
+
+    def read(self, path: str) -> ToolResult:
+        """Read a file of the tree."""
+        self.budget.step()
+        rel = _relative(path)
+        if rel is None:
+            return ToolResult(False, f"{path}: use a path inside the repository", denied=True)
+        try:
+            data = self.sandbox.read_file(rel)
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            return ToolResult(False, f"{path}: {exc}")
+        self.emit("read", {"path": rel, "bytes": len(data)})
+        return ToolResult(True, trim(data.decode(errors="replace")))
+
+    def write(self, path: str, content: str) -> ToolResult:
+        """Create or replace a file, if the scope lets the agent write it."""
+        self.budget.step()
+        rel = _relative(path)
+        if rel is None or not self.scope.may_write(rel):
+            why = "outside the repository" if rel is None else self._why_not(rel)
+            self.denied.append(f"write {path}")
+            self.emit("write_denied", {"path": path, "reason": why})
+            return ToolResult(False, f"Not written: {path} is {why}.", denied=True)
+        try:
+            self.sandbox.write_file(rel, content)
+        except (IsADirectoryError, PermissionError) as exc:
+            return ToolResult(False, f"Not written: {exc}")
+        self.emit("write", {"path": rel, "bytes": len(content.encode())})
+        return ToolResult(True, f"wrote {rel}" + self._enforce_scope())
+
+    def apply_patch(self, diff: str) -> ToolResult:
+        """Apply a unified diff (``git apply`` in the sandbox), if every path it touches is writable."""
+        self.budget.step()
+        paths = {p for p in _DIFF_PATH.findall(diff) if p != "/dev/null"}
+        bad = sorted(p for p in paths if (r := _relative(p)) is None or not self.scope.may_write(r))
+        if bad or not paths:
+            reason = "it touches " + ", ".join(bad) if bad else "no file paths found in it"
+            self.denied.append("patch")
+            self.emit("patch_denied", {"paths": sorted(paths), "reason": reason})
+            return ToolResult(False, f"Patch not applied: {reason}.", denied=True)
+        name = f"/tmp/corral-{time.monotonic_ns()}.diff"
+        self.sandbox.write_file(name, diff)
+        result = self.sandbox.exec(f"git apply --verbose --recount {name}", timeout=60)
+        self.emit("patch", {"paths": sorted(paths), "exit_code": result.exit_code})
+        return ToolResult(
+            result.ok,
+            trim(result.stdout + result.stderr) + self._enforce_scope(),
+            exit_code=result.exit_code,
+        )
+
+    def progress(self, content: str) -> ToolResult:
+        """Replace the progress file (durable memory for the next window and attempt)."""
+        self.budget.step()
+        self.sandbox.write_file(self.scope.progress_file, content)
+        self.emit("progress", {"bytes": len(content.encode())})
+        return ToolResult(True, f"progress saved to {self.scope.progress_file}")
+
+    def finish(self, summary: str) -> ToolResult:
+        """End the attempt; the runner then harvests and runs the gates."""
+        self.finished = summary
+        self.emit("finish", {"summary": summary})
+        return ToolResult(True, "finished; the runner will verify the change")
+
+    # -------------------------------------------------------------- scope enforcement
+
+    def _why_not(self, rel: str) -> str:
+        cls = self.scope.classify(rel)
+        return {"protected": "protected by policy", "artifact": "a build artifact"}.get(
+            cls, "not in the policy's writable scope"
+        )
+
+    def _enforce_scope(self) -> str:
+        """Revert every change outside the scope now; return the message for the agent."""
+        bad = [c.path for c in self.workspace.changes() if not self.scope.may_write(c.path)]
+        bad = [p for p in bad if self.scope.classify(p) != "artifact"]
+        if not bad:
+            return ""
+        self.workspace.restore_paths(bad)
+        self.violations.extend(bad)
+        self.emit("scope_reverted", {"paths": bad})
+        listed = ", ".join(bad)
+        return f"\n[corral] Reverted changes outside your writable scope: {listed}. {self._hint()}"
+
+    def _hint(self) -> str:
+        return "Change only files the policy lets you write; " + self.scope.summary()
+
+
+def _relative(path: str) -> str | None:
+    """``path`` as a clean tree-relative path, or None if it leaves the tree."""
+    p = path.strip()
+    if p.startswith("/workspace/"):
+        p = p[len("/workspace/") :]
+    if not p or p.startswith("/"):
+        return None
+    norm = posixpath.normpath(p)
+    if norm == "." or norm.startswith("../") or norm == "..":
+        return None
+    return norm
