@@ -74,7 +74,9 @@ def container_config(spec: SandboxSpec) -> dict[str, Any]:
     lim = spec.limits
     mounts = []
     if spec.workspace:
-        mounts.append(Mount(spec.workdir, spec.workspace, type="bind", read_only=False))
+        mounts.append(
+            Mount(spec.workdir, spec.workspace, type="bind", read_only=spec.workspace_read_only)
+        )
     mounts += [Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts]
     env = {"PATH": _BASE_PATH, "HOME": SANDBOX_HOME, "LANG": "C.UTF-8", **spec.env}
     fsize = lim.fsize_mb * 1024 * 1024

@@ -86,6 +86,8 @@ class SandboxSpec(BaseModel):
     """OCI runtime: ``runc`` or gVisor's ``runsc`` (must be registered with the engine)."""
     workspace: str | None = None
     """Host directory mounted read-write at ``workdir`` (the git worktree), or none."""
+    workspace_read_only: bool = False
+    """Mount ``workspace`` read-only (gates verify a candidate they must not change)."""
     workdir: str = WORKDIR
     """Working directory inside the sandbox, where ``workspace`` is mounted."""
     mounts: tuple[Mount, ...] = ()

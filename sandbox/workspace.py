@@ -237,23 +237,48 @@ class Workspace:
 
     def commit_snapshot(self, snap: Snapshot, message: str) -> str:
         """Write ``snap`` as a commit on top of base (no ref); return the commit id."""
-        git = self._git()
         base = self.tree_listing(self.base)
         known = {sha for _, sha in base.values()}
         self._write_blobs([e for e in snap.entries.values() if e.sha not in known])
-        lines = [f"{e.mode} blob {e.sha}\t{e.path}" for e in snap.entries.values()]
-        lines += [f"{m} commit {s}\t{p}" for p, (m, s) in base.items() if m == MODE_GITLINK]
-        fd, index = tempfile.mkstemp(prefix="index-", dir=self.git_dir)
-        os.close(fd)
-        os.unlink(index)
-        try:
-            git.run("read-tree", "--empty", index_file=Path(index))
+        listing = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
+        listing.update({p: v for p, v in base.items() if v[0] == MODE_GITLINK})
+        return self._commit_listing(listing, message)
+
+    def compose(self, rev: str, from_base: Callable[[str], bool], message: str) -> str:
+        """A commit of ``rev``'s tree in which the paths ``from_base`` selects are as in base.
+
+        Gates run on this: test and tool configuration come from the base
+        revision whatever the candidate did to them.
+        """
+        base = self.tree_listing(self.base)
+        listing = {p: v for p, v in self.tree_listing(rev).items() if not from_base(p)}
+        listing.update({p: v for p, v in base.items() if from_base(p)})
+        return self._commit_listing(listing, message)
+
+    def _commit_listing(self, listing: Mapping[str, tuple[str, str]], message: str) -> str:
+        """Commit ``path -> (mode, sha)`` (objects already stored) through a temporary index."""
+        kind = {MODE_GITLINK: "commit"}
+        lines = [f"{m} {kind.get(m, 'blob')} {s}\t{p}" for p, (m, s) in sorted(listing.items())]
+        git = self._git()
+        with tempfile.TemporaryDirectory(dir=self.git_dir) as tmp:
+            index = Path(tmp) / "index"
+            git.run("read-tree", "--empty", index_file=index)
             info = b"".join(os.fsencode(line) + b"\0" for line in lines)
-            git.run("update-index", "-z", "--index-info", input=info, index_file=Path(index))
-            tree = git.text("write-tree", index_file=Path(index))
-        finally:
-            Path(index).unlink(missing_ok=True)
+            git.run("update-index", "-z", "--index-info", input=info, index_file=index)
+            tree = git.text("write-tree", index_file=index)
         return git.text("commit-tree", tree, "-p", self.base, "-m", message)
+
+    def export(self, rev: str, dest: Path) -> None:
+        """Write ``rev``'s tree into the new directory ``dest`` (no ``.git``): a gate's input.
+
+        Raises ``WorkspaceError`` if ``dest`` exists.
+        """
+        if dest.exists():
+            raise WorkspaceError(f"{dest} exists; refusing to export over it")
+        dest.mkdir(mode=0o755, parents=True)
+        export = HostGit(self.git_dir, dest)
+        with tempfile.TemporaryDirectory(dir=self.git_dir) as tmp:
+            export.run("read-tree", "--reset", "-u", rev, index_file=Path(tmp) / "index")
 
     def rollback(self, rev: str) -> None:
         """Make the tree exactly ``rev``'s tree (a checkpoint or base), whatever the agent left.

@@ -253,3 +253,23 @@ def test_exclude_keeps_policy_artifacts_and_progress_out_of_checkpoints(ws: Work
     snap = ws.with_exclude(exclude).snapshot()
     assert set(snap.entries) - set(ws.tree_listing(ws.base)) == set()
     assert [(f.kind, f.path) for f in snap.findings] == [("ignored_file", "coverage.dat")]
+
+
+def test_compose_takes_selected_paths_from_base_and_export_writes_a_plain_tree(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    (ws.path / "src/calc.py").write_text("fixed\n")
+    (ws.path / "tests/test_calc.py").write_text("def test_add():\n    assert True\n")
+    (ws.path / "conftest.py").write_text("import sys\n")
+    candidate = ws.checkpoint("cand")
+    gate = ws.compose(
+        candidate, lambda p: p.startswith("tests/") or p == "conftest.py", "gate tree"
+    )
+    assert {c.path for c in ws.changes(gate)} == {"src/calc.py"}
+    dest = tmp_path / "export"
+    ws.export(gate, dest)
+    assert (dest / "src/calc.py").read_text() == "fixed\n"
+    assert (dest / "tests/test_calc.py").read_text() == FILES["tests/test_calc.py"]
+    assert not (dest / "conftest.py").exists() and not (dest / ".git").exists()
+    with pytest.raises(WorkspaceError, match="exists"):
+        ws.export(gate, dest)
