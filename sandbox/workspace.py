@@ -323,26 +323,20 @@ class Workspace:
         git = self._git()
         for rel in paths:
             _remove_path(self.path, rel)
-            if rel not in listing or listing[rel][0] == MODE_GITLINK:
-                continue
-            mode, sha = listing[rel]
-            data = git.run("cat-file", "blob", sha)
-            fd = _make_dirs(self.path, rel.rpartition("/")[0])
-            name = rel.rpartition("/")[2]
-            try:
-                if mode == MODE_LINK:
-                    os.symlink(data, name, dir_fd=fd)
-                else:
-                    out = os.open(
-                        name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=fd
-                    )
-                    with os.fdopen(out, "wb") as f:
-                        f.write(data)
-                    os.chmod(name, 0o755 if mode == "100755" else 0o644, dir_fd=fd)
-                if os.geteuid() == 0:
-                    os.chown(name, SANDBOX_UID, SANDBOX_GID, dir_fd=fd, follow_symlinks=False)
-            finally:
-                os.close(fd)
+            if rel in listing and listing[rel][0] != MODE_GITLINK:
+                mode, sha = listing[rel]
+                _write_at(self.path, rel, git.run("cat-file", "blob", sha), mode)
+
+    def write_file(self, rel: str, data: bytes) -> None:
+        """Host-side write of ``rel`` (the runner restoring the progress file); nothing is followed."""
+        _remove_path(self.path, rel)
+        _write_at(self.path, rel, data, "100644")
+
+    def checkpoint_ref(self, name: str, sha: str) -> None:
+        """Point ``refs/corral/<name>`` of the private git dir at ``sha`` (window states, notes)."""
+        if not all(_LABEL.match(part) for part in name.split("/")):
+            raise WorkspaceError(f"invalid ref name {name!r}")
+        self._git().run("update-ref", f"refs/corral/{name}", sha)
 
     def _matches(self, target: Mapping[str, tuple[str, str]]) -> bool:
         snap = scan(self.path, pointer=self._pointer_bytes())
@@ -474,6 +468,24 @@ def _remove_path(root: Path, rel: str) -> None:
         os.close(fd)
     with contextlib.suppress(FileNotFoundError):
         _remove(root, rel)
+
+
+def _write_at(root: Path, rel: str, data: bytes, mode: str) -> None:
+    """Create ``rel`` (which must not exist) with ``data`` as git ``mode``; owned by the sandbox user."""
+    fd = _make_dirs(root, rel.rpartition("/")[0])
+    name = rel.rpartition("/")[2]
+    try:
+        if mode == MODE_LINK:
+            os.symlink(data, name, dir_fd=fd)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            with os.fdopen(os.open(name, flags, 0o644, dir_fd=fd), "wb") as f:
+                f.write(data)
+            os.chmod(name, 0o755 if mode == "100755" else 0o644, dir_fd=fd)
+        if os.geteuid() == 0:
+            os.chown(name, SANDBOX_UID, SANDBOX_GID, dir_fd=fd, follow_symlinks=False)
+    finally:
+        os.close(fd)
 
 
 def _make_dirs(root: Path, rel_dir: str) -> int:

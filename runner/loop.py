@@ -1,0 +1,511 @@
+"""The control loop: bounded attempts, each judged by the runner, rolled back when it fails.
+
+    run:      create record -> workspace -> environment -> baseline gates -> attempts
+    attempt:  clean tree (+ progress) -> sandbox -> windows -> kill sandbox -> harvest -> judge
+    judge:    findings -> patch scope -> empty? -> repeated strategy? -> gates vs baseline
+    outcome:  ready_for_review | failed(domain) | budget_exhausted | waiting(for a human)
+
+Expected exits are the ``StopAttempt`` tree from ``runner.tools`` and
+``RunStopped`` here, caught in ``_attempt`` and ``execute`` only. Every step is
+journaled before and after it runs (``RunStore``), so ``resume`` continues
+after the last completed attempt; an interrupted attempt is rolled back to
+base (its progress file kept) and run again, never replayed half-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from policies.commands import CommandValidator
+from policies.load import LoadedPolicy
+from policies.model import Policy
+from policies.scope import Scope, check_patch
+from runner.agent import Agent, Task, WindowContext
+from runner.gates import GateResult, clean_dir, feedback, gate_map, run_gate
+from runner.store import RunStore
+from runner.tools import Budget, BudgetExceeded, NeedsHuman, Tools
+from sandbox.errors import SandboxError
+from sandbox.harvest import Harvest, harvest
+from sandbox.interfaces import SandboxBackend
+from sandbox.lease import RunLease
+from sandbox.paths import worktrees_dir
+from sandbox.spec import Limits, Mount, SandboxSpec
+from sandbox.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+EXIT_CODES = {"ready_for_review": 0, "failed": 1, "budget_exhausted": 1, "waiting": 3}
+_HUNK = re.compile(r"^(index |@@ ).*$", re.MULTILINE)
+
+
+class RunStopped(Exception):
+    """The run ends now (not only the attempt): ``status`` and ``domain`` say how."""
+
+    def __init__(self, status: str, domain: str | None, reason: str) -> None:
+        self.status, self.domain, self.reason = status, domain, reason
+        super().__init__(reason)
+
+
+@dataclass(slots=True)
+class AttemptReport:
+    """What one attempt did and how it was judged (the shape of ``--json``'s ``attempts``)."""
+
+    attempt: int
+    status: str = "failed"
+    failure_domain: str | None = None
+    reason: str = ""
+    changed_files: list[str] = field(default_factory=list)
+    gates: dict[str, bool] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    denied: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    commit: str | None = None
+    windows: int = 0
+    strategy: str | None = None
+
+
+@dataclass(slots=True)
+class RunResult:
+    """The end of ``execute``: the one JSON object ``corral run --json`` prints."""
+
+    run_id: str
+    status: str
+    failure_domain: str | None
+    reason: str
+    patch_path: str | None
+    attempts: list[AttemptReport]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.status, 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Everything a run needs besides the store: decided by the CLI, recorded with the run."""
+
+    task: Task
+    loaded: LoadedPolicy
+    image: str
+    runtime: Literal["runc", "runsc"] | None = None
+    approved: frozenset[str] = frozenset()
+
+
+class Runner:
+    """Drives one run of ``agent`` under ``config`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        home: Path,
+        store: RunStore,
+        backend: SandboxBackend,
+        agent: Agent,
+        config: RunConfig,
+        run_id: str,
+        *,
+        on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
+    ) -> None:
+        self.home, self.store, self.backend, self.agent = home, store, backend, agent
+        self.config, self.run_id = config, run_id
+        self.policy: Policy = config.loaded.policy
+        self.scope = Scope(self.policy)
+        self.validator = CommandValidator(self.policy.commands)
+        self.on_event = on_event
+        b = self.policy.budgets
+        self.budget = Budget(
+            steps=b.steps,
+            output_bytes=b.output_bytes,
+            tokens=b.tokens,
+            cost_usd=b.cost_usd,
+            deadline=time.monotonic() + b.wall_seconds,
+        )
+        self.baseline: dict[str, GateResult] = {}
+        self.failed_strategies: dict[str, int] = {}
+        self.feedback = ""
+        self.reports: list[AttemptReport] = []
+        self._gate_results: list[GateResult] = []
+
+    # ----------------------------------------------------------------- the run
+
+    def execute(self) -> RunResult:
+        """Run (or resume) to an outcome; the outcome is recorded before it is returned."""
+        with RunLease(self.home, self.run_id):
+            ws = self._workspace()
+            self.store.update(self.run_id, status="running")
+            try:
+                self._baseline(ws)
+                result = self._attempts(ws)
+            except RunStopped as stop:
+                result = self._result(stop.status, stop.domain, stop.reason, None)
+            except BudgetExceeded as exc:
+                result = self._result("budget_exhausted", "harness", str(exc), None)
+            self.store.update(
+                self.run_id,
+                status=result.status,
+                failure_domain=result.failure_domain,
+                reason=result.reason,
+                attempts_done=len(self.reports),
+                tokens=self.budget.used_tokens,
+                cost_usd=self.budget.used_cost,
+            )
+            self.emit("run_end", {"status": result.status, "reason": result.reason})
+            return result
+
+    def _workspace(self) -> Workspace:
+        exclude = self._exclude
+        try:
+            return Workspace.open(self.home, self.run_id).with_exclude(exclude)
+        except SandboxError:
+            ws = Workspace.create(
+                Path(self.config.task.repo), self.config.task.base, self.run_id, self.home
+            )
+            self.emit("workspace", {"path": str(ws.path), "base": ws.base})
+            return ws.with_exclude(exclude)
+
+    def _exclude(self, path: str) -> str | None:
+        cls = self.scope.classify(path.rstrip("/"))
+        if cls == "progress" or path.rstrip("/") == self.scope.progress_file.rpartition("/")[0]:
+            return ""
+        return "policy: build artifact" if cls == "artifact" else None
+
+    def _attempts(self, ws: Workspace) -> RunResult:
+        done = {s.key: s for s in self.store.journal(self.run_id) if s.kind == "attempt"}
+        for n in range(1, self.policy.budgets.attempts + 1):
+            step = done.get(str(n))
+            if step is not None and step.state == "done":
+                self._replay(AttemptReport(**step.data["report"]))
+                continue
+            report = self._journaled_attempt(ws, n)
+            if report.status == "passed":
+                return self._result("ready_for_review", None, report.reason, report)
+            if report.status == "waiting":
+                return self._result("waiting", None, report.reason, None)
+        last = self.reports[-1] if self.reports else None
+        reason = f"no attempt passed ({self.policy.budgets.attempts} attempts)"
+        if last is not None:
+            reason += f"; last: {last.failure_domain}: {last.reason}"
+        return self._result("failed", last.failure_domain if last else "harness", reason, None)
+
+    def _replay(self, report: AttemptReport) -> None:
+        """Take a finished attempt from the journal (resume) into this run's state."""
+        self.reports.append(report)
+        if report.strategy:
+            self.failed_strategies[report.strategy] = (
+                self.failed_strategies.get(report.strategy, 0) + 1
+            )
+        self.feedback = self._feedback_for(report, [])
+
+    def _journaled_attempt(self, ws: Workspace, n: int) -> AttemptReport:
+        seq = self.store.journal_start(self.run_id, "attempt", str(n), {})
+        report = self._attempt(ws, n)
+        self.reports.append(report)
+        data = {"report": asdict(report)}
+        if report.status == "waiting":
+            self.store.journal_failed(self.run_id, seq, data)
+        else:
+            self.store.journal_done(self.run_id, seq, data)
+        self.emit("attempt_end", asdict(report))
+        if report.status != "failed":
+            return report
+        self.feedback = self._feedback_for(report, self._gate_results)
+        repeats = self.failed_strategies.get(report.strategy or "", 0)
+        if repeats > 1:
+            self.emit(
+                "repeated_strategy", {"attempt": n, "strategy": report.strategy, "times": repeats}
+            )
+            self.feedback += (
+                f"\nThis attempt repeated a change that already failed ({repeats} times). "
+                "Try a different approach."
+            )
+        if repeats >= self.policy.budgets.repeated_strategy:
+            raise RunStopped(
+                "failed", "harness", f"repeated strategy: the same failing change {repeats} times"
+            )
+        return report
+
+    # ----------------------------------------------------------------- one attempt
+
+    def _attempt(self, ws: Workspace, n: int) -> AttemptReport:
+        report = AttemptReport(attempt=n)
+        self._gate_results = []
+        self.emit("attempt_start", {"attempt": n})
+        progress = self._latest_progress()
+        ws.rollback(ws.base)
+        if progress:
+            self._put_progress(ws, progress)
+        self.budget.new_attempt()
+        sandbox = self.backend.start(self._spec(ws))
+        tools = Tools(
+            sandbox=sandbox,
+            workspace=ws,
+            scope=self.scope,
+            validator=self.validator,
+            budget=self.budget,
+            emit=self.emit,
+            command_timeout=self.policy.commands.timeout,
+            approved=self.config.approved,
+        )
+        try:
+            self._windows(ws, n, tools, report)
+        except NeedsHuman as ask:
+            report.status, report.reason = "waiting", str(ask)
+            self.store.update(
+                self.run_id, waiting_json=json.dumps({"command": ask.command, "reason": ask.reason})
+            )
+            return report
+        except BudgetExceeded as exc:
+            if exc.resource not in ("steps", "output_bytes"):
+                raise  # run-wide budgets end the run
+            report.failure_domain, report.reason = "harness", str(exc)
+        except SandboxError as exc:
+            report.failure_domain, report.reason = "runtime", f"sandbox failed: {exc}"
+        finally:
+            sandbox.close()  # kill and remove FIRST: nothing may change the tree while it is read
+            report.violations, report.denied = list(tools.violations), list(tools.denied)
+        h = harvest(ws, label=f"attempt-{n}", allow_symlinks=self.policy.scope.allow_symlinks)
+        report.commit = h.commit
+        report.changed_files = [c.path for c in h.changes]
+        report.findings = [f"{f.kind}: {f.path} ({f.detail})" for f in h.findings]
+        self.store.write_artifact(self.run_id, f"attempt-{n}/patch.diff", ws.patch_bytes(h.commit))
+        if report.failure_domain is None:
+            self._judge(ws, n, h, report)
+        if report.status != "passed":
+            report.strategy = strategy_key(h.patch) if h.changes else None
+            if report.strategy:
+                self.failed_strategies[report.strategy] = (
+                    self.failed_strategies.get(report.strategy, 0) + 1
+                )
+        return report
+
+    def _windows(self, ws: Workspace, n: int, tools: Tools, report: AttemptReport) -> None:
+        max_windows = self.policy.budgets.windows
+        for w in range(1, max_windows + 1):
+            report.windows = w
+            self.emit("window_start", {"attempt": n, "window": w})
+            ctx = WindowContext(
+                task=self.config.task,
+                attempt=n,
+                window=w,
+                max_windows=max_windows,
+                progress=self._read_progress(ws),
+                feedback=self.feedback,
+                policy_summary=self.scope.summary(),
+                diff_stat=_diff_stat(ws),
+                tools=tools,
+            )
+            try:
+                outcome = self.agent.run_window(ctx)
+            except (BudgetExceeded, NeedsHuman, SandboxError):
+                raise
+            except Exception as exc:  # the agent's own failure: classified, never a crash
+                report.failure_domain, report.reason = "model", f"agent error: {exc}"
+                self._snapshot_window(ws, n, w)
+                return
+            self.budget.model(outcome.tokens, outcome.cost_usd)
+            self._snapshot_window(ws, n, w)
+            self.emit("window_end", {"attempt": n, "window": w, "end": outcome.end})
+            if outcome.end == "finished" or tools.finished is not None:
+                return
+            if outcome.end == "agent_error":
+                report.failure_domain, report.reason = "model", outcome.detail or "agent error"
+                return
+        report.failure_domain = "context"
+        report.reason = f"no finish within {max_windows} context windows"
+
+    def _judge(self, ws: Workspace, n: int, h: Harvest, report: AttemptReport) -> None:
+        if h.blocked:
+            bad = [f for f in h.findings if not h.complete or f.kind in ("git_pointer_changed",)]
+            report.failure_domain = "governance"
+            report.reason = "unsafe tree: " + "; ".join(f"{f.kind} {f.path}" for f in bad[:5])
+            return
+        changes = [(c.path, c.old_mode, c.new_mode) for c in h.changes]
+        blocking = [v for v in check_patch(self.scope, changes, h.patch) if v.severity == "block"]
+        if blocking:
+            report.violations += [str(v) for v in blocking]
+            first = blocking[0]
+            if self.policy.scope.on_violation == "escalate":
+                report.status = "waiting"
+                report.reason = f"scope violation needs a human: {first}"
+                return
+            report.failure_domain = "governance"
+            report.reason = (
+                f"{first.detail}: {first.path}"
+                if first.kind != "protected_path"
+                else (f"wrote protected path {first.path}")
+            )
+            return
+        if not h.changes:
+            report.failure_domain, report.reason = "model", "the attempt changed nothing"
+            return
+        results = self._gates(ws, h.commit, f"attempt-{n}")
+        self._gate_results = results
+        report.gates = dict(gate_map(results))
+        failed = [r for r in results if r.required and not r.passed]
+        if failed:
+            report.failure_domain = "model"
+            report.reason = "; ".join(f"gate {r.name} failed: {r.reason}" for r in failed)
+            return
+        report.status = "passed"
+        report.reason = "all required gates passed" if results else "no gates configured"
+
+    # ----------------------------------------------------------------- gates
+
+    def _baseline(self, ws: Workspace) -> None:
+        if any(s.kind == "baseline" and s.state == "done" for s in self.store.journal(self.run_id)):
+            data = json.loads(self.store.artifact_path(self.run_id, "baseline.json").read_text())
+            self.baseline = {k: _gate_from_json(v) for k, v in data.items()}
+            return
+        seq = self.store.journal_start(self.run_id, "baseline", "base", {})
+        results = self._gates(ws, ws.base, "baseline", baseline=False)
+        self.baseline = {r.name: r for r in results}
+        payload = {r.name: _gate_to_json(r) for r in results}
+        self.store.write_artifact(self.run_id, "baseline.json", json.dumps(payload, indent=1))
+        self.store.journal_done(self.run_id, seq, {"gates": dict(gate_map(results))})
+
+    def _gates(
+        self, ws: Workspace, rev: str, label: str, *, baseline: bool = True
+    ) -> list[GateResult]:
+        if not self.policy.gates:
+            return []
+        gate_rev = ws.compose(
+            rev, lambda p: self.scope.classify(p) == "protected", f"gate input {label}"
+        )
+        tree = worktrees_dir(self.home) / f"{self.run_id}.{label}.gate"
+        out = self.store.artifact_path(self.run_id, f"{label}/junit")
+        clean_dir(tree)
+        ws.export(gate_rev, tree)
+        results = []
+        try:
+            for gate in self.policy.gates:
+                self.budget.check_wall()
+                self.emit("gate_start", {"label": label, "gate": gate.name})
+                prior = self.baseline.get(gate.name) if baseline else None
+                r = run_gate(self.backend, self._spec(ws, gate=True), gate, tree, out, prior)
+                self.store.write_artifact(self.run_id, f"{label}/gate-{gate.name}.log", r.log)
+                self.emit("gate_end", {"label": label, "gate": gate.name, "passed": r.passed,
+                                       "exit_code": r.exit_code, "reason": r.reason})  # fmt: skip
+                results.append(r)
+        finally:
+            clean_dir(tree)
+        return results
+
+    # ----------------------------------------------------------------- sandbox, progress
+
+    def _spec(self, ws: Workspace, *, gate: bool = False) -> SandboxSpec:
+        sp = self.policy.sandbox
+        mounts: list[Mount] = []
+        if not gate:
+            mounts.append(Mount(source=str(ws.path / ".git"), target="/workspace/.git"))
+            base_files = [p for p in ws.tree_listing(ws.base) if p != ".git"]
+            for rel in self.scope.readonly_paths(base_files):
+                if (ws.path / rel).exists() and not (ws.path / rel).is_symlink():
+                    mounts.append(Mount(source=str(ws.path / rel), target=f"/workspace/{rel}"))
+        return SandboxSpec(
+            image=self.config.image,
+            runtime=self.config.runtime or sp.runtime,
+            workspace=str(ws.path),
+            mounts=tuple(mounts),
+            limits=Limits(memory_mb=sp.memory_mb, cpus=sp.cpus, pids=sp.pids),
+            run_id=self.run_id,
+            owner_home=str(self.home),
+        )
+
+    def _read_progress(self, ws: Workspace) -> str:
+        path = ws.path / self.scope.progress_file
+        if path.is_symlink() or not path.is_file():
+            return ""
+        return path.read_bytes()[: self.policy.progress.max_bytes].decode(errors="replace")
+
+    def _snapshot_window(self, ws: Workspace, n: int, w: int) -> None:
+        """Progress file + code state, durably, at the end of a window (host side)."""
+        text = self._read_progress(ws)
+        state = ws.commit_snapshot(ws.snapshot(), f"window state a{n}w{w}")
+        ws.checkpoint_ref(f"windows/a{n}-w{w}", state)
+        name = f"attempt-{n}/window-{w}/progress.md"
+        self.store.write_artifact(self.run_id, name, text)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        self.store.write_artifact(self.run_id, "progress/latest.md", text)
+        self.emit(
+            "progress_snapshot", {"attempt": n, "window": w, "sha256": digest, "code_state": state}
+        )
+
+    def _latest_progress(self) -> str:
+        path = self.store.artifact_path(self.run_id, "progress/latest.md")
+        return path.read_text() if path.is_file() else ""
+
+    def _put_progress(self, ws: Workspace, text: str) -> None:
+        ws.write_file(self.scope.progress_file, text.encode())
+
+    # ----------------------------------------------------------------- records
+
+    def emit(self, kind: str, data: Mapping[str, Any]) -> None:
+        self.store.append(self.run_id, kind, dict(data))
+        if self.on_event is not None:
+            self.on_event(kind, data)
+
+    def _feedback_for(self, report: AttemptReport, results: list[GateResult]) -> str:
+        lines = [f"Attempt {report.attempt} failed ({report.failure_domain}): {report.reason}."]
+        if report.violations:
+            lines.append("Scope violations (reverted): " + "; ".join(report.violations[:10]))
+        if report.denied:
+            lines.append("Commands denied by policy: " + "; ".join(report.denied[:10]))
+        gate_text = feedback(results, self.policy.budgets.feedback_chars) if results else ""
+        return "\n".join(lines) + ("\n" + gate_text if gate_text else "")
+
+    def _result(
+        self, status: str, domain: str | None, reason: str, passed: AttemptReport | None
+    ) -> RunResult:
+        patch_path = None
+        if passed is not None:
+            path = self.store.artifact_path(self.run_id, f"attempt-{passed.attempt}/patch.diff")
+            patch_path = str(
+                self.store.write_artifact(self.run_id, "candidate.diff", path.read_bytes())
+            )
+        return RunResult(self.run_id, status, domain, reason, patch_path, list(self.reports))
+
+
+def strategy_key(patch: str) -> str:
+    """A hash of a patch with index lines, hunk positions and whitespace normalized away."""
+    body = _HUNK.sub("", patch)
+    norm = "\n".join(" ".join(line.split()) for line in body.splitlines() if line.strip())
+    return hashlib.sha256(norm.encode()).hexdigest()[:16]
+
+
+def _diff_stat(ws: Workspace) -> str:
+    changes = ws.changes()
+    return "\n".join(f"{c.status:>12} {c.path}" for c in changes) or "(no changes yet)"
+
+
+def _gate_to_json(r: GateResult) -> dict[str, Any]:
+    data = asdict(r)
+    if r.outcomes is not None:
+        data["outcomes"] = {k: sorted(v) for k, v in asdict(r.outcomes).items()}
+    return data
+
+
+def _gate_from_json(data: Mapping[str, Any]) -> GateResult:
+    from runner.gates import Comparison, TestOutcomes
+
+    outcomes = data.get("outcomes")
+    comparison = data.get("comparison")
+    return GateResult(
+        **{k: v for k, v in data.items() if k not in ("outcomes", "comparison", "new_lines")},
+        outcomes=TestOutcomes(**{k: frozenset(v) for k, v in outcomes.items()})
+        if outcomes
+        else None,
+        comparison=Comparison(**{k: tuple(v) for k, v in comparison.items()})
+        if comparison
+        else None,
+        new_lines=tuple(data.get("new_lines", ())),
+    )
