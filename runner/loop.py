@@ -100,6 +100,7 @@ class RunConfig:
     image: str
     runtime: Literal["runc", "runsc"] | None = None
     approved: frozenset[str] = frozenset()
+    rejected: frozenset[str] = frozenset()
 
 
 class Runner:
@@ -255,6 +256,7 @@ class Runner:
             emit=self.emit,
             command_timeout=self.policy.commands.timeout,
             approved=self.config.approved,
+            rejected=self.config.rejected,
         )
         try:
             self._windows(ws, n, tools, report)

@@ -123,6 +123,7 @@ class Tools:
     emit: Emit
     command_timeout: float
     approved: frozenset[str] = frozenset()
+    rejected: frozenset[str] = frozenset()
     commands: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     denied: list[str] = field(default_factory=list)
@@ -134,6 +135,10 @@ class Tools:
         """Run a shell command in the sandbox (``bash -c``), after the policy allows it."""
         self.budget.step()
         verdict = self.validator.check(command)
+        if verdict.decision == "ask" and command in self.rejected:
+            self.denied.append(command)
+            self.emit("command_denied", {"command": command, "reason": "a human rejected it"})
+            return ToolResult(False, "Command not run: a human reviewer rejected it.", denied=True)
         if verdict.decision == "ask" and command not in self.approved:
             self.emit("command_ask", {"command": command, "reason": verdict.reason})
             raise NeedsHuman(command, verdict.reason)

@@ -1,0 +1,253 @@
+"""Starting and resuming runs: from CLI arguments to a ``Runner``, and from the store back to one.
+
+Everything a run needs is recorded when it starts (task, merged policy and its
+sources, agent, image digest), so ``resume`` rebuilds the same run from the
+store alone. The repository's own policy is read from the base revision, not
+from the (possibly dirty) checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from policies.load import REPO_FILE, LoadedPolicy, PolicyError, load_policy
+from policies.model import Policy
+from runner.agent import Agent, Task
+from runner.loop import RunConfig, Runner, RunResult
+from runner.scripted import ScriptedAgent
+from runner.store import NewRun, RunStore
+from sandbox.docker_backend import DockerBackend
+from sandbox.engine import connect
+from sandbox.envimage import SetupFailed, ensure_env_image
+from sandbox.errors import GitError
+from sandbox.git import HostGit, find_git_dirs
+from sandbox.images import ensure_sandbox_image, find_ca_bundle
+from sandbox.paths import worktrees_dir
+from sandbox.spec import SANDBOX_GID, SANDBOX_UID
+
+OnEvent = Callable[[str, Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """What ``corral run`` was asked to do."""
+
+    repo: Path
+    bug: Path
+    policy: str | None = None
+    overrides: Mapping[str, Any] | None = None
+    agent: str = "scripted"
+    script: Path | None = None
+    base_ref: str = "HEAD"
+    runtime: str | None = None
+    idempotency_key: str | None = None
+    run_id: str | None = None
+
+
+def read_task(repo: Path, bug: Path, base: str) -> Task:
+    """The bug report: title from its first heading (or first line), body verbatim."""
+    try:
+        text = bug.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read bug report {bug} ({exc.strerror}); check --bug") from exc
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    title = first.lstrip("#").strip() or bug.stem
+    return Task(title=title[:200], body=text, repo=str(repo), base=base)
+
+
+def repo_policy_files(repo: Path, base: str) -> dict[str, bytes | None]:
+    """``.corral.toml`` and ``pyproject.toml`` as committed at ``base`` (None where absent)."""
+    _, common = find_git_dirs(repo)
+    git = HostGit(common)
+    files: dict[str, bytes | None] = {}
+    for name in (REPO_FILE, "pyproject.toml"):
+        try:
+            files[name] = git.run("cat-file", "blob", f"{base}:{name}")
+        except GitError:
+            files[name] = None
+    return files
+
+
+def make_agent(agent: str, script: Path | None) -> Agent:
+    """The agent named on the command line (``scripted`` needs ``--script``)."""
+    if agent == "scripted":
+        if script is None:
+            raise ValueError("--agent scripted needs --script FILE (a TOML script of actions)")
+        return ScriptedAgent.from_file(script)
+    raise ValueError(
+        f"unknown agent {agent!r}: use --agent scripted (more arrive with later releases)"
+    )
+
+
+def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> RunResult:
+    """Create (or find, by idempotency key) a run and drive it to an outcome."""
+    repo = req.repo.resolve()
+    if not repo.is_dir():
+        raise ValueError(f"--repo {req.repo} is not a directory")
+    _, common = find_git_dirs(repo)
+    base = HostGit(common).rev_parse(req.base_ref)
+    task = read_task(repo, req.bug, base)
+    loaded = load_policy(
+        req.policy, repo_files=repo_policy_files(repo, base), overrides=req.overrides
+    )
+    agent = make_agent(req.agent, req.script)
+    store = RunStore(home)
+    if req.idempotency_key:
+        existing = store.find_by_key(req.idempotency_key)
+        if existing is not None:
+            return result_of(store, existing)
+    client = connect()
+    image = ensure_sandbox_image(client)
+    agent_ref = req.agent if req.script is None else f"{req.agent}:{req.script.resolve()}"
+    run_id = store.create(
+        NewRun(
+            repo=str(repo),
+            base=base,
+            bug_title=task.title,
+            bug_path=str(req.bug.resolve()),
+            agent=agent_ref,
+            model=None,
+            policy_json=json.dumps({"sources": loaded.sources, "policy": loaded.merged}),
+            spec_json=json.dumps({"image": image, "runtime": req.runtime}),
+            idempotency_key=req.idempotency_key,
+            run_id=req.run_id,
+        )
+    )
+    store.append(run_id, "run_start", {"repo": str(repo), "base": base, "title": task.title,
+                                       "policy_sources": list(loaded.sources), "agent": agent_ref})  # fmt: skip
+    env_image = _environment(home, store, run_id, client, image, repo, base, loaded.policy)
+    if env_image is None:
+        return result_of(store, run_id)
+    config = RunConfig(task=task, loaded=loaded, image=env_image, runtime=_runtime(req.runtime))
+    runner = Runner(home, store, DockerBackend(client), agent, config, run_id, on_event=on_event)
+    return runner.execute()
+
+
+def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunResult:
+    """Continue a run from its last completed step (see ``runner.loop``)."""
+    store = RunStore(home)
+    rec = store.get(run_id)
+    if rec.status in (
+        "ready_for_review",
+        "failed",
+        "budget_exhausted",
+        "approved",
+        "rejected",
+        "merged",
+    ):
+        return result_of(store, run_id)
+    stored = json.loads(rec.policy_json)
+    try:
+        policy = Policy.model_validate(stored["policy"])
+    except ValueError as exc:
+        raise PolicyError([f"recorded policy of {run_id} no longer loads: {exc}"]) from exc
+    loaded = LoadedPolicy(policy, tuple(stored["sources"]), stored["policy"])
+    name, _, script = rec.agent.partition(":")
+    agent = make_agent(name, Path(script) if script else None)
+    task = read_task(Path(rec.repo), Path(rec.bug_path), rec.base)
+    spec = json.loads(rec.spec_json)
+    approved, rejected = _decisions(rec.waiting_json)
+    client = connect()
+    env_image = spec.get("env_image") or spec["image"]
+    config = RunConfig(
+        task=task, loaded=loaded, image=env_image, runtime=_runtime(spec.get("runtime")),
+        approved=approved, rejected=rejected,
+    )  # fmt: skip
+    store.append(run_id, "run_resume", {"approved": sorted(approved), "rejected": sorted(rejected)})
+    runner = Runner(home, store, DockerBackend(client), agent, config, run_id, on_event=on_event)
+    return runner.execute()
+
+
+def result_of(store: RunStore, run_id: str) -> RunResult:
+    """A finished (or waiting) run's result, from the store."""
+    from runner.loop import AttemptReport
+
+    rec = store.get(run_id)
+    reports = [
+        AttemptReport(**s.data["report"])
+        for s in store.journal(run_id)
+        if s.kind == "attempt" and s.data and "report" in s.data
+    ]
+    candidate = store.artifact_path(run_id, "candidate.diff")
+    return RunResult(
+        run_id=run_id,
+        status=rec.status,
+        failure_domain=rec.failure_domain,
+        reason=rec.reason or "",
+        patch_path=str(candidate) if candidate.is_file() else None,
+        attempts=reports,
+    )
+
+
+def _runtime(value: str | None) -> Any:
+    if value not in (None, "runc", "runsc"):
+        raise ValueError(f"unknown runtime {value!r}: use runc or runsc")
+    return value
+
+
+def _decisions(waiting_json: str | None) -> tuple[frozenset[str], frozenset[str]]:
+    data = json.loads(waiting_json) if waiting_json else {}
+    approved = frozenset(data.get("approved", []))
+    rejected = frozenset(data.get("rejected", []))
+    return approved, rejected
+
+
+def _environment(
+    home: Path,
+    store: RunStore,
+    run_id: str,
+    client: Any,
+    image: str,
+    repo: Path,
+    base: str,
+    policy: Policy,
+) -> str | None:
+    """The environment image id, or None when set-up failed (the run is then recorded as failed)."""
+    setup = policy.setup
+    if not setup.commands:
+        return image
+    seq = store.journal_start(run_id, "setup", "env", {"commands": list(setup.commands)})
+    scratch = Path(tempfile.mkdtemp(prefix=f"{run_id}.setup.", dir=_scratch_dir(home)))
+    try:
+        _, common = find_git_dirs(repo)
+        index = scratch.parent / f"{scratch.name}.index"
+        HostGit(common, scratch).run("read-tree", "--reset", "-u", base, index_file=index)
+        if os.geteuid() == 0:
+            for p in [scratch, *scratch.rglob("*")]:
+                os.lchown(p, SANDBOX_UID, SANDBOX_GID)
+        env = ensure_env_image(
+            client, image, scratch, setup.commands, repo=str(repo), base_commit=base,
+            ca_bundle=find_ca_bundle(os.environ), network=setup.network, timeout=setup.timeout,
+            run_id=run_id, home=home,
+        )  # fmt: skip
+    except SetupFailed as exc:
+        store.write_artifact(run_id, "setup.log", exc.log)
+        store.journal_failed(run_id, seq, {"command": exc.command, "exit_code": exc.exit_code})
+        reason = f"setup command failed (exit {exc.exit_code}): {exc.command}; see setup.log"
+        store.append(run_id, "setup_failed", {"command": exc.command, "exit_code": exc.exit_code})
+        store.update(run_id, status="failed", failure_domain="runtime", reason=reason)
+        return None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        (scratch.parent / f"{scratch.name}.index").unlink(missing_ok=True)
+    store.write_artifact(run_id, "setup.log", env.log)
+    spec = json.loads(store.get(run_id).spec_json)
+    spec["env_image"] = env.image_id
+    store.update(run_id, spec_json=json.dumps(spec))
+    store.journal_done(run_id, seq, {"image": env.image_id, "built": env.built})
+    store.append(run_id, "environment", {"image": env.image_id, "built": env.built,
+                                         "seconds": round(env.seconds, 1)})  # fmt: skip
+    return env.image_id
+
+
+def _scratch_dir(home: Path) -> Path:
+    d = worktrees_dir(home)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
