@@ -49,6 +49,8 @@ class RunRequest:
     runtime: str | None = None
     idempotency_key: str | None = None
     run_id: str | None = None
+    image: str | None = None
+    """Sandbox image to use instead of corral's own (tests, custom images)."""
 
 
 def read_task(repo: Path, bug: Path, base: str) -> Task:
@@ -104,7 +106,7 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
         if existing is not None:
             return result_of(store, existing)
     client = connect()
-    image = ensure_sandbox_image(client)
+    image = req.image or ensure_sandbox_image(client)
     agent_ref = req.agent if req.script is None else f"{req.agent}:{req.script.resolve()}"
     run_id = store.create(
         NewRun(

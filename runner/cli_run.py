@@ -1,0 +1,235 @@
+"""CLI commands for runs and policies: run, resume, verify, status, list, approve, reject, policy.
+
+Registered on ``runner.cli.app`` (imported at the bottom of ``runner.cli``).
+Exit codes: 0 ready_for_review, 1 failed or exhausted, 2 usage or config
+error, 3 waiting for a human. ``corral run --json`` prints exactly one JSON
+object on stdout when the run ends; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from policies.load import PolicyError, load_policy
+from runner.cli import app, err, handles_errors, out
+from sandbox.paths import corral_home
+
+policy_app = typer.Typer(help="Check and show policies.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+def _parse_set(values: list[str]) -> dict[str, Any]:
+    """``--set budgets.attempts=2`` pairs; values parsed as TOML scalars (2, true, "x", [..])."""
+    import tomllib
+
+    overrides: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: use KEY=VALUE, e.g. --set budgets.attempts=2")
+        try:
+            overrides[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[key.strip()] = raw
+    return overrides
+
+
+def _progress_printer(kind: str, data: Mapping[str, Any]) -> None:
+    keys = ("attempt", "window", "gate", "command", "status", "reason", "passed", "paths")
+    shown = " ".join(f"{k}={data[k]!r}" for k in keys if k in data)
+    print(f"[corral] {kind} {shown}", file=sys.stderr, flush=True)
+
+
+@app.command()
+@handles_errors
+def run(
+    repo: Path = typer.Option(Path("."), "--repo", help="The git repository to fix."),
+    bug: Path = typer.Option(..., "--bug", help="The bug report (markdown or text)."),
+    policy: str | None = typer.Option(None, "--policy", help="Preset name or policy file."),
+    agent: str = typer.Option("scripted", "--agent", help="Agent: scripted."),
+    script: Path | None = typer.Option(None, "--script", help="Script for --agent scripted."),
+    base: str = typer.Option("HEAD", "--base", help="Base ref to fix from."),
+    runtime: str | None = typer.Option(None, "--runtime", help="runc or runsc (gVisor)."),
+    attempts: int | None = typer.Option(None, "--attempts", help="Override budgets.attempts."),
+    set_: list[str] = typer.Option([], "--set", help="Override a policy key: KEY=VALUE."),
+    idempotency_key: str | None = typer.Option(
+        None, "--idempotency-key", help="Return the existing run for this key instead of a new one."
+    ),
+    run_id: str | None = typer.Option(None, "--run-id", help="Choose the run id."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object when the run ends."),
+) -> None:
+    """Run an agent against a bug report under a policy; print the outcome."""
+    from runner.service import RunRequest, start_run
+
+    overrides = _parse_set(set_)
+    if attempts is not None:
+        overrides["budgets.attempts"] = attempts
+    req = RunRequest(
+        repo=repo,
+        bug=bug,
+        policy=policy,
+        overrides=overrides,
+        agent=agent,
+        script=script,
+        base_ref=base,
+        runtime=runtime,
+        idempotency_key=idempotency_key,
+        run_id=run_id,
+    )
+    result = start_run(corral_home(), req, on_event=_progress_printer)
+    _finish(result, as_json)
+
+
+@app.command()
+@handles_errors
+def resume(
+    run_id: str = typer.Argument(..., help="The run to continue."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object when the run ends."),
+) -> None:
+    """Continue an interrupted or waiting run from its last completed step."""
+    from runner.service import resume_run
+
+    _finish(resume_run(corral_home(), run_id, on_event=_progress_printer), as_json)
+
+
+def _finish(result: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.to_json()))
+    else:
+        domain = f" ({result.failure_domain})" if result.failure_domain else ""
+        out.print(f"run {result.run_id}: [bold]{result.status}[/bold]{domain} {result.reason}")
+        for a in result.attempts:
+            gates = ", ".join(f"{k}={'pass' if v else 'FAIL'}" for k, v in a.gates.items())
+            out.print(
+                f"  attempt {a.attempt}: {a.status} {a.failure_domain or ''} {a.reason} {gates}"
+            )
+        if result.patch_path:
+            out.print(f"  candidate patch: {result.patch_path}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+@handles_errors
+def verify(run_id: str = typer.Argument(..., help="The run whose event log to check.")) -> None:
+    """Check the run's event log hash chain (exit 1 if any event was changed, removed or added)."""
+    from runner.store import RunStore
+
+    store = RunStore(corral_home())
+    store.get(run_id)
+    res = store.verify(run_id)
+    if res.ok:
+        out.print(f"ok: {res.events} events, chain intact")
+        return
+    err.print(f"[red]broken:[/red] event {res.first_bad_seq}: {res.problem}")
+    raise typer.Exit(1)
+
+
+@app.command()
+@handles_errors
+def status(
+    run_id: str = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show a run's status, failure domain, attempts and any pending human decision."""
+    from runner.service import result_of
+    from runner.store import RunStore
+
+    store = RunStore(corral_home())
+    rec = store.get(run_id)
+    result = result_of(store, run_id)
+    pending = json.loads(rec.waiting_json) if rec.waiting_json else {}
+    if as_json:
+        print(json.dumps({**result.to_json(), "pending": pending}))
+        return
+    domain = f"{rec.failure_domain}: " if rec.failure_domain else ""
+    out.print(f"{run_id}  {rec.status}  {domain}{rec.reason or ''}")
+    out.print(f"  repo {rec.repo} @ {rec.base[:12]}  bug: {rec.bug_title}")
+    for a in result.attempts:
+        out.print(f"  attempt {a.attempt}: {a.status} {a.failure_domain or ''} {a.reason}")
+    if rec.status == "waiting" and pending.get("command"):
+        out.print(f"  waiting for a human: `{pending['command']}` ({pending.get('reason', '')})")
+        out.print(
+            f"  answer with `corral approve {run_id}` or `corral reject {run_id}`, then `corral resume {run_id}`"
+        )
+
+
+@app.command(name="list")
+@handles_errors
+def list_runs(limit: int = typer.Option(20, "--limit")) -> None:
+    """Recent runs, newest first."""
+    from runner.store import RunStore
+
+    for rec in RunStore(corral_home()).list_runs(limit=limit):
+        domain = rec.failure_domain or "-"
+        out.print(
+            f"{rec.run_id}  {rec.status:<17} {domain:<15} {rec.attempts_done} att  {rec.bug_title[:50]}"
+        )
+
+
+def _decide(run_id: str, verdict: str, comment: str | None) -> None:
+    from runner.store import RunStore
+
+    store = RunStore(corral_home())
+    rec = store.get(run_id)
+    pending = json.loads(rec.waiting_json) if rec.waiting_json else {}
+    command = pending.get("command")
+    if rec.status != "waiting" or not command:
+        raise ValueError(f"run {run_id} is {rec.status} and has no pending command to {verdict}")
+    key = "approved" if verdict == "approve" else "rejected"
+    pending[key] = sorted(set(pending.get(key, [])) | {command})
+    store.update(run_id, waiting_json=json.dumps(pending))
+    store.append(run_id, f"human_{key}", {"command": command, "comment": comment or ""})
+    out.print(f"{key} `{command}`; continue with `corral resume {run_id}`")
+
+
+@app.command()
+@handles_errors
+def approve(
+    run_id: str = typer.Argument(...), comment: str | None = typer.Option(None, "--comment")
+) -> None:
+    """Approve the command a waiting run asks for."""
+    _decide(run_id, "approve", comment)
+
+
+@app.command()
+@handles_errors
+def reject(
+    run_id: str = typer.Argument(...), comment: str | None = typer.Option(None, "--comment")
+) -> None:
+    """Reject the command a waiting run asks for (the agent is told and goes on without it)."""
+    _decide(run_id, "reject", comment)
+
+
+@policy_app.command("check")
+@handles_errors
+def policy_check(file: Path = typer.Argument(..., help="A policy TOML file.")) -> None:
+    """Validate a policy file (exit 2 with `loc: msg` lines if it is malformed)."""
+    loaded = load_policy(file)
+    out.print(f"ok: {file} ({' < '.join(loaded.sources)})")
+
+
+@policy_app.command("show")
+@handles_errors
+def policy_show(
+    policy: str | None = typer.Option(None, "--policy", help="Preset name or file."),
+    repo: Path | None = typer.Option(None, "--repo", help="Include this repo's .corral.toml."),
+) -> None:
+    """Print the merged policy (preset < file < repo) as JSON."""
+    from runner.service import repo_policy_files
+
+    files = repo_policy_files(repo.resolve(), "HEAD") if repo is not None else None
+    loaded = load_policy(policy, repo_files=files)
+    print(
+        json.dumps(
+            {"sources": loaded.sources, "policy": loaded.policy.model_dump(mode="json")}, indent=2
+        )
+    )
+
+
+__all__ = ["PolicyError", "policy_app"]
