@@ -8,15 +8,16 @@ renders the result. Errors become exit codes here and nowhere else:
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from sandbox.errors import EngineUnavailable, ImageError, SandboxError, SpecError
+from runner.store import StoreError
+from sandbox.errors import EngineUnavailable, GitError, ImageError, SandboxError, SpecError
 
 app = typer.Typer(
     name="corral",
@@ -32,23 +33,29 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handles_errors(fn: F) -> F:
-    """Map library exceptions to one red line and an exit code (the only place that does)."""
+    """Map library exceptions to red ``error:`` lines and an exit code (the only place that does).
+
+    2: usage or configuration (bad policy, unknown run, bad repo or ref, no
+    engine or image: the line names the fix); 1: something ran and failed.
+    """
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (SpecError, ValueError) as exc:
-            err.print(f"[red]error:[/red] {exc}")
+        except (SpecError, ValueError, LookupError, GitError, EngineUnavailable, ImageError) as exc:
+            _error_lines(exc)
             raise typer.Exit(2) from None
-        except (EngineUnavailable, ImageError) as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
-        except SandboxError as exc:
-            err.print(f"[red]error:[/red] {exc}")
+        except (SandboxError, StoreError) as exc:
+            _error_lines(exc)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _error_lines(exc: BaseException) -> None:
+    for line in str(exc).splitlines() or [exc.__class__.__name__]:
+        err.print(f"[red]error:[/red] {escape(line)}")
 
 
 @app.command()
@@ -92,10 +99,53 @@ def smoke(
         raise typer.Exit(1)
 
 
+@app.command()
+@handles_errors
+def doctor(
+    fix: bool = typer.Option(False, "--fix", help="Provision what is missing (as root)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+) -> None:
+    """Check the engine, images, git, disk and worktree filesystem; exit 0 only when ready."""
+    import json
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from runner import doctor as doc
+    from sandbox.paths import corral_home
+
+    home = corral_home()
+    if fix:
+        for step in doc.fix(home):
+            err.print(f"[green]fix:[/green] {escape(step)}")
+    checks = doc.diagnose(home)
+    if as_json:
+        print(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        table = Table("check", "status", "detail", "fix")
+        for c in checks:
+            mark = (
+                "[green]ok[/green]"
+                if c.ok
+                else ("[yellow]warn[/yellow]" if c.severity == "warning" else "[red]FAIL[/red]")
+            )
+            table.add_row(c.name, mark, escape(c.detail), "" if c.ok else escape(c.fix or ""))
+        out.print(table)
+    if not doc.ready(checks):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app(prog_name="corral")
 
 
+# Sub-commands in their own modules register on ``app`` (they import it, hence at the end).
+from runner import cli_run as _cli_run  # noqa: E402, F401
+from runner.cli_image import image_app  # noqa: E402
+
+app.add_typer(image_app, name="image")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

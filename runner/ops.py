@@ -54,7 +54,7 @@ def smoke(*, runtime: str = "runc") -> list[SmokeRow]:
         spec = SandboxSpec(
             image=image,
             workspace=str(scratch),
-            runtime=runtime,  # type: ignore[arg-type]
+            runtime=runtime,
             run_id="smoke",
             owner_home=str(home),
         )
