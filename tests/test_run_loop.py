@@ -60,6 +60,11 @@ class Env:
     home: Path
     tmp: Path
     image: str
+    before: dict[str, Any] | None = None
+
+    def settle(self) -> None:
+        """Take the user's repository state as it is now (after a test's own git set-up)."""
+        self.before = _user_state(self.repo)
 
     def run(self, script: str, *, policy: str = POLICY, **kw: Any) -> RunResult:
         (self.tmp / "script.toml").write_text(textwrap.dedent(script))
@@ -86,10 +91,11 @@ def env(tmp_path: Path, corral_home: Path, docker_client: Any, run_image: str) -
          "setup.cfg": "[metadata]\nname = calc\n", ".gitignore": "__pycache__/\n"},
     )  # fmt: skip
     (tmp_path / "bug.md").write_text("# add() subtracts\n\nadd(1, 2) returns -1.\n")
-    before = _user_state(repo)
+    e = Env(repo, corral_home, tmp_path, run_image)
+    e.settle()
     with mount_scratch_fs(worktrees_dir(corral_home), size_mb=1024):
-        yield Env(repo, corral_home, tmp_path, run_image)
-    assert _user_state(repo) == before, "a run changed the user's checkout, branch or index"
+        yield e
+    assert _user_state(repo) == e.before, "a run changed the user's checkout, branch or index"
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +105,10 @@ def run_image(sandbox_image: str) -> str:
 
 def _user_state(repo: Path) -> dict[str, Any]:
     return {
-        "tree": tree_digest(repo),
+        "tree": {k: v for k, v in tree_digest(repo).items() if not k.startswith(".git/")},
+        "index": (repo / ".git/index").read_bytes(),
+        "HEAD": (repo / ".git/HEAD").read_bytes(),
+        "config": (repo / ".git/config").read_bytes(),
         "branches": git(repo, "for-each-ref", "refs/heads", "refs/tags"),
         "status": git(repo, "status", "--porcelain", "--untracked-files=all"),
     }
@@ -152,7 +161,7 @@ def test_protected_edit_is_reverted_and_the_second_attempt_fixes(env: Env) -> No
     assert result.status == "ready_for_review", result
     first, second = result.attempts
     assert first.status == "failed" and "conftest.py" in first.violations
-    assert first.gates == {"tests": False}
+    assert first.reason == "the attempt changed nothing"  # every protected edit was reverted
     assert second.changed_files == ["src/calc.py"]
     events = env.events(result.run_id)
     assert "write_denied" in events and "scope_reverted" in events
@@ -221,19 +230,17 @@ def test_preexisting_failure_is_not_blamed(env: Env) -> None:
     git(env.repo, "checkout", "-q", "-b", "prebroken")
     (env.repo / "src/calc.py").write_text(CALC.replace("a * b", "a ** b"))
     git(env.repo, "commit", "-qam", "mul broken too")
-    try:
-        result = env.run(
-            f"""
-            [[attempt]]
-            [[attempt.window]]
-            actions = [
-              {{ write = "src/calc.py", content = {json.dumps(broken_mul)} }},
-              {{ finish = "fixed add only" }},
-            ]
-            """
-        )
-    finally:
-        git(env.repo, "checkout", "-q", "main")
+    env.settle()
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ write = "src/calc.py", content = {json.dumps(broken_mul)} }},
+          {{ finish = "fixed add only" }},
+        ]
+        """
+    )
     assert result.status == "ready_for_review", result
     baseline = json.loads(
         RunStore(env.home).artifact_path(result.run_id, "baseline.json").read_text()
