@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -145,7 +145,3 @@ from runner import cli_run as _cli_run  # noqa: E402, F401
 from runner.cli_image import image_app  # noqa: E402
 
 app.add_typer(image_app, name="image")
-
-
-if __name__ == "__main__":
-    main()

@@ -33,6 +33,7 @@ from runner.gates import GateResult, clean_dir, feedback, gate_map, run_gate
 from runner.store import RunStore
 from runner.tools import Budget, BudgetExceeded, NeedsHuman, Tools
 from sandbox.errors import SandboxError
+from sandbox.gc import remove_run_containers
 from sandbox.harvest import Harvest, harvest
 from sandbox.interfaces import SandboxBackend
 from sandbox.lease import RunLease
@@ -142,6 +143,10 @@ class Runner:
     def execute(self) -> RunResult:
         """Run (or resume) to an outcome; the outcome is recorded before it is returned."""
         with RunLease(self.home, self.run_id):
+            client = getattr(self.backend, "client", None)
+            if client is not None:  # leftovers of a crashed earlier process of this run
+                for cid in remove_run_containers(client, self.home, self.run_id):
+                    self.emit("orphan_removed", {"container": cid})
             ws = self._workspace()
             self.store.update(self.run_id, status="running")
             try:

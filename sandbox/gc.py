@@ -99,3 +99,19 @@ def collect(
     for err in report.errors:
         log.warning("gc: %s", err)
     return report
+
+
+def remove_run_containers(client: Any, home: Path, run_id: str) -> list[str]:
+    """Remove every container of ``run_id`` in ``home`` (a resumed run's crashed leftovers).
+
+    The caller must hold the run's lease, so none of them can belong to a live process.
+    """
+    flt = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_HOME}={home}", f"{LABEL_RUN}={run_id}"]}
+    removed = []
+    for container in client.containers.list(all=True, filters=flt):
+        try:
+            container.remove(force=True, v=True)
+            removed.append(container.short_id)
+        except NotFound:
+            pass
+    return removed
