@@ -1,0 +1,48 @@
+"""`corral doctor`: the table, --json, and a clear failure when no engine answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.doctor import diagnose, ready
+
+
+def _doctor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runner", "doctor", *args],
+        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, **env},
+    )  # fmt: skip
+
+
+@pytest.mark.docker
+def test_doctor_is_ready_on_a_set_up_machine(corral_home: Path, sandbox_image: str) -> None:
+    checks = diagnose(corral_home)
+    names = {c.name for c in checks}
+    assert {"docker engine", "storage driver", "gVisor (runsc)", "host git", "free disk",
+            "worktree filesystem", "image corral/sandbox:latest"} <= names  # fmt: skip
+    assert ready(checks), [c for c in checks if not c.ok]
+    proc = _doctor("--json", CORRAL_HOME=str(corral_home))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert {"name", "ok", "detail", "fix", "severity"} <= set(data[0])
+    table = _doctor(CORRAL_HOME=str(corral_home))
+    assert table.returncode == 0 and "docker engine" in table.stdout
+
+
+def test_doctor_without_an_engine_fails_and_names_the_fix(tmp_path: Path) -> None:
+    proc = _doctor("--json", DOCKER_HOST=f"unix://{tmp_path}/none.sock", CORRAL_HOME=str(tmp_path))
+    assert proc.returncode == 1
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    assert checks["docker engine"]["ok"] is False
+    assert checks["docker engine"]["fix"] == "corral doctor --fix"
+
+
+def test_worktree_filesystem_without_nosuid_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    fs = next(c for c in diagnose(tmp_path) if c.name == "worktree filesystem")
+    assert fs.severity == "warning" and (fs.ok or fs.fix == "corral doctor --fix")
