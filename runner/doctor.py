@@ -143,15 +143,18 @@ def fix(home: Path) -> list[str]:
     """
     if os.geteuid() != 0:
         return ["not root: run these as root, then `corral doctor`:", *provision_commands()]
-    from sandbox.images import build_sandbox, find_ca_bundle
+    from sandbox.images import bootstrap_base, build_sandbox, find_ca_bundle
 
     steps = provision()
     steps += ensure_worktree_fs(home)
     client = connect()
+    bundle = find_ca_bundle(os.environ)
     try:
-        result = build_sandbox(client, ca_bundle=find_ca_bundle(os.environ))
+        results = [
+            bootstrap_base(client, ca_bundle=bundle),
+            build_sandbox(client, ca_bundle=bundle),
+        ]
     finally:
         client.close()
-    if result.built:
-        steps.append(f"built {result.name} ({result.seconds:.0f}s)")
+    steps += [f"built {r.name} ({r.seconds:.0f}s)" for r in results if r.built]
     return steps

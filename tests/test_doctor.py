@@ -46,3 +46,16 @@ def test_doctor_without_an_engine_fails_and_names_the_fix(tmp_path: Path) -> Non
 def test_worktree_filesystem_without_nosuid_is_a_warning_not_an_error(tmp_path: Path) -> None:
     fs = next(c for c in diagnose(tmp_path) if c.name == "worktree filesystem")
     assert fs.severity == "warning" and (fs.ok or fs.fix == "corral doctor --fix")
+
+
+@pytest.mark.docker
+def test_doctor_fix_is_idempotent_on_a_set_up_machine(sandbox_image: str) -> None:
+    """After the README's set-up command, `doctor --fix` finds nothing to do (default home)."""
+    env = {k: v for k, v in os.environ.items() if k != "CORRAL_HOME"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "doctor", "--fix", "--json"],
+        capture_output=True, text=True, timeout=600, check=False, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "fix:" not in proc.stderr
+    assert all(c["ok"] for c in json.loads(proc.stdout) if c["severity"] == "error")

@@ -290,3 +290,35 @@ def test_leftover_artifacts_are_flagged_never_merged(env: Env) -> None:
     patch = Path(result.patch_path or "").read_text()
     assert "build/out.o" not in patch and ".pytest_cache" not in patch
     assert any("build" in f for f in result.attempts[0].findings)
+
+
+def test_progress_file_survives_rollback_and_never_enters_the_patch(env: Env) -> None:
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ progress = "tried: multiply; next: look at the operator" }}]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = "def add(a, b):\\n    return a * b\\n" }}, {{ finish = "maybe" }}]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "grep -q 'next: look at the operator' .corral/progress.md && echo seen > src/seen.txt" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ progress = "fixed the operator" }},
+          {{ finish = "fixed" }},
+        ]
+        """
+    )
+    assert result.status == "ready_for_review", result
+    first, second = result.attempts
+    assert first.windows == 2 and "src/seen.txt" in second.changed_files
+    store = RunStore(env.home)
+    assert (
+        store.artifact_path(result.run_id, "attempt-1/window-1/progress.md")
+        .read_text()
+        .startswith("tried")
+    )
+    snaps = [e for e in store.events(result.run_id) if e.type == "progress_snapshot"]
+    assert [(e.data["attempt"], e.data["window"]) for e in snaps] == [(1, 1), (1, 2), (2, 1)]
+    assert "progress.md" not in Path(result.patch_path or "").read_text()
