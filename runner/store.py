@@ -1,89 +1,126 @@
 """The run store under ``$CORRAL_HOME``: workflow state, artifacts, and a tamper-evident event log.
 
-- ``runs.db``: SQLite in WAL mode (readers such as ``corral list`` never block
-  a run that writes). Table ``runs`` holds each run's state; table ``steps`` is
-  the journal: a step is recorded as started before it runs and as done or
-  failed after, so ``resume`` knows the last completed one. Plain ``sqlite3``:
-  two tables need no ORM.
-- ``runs/<run>/``: artifacts (patches, gate logs, progress snapshots), written
-  atomically (temporary file + ``os.replace``).
-- ``runs/<run>/events.jsonl``: append-only, one JSON object per line, each
-  carrying the SHA-256 of the previous line and of itself, flushed and
-  ``fsync``ed per event under an ``flock``. ``verify`` recomputes the chain: an
-  edited, removed, reordered or inserted line is found. A torn last line (a
-  crash mid-write) is moved aside and recorded, never silently dropped.
+The caller passes ``home``; nothing here reads the environment.
 
-Nothing of the store is mounted into any container; the runner alone reads
-and writes it.
+- ``runs.db``: SQLite in WAL mode, so readers (``corral list``, ``corral
+  status``) never block a run that writes. Table ``runs`` holds each run's
+  state; table ``steps`` is the journal: a step is recorded as started before
+  it runs and as done or failed after, so ``resume`` knows the last completed
+  one and ``last_incomplete`` names what a crash interrupted. The schema
+  version is ``PRAGMA user_version``; older databases are migrated on open, a
+  newer one is refused. Plain ``sqlite3`` from the standard library: three
+  small tables need no ORM, and WAL plus ``BEGIN IMMEDIATE`` give the
+  concurrency we need between processes.
+- ``runs/<run>/``: artifacts (patches, gate logs, progress snapshots), written
+  atomically (temporary file, ``fsync``, ``os.replace``).
+- ``runs/<run>/events.jsonl``: append-only, one canonical JSON object per line
+  carrying the SHA-256 of the previous line (``prev``) and of itself without
+  ``hash``. Every append is written through ``O_APPEND`` under an ``flock`` on
+  the log and ``fsync``ed before it returns. ``verify`` recomputes the chain:
+  an edited, removed, reordered or inserted line is found. The database keeps
+  the last event's link (table ``event_heads``), so lines cut from the end or a
+  consistently rewritten tail are found too; the one event between the
+  ``fsync`` and the head update (a crash window) is the only unchecked one. A
+  torn last line (a crash mid-write) is moved aside to
+  ``events.jsonl.torn-<ts>`` on the next append and recorded as a
+  ``log_repaired`` event, never silently dropped.
+
+Nothing of the store is ever mounted into a container: only the runner reads
+and writes it. Callers must not hand a store path (a run folder, an artifact)
+to a sandbox as a mount; copy what a container produced in with
+``write_artifact`` instead.
+
+One ``RunStore`` holds one SQLite connection, opened on first use; use it from
+one thread, and ``close()`` it (or use ``with``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
 import sqlite3
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sandbox.lease import check_run_id
 
+log = logging.getLogger(__name__)
+
 RunStatus = Literal[
-    "created", "running", "ready_for_review", "failed", "budget_exhausted", "waiting",
+    "created", "running", "waiting", "ready_for_review", "failed", "budget_exhausted",
     "approved", "rejected", "merged",
 ]  # fmt: skip
 FailureDomain = Literal["model", "context", "tool-interface", "harness", "runtime", "governance"]
-STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
-FAILURE_DOMAINS: tuple[str, ...] = FailureDomain.__args__  # type: ignore[attr-defined]
+StepState = Literal["started", "done", "failed"]
+STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+FAILURE_DOMAINS: tuple[FailureDomain, ...] = get_args(FailureDomain)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EVENT_VERSION = 1
 GENESIS = "0" * 64
-_ARTIFACT = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+LOG_NAME = "events.jsonl"
+_EVENT_KEYS = frozenset({"v", "seq", "ts", "run_id", "type", "data", "prev", "hash"})
+_ARTIFACT_PART = re.compile(r"^[A-Za-z0-9._-]+$")
+_TAIL_CHUNK = 64 * 1024
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    repo TEXT NOT NULL,
-    base TEXT NOT NULL,
-    bug_title TEXT NOT NULL,
-    bug_path TEXT NOT NULL,
-    agent TEXT NOT NULL,
-    model TEXT,
-    status TEXT NOT NULL,
-    failure_domain TEXT,
-    reason TEXT,
-    attempts_done INTEGER NOT NULL DEFAULT 0,
-    policy_json TEXT NOT NULL,
-    spec_json TEXT NOT NULL,
-    idempotency_key TEXT UNIQUE,
-    cost_usd REAL NOT NULL DEFAULT 0,
-    tokens INTEGER NOT NULL DEFAULT 0,
-    current_attempt INTEGER NOT NULL DEFAULT 0,
-    current_window INTEGER NOT NULL DEFAULT 0,
-    waiting_json TEXT
-);
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('started', 'done', 'failed')),
-    started REAL NOT NULL,
-    finished REAL,
-    data_json TEXT,
-    PRIMARY KEY (run_id, seq)
-);
-"""
+# _MIGRATIONS[n] takes a database from user_version n to n + 1.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS runs (
+            run_id TEXT PRIMARY KEY,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            repo TEXT NOT NULL,
+            base TEXT NOT NULL,
+            bug_title TEXT NOT NULL,
+            bug_path TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            model TEXT,
+            status TEXT NOT NULL,
+            failure_domain TEXT,
+            reason TEXT,
+            attempts_done INTEGER NOT NULL DEFAULT 0,
+            policy_json TEXT NOT NULL,
+            spec_json TEXT NOT NULL,
+            idempotency_key TEXT UNIQUE,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            current_attempt INTEGER NOT NULL DEFAULT 0,
+            current_window INTEGER NOT NULL DEFAULT 0,
+            waiting_json TEXT
+        )""",
+        """CREATE TABLE IF NOT EXISTS steps (
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            seq INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('started', 'done', 'failed')),
+            started REAL NOT NULL,
+            finished REAL,
+            data_json TEXT,
+            PRIMARY KEY (run_id, seq)
+        )""",
+    ),
+    (
+        """CREATE TABLE IF NOT EXISTS event_heads (
+            run_id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            link TEXT NOT NULL
+        )""",
+    ),
+)
 
 
 class StoreError(Exception):
@@ -91,19 +128,23 @@ class StoreError(Exception):
 
 
 class UnknownRun(StoreError, LookupError):
-    """No run with that id."""
+    """No run with that id in this store."""
 
 
 class DuplicateRun(StoreError, ValueError):
-    """A run with the same idempotency key exists: ``run_id`` names it."""
+    """A run with that id or idempotency key exists already: ``run_id`` names it."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, key: str | None = None) -> None:
         self.run_id = run_id
-        super().__init__(f"a run with this idempotency key exists: {run_id}")
+        self.key = key
+        if key is None:
+            super().__init__(f"run {run_id} already exists: choose another run id")
+        else:
+            super().__init__(f"idempotency key {key!r} already belongs to run {run_id}")
 
 
 class LogCorrupt(StoreError, ValueError):
-    """The event log cannot be appended to (it does not verify)."""
+    """The event log holds a line that is not an event (not a torn write): see ``verify``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +165,7 @@ class NewRun:
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    """One row of ``runs``."""
+    """One row of ``runs`` (times are seconds since the epoch)."""
 
     run_id: str
     created: float
@@ -135,8 +176,8 @@ class RunRecord:
     bug_path: str
     agent: str
     model: str | None
-    status: str
-    failure_domain: str | None
+    status: RunStatus
+    failure_domain: FailureDomain | None
     reason: str | None
     attempts_done: int
     policy_json: str
@@ -151,13 +192,13 @@ class RunRecord:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One journal entry: ``state`` is started, done or failed."""
+    """One journal entry: started before the step ran, done or failed after."""
 
     run_id: str
     seq: int
     kind: str
     key: str
-    state: str
+    state: StepState
     started: float
     finished: float | None
     data: dict[str, Any]
@@ -174,11 +215,12 @@ class Event:
     data: dict[str, Any]
     prev: str
     hash: str
+    v: int = EVENT_VERSION
 
 
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
-    """The chain check: ``ok``, how many events, and the first bad one."""
+    """The chain check: ``ok``, how many events verified, and the first bad one and why."""
 
     ok: bool
     events: int
@@ -186,278 +228,529 @@ class VerifyResult:
     problem: str | None = None
 
 
-_UPDATABLE = {f.name for f in fields(RunRecord)} - {"run_id", "created"}
+_UPDATABLE = frozenset(f.name for f in fields(RunRecord)) - {"run_id", "created", "updated"}
 
 
 def canonical(obj: dict[str, Any]) -> bytes:
-    """The bytes hashed for an event: sorted keys, no spaces, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """The bytes of an event line and of what is hashed: sorted keys, no spaces, UTF-8, strict JSON."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 def event_hash(obj: dict[str, Any]) -> str:
+    """An event's ``hash``: SHA-256 of its canonical JSON without the ``hash`` key."""
     return hashlib.sha256(canonical({k: v for k, v in obj.items() if k != "hash"})).hexdigest()
 
 
+def link(line: bytes) -> str:
+    """The ``prev`` of the event after ``line``: SHA-256 of the line's bytes (no newline)."""
+    return hashlib.sha256(line).hexdigest()
+
+
 def new_run_id() -> str:
+    """``YYYYMMDD-HHMMSS-<6 hex>`` in UTC."""
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
+def check_artifact_name(name: str) -> str:
+    """Return ``name`` if it is a safe relative artifact path; else ``ValueError``.
+
+    Parts of letters, digits, ``.``, ``_`` and ``-`` joined by ``/``; no empty,
+    ``.`` or ``..`` part; ``events.jsonl*`` belongs to the event log.
+    """
+    parts = name.split("/")
+    if (
+        any(p in ("", ".", "..") or not _ARTIFACT_PART.match(p) for p in parts)
+        or parts[0] == LOG_NAME
+        or parts[0].startswith(LOG_NAME + ".")
+    ):
+        raise ValueError(
+            f"invalid artifact name {name!r}: use a relative path of letters, digits, "
+            f"'.', '_', '-' and '/', without '.' or '..' parts ({LOG_NAME} is reserved)"
+        )
+    return name
+
+
+def verify_log(path: Path, run_id: str, head: tuple[int, str] | None = None) -> VerifyResult:
+    """Check an event log file: canonical lines, ``seq`` 1..n, ``prev`` links and hashes.
+
+    ``head`` is the ``(seq, link)`` the store recorded for the last append; with
+    it, events removed from the end, a rewritten tail and events appended
+    behind the store's back are found too. Never raises for a bad log; an
+    unreadable file raises ``OSError``.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if head is None:
+            return VerifyResult(True, 0)
+        return VerifyResult(False, 0, 1, f"the event log is missing; the store recorded {head[0]}")
+    lines = raw.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline, as it should
+    prev = GENESIS
+    for seq, line in enumerate(lines, start=1):
+        problem = _line_problem(line, seq, prev, run_id)
+        if problem is not None:
+            return VerifyResult(False, seq - 1, seq, problem)
+        prev = link(line)
+    n = len(lines)
+    if tail:
+        return VerifyResult(
+            False,
+            n,
+            n + 1,
+            "the last line is incomplete (a torn write); the next append moves it aside",
+        )
+    if head is not None:
+        seq, recorded = head
+        if n < seq:
+            return VerifyResult(
+                False, n, n + 1, f"the log ends at event {n} but the store recorded {seq} (removed)"
+            )
+        if link(lines[seq - 1]) != recorded:
+            return VerifyResult(
+                False, seq - 1, seq, "differs from the event the store recorded (a rewritten tail)"
+            )
+        if n > seq + 1:  # seq + 1 alone may be a crash between fsync and the head update
+            return VerifyResult(
+                False, seq, seq + 1, f"events after {seq} were not appended through the store"
+            )
+    return VerifyResult(True, n)
+
+
+def _line_problem(line: bytes, seq: int, prev: str, run_id: str) -> str | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return "not valid JSON"
+    if not isinstance(obj, dict) or set(obj) != _EVENT_KEYS:
+        return "not an event (missing or extra fields)"
+    if obj["v"] != EVENT_VERSION:
+        return f"event format {obj['v']!r}, expected {EVENT_VERSION}"
+    if type(obj["seq"]) is not int or obj["seq"] != seq:
+        return f"sequence number {obj['seq']!r} where {seq} was expected (lines removed or moved)"
+    if obj["run_id"] != run_id:
+        return f"belongs to run {obj['run_id']!r}"
+    if obj["prev"] != prev:
+        return "does not link to the line before it (a line was changed, removed or inserted)"
+    if obj["hash"] != event_hash(obj):
+        return "content does not match its hash (the line was edited)"
+    if canonical(obj) != line:
+        return "not in canonical form (the line was re-encoded)"
+    return None
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """The event object of a complete line, or None if it is not JSON at all."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _last_line(fd: int, size: int) -> tuple[int, bytes]:
+    """Offset and bytes of the file's last line (its newline included when it has one)."""
+    pos, buf = size, b""
+    while pos > 0:
+        step = min(_TAIL_CHUNK, pos)
+        pos -= step
+        buf = os.pread(fd, step, pos) + buf
+        cut = buf.rfind(b"\n", 0, len(buf) - 1)  # a newline before the file's last byte
+        if cut != -1:
+            return pos + cut + 1, buf[cut + 1 :]
+    return 0, buf
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+@contextlib.contextmanager
+def _tx(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction. IMMEDIATE takes the write lock up front: a read that later
+    upgrades to a write can fail with SQLITE_BUSY in WAL mode, whatever the busy timeout."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class RunStore:
-    """All runs of one ``$CORRAL_HOME``. One SQLite connection per object; close it or use ``with``."""
+    """All runs of one corral home. Creates ``home`` and ``runs.db`` on first use.
+
+    Raises ``StoreError`` on open when ``runs.db`` is from a newer corral;
+    ``sqlite3.Error`` and ``OSError`` pass through for a broken disk.
+    """
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
         self.runs_dir = self.home / "runs"
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.home / "runs.db", timeout=30, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-            "foreign_keys=ON",
-            "busy_timeout=5000",
-        ):
-            self._db.execute(f"PRAGMA {pragma}")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.home}/runs.db is from a newer corral (schema {version}); upgrade corral"
-            )
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        self.home.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.home / "runs.db", timeout=5.0, isolation_level=None)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout=5000")
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                log.warning("%s/runs.db: WAL unavailable here (journal_mode=%s)", self.home, mode)
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        with _tx(db):
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.home}/runs.db is from a newer corral (schema {version}, this one "
+                    f"knows {SCHEMA_VERSION}): upgrade corral"
+                )
+            for step in _MIGRATIONS[version:]:
+                for statement in step:
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self._db.close()
+        """Close the database connection. Idempotent; the store reopens on next use."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def __enter__(self) -> RunStore:
         return self
 
     def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
 
     # ----------------------------------------------------------------- runs
 
     def create(self, run: NewRun) -> str:
-        """Record a new run; return its id. ``DuplicateRun`` if the idempotency key is taken."""
-        if run.idempotency_key is not None:
-            existing = self.find_by_key(run.idempotency_key)
-            if existing is not None:
-                raise DuplicateRun(existing)
-        run_id = check_run_id(run.run_id or new_run_id())
-        now = time.time()
-        try:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
-                    "INSERT INTO runs (run_id, created, updated, repo, base, bug_title, bug_path,"
-                    " agent, model, status, policy_json, spec_json, idempotency_key)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,'created',?,?,?)",
-                    (run_id, now, now, run.repo, run.base, run.bug_title, run.bug_path, run.agent,
-                     run.model, run.policy_json, run.spec_json, run.idempotency_key),
-                )  # fmt: skip
-        except sqlite3.IntegrityError as exc:
-            if run.idempotency_key is not None and (found := self.find_by_key(run.idempotency_key)):
-                raise DuplicateRun(found) from exc
-            raise StoreError(f"run {run_id} already exists") from exc
-        self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
-        return run_id
+        """Record a new run with status ``created`` and make its folder; return its id.
+
+        Raises ``DuplicateRun`` when the idempotency key or the given run id is
+        taken (``.run_id`` names the existing run) and ``ValueError`` for an
+        invalid run id. A generated id is ``YYYYMMDD-HHMMSS-<6 hex>``.
+        """
+        key = run.idempotency_key
+        if key is not None and (existing := self.find_by_key(key)) is not None:
+            raise DuplicateRun(existing, key)
+        for _ in range(1 if run.run_id is not None else 5):
+            run_id = check_run_id(run.run_id if run.run_id is not None else new_run_id())
+            now = time.time()
+            try:
+                with _tx(self._db) as db:
+                    db.execute(
+                        "INSERT INTO runs (run_id, created, updated, repo, base, bug_title,"
+                        " bug_path, agent, model, status, policy_json, spec_json, idempotency_key)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,'created',?,?,?)",
+                        (run_id, now, now, run.repo, run.base, run.bug_title, run.bug_path,
+                         run.agent, run.model, run.policy_json, run.spec_json, key),
+                    )  # fmt: skip
+            except sqlite3.IntegrityError:
+                if key is not None and (existing := self.find_by_key(key)) is not None:
+                    raise DuplicateRun(existing, key) from None
+                continue  # the run id is taken
+            self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+            return run_id
+        raise DuplicateRun(run_id)
 
     def find_by_key(self, key: str) -> str | None:
-        row = self._db.execute(
-            "SELECT run_id FROM runs WHERE idempotency_key = ?", (key,)
-        ).fetchone()
-        return str(row["run_id"]) if row else None
+        """The id of the run created with idempotency key ``key``, or None."""
+        row = self._db.execute("SELECT run_id FROM runs WHERE idempotency_key = ?", (key,))
+        found = row.fetchone()
+        return str(found["run_id"]) if found else None
 
     def get(self, run_id: str) -> RunRecord:
-        """The run's record; ``UnknownRun`` (naming ``corral list``) if there is none."""
+        """The run's record. Raises ``UnknownRun`` (which names ``corral list``)."""
         row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
-            raise UnknownRun(f"no run {run_id!r} in {self.home}: `corral list` shows runs")
+            raise UnknownRun(f"no run {run_id} in {self.home}: `corral list` shows runs")
         return RunRecord(**dict(row))
 
     def update(self, run_id: str, **values: Any) -> None:
-        """Set columns of a run (only known ones; ``ValueError`` otherwise)."""
+        """Set columns of a run and its ``updated`` time.
+
+        Raises ``ValueError`` for an unknown or read-only column, a status not in
+        ``STATUSES`` or a failure domain not in ``FAILURE_DOMAINS``, and
+        ``UnknownRun`` when there is no such run.
+        """
         unknown = set(values) - _UPDATABLE
         if unknown:
             raise ValueError(f"unknown run fields: {', '.join(sorted(unknown))}")
+        if "status" in values and values["status"] not in STATUSES:
+            raise ValueError(f"unknown status {values['status']!r}: one of {', '.join(STATUSES)}")
+        domain = values.get("failure_domain")
+        if domain is not None and domain not in FAILURE_DOMAINS:
+            raise ValueError(
+                f"unknown failure domain {domain!r}: one of {', '.join(FAILURE_DOMAINS)}"
+            )
         values["updated"] = time.time()
-        cols = ", ".join(f"{k} = ?" for k in values)
-        with self._db:
-            cur = self._db.execute(
-                f"UPDATE runs SET {cols} WHERE run_id = ?", (*values.values(), run_id)
+        columns = ", ".join(f"{name} = ?" for name in values)  # names checked above
+        with _tx(self._db) as db:
+            cur = db.execute(
+                f"UPDATE runs SET {columns} WHERE run_id = ?", (*values.values(), run_id)
             )
         if cur.rowcount == 0:
-            self.get(run_id)
+            self.get(run_id)  # raises UnknownRun
 
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
-        rows = self._db.execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,))
+        """Up to ``limit`` runs, newest first."""
+        rows = self._db.execute(
+            "SELECT * FROM runs ORDER BY created DESC, run_id DESC LIMIT ?", (max(limit, 0),)
+        )
         return [RunRecord(**dict(r)) for r in rows]
 
     # ----------------------------------------------------------------- journal
 
     def journal_start(self, run_id: str, kind: str, key: str, data: dict[str, Any]) -> int:
-        """Record a step as started (before it runs); return its sequence number."""
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute(
+        """Record a step as started, before it runs; return its sequence number.
+
+        Raises ``UnknownRun`` when there is no such run and ``TypeError`` when
+        ``data`` is not JSON-serialisable.
+        """
+        data_json = json.dumps(data, sort_keys=True)
+        with _tx(self._db) as db:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+                raise UnknownRun(f"no run {run_id} in {self.home}: `corral list` shows runs")
+            row = db.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = ?", (run_id,)
             ).fetchone()
             seq = int(row[0])
-            self._db.execute(
+            db.execute(
                 "INSERT INTO steps (run_id, seq, kind, key, state, started, data_json)"
                 " VALUES (?,?,?,?,'started',?,?)",
-                (run_id, seq, kind, key, time.time(), json.dumps(data)),
+                (run_id, seq, kind, key, time.time(), data_json),
             )
         return seq
 
     def journal_done(self, run_id: str, seq: int, data: dict[str, Any]) -> None:
+        """Mark a started step done. ``StoreError`` if it is not in progress."""
         self._finish_step(run_id, seq, "done", data)
 
     def journal_failed(self, run_id: str, seq: int, data: dict[str, Any]) -> None:
+        """Mark a started step failed. ``StoreError`` if it is not in progress."""
         self._finish_step(run_id, seq, "failed", data)
 
-    def _finish_step(self, run_id: str, seq: int, state: str, data: dict[str, Any]) -> None:
-        with self._db:
-            self._db.execute(
-                "UPDATE steps SET state = ?, finished = ?, data_json = ? WHERE run_id = ? AND seq = ?",
-                (state, time.time(), json.dumps(data), run_id, seq),
+    def _finish_step(self, run_id: str, seq: int, state: StepState, data: dict[str, Any]) -> None:
+        data_json = json.dumps(data, sort_keys=True)
+        with _tx(self._db) as db:
+            cur = db.execute(
+                "UPDATE steps SET state = ?, finished = ?, data_json = ?"
+                " WHERE run_id = ? AND seq = ? AND state = 'started'",
+                (state, time.time(), data_json, run_id, seq),
             )
+        if cur.rowcount == 0:
+            raise StoreError(f"step {seq} of run {run_id} is not in progress (unknown or finished)")
 
     def journal(self, run_id: str) -> list[Step]:
+        """The run's steps in order (empty for an unknown run)."""
         rows = self._db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY seq", (run_id,))
-        return [
-            Step(r["run_id"], r["seq"], r["kind"], r["key"], r["state"], r["started"],
-                 r["finished"], json.loads(r["data_json"] or "{}"))
-            for r in rows
-        ]  # fmt: skip
+        return [_step(r) for r in rows]
 
     def last_incomplete(self, run_id: str) -> Step | None:
-        """The step a crash interrupted (started, never finished), if any."""
-        started = [s for s in self.journal(run_id) if s.state == "started"]
-        return started[-1] if started else None
+        """The last step started and never finished (what a crash interrupted), if any."""
+        row = self._db.execute(
+            "SELECT * FROM steps WHERE run_id = ? AND state = 'started' ORDER BY seq DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        return _step(row) if row is not None else None
 
     # ----------------------------------------------------------------- artifacts
 
     def run_dir(self, run_id: str) -> Path:
+        """The run's folder (not created here). ``ValueError`` for an invalid run id."""
         return self.runs_dir / check_run_id(run_id)
 
     def artifact_path(self, run_id: str, name: str) -> Path:
-        """Where artifact ``name`` (``a/b.log``: letters, digits, ``._-``) of a run lives."""
-        if not _ARTIFACT.match(name) or ".." in name.split("/"):
-            raise ValueError(f"invalid artifact name {name!r}")
-        return self.run_dir(run_id) / name
+        """Where artifact ``name`` (e.g. ``attempt-1/gate-tests.log``) lives; not created.
+
+        Raises ``ValueError`` for an invalid run id or name (see ``check_artifact_name``).
+        """
+        return self.run_dir(run_id) / check_artifact_name(name)
 
     def write_artifact(self, run_id: str, name: str, data: bytes | str) -> Path:
-        """Write an artifact atomically; return its path."""
+        """Write an artifact atomically and durably (``str`` as UTF-8); return its path.
+
+        Readers see the old content or the new, never a part. Raises
+        ``ValueError`` for a bad name and ``OSError`` from the disk.
+        """
         path = self.artifact_path(run_id, name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
+        payload = data.encode() if isinstance(data, str) else data
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o644)
+            _write_all(fd, payload)
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, path)
+        except BaseException:
+            if fd != -1:
+                os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
         return path
 
     # ----------------------------------------------------------------- event log
 
     def log_path(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "events.jsonl"
+        """The run's event log file."""
+        return self.run_dir(run_id) / LOG_NAME
 
     def append(self, run_id: str, type: str, data: dict[str, Any]) -> Event:
-        """Append one event to the run's chain (flushed and fsynced before returning)."""
+        """Append one event to the run's chain; it is on disk when this returns.
+
+        Safe across processes (``flock`` on the log). A torn last line is first
+        moved aside and a ``log_repaired`` event recorded. Raises ``TypeError``
+        or ``ValueError`` when ``data`` is not strict JSON (nothing is written),
+        ``LogCorrupt`` when the last line is JSON but not an event.
+        """
         path = self.log_path(run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            seq, prev = self._tail(path, fd, run_id)
-            obj: dict[str, Any] = {
-                "v": EVENT_VERSION, "seq": seq, "ts": datetime.now(UTC).isoformat(),
-                "run_id": run_id, "type": type, "data": data, "prev": prev,
-            }  # fmt: skip
-            obj["hash"] = event_hash(obj)
-            os.write(fd, canonical(obj) + b"\n")
-            os.fsync(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by close, also when the process dies
+            seq, prev = self._tail(fd, path, run_id)
+            event, _ = self._write(fd, path, run_id, seq, prev, type, data)
         finally:
             os.close(fd)
-        return Event(seq, obj["ts"], run_id, type, data, prev, obj["hash"])
+        return event
 
-    def _tail(self, path: Path, fd: int, run_id: str) -> tuple[int, str]:
-        """(next seq, hash of the last event); a torn last line is moved aside first."""
-        raw = path.read_bytes()
-        if raw and not raw.endswith(b"\n"):
-            keep, _, torn = raw.rpartition(b"\n")
-            keep = keep + b"\n" if keep else b""
-            aside = path.with_name(f"events.jsonl.torn-{int(time.time())}")
-            aside.write_bytes(torn)
-            os.ftruncate(fd, len(keep))
-            raw = keep
-            seq, prev = self._last(raw)
-            repair = {
-                "v": EVENT_VERSION, "seq": seq, "ts": datetime.now(UTC).isoformat(),
-                "run_id": run_id, "type": "log_repaired",
-                "data": {"torn_bytes": len(torn), "moved_to": aside.name}, "prev": prev,
-            }  # fmt: skip
-            repair["hash"] = event_hash(repair)
-            os.write(fd, canonical(repair) + b"\n")
-            return seq + 1, str(repair["hash"])
-        return self._last(raw)
-
-    @staticmethod
-    def _last(raw: bytes) -> tuple[int, str]:
-        lines = raw.splitlines()
-        if not lines:
+    def _tail(self, fd: int, path: Path, run_id: str) -> tuple[int, str]:
+        """(next seq, link of the last line), moving a torn last line aside first."""
+        size = os.fstat(fd).st_size
+        if size == 0:
             return 1, GENESIS
+        start, last = _last_line(fd, size)
+        if last.endswith(b"\n") and (obj := _parse(last[:-1])) is not None:
+            return _next_after(obj, last[:-1], run_id)
+        moved = f"{LOG_NAME}.torn-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+        aside = os.open(path.with_name(moved), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            last = json.loads(lines[-1])
-            return int(last["seq"]) + 1, str(last["hash"])
-        except (ValueError, KeyError) as exc:
-            raise LogCorrupt("the last event is unreadable: `corral verify` shows where") from exc
+            _write_all(aside, last)
+            os.fsync(aside)
+        finally:
+            os.close(aside)
+        _fsync_dir(path.parent)
+        os.ftruncate(fd, start)
+        os.fsync(fd)
+        log.warning("run %s: torn last line of the event log moved to %s", run_id, moved)
+        seq, prev = 1, GENESIS
+        if start > 0:
+            _, before = _last_line(fd, start)
+            if (obj := _parse(before[:-1])) is None:
+                raise LogCorrupt(f"event log of run {run_id} is damaged: `corral verify {run_id}`")
+            seq, prev = _next_after(obj, before[:-1], run_id)
+        data = {"moved_to": moved, "bytes": len(last), "sha256": link(last), "offset": start}
+        repaired, after = self._write(fd, path, run_id, seq, prev, "log_repaired", data)
+        return repaired.seq + 1, after
+
+    def _write(
+        self, fd: int, path: Path, run_id: str, seq: int, prev: str, type: str, data: dict[str, Any]
+    ) -> tuple[Event, str]:
+        """Write one event line under the caller's lock; return it and its link."""
+        ts = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        obj: dict[str, Any] = {"v": EVENT_VERSION, "seq": seq, "ts": ts, "run_id": run_id,
+                               "type": type, "data": data, "prev": prev}  # fmt: skip
+        obj["hash"] = event_hash(obj)
+        line = canonical(obj)
+        new_file = os.fstat(fd).st_size == 0
+        _write_all(fd, line + b"\n")
+        os.fsync(fd)
+        if new_file:
+            _fsync_dir(path.parent)
+        after = link(line)
+        try:
+            with _tx(self._db) as db:
+                db.execute(
+                    "INSERT INTO event_heads (run_id, seq, link) VALUES (?,?,?) ON CONFLICT(run_id)"
+                    " DO UPDATE SET seq = excluded.seq, link = excluded.link"
+                    " WHERE excluded.seq > event_heads.seq",
+                    (run_id, seq, after),
+                )
+        except sqlite3.Error as exc:  # the event is durable; verify tolerates one unrecorded
+            log.warning("run %s: event %d written but its head not recorded: %s", run_id, seq, exc)
+        return Event(seq, ts, run_id, type, data, prev, obj["hash"]), after
 
     def events(self, run_id: str) -> list[Event]:
-        """Every readable event, in order (``verify`` says whether they are genuine)."""
-        path = self.log_path(run_id)
-        out: list[Event] = []
-        if not path.exists():
-            return out
-        for line in path.read_bytes().splitlines():
-            try:
-                o = json.loads(line)
-                out.append(
-                    Event(
-                        o["seq"], o["ts"], o["run_id"], o["type"], o["data"], o["prev"], o["hash"]
-                    )
+        """The log's events in file order (``verify`` says whether they are genuine).
+
+        A torn last line (no newline, or not JSON) is left out, as ``append``
+        would move it aside; any other line that is not an event raises ``LogCorrupt``.
+        """
+        try:
+            raw = self.log_path(run_id).read_bytes()
+        except FileNotFoundError:
+            return []
+        lines = raw.split(b"\n")
+        lines.pop()  # b"", or a torn last line
+        if lines and _parse(lines[-1]) is None:
+            lines.pop()  # a torn last line that got its newline: not JSON at all
+        out = []
+        for n, line in enumerate(lines, start=1):
+            obj = _parse(line)
+            if obj is None or not set(obj) >= _EVENT_KEYS:
+                raise LogCorrupt(
+                    f"line {n} of the event log of run {run_id} is not an event: "
+                    f"`corral verify {run_id}` shows the damage"
                 )
-            except (ValueError, KeyError):
-                continue
+            out.append(Event(obj["seq"], obj["ts"], obj["run_id"], obj["type"], obj["data"],
+                             obj["prev"], obj["hash"], obj["v"]))  # fmt: skip
         return out
 
     def verify(self, run_id: str) -> VerifyResult:
-        """Recompute the chain: hashes, links and sequence numbers."""
-        path = self.log_path(run_id)
-        if not path.exists():
-            return VerifyResult(False, 0, None, "no event log")
-        raw = path.read_bytes()
-        lines = raw.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        else:
-            return VerifyResult(
-                False, len(lines), len(lines), "the last line is incomplete (torn write)"
-            )
-        prev = GENESIS
-        for i, line in enumerate(lines, start=1):
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                return VerifyResult(False, i - 1, i, "not valid JSON")
-            if obj.get("seq") != i:
-                return VerifyResult(
-                    False, i - 1, i, f"sequence {obj.get('seq')} where {i} was expected"
-                )
-            if obj.get("prev") != prev:
-                return VerifyResult(False, i - 1, i, "does not link to the previous event")
-            if event_hash(obj) != obj.get("hash"):
-                return VerifyResult(False, i - 1, i, "content does not match its hash")
-            prev = obj["hash"]
-        return VerifyResult(True, len(lines))
+        """Recompute the run's chain (see ``verify_log``), checked against the recorded head."""
+        row = self._db.execute(
+            "SELECT seq, link FROM event_heads WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        head = (int(row["seq"]), str(row["link"])) if row is not None else None
+        return verify_log(self.log_path(run_id), run_id, head)
+
+
+def _next_after(obj: dict[str, Any], line: bytes, run_id: str) -> tuple[int, str]:
+    seq = obj.get("seq")
+    if type(seq) is not int:
+        raise LogCorrupt(
+            f"the last line of run {run_id}'s event log is not an event: `corral verify {run_id}`"
+        )
+    return seq + 1, link(line)
+
+
+def _step(row: sqlite3.Row) -> Step:
+    return Step(row["run_id"], row["seq"], row["kind"], row["key"], row["state"], row["started"],
+                row["finished"], json.loads(row["data_json"] or "{}"))  # fmt: skip

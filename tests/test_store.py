@@ -9,14 +9,29 @@ from pathlib import Path
 
 import pytest
 
-from runner.store import DuplicateRun, NewRun, RunStore, UnknownRun
+from runner.store import (
+    FAILURE_DOMAINS,
+    GENESIS,
+    STATUSES,
+    DuplicateRun,
+    LogCorrupt,
+    NewRun,
+    RunStore,
+    StoreError,
+    UnknownRun,
+    canonical,
+    event_hash,
+    link,
+)
 
 
-def _new(**kw: object) -> NewRun:
-    base = dict(repo="/r", base="abc", bug_title="t", bug_path="/b.md", agent="scripted",
-                model=None, policy_json="{}", spec_json="{}")  # fmt: skip
-    base.update(kw)
-    return NewRun(**base)  # type: ignore[arg-type]
+def _new(**kw: str | None) -> NewRun:
+    fields: dict[str, str | None] = dict(
+        repo="/r", base="abc123", bug_title="division by zero", bug_path="/b.md",
+        agent="scripted", model=None, policy_json='{"p": 1}', spec_json='{"image": "x"}',
+    )  # fmt: skip
+    fields.update(kw)
+    return NewRun(**fields)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -24,129 +39,383 @@ def store(tmp_path: Path) -> RunStore:
     return RunStore(tmp_path / "home")
 
 
-def test_create_get_update_list_and_reopen(store: RunStore, tmp_path: Path) -> None:
+# ----------------------------------------------------------------- runs
+
+
+def test_store_touches_nothing_until_used(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with RunStore(home) as s:
+        assert not home.exists()
+        assert s.list_runs() == []
+    assert (home / "runs.db").is_file()
+
+
+def test_create_get_update_list(store: RunStore) -> None:
     a = store.create(_new(run_id="run-a"))
     b = store.create(_new())
-    store.update(a, status="failed", failure_domain="governance", reason="wrote setup.cfg")
+    assert a == "run-a" and store.run_dir(a).is_dir()
     rec = store.get(a)
-    assert (rec.status, rec.failure_domain, rec.reason) == (
-        "failed",
-        "governance",
-        "wrote setup.cfg",
-    )
+    assert (rec.status, rec.repo, rec.policy_json, rec.attempts_done) == (
+        "created", "/r", '{"p": 1}', 0,
+    )  # fmt: skip
+    store.update(a, status="failed", failure_domain="governance", reason="wrote setup.cfg",
+                 attempts_done=2, cost_usd=0.25)  # fmt: skip
+    rec = store.get(a)
+    assert (rec.status, rec.failure_domain, rec.reason, rec.attempts_done, rec.cost_usd) == (
+        "failed", "governance", "wrote setup.cfg", 2, 0.25,
+    )  # fmt: skip
+    assert rec.updated >= rec.created
     assert [r.run_id for r in store.list_runs()] == [b, a]
-    with pytest.raises(ValueError, match="unknown run fields"):
-        store.update(a, colour="red")
-    store.close()
-    with RunStore(tmp_path / "home") as again:
-        assert again.get(a).reason == "wrote setup.cfg"
-        mode = again._db.execute("PRAGMA journal_mode").fetchone()[0]
-        assert mode == "wal"
+    assert [r.run_id for r in store.list_runs(limit=1)] == [b]
 
 
-def test_unknown_run_and_idempotency_key(store: RunStore) -> None:
-    with pytest.raises(UnknownRun, match="`corral list` shows runs"):
+def test_generated_run_ids_have_the_documented_shape(store: RunStore) -> None:
+    run = store.create(_new())
+    date, clock, suffix = run.split("-")
+    assert (len(date), len(clock), len(suffix)) == (8, 6, 6)
+    assert (date + clock).isdigit() and int(suffix, 16) >= 0
+
+
+def test_update_refuses_unknown_columns_values_and_runs(store: RunStore) -> None:
+    run = store.create(_new())
+    with pytest.raises(ValueError, match="unknown run fields: colour"):
+        store.update(run, colour="red")
+    with pytest.raises(ValueError, match="unknown run fields: created"):
+        store.update(run, created=0.0)
+    with pytest.raises(ValueError, match="unknown status 'done'"):
+        store.update(run, status="done")
+    with pytest.raises(ValueError, match="unknown failure domain 'network'"):
+        store.update(run, failure_domain="network")
+    with pytest.raises(UnknownRun):
+        store.update("ghost", status="failed")
+    assert store.get(run).status == "created"
+    assert "ready_for_review" in STATUSES and "tool-interface" in FAILURE_DOMAINS
+
+
+def test_unknown_run_names_the_fix(store: RunStore) -> None:
+    with pytest.raises(UnknownRun) as info:
         store.get("nope")
+    assert str(info.value) == f"no run nope in {store.home}: `corral list` shows runs"
+    assert isinstance(info.value, StoreError) and isinstance(info.value, LookupError)
+
+
+def test_idempotency_key_returns_the_existing_run(store: RunStore) -> None:
     first = store.create(_new(idempotency_key="bug-17"))
     with pytest.raises(DuplicateRun) as info:
-        store.create(_new(idempotency_key="bug-17"))
+        store.create(_new(idempotency_key="bug-17", bug_title="other"))
     assert info.value.run_id == first == store.find_by_key("bug-17")
+    assert isinstance(info.value, ValueError)
+    assert store.find_by_key("bug-18") is None
+    assert len(store.list_runs()) == 1
+    other = store.create(_new(idempotency_key=None))
+    assert other != first
 
 
-def test_artifacts_are_atomic_and_names_checked(store: RunStore) -> None:
+def test_a_taken_or_unsafe_run_id_is_refused(store: RunStore) -> None:
+    store.create(_new(run_id="mine"))
+    with pytest.raises(DuplicateRun, match="run mine already exists") as info:
+        store.create(_new(run_id="mine"))
+    assert info.value.run_id == "mine"
+    with pytest.raises(ValueError, match="invalid run id"):
+        store.create(_new(run_id="../escape"))
+
+
+def test_reopening_sees_the_same_data_in_wal_mode(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with RunStore(home) as s:
+        run = s.create(_new(idempotency_key="k"))
+        s.update(run, reason="kept")
+        seq = s.journal_start(run, "baseline", "base", {"n": 1})
+        s.append(run, "run_start", {"x": 1})
+    with RunStore(home) as again:
+        assert again.get(run).reason == "kept"
+        assert again.find_by_key("k") == run
+        assert [st.seq for st in again.journal(run)] == [seq]
+        assert [e.type for e in again.events(run)] == ["run_start"]
+        assert again.verify(run).ok
+    db = sqlite3.connect(home / "runs.db")
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] >= 1
+    finally:
+        db.close()
+
+
+def test_schema_from_a_newer_corral_is_refused(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "h") as s:
+        s.list_runs()
+    db = sqlite3.connect(tmp_path / "h" / "runs.db")
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(StoreError, match="newer corral"), RunStore(tmp_path / "h") as s:
+        s.list_runs()
+
+
+def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    home.mkdir()
+    db = sqlite3.connect(home / "runs.db")
+    from runner.store import _MIGRATIONS
+
+    for statement in _MIGRATIONS[0]:
+        db.execute(statement)
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with RunStore(home) as s:
+        run = s.create(_new())
+        s.append(run, "x", {})
+        assert s.verify(run).ok
+
+
+# ----------------------------------------------------------------- journal
+
+
+def test_journal_records_what_a_crash_interrupted(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with RunStore(home) as s:
+        run = s.create(_new())
+        s1 = s.journal_start(run, "baseline", "base", {})
+        s.journal_done(run, s1, {"gates": {"tests": False}})
+        s2 = s.journal_start(run, "attempt", "1", {})
+        s.journal_failed(run, s2, {"why": "gate failed"})
+        s3 = s.journal_start(run, "attempt", "2", {"try": 2})
+        assert s.last_incomplete(run) is not None
+        # the process dies here: no journal_done for s3
+    with RunStore(home) as s:
+        step = s.last_incomplete(run)
+        assert step is not None
+        assert (step.seq, step.kind, step.key, step.state, step.finished, step.data) == (
+            s3, "attempt", "2", "started", None, {"try": 2},
+        )  # fmt: skip
+        assert [(x.seq, x.kind, x.state, x.data) for x in s.journal(run)] == [
+            (1, "baseline", "done", {"gates": {"tests": False}}),
+            (2, "attempt", "failed", {"why": "gate failed"}),
+            (3, "attempt", "started", {"try": 2}),
+        ]
+        s.journal_done(run, s3, {})
+        assert s.last_incomplete(run) is None
+        with pytest.raises(StoreError, match="not in progress"):
+            s.journal_failed(run, s3, {})
+        with pytest.raises(StoreError, match="not in progress"):
+            s.journal_done(run, 99, {})
+        with pytest.raises(UnknownRun):
+            s.journal_start("ghost", "attempt", "1", {})
+
+
+# ----------------------------------------------------------------- artifacts
+
+
+def test_artifacts_are_written_atomically(store: RunStore) -> None:
     run = store.create(_new())
-    path = store.write_artifact(run, "attempt-1/gate-tests.log", "ok\n")
-    assert path.read_text() == "ok\n" and not list(path.parent.glob(".*tmp"))
-    for bad in ("../x", "/abs", "a/../b", "sp ace", ""):
-        with pytest.raises(ValueError, match="invalid artifact name"):
-            store.artifact_path(run, bad)
+    path = store.write_artifact(run, "attempt-1/gate-tests.log", "first\n")
+    assert path == store.run_dir(run) / "attempt-1" / "gate-tests.log"
+    assert path.read_text() == "first\n"
+    inode = path.stat().st_ino
+    again = store.write_artifact(run, "attempt-1/gate-tests.log", b"second\xff")
+    assert again == path and path.read_bytes() == b"second\xff"
+    assert path.stat().st_ino != inode  # replaced, not rewritten in place
+    assert sorted(p.name for p in path.parent.iterdir()) == ["gate-tests.log"]  # no temp left
+    assert store.artifact_path(run, "candidate.diff") == store.run_dir(run) / "candidate.diff"
 
 
-def test_journal_records_what_a_crash_interrupted(store: RunStore) -> None:
+@pytest.mark.parametrize(
+    "bad",
+    ["../x", "/abs", "a/../b", "a/./b", "a//b", "a/", "", "sp ace", "a\\b", "é",
+     "events.jsonl", "events.jsonl.torn-1"],
+)  # fmt: skip
+def test_artifact_names_are_checked(store: RunStore, bad: str) -> None:
     run = store.create(_new())
-    s1 = store.journal_start(run, "baseline", "base", {})
-    store.journal_done(run, s1, {"gates": {}})
-    s2 = store.journal_start(run, "attempt", "1", {})
-    assert store.last_incomplete(run) is not None and store.last_incomplete(run).seq == s2  # type: ignore[union-attr]
-    store.journal_failed(run, s2, {"why": "x"})
-    assert store.last_incomplete(run) is None
-    assert [(s.kind, s.state) for s in store.journal(run)] == [
-        ("baseline", "done"),
-        ("attempt", "failed"),
-    ]
+    with pytest.raises(ValueError, match="invalid artifact name"):
+        store.artifact_path(run, bad)
+    with pytest.raises(ValueError, match="invalid artifact name"):
+        store.write_artifact(run, bad, "x")
+    assert sorted(p.name for p in store.run_dir(run).iterdir()) == []
+
+
+# ----------------------------------------------------------------- event log
 
 
 def _chain(store: RunStore, n: int = 6) -> tuple[str, Path]:
     run = store.create(_new())
     for i in range(n):
-        store.append(run, "step", {"i": i})
+        store.append(run, "step", {"i": i, "text": "naïve ✓"})
     return run, store.log_path(run)
 
 
-def test_chain_verifies_and_finds_every_kind_of_tampering(store: RunStore) -> None:
+def test_events_form_a_hash_chain(store: RunStore) -> None:
+    run, log = _chain(store, 4)
+    events = store.events(run)
+    assert [e.seq for e in events] == [1, 2, 3, 4]
+    assert events[0].prev == GENESIS
+    lines = log.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 5
+    for i, e in enumerate(events):
+        obj = json.loads(lines[i])
+        assert set(obj) == {"v", "seq", "ts", "run_id", "type", "data", "prev", "hash"}
+        assert obj["v"] == 1 and obj["run_id"] == run and obj["ts"].endswith("Z")
+        assert canonical(obj) == lines[i]
+        assert e.hash == event_hash(obj)
+        if i:
+            assert e.prev == link(lines[i - 1])
+    assert store.verify(run).ok and store.verify(run).events == 4
+    with pytest.raises(ValueError):
+        store.append(run, "bad", {"x": float("nan")})
+    with pytest.raises(TypeError):
+        store.append(run, "bad", {"x": object()})
+    assert store.verify(run).events == 4  # nothing was written
+
+
+def test_verify_finds_every_kind_of_tampering(store: RunStore) -> None:
     run, log = _chain(store)
     assert store.verify(run).ok and store.verify(run).events == 6
     original = log.read_bytes()
     lines = original.splitlines(keepends=True)
 
-    def tampered(data: bytes) -> tuple[int | None, str | None]:
+    def first_bad(data: bytes) -> int | None:
         log.write_bytes(data)
-        res = store.verify(run)
-        log.write_bytes(original)
-        assert not res.ok
-        return res.first_bad_seq, res.problem
+        try:
+            res = store.verify(run)
+        finally:
+            log.write_bytes(original)
+        assert not res.ok and res.problem
+        assert res.events == (res.first_bad_seq or 0) - 1
+        return res.first_bad_seq
 
     edited = lines[2].replace(b'"i":2', b'"i":9')
-    assert tampered(b"".join([*lines[:2], edited, *lines[3:]]))[0] == 3
-    assert tampered(b"".join(lines[:3] + lines[4:]))[0] == 4  # deleted line 4
-    assert tampered(b"".join([lines[0], lines[2], lines[1], *lines[3:]]))[0] == 2  # swapped
+    assert edited != lines[2]
+    assert first_bad(b"".join([*lines[:2], edited, *lines[3:]])) == 3
+    assert first_bad(b"".join(lines[:3] + lines[4:])) == 4  # line 4 deleted
+    assert first_bad(b"".join([lines[0], lines[2], lines[1], *lines[3:]])) == 2  # swapped
+
     forged = json.loads(lines[3])
-    forged["data"] = {"i": "forged"}
-    from runner.store import canonical, event_hash
+    forged.update(data={"i": "forged"}, prev="ab" * 32)
+    forged["hash"] = event_hash(forged)  # self-consistent, but it links to nothing
+    assert first_bad(b"".join([*lines[:3], canonical(forged) + b"\n", *lines[3:]])) == 4
 
-    forged["hash"] = event_hash(forged)  # a consistent hash, but the next line's link breaks
-    assert tampered(b"".join([*lines[:3], canonical(forged) + b"\n", *lines[4:]]))[0] == 5
-    assert "incomplete" in (tampered(original[:-10])[1] or "")
+    forged["prev"] = link(lines[2].rstrip(b"\n"))  # links well; the line after it does not
+    forged["hash"] = event_hash(forged)
+    assert first_bad(b"".join([*lines[:3], canonical(forged) + b"\n", *lines[3:]])) == 5
+
+    assert first_bad(original[: -len(lines[-1]) // 2]) == 6  # last line cut half-way
+    assert first_bad(b"".join(lines[:5])) == 6  # last line removed whole: the head knows
+    spaced = json.dumps(json.loads(lines[1])).encode() + b"\n"  # same content, other bytes
+    assert first_bad(b"".join([lines[0], spaced, *lines[2:]])) == 2
+    assert store.verify(run).ok  # the original is back
 
 
-def test_torn_last_line_is_moved_aside_and_recorded(store: RunStore) -> None:
+def test_verify_finds_a_consistently_rewritten_tail(store: RunStore) -> None:
+    run, log = _chain(store)
+    lines = log.read_bytes().split(b"\n")[:-1]
+    rewritten = lines[:3]
+    for line in lines[3:]:  # recompute every hash and link from event 4 on
+        obj = json.loads(line)
+        obj["data"] = {"i": "rewritten"}
+        obj["prev"] = link(rewritten[-1])
+        obj["hash"] = event_hash(obj)
+        rewritten.append(canonical(obj))
+    log.write_bytes(b"\n".join(rewritten) + b"\n")
+    res = store.verify(run)
+    assert (res.ok, res.first_bad_seq) == (False, 6)
+    assert "recorded" in (res.problem or "")
+
+
+def test_events_appended_behind_the_stores_back_are_found(store: RunStore) -> None:
+    run, log = _chain(store, 3)
+    prev = link(log.read_bytes().split(b"\n")[-2])
+    extra = b""
+    for seq in (4, 5):
+        obj: dict[str, object] = {"v": 1, "seq": seq, "ts": "2030-01-01T00:00:00.000000Z",
+                                  "run_id": run, "type": "approved", "data": {}, "prev": prev}  # fmt: skip
+        obj["hash"] = event_hash(obj)
+        extra += canonical(obj) + b"\n"
+        prev = link(canonical(obj))
+    with log.open("ab") as f:
+        f.write(extra)
+    res = store.verify(run)
+    assert (res.ok, res.first_bad_seq) == (False, 4)
+
+
+def test_a_missing_log_of_a_run_with_events_is_found(store: RunStore) -> None:
+    run, log = _chain(store, 2)
+    log.unlink()
+    res = store.verify(run)
+    assert (res.ok, res.first_bad_seq) == (False, 1)
+    fresh = store.create(_new())
+    assert store.verify(fresh).ok and store.events(fresh) == []
+
+
+@pytest.mark.parametrize(
+    "torn", [b'{"v":1,"seq":4,"ty', b"\x00\x00\x00\x00\n"], ids=["no-newline", "garbage"]
+)
+def test_torn_last_line_is_moved_aside_and_recorded(store: RunStore, torn: bytes) -> None:
     run, log = _chain(store, 3)
     with log.open("ab") as f:
-        f.write(b'{"v":1,"seq":4,"ty')
-    store.append(run, "after_crash", {})
+        f.write(torn)
+    assert store.verify(run).first_bad_seq == 4
+    assert [e.seq for e in store.events(run)] == [1, 2, 3]
+    event = store.append(run, "after_crash", {})
+    assert event.seq == 5
     assert store.verify(run).ok
-    types = [e.type for e in store.events(run)]
-    assert types[-2:] == ["log_repaired", "after_crash"]
-    assert list(log.parent.glob("events.jsonl.torn-*"))
+    events = store.events(run)
+    assert [(e.seq, e.type) for e in events[-2:]] == [(4, "log_repaired"), (5, "after_crash")]
+    aside = list(log.parent.glob("events.jsonl.torn-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == torn
+    assert events[-2].data["moved_to"] == aside[0].name
+    assert events[-2].data["bytes"] == len(torn)
 
 
-def _writer(home: str, run: str, n: int) -> None:
-    s = RunStore(Path(home))
-    for i in range(n):
-        s.append(run, "w", {"i": i})
-    s.close()
+def test_a_log_torn_at_its_first_line_is_repaired(store: RunStore) -> None:
+    run = store.create(_new())
+    store.log_path(run).write_bytes(b'{"v":1,"se')
+    store.append(run, "run_start", {})
+    assert [e.type for e in store.events(run)] == ["log_repaired", "run_start"]
+    assert store.verify(run).ok
+
+
+def test_a_last_line_that_is_json_but_no_event_stops_appends(store: RunStore) -> None:
+    run, log = _chain(store, 2)
+    with log.open("ab") as f:
+        f.write(b'{"hello":"world"}\n')
+    with pytest.raises(LogCorrupt, match="corral verify"):
+        store.append(run, "x", {})
+    with pytest.raises(LogCorrupt, match="line 3"):
+        store.events(run)
+    assert store.verify(run).first_bad_seq == 3
+
+
+def _writer(home: str, run: str, worker: int, n: int, go: object) -> None:
+    go.wait()  # type: ignore[attr-defined]
+    with RunStore(Path(home)) as s:
+        for i in range(n):
+            s.append(run, "w", {"worker": worker, "i": i})
 
 
 def test_two_processes_appending_keep_one_chain(store: RunStore) -> None:
     run = store.create(_new())
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(str(store.home), run, 200)) for _ in range(2)]
+    store.close()  # no open database handle crosses the process boundary
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_writer, args=(str(store.home), run, w, 200, go)) for w in range(2)]
     for p in procs:
         p.start()
+    go.set()
     for p in procs:
-        p.join(120)
+        p.join(300)
     assert [p.exitcode for p in procs] == [0, 0]
     res = store.verify(run)
-    assert res.ok and res.events == 400
-    assert [e.seq for e in store.events(run)] == list(range(1, 401))
+    assert (res.ok, res.events, res.problem) == (True, 400, None)
+    events = store.events(run)
+    assert [e.seq for e in events] == list(range(1, 401))
+    for w in range(2):  # each writer's events are all there, in its own order
+        assert [e.data["i"] for e in events if e.data["worker"] == w] == list(range(200))
+    assert len(store.log_path(run).read_bytes().split(b"\n")) == 401
 
 
-def test_schema_from_a_newer_corral_is_refused(tmp_path: Path) -> None:
-    RunStore(tmp_path / "h").close()
-    db = sqlite3.connect(tmp_path / "h" / "runs.db")
-    db.execute("PRAGMA user_version=99")
-    db.close()
-    from runner.store import StoreError
-
-    with pytest.raises(StoreError, match="newer corral"):
-        RunStore(tmp_path / "h")
+def test_a_log_copied_from_another_run_does_not_verify(store: RunStore) -> None:
+    run_a, log_a = _chain(store, 2)
+    run_b, log_b = _chain(store, 2)
+    log_b.write_bytes(log_a.read_bytes())
+    res = store.verify(run_b)
+    assert (res.ok, res.first_bad_seq) == (False, 1)
+    assert run_a in (res.problem or "")
