@@ -201,6 +201,9 @@ def test_journal_records_what_a_crash_interrupted(tmp_path: Path) -> None:
             s.journal_done(run, 99, {})
         with pytest.raises(UnknownRun):
             s.journal_start("ghost", "attempt", "1", {})
+        with pytest.raises(TypeError):
+            s.journal_start(run, "attempt", "3", {"x": object()})
+        assert len(s.journal(run)) == 3
 
 
 # ----------------------------------------------------------------- artifacts
