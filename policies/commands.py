@@ -9,9 +9,9 @@ is a simple command. Strings given to ``bash -c`` / ``sh -c`` / ``eval`` /
 (at most ``MAX_DEPTH`` levels), and wrappers (``env``, ``xargs``,
 ``find -exec``, ``timeout``, ``nice``, ``nohup``, ``sudo`` ...) are unwrapped
 so the command they run is checked too. What cannot be known statically (a
-command name from a variable or a glob, ``eval "$X"``, a shell reading its
-script from a pipe) and what does not parse is denied, with a reason the agent
-can act on.
+command name from a variable or a glob, ``eval "$X"``, a shell or ``source``
+reading its script from a pipe or a process substitution) and what does not
+parse is denied, with a reason the agent can act on.
 
 Rules are ``shlex`` token lists in which every token may be an ``fnmatch``
 pattern; the first matches the command's name (its basename). Deny and ask
@@ -101,6 +101,7 @@ _BRACE = re.compile(r"(?<!\\)\{[^{}]*(,|\.\.)[^{}]*\}")
 _DQ_ESCAPE = re.compile(r'\\([$`"\\\n])')
 _HEREDOC_ESCAPE = re.compile(r"\\([$`\\\n])")
 _BACKQUOTE = re.compile(r"(?<!\\)`")
+_STDIN_FILE = re.compile(r"/dev/(stdin|fd/\d+)|/proc/[^/]+/fd/\d+|-")
 _NUMERIC = frozenset({"$!", "$$", "$#", "$?", "${!}", "${$}", "${#}", "${?}"})
 
 
@@ -378,7 +379,7 @@ def _unwrap(
     argv = tuple(w.value for w in words)
     scripts: list[tuple[str, Word]] = []
     inner: list[tuple[str, Sequence[Word]]] = []
-    if name in SHELLS:
+    if name in SHELLS or name in ("source", "."):
         scripts = _shell_script(name, args, stdin)
     elif name in ("eval", "trap", "alias"):
         scripts = [(name, s) for s in _strings(name, args)]
@@ -404,7 +405,7 @@ def _shell_script(
     """The script a shell runs, labelled; empty when it runs a script file."""
     dash_c = from_stdin = False
     i = 0
-    while i < len(args) and args[i].static:
+    while i < len(args) and args[i].static and name in SHELLS:
         a = args[i].value
         if a == "--":
             i += 1
@@ -424,7 +425,12 @@ def _shell_script(
             raise Unverifiable(f"`{name} -c` without a command string")
         return [(f"{name} -c", operand)]
     if operand is not None and not from_stdin:
-        return []  # a script file: its content is the sandbox's business
+        if not operand.static:
+            raise Unverifiable(f"`{name}` runs a script that is not static: `{operand.value}`")
+        if not _STDIN_FILE.fullmatch(operand.value):
+            return []  # a script file: its content is the sandbox's business
+    elif name not in SHELLS:
+        return []  # `source` without a file: an error
     given = stdin()
     if given is None:
         raise Unverifiable(
