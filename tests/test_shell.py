@@ -123,8 +123,8 @@ def test_reading_stdin_gets_eof_not_the_protocol(shell: PersistentShell) -> None
 
 def test_a_dead_shell_raises_and_stays_broken(shell: PersistentShell) -> None:
     with pytest.raises(SandboxError):
-        # the command's parent is `timeout`; the loop shell is the grandparent
-        shell.run("kill -9 $(cut -d' ' -f4 /proc/$PPID/stat)", cwd="/", timeout=10)
+        # the command runs in a subshell ($BASHPID) forked from the loop shell: kill its parent
+        shell.run("me=$BASHPID; kill -9 $(cut -d' ' -f4 /proc/$me/stat)", cwd="/", timeout=10)
     assert shell.broken
     with pytest.raises(SandboxError):
         shell.run("true", cwd="/", timeout=10)
