@@ -29,7 +29,7 @@ from policies.load import LoadedPolicy
 from policies.model import Policy
 from policies.scope import Scope, check_patch
 from runner.agent import Agent, Task, WindowContext
-from runner.gates import GateResult, clean_dir, feedback, gate_map, run_gate
+from runner.gates import MAX_JUNIT_BYTES, GateResult, clean_dir, feedback, gate_map, run_gate
 from runner.store import RunStore
 from runner.tools import Budget, BudgetExceeded, NeedsHuman, Tools
 from sandbox.errors import SandboxError
@@ -389,8 +389,11 @@ class Runner:
             rev, lambda p: self.scope.classify(p) == "protected", f"gate input {label}"
         )
         tree = worktrees_dir(self.home) / f"{self.run_id}.{label}.gate"
-        out = self.store.artifact_path(self.run_id, f"{label}/junit")
+        # junit XML lands in a scratch directory, never in the run store (nothing of the
+        # store is mounted into a container); it is copied in once the container is gone.
+        out = worktrees_dir(self.home) / f"{self.run_id}.{label}.out"
         clean_dir(tree)
+        clean_dir(out)
         ws.export(gate_rev, tree)
         results = []
         try:
@@ -400,11 +403,19 @@ class Runner:
                 prior = self.baseline.get(gate.name) if baseline else None
                 r = run_gate(self.backend, self._spec(ws, gate=True), gate, tree, out, prior)
                 self.store.write_artifact(self.run_id, f"{label}/gate-{gate.name}.log", r.log)
+                junit = out / f"{gate.name}.xml"
+                if junit.is_file() and not junit.is_symlink():
+                    self.store.write_artifact(
+                        self.run_id,
+                        f"{label}/junit-{gate.name}.xml",
+                        junit.read_bytes()[:MAX_JUNIT_BYTES],
+                    )
                 self.emit("gate_end", {"label": label, "gate": gate.name, "passed": r.passed,
                                        "exit_code": r.exit_code, "reason": r.reason})  # fmt: skip
                 results.append(r)
         finally:
             clean_dir(tree)
+            clean_dir(out)
         return results
 
     # ----------------------------------------------------------------- sandbox, progress

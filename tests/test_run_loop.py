@@ -136,6 +136,9 @@ def test_correct_fix_is_ready_for_review_with_gates_green(env: Env) -> None:
     assert [a.gates for a in result.attempts] == [{"tests": True}]
     assert result.attempts[0].changed_files == ["src/calc.py"]
     assert result.patch_path and "+    return a + b" in Path(result.patch_path).read_text()
+    junit = RunStore(env.home).artifact_path(result.run_id, "attempt-1/junit-tests.xml")
+    assert "test_add" in junit.read_text()  # copied in after the gate's container was gone
+    assert not list(worktrees_dir(env.home).glob("*.out"))  # the gate's scratch output is removed
     _verified(env, result)
 
 
