@@ -66,6 +66,7 @@ class Scope:
         self.allow_symlinks = scope.allow_symlinks
         self.allow_mode_changes = scope.allow_mode_changes
         self._policy = scope
+        self._cache: dict[str, ScopeClass] = {}
 
     def summary(self) -> str:
         """One paragraph for prompts and reports: what the agent may and may not change."""
@@ -79,6 +80,12 @@ class Scope:
 
     def classify(self, path: str) -> ScopeClass:
         """The class of tree-relative ``path`` (a file; append ``/`` for a directory)."""
+        cls = self._cache.get(path)
+        if cls is None:
+            cls = self._cache[path] = self._classify(path)
+        return cls
+
+    def _classify(self, path: str) -> ScopeClass:
         if path == self.progress_file:
             return "progress"
         if self._protected.match_file(path):

@@ -137,6 +137,7 @@ class Runner:
         self.feedback = ""
         self.reports: list[AttemptReport] = []
         self._gate_results: list[GateResult] = []
+        self._fresh = False
 
     # ----------------------------------------------------------------- the run
 
@@ -170,9 +171,11 @@ class Runner:
 
     def _workspace(self) -> Workspace:
         exclude = self._exclude
+        self._fresh = False
         try:
             return Workspace.open(self.home, self.run_id).with_exclude(exclude)
         except SandboxError:
+            self._fresh = True  # a tree just checked out at base: attempt 1 needs no rollback
             ws = Workspace.create(
                 Path(self.config.task.repo), self.config.task.base, self.run_id, self.home
             )
@@ -180,6 +183,7 @@ class Runner:
             return ws.with_exclude(exclude)
 
     def _exclude(self, path: str) -> str | None:
+        """Keep the progress file (silently) and policy artifacts (reported) out of candidates."""
         cls = self.scope.classify(path.rstrip("/"))
         if cls == "progress" or path.rstrip("/") == self.scope.progress_file.rpartition("/")[0]:
             return ""
@@ -247,7 +251,8 @@ class Runner:
         self._gate_results = []
         self.emit("attempt_start", {"attempt": n})
         progress = self._latest_progress()
-        ws.rollback(ws.base)
+        if not (self._fresh and n == 1):
+            ws.rollback(ws.base)
         if progress:
             self._put_progress(ws, progress)
         self.budget.new_attempt()
@@ -284,7 +289,7 @@ class Runner:
         report.commit = h.commit
         report.changed_files = [c.path for c in h.changes]
         report.findings = [f"{f.kind}: {f.path} ({f.detail})" for f in h.findings]
-        self.store.write_artifact(self.run_id, f"attempt-{n}/patch.diff", ws.patch_bytes(h.commit))
+        self.store.write_artifact(self.run_id, f"attempt-{n}/patch.diff", h.patch_bytes)
         if report.failure_domain is None:
             self._judge(ws, n, h, report)
         if report.status != "passed":
@@ -308,7 +313,7 @@ class Runner:
                 progress=self._read_progress(ws),
                 feedback=self.feedback,
                 policy_summary=self.scope.summary(),
-                diff_stat=_diff_stat(ws),
+                diff_stat=_diff_stat(ws) if w > 1 else "(no changes yet: the tree is at base)",
                 tools=tools,
             )
             try:
@@ -317,10 +322,11 @@ class Runner:
                 raise
             except Exception as exc:  # the agent's own failure: classified, never a crash
                 report.failure_domain, report.reason = "model", f"agent error: {exc}"
-                self._snapshot_window(ws, n, w)
+                self._snapshot_window(ws, n, w, last=True)
                 return
             self.budget.model(outcome.tokens, outcome.cost_usd)
-            self._snapshot_window(ws, n, w)
+            finished = outcome.end in ("finished", "agent_error") or tools.finished is not None
+            self._snapshot_window(ws, n, w, last=finished or w == max_windows)
             self.emit("window_end", {"attempt": n, "window": w, "end": outcome.end})
             if outcome.end == "finished" or tools.finished is not None:
                 return
@@ -445,17 +451,24 @@ class Runner:
             return ""
         return path.read_bytes()[: self.policy.progress.max_bytes].decode(errors="replace")
 
-    def _snapshot_window(self, ws: Workspace, n: int, w: int) -> None:
-        """Progress file + code state, durably, at the end of a window (host side)."""
+    def _snapshot_window(self, ws: Workspace, n: int, w: int, *, last: bool = False) -> None:
+        """Progress file + code state, durably, at the end of a window (host side).
+
+        The code state of an attempt's last window is the harvest commit (taken
+        right after, with the container gone); other windows get a commit of
+        their own on ``refs/corral/windows/a<n>-w<w>``.
+        """
         text = self._read_progress(ws)
-        state = ws.commit_snapshot(ws.snapshot(), f"window state a{n}w{w}")
-        ws.checkpoint_ref(f"windows/a{n}-w{w}", state)
-        name = f"attempt-{n}/window-{w}/progress.md"
-        self.store.write_artifact(self.run_id, name, text)
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        state = None
+        if not last:
+            state = ws.commit_snapshot(ws.snapshot(), f"window state a{n}w{w}")
+            ws.checkpoint_ref(f"windows/a{n}-w{w}", state)
+        self.store.write_artifact(self.run_id, f"attempt-{n}/window-{w}/progress.md", text)
         self.store.write_artifact(self.run_id, "progress/latest.md", text)
+        digest = hashlib.sha256(text.encode()).hexdigest()
         self.emit(
-            "progress_snapshot", {"attempt": n, "window": w, "sha256": digest, "code_state": state}
+            "progress_snapshot",
+            {"attempt": n, "window": w, "sha256": digest, "code_state": state or "harvest"},
         )
 
     def _latest_progress(self) -> str:

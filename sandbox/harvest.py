@@ -25,8 +25,13 @@ class Harvest:
     commit: str
     changes: tuple[Change, ...]
     findings: tuple[Finding, ...]
-    patch: str
+    patch_bytes: bytes
     complete: bool
+
+    @property
+    def patch(self) -> str:
+        """The patch for reading (``errors="replace"``); ``patch_bytes`` is what ``git apply`` takes."""
+        return self.patch_bytes.decode(errors="replace")
 
     @property
     def blocked(self) -> bool:
@@ -58,6 +63,6 @@ def harvest(
         commit=commit,
         changes=tuple(changes),
         findings=snap.findings,
-        patch=ws.diff(commit),
+        patch_bytes=ws.patch_bytes(commit),
         complete=snap.complete,
     )

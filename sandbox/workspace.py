@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 #: Attributes that outrank any ``.gitattributes`` in the tree: no filters, drivers or conversions.
 NEUTRAL_ATTRIBUTES = "* !text !eol !crlf !filter !diff !merge !ident !working-tree-encoding\n"
 
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+#: ``(git dir, commit id) -> listing``: a commit's tree never changes, so its listing is cached.
+_LISTINGS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _META = "corral-workspace.json"
 
@@ -188,7 +191,21 @@ class Workspace:
         )
 
     def tree_listing(self, rev: str) -> dict[str, tuple[str, str]]:
-        """``path -> (mode, sha)`` of every blob and gitlink in ``rev``'s tree."""
+        """``path -> (mode, sha)`` of every blob and gitlink in ``rev``'s tree.
+
+        Listings of full object ids are immutable and cached (a copy is returned).
+        """
+        key = (str(self.git_dir), rev)
+        if _FULL_SHA.match(rev) and key in _LISTINGS:
+            return dict(_LISTINGS[key])
+        listing = self._list_tree(rev)
+        if _FULL_SHA.match(rev):
+            if len(_LISTINGS) >= 64:
+                _LISTINGS.pop(next(iter(_LISTINGS)))
+            _LISTINGS[key] = listing
+        return dict(listing)
+
+    def _list_tree(self, rev: str) -> dict[str, tuple[str, str]]:
         out = self._git().run("ls-tree", "-r", "-z", "--full-tree", rev)
         listing: dict[str, tuple[str, str]] = {}
         for record in split_z(out):
