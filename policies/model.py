@@ -197,6 +197,12 @@ class BudgetPolicy(_Model):
     cost_usd: float = Field(default=5.0, ge=0)
     """Model cost for the whole run, in US dollars."""
 
+    repeated_command: int = Field(default=5, ge=2)
+    """The same command this many times in a row ends the attempt (a loop guard)."""
+
+    idle_steps: int = Field(default=25, ge=1)
+    """This many agent actions in a row without a change to any file end the attempt."""
+
     repeated_strategy: int = Field(default=2, ge=1)
     """Failed attempts with the same normalized diff or commands before the run stops."""
 

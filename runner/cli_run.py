@@ -52,7 +52,9 @@ def run(
     repo: Path = typer.Option(Path("."), "--repo", help="The git repository to fix."),
     bug: Path = typer.Option(..., "--bug", help="The bug report (markdown or text)."),
     policy: str | None = typer.Option(None, "--policy", help="Preset name or policy file."),
-    agent: str = typer.Option("scripted", "--agent", help="Agent: scripted."),
+    agent: str = typer.Option(
+        "scripted", "--agent", help="Agent: scripted:FILE (or scripted with --script)."
+    ),
     script: Path | None = typer.Option(None, "--script", help="Script for --agent scripted."),
     base: str = typer.Option("HEAD", "--base", help="Base ref to fix from."),
     runtime: str | None = typer.Option(None, "--runtime", help="runc or runsc (gVisor)."),

@@ -31,7 +31,7 @@ from policies.scope import Scope, check_patch
 from runner.agent import Agent, Task, WindowContext
 from runner.gates import MAX_JUNIT_BYTES, GateResult, clean_dir, feedback, gate_map, run_gate
 from runner.store import RunStore
-from runner.tools import Budget, BudgetExceeded, NeedsHuman, Tools
+from runner.tools import ATTEMPT_BUDGETS, Budget, BudgetExceeded, NeedsHuman, Tools
 from sandbox.errors import SandboxError
 from sandbox.gc import remove_run_containers
 from sandbox.harvest import Harvest, harvest
@@ -131,6 +131,8 @@ class Runner:
             tokens=b.tokens,
             cost_usd=b.cost_usd,
             deadline=time.monotonic() + b.wall_seconds,
+            repeated_command=b.repeated_command,
+            idle_steps=b.idle_steps,
         )
         self.baseline: dict[str, GateResult] = {}
         self.failed_strategies: dict[str, int] = {}
@@ -277,7 +279,7 @@ class Runner:
             )
             return report
         except BudgetExceeded as exc:
-            if exc.resource not in ("steps", "output_bytes"):
+            if exc.resource not in ATTEMPT_BUDGETS:
                 raise  # run-wide budgets end the run
             report.failure_domain, report.reason = "harness", str(exc)
         except SandboxError as exc:
@@ -293,7 +295,10 @@ class Runner:
         if report.failure_domain is None:
             self._judge(ws, n, h, report)
         if report.status != "passed":
-            report.strategy = strategy_key(h.patch) if h.changes else None
+            if h.changes:
+                report.strategy = strategy_key(h.patch)
+            elif tools.commands:
+                report.strategy = "cmds-" + strategy_key("\n".join(tools.commands))
             if report.strategy:
                 self.failed_strategies[report.strategy] = (
                     self.failed_strategies.get(report.strategy, 0) + 1

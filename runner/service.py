@@ -78,8 +78,11 @@ def repo_policy_files(repo: Path, base: str) -> dict[str, bytes | None]:
 
 
 def make_agent(agent: str, script: Path | None) -> Agent:
-    """The agent named on the command line (``scripted`` needs ``--script``)."""
-    if agent == "scripted":
+    """The agent named on the command line: ``scripted:FILE`` (or ``scripted`` with ``--script``)."""
+    name, _, inline = agent.partition(":")
+    if name == "scripted" and inline:
+        script = Path(inline)
+    if name == "scripted":
         if script is None:
             raise ValueError("--agent scripted needs --script FILE (a TOML script of actions)")
         return ScriptedAgent.from_file(script)
@@ -107,7 +110,9 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
             return result_of(store, existing)
     client = connect()
     image = req.image or ensure_sandbox_image(client)
-    agent_ref = req.agent if req.script is None else f"{req.agent}:{req.script.resolve()}"
+    name, _, inline = req.agent.partition(":")
+    script = req.script or (Path(inline) if inline else None)
+    agent_ref = name if script is None else f"{name}:{script.resolve()}"
     run_id = store.create(
         NewRun(
             repo=str(repo),

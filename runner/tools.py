@@ -20,12 +20,16 @@ from typing import Any
 from policies.commands import CommandValidator
 from policies.scope import Scope
 from sandbox.interfaces import Sandbox
-from sandbox.workspace import Workspace
+from sandbox.workspace import Workspace, compare
 
 Emit = Callable[[str, Mapping[str, Any]], None]
 
 #: What the agent sees of one command's output: head and tail, with the cut marked.
 AGENT_OUTPUT_CHARS = 12_000
+
+
+#: Budgets of one attempt: crossing one fails the attempt (harness); the others end the run.
+ATTEMPT_BUDGETS = frozenset({"steps", "output_bytes", "repeated_command", "idle_steps"})
 
 
 class StopAttempt(Exception):
@@ -57,14 +61,35 @@ class Budget:
     tokens: int
     cost_usd: float
     deadline: float
+    repeated_command: int = 5
+    idle_steps: int = 25
     used_steps: int = 0
     used_output: int = 0
+    idle: int = 0
+    last_command: str | None = None
+    same_command: int = 0
     used_tokens: int = 0
     used_cost: float = 0.0
 
     def new_attempt(self) -> None:
         self.used_steps = 0
         self.used_output = 0
+        self.idle = 0
+        self.last_command = None
+        self.same_command = 0
+
+    def command(self, line: str) -> None:
+        """Loop guard: the same command too many times in a row."""
+        self.same_command = self.same_command + 1 if line == self.last_command else 1
+        self.last_command = line
+        if self.same_command >= self.repeated_command:
+            raise BudgetExceeded("repeated_command", self.same_command, self.repeated_command)
+
+    def progress(self, changed: bool) -> None:
+        """Loop guard: too many actions without a change to any file."""
+        self.idle = 0 if changed else self.idle + 1
+        if self.idle >= self.idle_steps:
+            raise BudgetExceeded("idle_steps", self.idle, self.idle_steps)
 
     def step(self) -> None:
         self.check_wall()
@@ -128,6 +153,7 @@ class Tools:
     violations: list[str] = field(default_factory=list)
     denied: list[str] = field(default_factory=list)
     finished: str | None = None
+    _state: int | None = None
 
     # -------------------------------------------------------------- actions
 
@@ -145,8 +171,10 @@ class Tools:
         if verdict.decision == "deny":
             self.denied.append(command)
             self.emit("command_denied", {"command": command, "reason": verdict.reason})
+            self.budget.progress(False)
             return ToolResult(False, f"Command not run: {verdict.reason}", denied=True)
         self.commands.append(command)
+        self.budget.command(command)
         limit = min(self.command_timeout, timeout or self.command_timeout)
         result = self.sandbox.exec(command, timeout=limit)
         self.budget.output(len(result.stdout) + len(result.stderr))
@@ -179,6 +207,7 @@ class Tools:
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             return ToolResult(False, f"{path}: {exc}")
         self.emit("read", {"path": rel, "bytes": len(data)})
+        self.budget.progress(False)
         return ToolResult(True, trim(data.decode(errors="replace")))
 
     def write(self, path: str, content: str) -> ToolResult:
@@ -189,6 +218,7 @@ class Tools:
             why = "outside the repository" if rel is None else self._why_not(rel)
             self.denied.append(f"write {path}")
             self.emit("write_denied", {"path": path, "reason": why})
+            self.budget.progress(False)
             return ToolResult(False, f"Not written: {path} is {why}.", denied=True)
         try:
             self.sandbox.write_file(rel, content)
@@ -206,6 +236,7 @@ class Tools:
             reason = "it touches " + ", ".join(bad) if bad else "no file paths found in it"
             self.denied.append("patch")
             self.emit("patch_denied", {"paths": sorted(paths), "reason": reason})
+            self.budget.progress(False)
             return ToolResult(False, f"Patch not applied: {reason}.", denied=True)
         name = f"/tmp/corral-{time.monotonic_ns()}.diff"
         self.sandbox.write_file(name, diff)
@@ -222,6 +253,7 @@ class Tools:
         self.budget.step()
         self.sandbox.write_file(self.scope.progress_file, content)
         self.emit("progress", {"bytes": len(content.encode())})
+        self.budget.progress(False)
         return ToolResult(True, f"progress saved to {self.scope.progress_file}")
 
     def finish(self, summary: str) -> ToolResult:
@@ -239,16 +271,34 @@ class Tools:
         )
 
     def _enforce_scope(self) -> str:
-        """Revert every change outside the scope now; return the message for the agent."""
-        bad = [c.path for c in self.workspace.changes() if not self.scope.may_write(c.path)]
+        """Revert every change outside the scope now; return the message for the agent.
+
+        Also feeds the idle-steps guard: the tree's state is compared with the
+        state after the previous action.
+        """
+        snap = self.workspace.snapshot()
+        state = hash(tuple(sorted((p, e.sha, e.mode) for p, e in snap.entries.items())))
+        base = self.workspace.tree_listing(self.workspace.base)
+        now = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
+        now.update({p: v for p, v in base.items() if v[0] == "160000"})
+        bad = [c.path for c in compare(base, now) if not self.scope.may_write(c.path)]
         bad = [p for p in bad if self.scope.classify(p) != "artifact"]
-        if not bad:
-            return ""
-        self.workspace.restore_paths(bad)
-        self.violations.extend(bad)
-        self.emit("scope_reverted", {"paths": bad})
-        listed = ", ".join(bad)
-        return f"\n[corral] Reverted changes outside your writable scope: {listed}. {self._hint()}"
+        if self._state is None:  # the attempt started from base
+            self._state = hash(
+                tuple(sorted((p, sha, m) for p, (m, sha) in base.items() if m != "160000"))
+            )
+        changed, self._state = state != self._state, state
+        message = ""
+        if bad:
+            self.workspace.restore_paths(bad)
+            self.violations.extend(bad)
+            self.emit("scope_reverted", {"paths": bad})
+            listed = ", ".join(bad)
+            message = (
+                f"\n[corral] Reverted changes outside your writable scope: {listed}. {self._hint()}"
+            )
+        self.budget.progress(changed)
+        return message
 
     def _hint(self) -> str:
         return "Change only files the policy lets you write; " + self.scope.summary()

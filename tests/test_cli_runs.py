@@ -61,8 +61,8 @@ def _script(project: Path, body: str) -> Path:
 def _run_args(project: Path, *extra: str) -> list[str]:
     return [
         "run", "--repo", str(project / "repo"), "--bug", str(project / "bug.md"),
-        "--policy", str(project / "policy.toml"), "--agent", "scripted",
-        "--script", str(project / "script.toml"), "--json", *extra,
+        "--policy", str(project / "policy.toml"),
+        "--agent", f"scripted:{project / 'script.toml'}", "--json", *extra,
     ]  # fmt: skip
 
 

@@ -325,3 +325,29 @@ def test_progress_file_survives_rollback_and_never_enters_the_patch(env: Env) ->
     snaps = [e for e in store.events(result.run_id) if e.type == "progress_snapshot"]
     assert [(e.data["attempt"], e.data["window"]) for e in snaps] == [(1, 1), (1, 2), (2, 1)]
     assert "progress.md" not in Path(result.patch_path or "").read_text()
+
+
+def test_loop_guards_end_the_attempt_with_the_budget_named(env: Env) -> None:
+    policy = POLICY.replace("attempts = 3", "attempts = 1\nrepeated_command = 3\nidle_steps = 4")
+    looping = env.run(
+        """
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{ run = "ls src" }, { run = "ls src" }, { run = "ls src" }, { finish = "x" }]
+        """,
+        policy=policy,
+    )
+    assert looping.status == "failed" and looping.failure_domain == "harness"
+    assert "repeated_command 3/3" in looping.attempts[0].reason
+    idle = env.run(
+        """
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          { read = "src/calc.py" }, { run = "ls" }, { read = "tests/test_calc.py" },
+          { run = "pwd" }, { run = "true" }, { finish = "x" },
+        ]
+        """,
+        policy=policy,
+    )
+    assert idle.failure_domain == "harness" and "idle_steps" in idle.attempts[0].reason
