@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from docker.errors import APIError, DockerException, ImageNotFound
+from docker.types import Mount
 
 from sandbox.docker_backend import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
 from sandbox.errors import ImageError
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 ENV_REPO = "corral/env"
 LABEL_ENV_HASH = "corral.env-hash"
 VENV = "/opt/env"
-CA_TARGET = "/etc/ssl/certs/corral-host-ca.pem"
+CA_TARGET = "/run/corral-ca/ca.pem"
 CA_VARIABLES = (
     "SSL_CERT_FILE",
     "PIP_CERT",
@@ -107,10 +108,12 @@ def ensure_env_image(
         pass
     started = time.monotonic()
     env = {"HOME": "/home/sandbox", "PATH": _PATH, "VIRTUAL_ENV": VENV, "PIP_NO_INPUT": "1"}
-    volumes = {str(tree): {"bind": "/workspace", "mode": "rw"}}
+    # HostConfig mounts, not `volumes=`: the SDK would also declare those paths as image
+    # volumes, and `commit` would carry the declarations into every later container.
+    mounts = [Mount("/workspace", str(tree), type="bind", read_only=False)]
     ca_env: dict[str, str] = {}  # per exec, so the committed image does not name a missing file
     if ca_bundle is not None:
-        volumes[str(ca_bundle.resolve())] = {"bind": CA_TARGET, "mode": "ro"}
+        mounts.append(Mount(CA_TARGET, str(ca_bundle.resolve()), type="bind", read_only=True))
         ca_env = {name: CA_TARGET for name in CA_VARIABLES}
     labels = {LABEL_MANAGED: "1", LABEL_RUN: run_id, "corral.kind": "setup"}
     if home is not None:
@@ -123,7 +126,7 @@ def ensure_env_image(
             init=True,
             user="0:0",
             environment=env,
-            volumes=volumes,
+            mounts=mounts,
             working_dir="/workspace",
             network_mode="bridge" if network else "none",
             cap_drop=["ALL"],

@@ -149,6 +149,8 @@ def test_protected_edit_is_reverted_and_the_second_attempt_fixes(env: Env) -> No
         [[attempt.window]]
         actions = [
           {{ write = "conftest.py", content = "collect_ignore = ['tests']\\n" }},
+          {{ write = "tests/test_calc.py", content = "def test_add():\\n    pass\\n" }},
+          {{ run = "echo 'def test_add(): pass' > tests/test_calc.py; echo rc=$?" }},
           {{ run = "printf 'import pytest\\\\n' > conftest.py; echo planted" }},
           {{ run = "echo hacked >> setup.cfg; echo rc=$?" }},
           {{ finish = "tests pass now" }},
@@ -171,6 +173,7 @@ def test_protected_edit_is_reverted_and_the_second_attempt_fixes(env: Env) -> No
     store = RunStore(env.home)
     first_patch = store.artifact_path(result.run_id, "attempt-1/patch.diff").read_text()
     assert "conftest" not in first_patch and "setup.cfg" not in first_patch
+    assert "tests/test_calc.py" not in first_patch  # tests are protected: read-only mount + scope
     _verified(env, result)
 
 
@@ -351,3 +354,36 @@ def test_loop_guards_end_the_attempt_with_the_budget_named(env: Env) -> None:
         policy=policy,
     )
     assert idle.failure_domain == "harness" and "idle_steps" in idle.attempts[0].reason
+
+
+def test_environment_setup_runs_once_and_is_cached(env: Env) -> None:
+    policy = POLICY + "\n[setup]\ncommands = [\"python3 -c 'print(42)' > $VIRTUAL_ENV/marker\"]\n"
+    script = f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "test -f /opt/env/marker && echo env-ok > src/env.txt" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed" }},
+        ]
+        """
+    first = env.run(script, policy=policy)
+    second = env.run(script, policy=policy)
+    assert first.status == second.status == "ready_for_review"
+    assert (
+        "src/env.txt" in first.attempts[0].changed_files
+    )  # the agent ran on the environment image
+    store = RunStore(env.home)
+    built = [
+        e.data["built"]
+        for r in (first, second)
+        for e in store.events(r.run_id)
+        if e.type == "environment"
+    ]
+    assert built == [True, False]
+    import docker
+
+    env_image = json.loads(store.get(first.run_id).spec_json)["env_image"]
+    config = docker.from_env().images.get(env_image).attrs["Config"]
+    assert not config.get("Volumes")  # no volume declarations carried over by commit
+    assert not any(v.startswith(("SSL_CERT_FILE", "PIP_CERT")) for v in config["Env"])
