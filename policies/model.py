@@ -236,6 +236,34 @@ class SandboxPolicy(_Model):
     """Process limit."""
 
 
+class ModelPolicy(_Model):
+    """The built-in agent's model: context windows, retries, the circuit breaker, prices."""
+
+    context_tokens: int = Field(default=128_000, ge=1024)
+    """The model's context limit, in tokens."""
+
+    window_fraction: float = Field(default=0.7, gt=0, le=1)
+    """A window ends once a request's prompt reaches this fraction of ``context_tokens``."""
+
+    steps_per_window: int = Field(default=40, ge=1)
+    """Model calls per context window."""
+
+    max_tool_errors: int = Field(default=5, ge=1)
+    """Unknown tools or malformed arguments per window before the attempt fails (tool-interface)."""
+
+    max_retries: int = Field(default=4, ge=0, le=20)
+    """Retries of one call on a transient failure (timeouts, 429, 5xx)."""
+
+    circuit_after: int = Field(default=3, ge=1)
+    """Failed calls in a row (after their retries) before the run waits for ``corral resume``."""
+
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Seconds one model call may take."""
+
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    """Extra or overriding prices: model-name prefix -> (USD per 1M input, per 1M output tokens)."""
+
+
 class MergePolicy(_Model):
     """What may happen after a candidate is ready."""
 
@@ -266,6 +294,9 @@ class Policy(_Model):
 
     sandbox: SandboxPolicy = SandboxPolicy()
     """Container settings."""
+
+    model: ModelPolicy = ModelPolicy()
+    """The built-in agent's model settings."""
 
     merge: MergePolicy = MergePolicy()
     """After review."""

@@ -54,6 +54,8 @@ class WindowOutcome:
     tokens: int = 0
     cost_usd: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    domain: str = "model"
+    """The failure domain of an ``agent_error`` (``tool-interface`` for malformed tool calls)."""
 
 
 class Agent(Protocol):

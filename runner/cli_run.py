@@ -56,6 +56,17 @@ def run(
         "scripted", "--agent", help="Agent: scripted:FILE (or scripted with --script)."
     ),
     script: Path | None = typer.Option(None, "--script", help="Script for --agent scripted."),
+    model: str | None = typer.Option(None, "--model", help="Model name for --agent corral."),
+    base_url: str | None = typer.Option(
+        None,
+        "--base-url",
+        help="OpenAI-compatible endpoint (vLLM, Ollama, LiteLLM, OpenRouter ...).",
+    ),
+    api_key_file: Path | None = typer.Option(
+        None,
+        "--api-key-file",
+        help="File holding the API key (default: $CORRAL_API_KEY or $OPENAI_API_KEY).",
+    ),
     base: str = typer.Option("HEAD", "--base", help="Base ref to fix from."),
     runtime: str | None = typer.Option(None, "--runtime", help="runc or runsc (gVisor)."),
     attempts: int | None = typer.Option(None, "--attempts", help="Override budgets.attempts."),
@@ -83,6 +94,9 @@ def run(
         runtime=runtime,
         idempotency_key=idempotency_key,
         run_id=run_id,
+        model=model,
+        base_url=base_url,
+        api_key_file=api_key_file,
     )
     result = start_run(corral_home(), req, on_event=_progress_printer)
     _finish(result, as_json)

@@ -31,7 +31,7 @@ from policies.scope import Scope, check_patch
 from runner.agent import Agent, Task, WindowContext
 from runner.gates import MAX_JUNIT_BYTES, GateResult, clean_dir, feedback, gate_map, run_gate
 from runner.store import RunStore
-from runner.tools import ATTEMPT_BUDGETS, Budget, BudgetExceeded, NeedsHuman, Tools
+from runner.tools import ATTEMPT_BUDGETS, Budget, BudgetExceeded, NeedsHuman, Paused, Tools
 from sandbox.errors import SandboxError
 from sandbox.gc import remove_run_containers
 from sandbox.harvest import Harvest, harvest
@@ -202,7 +202,7 @@ class Runner:
             if report.status == "passed":
                 return self._result("ready_for_review", None, report.reason, report)
             if report.status == "waiting":
-                return self._result("waiting", None, report.reason, None)
+                return self._result("waiting", report.failure_domain, report.reason, None)
         last = self.reports[-1] if self.reports else None
         reason = f"no attempt passed ({self.policy.budgets.attempts} attempts)"
         if last is not None:
@@ -317,16 +317,17 @@ class Runner:
                 max_windows=max_windows,
                 progress=self._read_progress(ws),
                 feedback=self.feedback,
-                policy_summary=self.scope.summary(),
+                policy_summary=self._policy_summary(),
                 diff_stat=_diff_stat(ws) if w > 1 else "(no changes yet: the tree is at base)",
                 tools=tools,
             )
             try:
                 outcome = self.agent.run_window(ctx)
-            except (BudgetExceeded, NeedsHuman, SandboxError):
+            except (BudgetExceeded, NeedsHuman, Paused, SandboxError):
                 raise
             except Exception as exc:  # the agent's own failure: classified, never a crash
-                report.failure_domain, report.reason = "model", f"agent error: {exc}"
+                report.failure_domain = getattr(exc, "domain", "model")
+                report.reason = f"agent error: {exc}"
                 self._snapshot_window(ws, n, w, last=True)
                 return
             self.budget.model(outcome.tokens, outcome.cost_usd)
@@ -336,7 +337,8 @@ class Runner:
             if outcome.end == "finished" or tools.finished is not None:
                 return
             if outcome.end == "agent_error":
-                report.failure_domain, report.reason = "model", outcome.detail or "agent error"
+                report.failure_domain = outcome.domain
+                report.reason = outcome.detail or "agent error"
                 return
         report.failure_domain = "context"
         report.reason = f"no finish within {max_windows} context windows"
@@ -448,6 +450,14 @@ class Runner:
             limits=Limits(memory_mb=sp.memory_mb, cpus=sp.cpus, pids=sp.pids),
             run_id=self.run_id,
             owner_home=str(self.home),
+        )
+
+    def _policy_summary(self) -> str:
+        gates = ", ".join(f"`{g.name}` ({g.command})" for g in self.policy.gates) or "none"
+        b = self.policy.budgets
+        return (
+            f"{self.scope.summary()} Gates the runner runs on your change: {gates}. "
+            f"Budgets: {b.steps} actions per attempt, {b.attempts} attempts, {b.windows} windows per attempt."
         )
 
     def _read_progress(self, ws: Workspace) -> str:

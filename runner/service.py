@@ -20,7 +20,9 @@ from typing import Any
 from policies.load import REPO_FILE, LoadedPolicy, PolicyError, load_policy
 from policies.model import Policy
 from runner.agent import Agent, Task
+from runner.corral_agent import CorralAgent
 from runner.loop import RunConfig, Runner, RunResult
+from runner.model import PRICES, ModelClient, ModelConfig, read_api_key
 from runner.scripted import ScriptedAgent
 from runner.store import NewRun, RunStore
 from sandbox.docker_backend import DockerBackend
@@ -51,6 +53,9 @@ class RunRequest:
     run_id: str | None = None
     image: str | None = None
     """Sandbox image to use instead of corral's own (tests, custom images)."""
+    model: str | None = None
+    base_url: str | None = None
+    api_key_file: Path | None = None
 
 
 def read_task(repo: Path, bug: Path, base: str) -> Task:
@@ -77,18 +82,42 @@ def repo_policy_files(repo: Path, base: str) -> dict[str, bytes | None]:
     return files
 
 
-def make_agent(agent: str, script: Path | None) -> Agent:
-    """The agent named on the command line: ``scripted:FILE`` (or ``scripted`` with ``--script``)."""
+def make_agent(
+    agent: str,
+    script: Path | None,
+    policy: Policy | None = None,
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key_file: Path | None = None,
+) -> Agent:
+    """The agent named on the command line: ``scripted:FILE`` (or ``scripted`` + ``--script``), ``corral``."""
     name, _, inline = agent.partition(":")
     if name == "scripted" and inline:
         script = Path(inline)
     if name == "scripted":
         if script is None:
-            raise ValueError("--agent scripted needs --script FILE (a TOML script of actions)")
+            raise ValueError(
+                "--agent scripted needs a script: --agent scripted:FILE (a TOML script of actions)"
+            )
         return ScriptedAgent.from_file(script)
-    raise ValueError(
-        f"unknown agent {agent!r}: use --agent scripted (more arrive with later releases)"
-    )
+    if name == "corral":
+        if not model:
+            raise ValueError(
+                "--agent corral needs --model NAME (and --base-url URL for a non-OpenAI endpoint)"
+            )
+        p = policy or Policy()
+        config = ModelConfig(
+            model=model,
+            base_url=base_url,
+            api_key=read_api_key(os.environ, api_key_file),
+            timeout_s=p.model.timeout_s,
+            max_retries=p.model.max_retries,
+            circuit_after=p.model.circuit_after,
+            prices={**PRICES, **p.model.prices},
+        )
+        return CorralAgent(ModelClient(config), p.model, p.progress.file)
+    raise ValueError(f"unknown agent {agent!r}: use --agent corral or --agent scripted:FILE")
 
 
 def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> RunResult:
@@ -102,7 +131,10 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
     loaded = load_policy(
         req.policy, repo_files=repo_policy_files(repo, base), overrides=req.overrides
     )
-    agent = make_agent(req.agent, req.script)
+    agent = make_agent(
+        req.agent, req.script, loaded.policy,
+        model=req.model, base_url=req.base_url, api_key_file=req.api_key_file,
+    )  # fmt: skip
     store = RunStore(home)
     if req.idempotency_key:
         existing = store.find_by_key(req.idempotency_key)
@@ -120,9 +152,16 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
             bug_title=task.title,
             bug_path=str(req.bug.resolve()),
             agent=agent_ref,
-            model=None,
+            model=req.model,
             policy_json=json.dumps({"sources": loaded.sources, "policy": loaded.merged}),
-            spec_json=json.dumps({"image": image, "runtime": req.runtime}),
+            spec_json=json.dumps(
+                {
+                    "image": image,
+                    "runtime": req.runtime,
+                    "base_url": req.base_url,
+                    "api_key_file": str(req.api_key_file) if req.api_key_file else None,
+                }
+            ),
             idempotency_key=req.idempotency_key,
             run_id=req.run_id,
         )
@@ -157,9 +196,13 @@ def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunR
         raise PolicyError([f"recorded policy of {run_id} no longer loads: {exc}"]) from exc
     loaded = LoadedPolicy(policy, tuple(stored["sources"]), stored["policy"])
     name, _, script = rec.agent.partition(":")
-    agent = make_agent(name, Path(script) if script else None)
-    task = read_task(Path(rec.repo), Path(rec.bug_path), rec.base)
     spec = json.loads(rec.spec_json)
+    key_file = spec.get("api_key_file")
+    agent = make_agent(
+        name, Path(script) if script else None, policy, model=rec.model,
+        base_url=spec.get("base_url"), api_key_file=Path(key_file) if key_file else None,
+    )  # fmt: skip
+    task = read_task(Path(rec.repo), Path(rec.bug_path), rec.base)
     approved, rejected = _decisions(rec.waiting_json)
     client = connect()
     env_image = spec.get("env_image") or spec["image"]

@@ -36,6 +36,10 @@ class StopAttempt(Exception):
     """Base of the runner's expected exits from inside an attempt (agents must not catch it)."""
 
 
+class Paused(StopAttempt):
+    """The run must wait (state saved) and continue with ``corral resume``: ``reason`` says why."""
+
+
 class BudgetExceeded(StopAttempt):
     """A budget is spent; ``resource`` names it (``steps``, ``wall_seconds``, ``tokens`` ...)."""
 
@@ -196,8 +200,10 @@ class Tools:
         text += self._enforce_scope()
         return ToolResult(result.ok, trim(text), exit_code=result.exit_code)
 
-    def read(self, path: str) -> ToolResult:
-        """Read a file of the tree."""
+    def read(
+        self, path: str, start_line: int | None = None, end_line: int | None = None
+    ) -> ToolResult:
+        """Read a file of the tree, optionally lines ``start_line..end_line`` (1-based, inclusive)."""
         self.budget.step()
         rel = _relative(path)
         if rel is None:
@@ -205,10 +211,42 @@ class Tools:
         try:
             data = self.sandbox.read_file(rel)
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            self.budget.progress(False)
             return ToolResult(False, f"{path}: {exc}")
+        text = data.decode(errors="replace")
+        if start_line is not None or end_line is not None:
+            lines = text.splitlines(keepends=True)
+            first = max(1, start_line or 1)
+            last = min(len(lines), end_line or len(lines))
+            text = "".join(f"{i}: {lines[i - 1]}" for i in range(first, last + 1))
+            if not text:
+                text = f"(no lines {first}..{last}: the file has {len(lines)} lines)"
         self.emit("read", {"path": rel, "bytes": len(data)})
         self.budget.progress(False)
-        return ToolResult(True, trim(data.decode(errors="replace")))
+        return ToolResult(True, trim(text))
+
+    def edit(self, path: str, old_text: str, new_text: str) -> ToolResult:
+        """Replace the one exact occurrence of ``old_text`` in a file (0 or several: an error)."""
+        rel = _relative(path)
+        if rel is None or not self.scope.may_write(rel):
+            return self.write(path, "")  # the same denial, recorded the same way
+        try:
+            current = self.sandbox.read_file(rel).decode()
+        except (FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+            self.budget.step()
+            self.budget.progress(False)
+            return ToolResult(False, f"Not edited: {path}: {exc}. Use write_file to create a file.")
+        count = current.count(old_text) if old_text else 0
+        if count != 1:
+            self.budget.step()
+            self.budget.progress(False)
+            why = (
+                "old_text was not found; read the file and copy the exact text (whitespace included)"
+                if count == 0
+                else f"old_text matches {count} places; include more surrounding lines so it matches once"
+            )
+            return ToolResult(False, f"Not edited: {why}.")
+        return self.write(path, current.replace(old_text, new_text, 1))
 
     def write(self, path: str, content: str) -> ToolResult:
         """Create or replace a file, if the scope lets the agent write it."""
