@@ -1,7 +1,12 @@
-"""``corral image``: bootstrap the base image offline and build the sandbox image (both idempotent)."""
+"""``corral image``: bootstrap the base image offline and build the sandbox image (both idempotent).
+
+``runner.cli`` imports this module at its very end, after ``handles_errors`` and
+``out`` exist, and mounts ``image_app`` as ``corral image``.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -10,12 +15,18 @@ import typer
 from runner.cli import handles_errors, out
 from sandbox.images import ImageResult
 
-image_app = typer.Typer(help="Build corral's images without a registry.", no_args_is_help=True)
+image_app: typer.Typer = typer.Typer(
+    help="Build corral's images without a registry.", no_args_is_help=True
+)
+
+_CA_HELP = "CA bundle for the Debian mirror (default: SSL_CERT_FILE, PIP_CERT, ... or Debian's)."
 
 
 def _bundle(ca_bundle: Path | None, no_ca_bundle: bool) -> Path | None:
     from sandbox.images import find_ca_bundle
 
+    if no_ca_bundle and ca_bundle is not None:
+        raise ValueError("give either --ca-bundle or --no-ca-bundle, not both")
     if no_ca_bundle:
         return None
     if ca_bundle is not None:
@@ -25,43 +36,54 @@ def _bundle(ca_bundle: Path | None, no_ca_bundle: bool) -> Path | None:
     return find_ca_bundle(os.environ)
 
 
+def _progress() -> None:
+    """Show the library's progress lines: a bootstrap takes minutes."""
+    logging.getLogger("sandbox.images").setLevel(logging.INFO)
+
+
 def _show(r: ImageResult) -> None:
     done = f"built in {r.seconds:.1f}s" if r.built else "up to date (no work)"
-    out.print(f"{r.name} {r.image_id[:19]} {done}")
+    out.print(f"{r.name} {r.image_id[:19]}… {done}", highlight=False)
 
 
 @image_app.command()
 @handles_errors
 def bootstrap(
-    force: bool = typer.Option(False, "--force", help="Rebuild even if current."),
+    force: bool = typer.Option(False, "--force", help="Remake it even if current."),
     mirror: str | None = typer.Option(
-        None, "--mirror", help="Debian mirror (default: the host's)."
+        None, "--mirror", help="Debian mirror URL (default: the one the host's apt uses)."
     ),
-    ca_bundle: Path | None = typer.Option(None, "--ca-bundle", help="CA bundle for the mirror."),
-    no_ca_bundle: bool = typer.Option(False, "--no-ca-bundle", help="Pass no CA bundle."),
+    ca_bundle: Path | None = typer.Option(None, "--ca-bundle", help=_CA_HELP),
+    no_ca_bundle: bool = typer.Option(False, "--no-ca-bundle", help="Give debootstrap no bundle."),
 ) -> None:
-    """Make the Debian base image with debootstrap + docker import (no registry needed)."""
+    """Make the Debian base image with debootstrap + docker import (root; no registry needed)."""
     from sandbox.engine import connect
     from sandbox.images import bootstrap_base
 
+    bundle = _bundle(ca_bundle, no_ca_bundle)
+    _progress()
     client = connect()
-    _show(
-        bootstrap_base(
-            client, mirror=mirror, ca_bundle=_bundle(ca_bundle, no_ca_bundle), force=force
-        )
-    )
+    try:
+        _show(bootstrap_base(client, mirror=mirror, ca_bundle=bundle, force=force))
+    finally:
+        client.close()
 
 
 @image_app.command()
 @handles_errors
 def build(
-    force: bool = typer.Option(False, "--force", help="Rebuild even if current."),
-    ca_bundle: Path | None = typer.Option(None, "--ca-bundle", help="CA bundle for downloads."),
-    no_ca_bundle: bool = typer.Option(False, "--no-ca-bundle", help="Pass no CA bundle."),
+    force: bool = typer.Option(False, "--force", help="Rebuild the sandbox image even if current."),
+    ca_bundle: Path | None = typer.Option(None, "--ca-bundle", help=_CA_HELP),
+    no_ca_bundle: bool = typer.Option(False, "--no-ca-bundle", help="Give debootstrap no bundle."),
 ) -> None:
-    """Build the sandbox image on the base (bootstrapping the base first if needed)."""
+    """Build the sandbox image on the base (bootstrapping a missing base first)."""
     from sandbox.engine import connect
     from sandbox.images import build_sandbox
 
+    bundle = _bundle(ca_bundle, no_ca_bundle)
+    _progress()
     client = connect()
-    _show(build_sandbox(client, force=force, ca_bundle=_bundle(ca_bundle, no_ca_bundle)))
+    try:
+        _show(build_sandbox(client, force=force, ca_bundle=bundle))
+    finally:
+        client.close()

@@ -1,23 +1,32 @@
 """Images without a registry: an offline-bootstrapped Debian base, and the sandbox image on it.
 
-``bootstrap_base`` makes ``corral/base:bookworm`` with ``debootstrap`` (from the
-host's own Debian mirror, so it works wherever the host's apt works, CA bundle
-included) and ``docker import``; ``build_sandbox`` builds ``images/sandbox/``
-``FROM`` it with network none. Both are labelled with a content hash of their
-recipe and do no work when an image with that hash exists.
+``bootstrap_base`` makes ``corral/base:bookworm`` with ``debootstrap`` from the
+host's own Debian mirror (so it works wherever the host's apt works) and
+imports the root filesystem with the docker SDK
+(``APIClient.import_image_from_file``, which takes ``changes`` for the label).
+The tarball is written to a file first, not streamed: a ``tar`` that fails
+half-way must not become a truncated image. ``build_sandbox`` builds
+``images/sandbox/`` ``FROM`` that base with ``client.images.build`` and network
+none: every package is already in the base, so no build step downloads
+anything. Both images carry a content hash of their recipe in the label
+``corral.content-hash``; when the tagged image has the current hash, nothing
+is done. ``debootstrap``, ``tar`` and ``umount`` run as subprocesses (standard
+library only): there is no Python binding for debootstrap worth a dependency.
 
-Registries behind a TLS-intercepting proxy: ``find_ca_bundle`` picks the
-host's bundle (``SSL_CERT_FILE``, ``PIP_CERT``, ``REQUESTS_CA_BUNDLE``, else
-Debian's); debootstrap's downloads get it through the same variables, and the
-environment set-up containers get it mounted (``sandbox.envimage``). The
-sandbox image itself needs no network and contains no bundle.
+Behind a TLS-intercepting proxy: ``find_ca_bundle`` picks the host's bundle;
+debootstrap's ``wget`` gets it through a private ``WGETRC`` (only needed for an
+https mirror) that lives outside the root filesystem. The environment set-up
+containers get it mounted (``sandbox.envimage``). No image contains it.
 
-Run records name images by their image id (``sha256:...``), which is the
-digest of the image's configuration: with no registry there is no repo digest.
+Run records name images by their image id (``sha256:...``), the digest of the
+image's configuration, which covers its layers: with no registry there is no
+repo digest (``RepoDigests`` is empty), so the id is the content digest.
 """
 
 from __future__ import annotations
 
+import collections
+import fcntl
 import hashlib
 import json
 import logging
@@ -26,12 +35,15 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
 from docker.errors import BuildError, DockerException, ImageNotFound
 
 from sandbox.errors import ImageError
@@ -44,6 +56,8 @@ LABEL_CONTENT_HASH = "corral.content-hash"
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+#: Where the temporary root filesystem goes: it needs device nodes and exec (a tmpfs /tmp may not).
+DEFAULT_WORKDIR = Path("/var/tmp")
 #: Everything the sandbox needs, installed by debootstrap (so image builds need no network).
 BASE_PACKAGES: tuple[str, ...] = (
     "bash", "coreutils", "findutils", "grep", "sed", "diffutils", "procps", "passwd",
@@ -52,11 +66,18 @@ BASE_PACKAGES: tuple[str, ...] = (
 )  # fmt: skip
 #: Bump when the bootstrap procedure changes in a way the package list does not show.
 RECIPE_VERSION = 1
+#: An upper bound on one debootstrap run (it normally takes about a minute).
+DEBOOTSTRAP_TIMEOUT_S = 3600.0
+_BASE_CHANGES = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    'CMD ["/bin/bash"]',
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ImageResult:
-    """An image corral made or found: ``built`` False means it existed (no work)."""
+    """An image corral made or found: ``built`` False means it existed (no work done)."""
 
     name: str
     image_id: str
@@ -67,7 +88,7 @@ class ImageResult:
 
 @dataclass(frozen=True, slots=True)
 class ImageStatus:
-    """For ``corral doctor``: is the image there and made from the current recipe?"""
+    """For ``corral doctor``: is the image there, and made from the current recipe?"""
 
     name: str
     present: bool
@@ -77,17 +98,24 @@ class ImageStatus:
 
 
 def images_dir() -> Path:
-    """The ``images/`` directory of the source tree (corral is installed from a checkout)."""
+    """The ``images/`` directory of the source tree (corral is installed from a checkout).
+
+    Raises ``ImageError`` when it is not there (corral installed without its sources).
+    """
     here = Path(__file__).resolve().parent.parent / "images"
     if not (here / "sandbox" / "Dockerfile").is_file():
         raise ImageError(
             f"{here}/sandbox/Dockerfile is missing: install corral from its source tree"
+            " (pip install -e .)"
         )
     return here
 
 
 def find_ca_bundle(env: Mapping[str, str]) -> Path | None:
-    """The host's CA bundle: ``SSL_CERT_FILE``, ``PIP_CERT``, ``REQUESTS_CA_BUNDLE``, else Debian's."""
+    """The host's CA bundle: ``SSL_CERT_FILE``, ``PIP_CERT``, ``REQUESTS_CA_BUNDLE``, else Debian's.
+
+    The first variable naming an existing file wins; ``None`` when there is none at all.
+    """
     for name in ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE"):
         value = env.get(name)
         if value and Path(value).is_file():
@@ -95,128 +123,265 @@ def find_ca_bundle(env: Mapping[str, str]) -> Path | None:
     return DEBIAN_BUNDLE if DEBIAN_BUNDLE.is_file() else None
 
 
-def host_mirror(sources: Path = Path("/etc/apt")) -> str:
-    """The Debian mirror the host's apt uses for the main suite (default deb.debian.org)."""
+def host_mirror(sources: Path = Path("/etc/apt"), suite: str = SUITE) -> str:
+    """The Debian mirror the host's apt uses for ``suite`` (else deb.debian.org).
+
+    Reads deb822 ``sources.list.d/*.sources`` first, then one-line ``sources.list``
+    and ``sources.list.d/*.list``.
+    """
     for f in sorted((sources / "sources.list.d").glob("*.sources")):
         for stanza in f.read_text(errors="replace").split("\n\n"):
-            fields = dict(
-                (k.strip(), v.strip())
+            fields = {
+                k.strip(): v.strip()
                 for k, _, v in (line.partition(":") for line in stanza.splitlines())
-                if not k.startswith("#")
-            )
-            suites = fields.get("Suites", "").split()
-            if SUITE in suites and fields.get("URIs") and fields.get("Enabled", "yes") != "no":
+                if not k.lstrip().startswith("#")
+            }
+            if (
+                "deb" in fields.get("Types", "deb").split()
+                and suite in fields.get("Suites", "").split()
+                and fields.get("URIs")
+                and fields.get("Enabled", "yes") != "no"
+            ):
                 return fields["URIs"].split()[0]
-    listing = sources / "sources.list"
-    if listing.is_file():
-        for line in listing.read_text(errors="replace").splitlines():
-            m = re.match(rf"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+{SUITE}\s", line)
-            if m:
-                return m.group(1)
+    one_line = [sources / "sources.list", *sorted((sources / "sources.list.d").glob("*.list"))]
+    for f in one_line:
+        if f.is_file():
+            for line in f.read_text(errors="replace").splitlines():
+                m = re.match(rf"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+{re.escape(suite)}\s", line)
+                if m:
+                    return m.group(1)
     return DEFAULT_MIRROR
 
 
-def base_hash() -> str:
-    recipe = {"suite": SUITE, "packages": sorted(BASE_PACKAGES), "recipe": RECIPE_VERSION}
+def base_hash(suite: str = SUITE, packages: Sequence[str] = BASE_PACKAGES) -> str:
+    """The base recipe's hash: suite, package set and recipe version (not the mirror)."""
+    recipe = {"suite": suite, "packages": sorted(set(packages)), "recipe": RECIPE_VERSION}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def sandbox_hash(base_id: str, context: Path) -> str:
+    """The sandbox recipe's hash: every file of the build context (names and bytes) + the base id."""
     h = hashlib.sha256(base_id.encode())
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
         h.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:24]
 
 
-def _labelled(client: Any, ref: str, content_hash: str) -> Any | None:
+def _labelled(client: docker.DockerClient, ref: str, content_hash: str) -> Any | None:
+    """The image ``ref`` if it carries ``content_hash``, else None."""
     try:
         image = client.images.get(ref)
     except ImageNotFound:
         return None
-    return image if image.labels.get(LABEL_CONTENT_HASH) == content_hash else None
+    except DockerException as exc:
+        raise ImageError(f"cannot inspect {ref}: {exc}; check the engine (corral doctor)") from exc
+    return image if (image.labels or {}).get(LABEL_CONTENT_HASH) == content_hash else None
 
 
 def bootstrap_base(
-    client: Any,
+    client: docker.DockerClient,
     *,
+    suite: str = SUITE,
     mirror: str | None = None,
+    packages: Sequence[str] = BASE_PACKAGES,
     ca_bundle: Path | None = None,
     force: bool = False,
+    workdir: Path | None = None,
 ) -> ImageResult:
     """Make ``corral/base:bookworm`` with debootstrap + docker import (no registry needed).
 
-    Idempotent: an image with the current recipe's hash is returned as is.
-    Raises ``ImageError`` naming the fix (not root, debootstrap missing, mirror
-    unreachable).
+    ``mirror`` defaults to the host's apt mirror; ``ca_bundle`` is handed to
+    debootstrap's wget (for an https mirror); ``workdir`` holds the temporary
+    root filesystem (default ``/var/tmp``), which is removed on every exit path.
+    Idempotent: an image tagged ``BASE_IMAGE`` with the current recipe's hash is
+    returned as is (``built=False``), unless ``force``. Concurrent callers on one
+    machine are serialised by a lock file in ``workdir``.
+
+    Raises ``ImageError`` with the fix: not root, debootstrap missing, the
+    mirror failing, the engine refusing the import.
     """
-    digest = base_hash()
+    started = time.monotonic()
+    digest = base_hash(suite, packages)
     found = None if force else _labelled(client, BASE_IMAGE, digest)
     if found is not None:
-        return ImageResult(BASE_IMAGE, found.id, digest, False, 0.0)
+        return ImageResult(BASE_IMAGE, found.id, digest, False, time.monotonic() - started)
     if os.geteuid() != 0:
         raise ImageError(
             "bootstrapping the base image needs root: run `corral image bootstrap` as root"
         )
     if shutil.which("debootstrap") is None:
         raise ImageError("debootstrap is not installed: apt-get install debootstrap")
-    mirror = mirror or host_mirror()
-    started = time.monotonic()
+    parent = workdir or DEFAULT_WORKDIR
+    with _lock(parent / "corral-images.lock"):
+        found = None if force else _labelled(client, BASE_IMAGE, digest)
+        if found is not None:  # another process made it while we waited
+            return ImageResult(BASE_IMAGE, found.id, digest, False, time.monotonic() - started)
+        mirror = mirror or host_mirror(suite=suite)
+        work = Path(tempfile.mkdtemp(prefix="corral-bootstrap-", dir=parent))
+        try:
+            rootfs = work / "rootfs"
+            _debootstrap(suite, mirror, packages, rootfs, _wget_env(work, ca_bundle))
+            _tidy(rootfs)
+            tarball = work / "rootfs.tar"
+            log.info("packing %s", rootfs)
+            tar = subprocess.run(
+                ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tarball), "."],
+                capture_output=True, text=True, errors="replace", check=False,
+            )  # fmt: skip
+            if tar.returncode != 0:
+                raise ImageError(f"tar of the root filesystem failed: {tar.stderr.strip()[-300:]}")
+            log.info("importing %s", BASE_IMAGE)
+            repo, tag = BASE_IMAGE.split(":")
+            client.api.import_image_from_file(
+                str(tarball),
+                repository=repo,
+                tag=tag,
+                changes=[*_BASE_CHANGES, f"LABEL {LABEL_CONTENT_HASH}={digest}"],
+            )
+            image = client.images.get(BASE_IMAGE)
+        except DockerException as exc:
+            raise ImageError(
+                f"importing {BASE_IMAGE} failed: {exc}; check the engine (corral doctor)"
+            ) from exc
+        except OSError as exc:
+            raise ImageError(f"bootstrapping {BASE_IMAGE} failed: {exc}") from exc
+        finally:
+            _remove_tree(work)
+    seconds = time.monotonic() - started
+    log.info("made %s %s in %.1fs", BASE_IMAGE, image.id, seconds)
+    return ImageResult(BASE_IMAGE, image.id, digest, True, seconds)
+
+
+def _wget_env(work: Path, ca_bundle: Path | None) -> dict[str, str]:
+    """debootstrap's environment: the caller's, plus a private wgetrc naming the CA bundle."""
     env = dict(os.environ)
     if ca_bundle is not None:
-        env.update(
-            {k: str(ca_bundle) for k in ("SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE")}
-        )
-    work = Path(tempfile.mkdtemp(prefix="corral-bootstrap-", dir="/var/tmp"))
+        wgetrc = work / "wgetrc"
+        wgetrc.write_text(f"ca_certificate = {ca_bundle}\n")
+        env["WGETRC"] = str(wgetrc)
+    return env
+
+
+def _debootstrap(
+    suite: str, mirror: str, packages: Sequence[str], rootfs: Path, env: dict[str, str]
+) -> None:
+    """Run debootstrap, logging its progress; stop it on any exit (timeout, Ctrl-C)."""
+    argv = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
+            suite, str(rootfs), mirror]  # fmt: skip
+    log.info("debootstrap %s from %s into %s (takes a minute or more)", suite, mirror, rootfs)
+    tail: collections.deque[str] = collections.deque(maxlen=5)
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, errors="replace", env=env,
+    )  # fmt: skip
+    timer = threading.Timer(DEBOOTSTRAP_TIMEOUT_S, proc.terminate)
+    timer.start()
     try:
-        rootfs = work / "rootfs"
-        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-                SUITE, str(rootfs), mirror]  # fmt: skip
-        log.info("bootstrapping %s from %s (takes minutes)", BASE_IMAGE, mirror)
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, env=env, timeout=3600, check=False
-        )
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-            raise ImageError(
-                f"debootstrap from {mirror} failed: {' | '.join(tail)}; check the mirror (--mirror)"
-            )
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
-            for p in (rootfs / junk).glob("*"):
-                if p.is_file():
-                    p.unlink()
-        tarball = work / "rootfs.tar"
-        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tarball), "."],
-                       check=True, capture_output=True)  # fmt: skip
-        repo, tag = BASE_IMAGE.split(":")
-        changes = [
-            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "ENV LANG=C.UTF-8",
-            f"LABEL {LABEL_CONTENT_HASH}={digest}",
-            'CMD ["/bin/bash"]',
-        ]
-        client.api.import_image_from_file(str(tarball), repository=repo, tag=tag, changes=changes)
-        image = client.images.get(BASE_IMAGE)
-    except (DockerException, subprocess.SubprocessError, OSError) as exc:
-        raise ImageError(f"bootstrapping {BASE_IMAGE} failed: {exc}") from exc
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip()
+            if not line:
+                continue
+            tail.append(line)
+            if line.startswith(("W:", "E:")):
+                log.warning("debootstrap: %s", line)
+            elif line.startswith(("I: Retrieving ", "I: Validating ", "I: Extracting ",
+                                  "I: Unpacking ", "I: Configuring ")):  # fmt: skip
+                log.debug("debootstrap: %s", line)  # one per package: too many for INFO
+            else:
+                log.info("debootstrap: %s", line)
+        code = proc.wait()
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return ImageResult(BASE_IMAGE, image.id, digest, True, time.monotonic() - started)
+        timer.cancel()
+        if proc.poll() is None:
+            proc.terminate()  # lets debootstrap's exit traps unmount /proc and /sys
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    if code != 0:
+        raise ImageError(
+            f"debootstrap {suite} from {mirror} failed ({code}): {' | '.join(tail)};"
+            " check the mirror (corral image bootstrap --mirror URL) and the CA bundle"
+        )
 
 
-def build_sandbox(client: Any, *, force: bool = False, mirror: str | None = None,
-                  ca_bundle: Path | None = None) -> ImageResult:  # fmt: skip
-    """Build ``corral/sandbox:latest`` from ``images/sandbox`` on the base (bootstrapped if needed).
+def _tidy(rootfs: Path) -> None:
+    """Drop downloaded packages and index files: they are not needed at run time."""
+    for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for p in (rootfs / junk).glob("*"):
+            if p.is_file() and not p.is_symlink() and p.name != "lock":
+                p.unlink()
 
-    The build runs with network none. Idempotent by content hash (the
-    Dockerfile directory and the base image id). Raises ``ImageError``.
+
+def _remove_tree(work: Path) -> None:
+    """Remove ``work``; first detach anything still mounted under it (a killed debootstrap
+    leaves /proc and /sys mounted in the root filesystem). If a mount cannot be
+    detached, the tree is left in place rather than deleted through it."""
+    under = _mounts_under(work)
+    for mountpoint in sorted(under, key=lambda p: len(p.parts), reverse=True):
+        subprocess.run(["umount", "--lazy", str(mountpoint)], capture_output=True, check=False)
+    left = _mounts_under(work)
+    if left:
+        log.error("left %s in place: still mounted there: %s", work, ", ".join(map(str, left)))
+        return
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _mounts_under(root: Path) -> list[Path]:
+    root = root.resolve()
+    found = []
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) > 4:
+            mountpoint = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4]))
+            if mountpoint == root or root in mountpoint.parents:
+                found.append(mountpoint)
+    return found
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (released when the process dies, too)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def build_sandbox(
+    client: docker.DockerClient,
+    *,
+    ca_bundle: Path | None = None,
+    force: bool = False,
+    mirror: str | None = None,
+) -> ImageResult:
+    """Build ``corral/sandbox:latest`` from ``images/sandbox`` on the base (bootstrapped if missing).
+
+    ``ca_bundle`` and ``mirror`` are only used to bootstrap a missing base: the
+    build itself runs with network none and copies no CA bundle. Idempotent by
+    content hash (the files of ``images/sandbox`` and the base image id);
+    ``force`` rebuilds the sandbox image only, not the base.
+
+    Raises ``ImageError`` (everything ``bootstrap_base`` raises; a failed
+    build, with the end of its log).
     """
     base = bootstrap_base(client, mirror=mirror, ca_bundle=ca_bundle)
+    started = time.monotonic()
     context = images_dir() / "sandbox"
     digest = sandbox_hash(base.image_id, context)
     found = None if force else _labelled(client, SANDBOX_IMAGE, digest)
     if found is not None:
-        return ImageResult(SANDBOX_IMAGE, found.id, digest, False, 0.0)
-    started = time.monotonic()
+        return ImageResult(SANDBOX_IMAGE, found.id, digest, False, time.monotonic() - started)
+    log.info("building %s on %s", SANDBOX_IMAGE, base.image_id)
     try:
         image, _ = client.images.build(
             path=str(context), tag=SANDBOX_IMAGE, buildargs={"BASE": base.image_id},
@@ -231,54 +396,65 @@ def build_sandbox(client: Any, *, force: bool = False, mirror: str | None = None
             f"building {SANDBOX_IMAGE} failed: {' | '.join(x for x in lines if x)[-400:]}"
         ) from exc
     except DockerException as exc:
-        raise ImageError(f"building {SANDBOX_IMAGE} failed: {exc}") from exc
-    return ImageResult(SANDBOX_IMAGE, image.id, digest, True, time.monotonic() - started)
+        raise ImageError(
+            f"building {SANDBOX_IMAGE} failed: {exc}; check the engine (corral doctor)"
+        ) from exc
+    seconds = time.monotonic() - started
+    log.info("built %s %s in %.1fs", SANDBOX_IMAGE, image.id, seconds)
+    return ImageResult(SANDBOX_IMAGE, image.id, digest, True, seconds)
 
 
-def ensure_sandbox_image(client: Any) -> str:
-    """The sandbox image's id, bootstrapping and building whatever is missing."""
+def ensure_sandbox_image(client: docker.DockerClient) -> str:
+    """The sandbox image's id, bootstrapping and building whatever is missing or stale.
+
+    Uses the host's CA bundle (``find_ca_bundle(os.environ)``) for a bootstrap.
+    Raises ``ImageError`` as ``build_sandbox`` does.
+    """
     return build_sandbox(client, ca_bundle=find_ca_bundle(os.environ)).image_id
 
 
-def image_digest(client: Any, ref: str) -> str:
-    """The ``sha256:`` image id of ``ref`` (what run records store)."""
+def image_digest(client: docker.DockerClient, ref: str) -> str:
+    """The ``sha256:`` image id of ``ref``: what run records store (there is no repo digest).
+
+    Raises ``ImageError`` when there is no such image.
+    """
     try:
         return str(client.images.get(ref).id)
     except ImageNotFound as exc:
         raise ImageError(f"no image {ref}: run `corral image build`") from exc
+    except DockerException as exc:
+        raise ImageError(f"cannot inspect {ref}: {exc}; check the engine (corral doctor)") from exc
 
 
-def image_status(client: Any) -> list[ImageStatus]:
-    """Base and sandbox image: present, and built from the current recipe?"""
+def image_status(client: docker.DockerClient) -> list[ImageStatus]:
+    """Base and sandbox image: present, and made from the current recipe?
+
+    Raises ``ImageError`` when the engine cannot be asked or ``images/`` is missing.
+    """
+    try:
+        base = _get(client, BASE_IMAGE)
+        sandbox = _get(client, SANDBOX_IMAGE)
+    except DockerException as exc:
+        raise ImageError(f"cannot list images: {exc}; check the engine (corral doctor)") from exc
     out = []
-    base = None
-    try:
-        base = client.images.get(BASE_IMAGE)
-        ok = base.labels.get(LABEL_CONTENT_HASH) == base_hash()
-        out.append(
-            ImageStatus(
-                BASE_IMAGE,
-                True,
-                base.id,
-                ok,
-                "current" if ok else "recipe changed: `corral image bootstrap`",
-            )
-        )
-    except ImageNotFound:
+    if base is None:
         out.append(ImageStatus(BASE_IMAGE, False, None, False, "missing: `corral image bootstrap`"))
-    try:
-        sb = client.images.get(SANDBOX_IMAGE)
-        want = sandbox_hash(base.id, images_dir() / "sandbox") if base is not None else None
-        ok = want is not None and sb.labels.get(LABEL_CONTENT_HASH) == want
-        out.append(
-            ImageStatus(
-                SANDBOX_IMAGE,
-                True,
-                sb.id,
-                ok,
-                "current" if ok else "out of date: `corral image build`",
-            )
-        )
-    except ImageNotFound:
+    else:
+        ok = (base.labels or {}).get(LABEL_CONTENT_HASH) == base_hash()
+        detail = "current" if ok else "recipe changed: `corral image bootstrap`"
+        out.append(ImageStatus(BASE_IMAGE, True, base.id, ok, detail))
+    if sandbox is None:
         out.append(ImageStatus(SANDBOX_IMAGE, False, None, False, "missing: `corral image build`"))
+    else:
+        want = sandbox_hash(base.id, images_dir() / "sandbox") if base is not None else None
+        ok = want is not None and (sandbox.labels or {}).get(LABEL_CONTENT_HASH) == want
+        detail = "current" if ok else "out of date: `corral image build`"
+        out.append(ImageStatus(SANDBOX_IMAGE, True, sandbox.id, ok, detail))
     return out
+
+
+def _get(client: docker.DockerClient, ref: str) -> Any | None:
+    try:
+        return client.images.get(ref)
+    except ImageNotFound:
+        return None
