@@ -278,6 +278,11 @@ class Runner:
                 self.run_id, waiting_json=json.dumps({"command": ask.command, "reason": ask.reason})
             )
             return report
+        except Paused as pause:  # e.g. the model endpoint's circuit opened: wait for `resume`
+            report.status, report.failure_domain = "waiting", getattr(pause, "domain", "runtime")
+            report.reason = f"{report.failure_domain}: {pause}"
+            self.store.update(self.run_id, waiting_json=json.dumps({"reason": report.reason}))
+            return report
         except BudgetExceeded as exc:
             if exc.resource not in ATTEMPT_BUDGETS:
                 raise  # run-wide budgets end the run

@@ -219,7 +219,7 @@ class ModelClient:
         raise AssertionError("unreachable")
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(initial=0.5, max=self.config.max_backoff_s)(state)
+        backoff = wait_exponential_jitter(multiplier=0.5, max=self.config.max_backoff_s)(state)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, openai.APIStatusError):
             after = exc.response.headers.get("retry-after")
