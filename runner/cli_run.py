@@ -52,8 +52,8 @@ def run(
     repo: Path = typer.Option(Path("."), "--repo", help="The git repository to fix."),
     bug: Path = typer.Option(..., "--bug", help="The bug report (markdown or text)."),
     policy: str | None = typer.Option(None, "--policy", help="Preset name or policy file."),
-    agent: str = typer.Option(
-        "scripted", "--agent", help="Agent: scripted:FILE (or scripted with --script)."
+    agent: str | None = typer.Option(
+        None, "--agent", help="corral (the default with --model) or scripted:FILE."
     ),
     script: Path | None = typer.Option(None, "--script", help="Script for --agent scripted."),
     model: str | None = typer.Option(None, "--model", help="Model name for --agent corral."),
@@ -88,7 +88,7 @@ def run(
         bug=bug,
         policy=policy,
         overrides=overrides,
-        agent=agent,
+        agent=agent or ("corral" if model else "scripted"),
         script=script,
         base_ref=base,
         runtime=runtime,
