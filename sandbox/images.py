@@ -68,6 +68,7 @@ BASE_PACKAGES: tuple[str, ...] = (
 RECIPE_VERSION = 1
 #: An upper bound on one debootstrap run (it normally takes about a minute).
 DEBOOTSTRAP_TIMEOUT_S = 3600.0
+_WORK_PREFIX = "corral-bootstrap-"
 _BASE_CHANGES = (
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "ENV LANG=C.UTF-8",
@@ -192,7 +193,8 @@ def bootstrap_base(
 
     ``mirror`` defaults to the host's apt mirror; ``ca_bundle`` is handed to
     debootstrap's wget (for an https mirror); ``workdir`` holds the temporary
-    root filesystem (default ``/var/tmp``), which is removed on every exit path.
+    root filesystem (default ``/var/tmp``), which is removed on every exit path
+    (after a kill -9, by the next bootstrap).
     Idempotent: an image tagged ``BASE_IMAGE`` with the current recipe's hash is
     returned as is (``built=False``), unless ``force``. Concurrent callers on one
     machine are serialised by a lock file in ``workdir``.
@@ -212,15 +214,20 @@ def bootstrap_base(
     if shutil.which("debootstrap") is None:
         raise ImageError("debootstrap is not installed: apt-get install debootstrap")
     parent = workdir or DEFAULT_WORKDIR
-    with _lock(parent / "corral-images.lock"):
+    with _lock(parent / "corral-images.lock") as lock_fd:
         found = None if force else _labelled(client, BASE_IMAGE, digest)
         if found is not None:  # another process made it while we waited
             return ImageResult(BASE_IMAGE, found.id, digest, False, time.monotonic() - started)
+        for stale in parent.glob(
+            f"{_WORK_PREFIX}*"
+        ):  # left by a killed bootstrap (we hold the lock)
+            log.info("removing %s, left by an interrupted bootstrap", stale)
+            _remove_tree(stale)
         mirror = mirror or host_mirror(suite=suite)
-        work = Path(tempfile.mkdtemp(prefix="corral-bootstrap-", dir=parent))
+        work = Path(tempfile.mkdtemp(prefix=_WORK_PREFIX, dir=parent))
         try:
             rootfs = work / "rootfs"
-            _debootstrap(suite, mirror, packages, rootfs, _wget_env(work, ca_bundle))
+            _debootstrap(suite, mirror, packages, rootfs, _wget_env(work, ca_bundle), lock_fd)
             _tidy(rootfs)
             tarball = work / "rootfs.tar"
             log.info("packing %s", rootfs)
@@ -263,16 +270,26 @@ def _wget_env(work: Path, ca_bundle: Path | None) -> dict[str, str]:
 
 
 def _debootstrap(
-    suite: str, mirror: str, packages: Sequence[str], rootfs: Path, env: dict[str, str]
+    suite: str,
+    mirror: str,
+    packages: Sequence[str],
+    rootfs: Path,
+    env: dict[str, str],
+    lock_fd: int,
 ) -> None:
-    """Run debootstrap, logging its progress; stop it on any exit (timeout, Ctrl-C)."""
+    """Run debootstrap, logging its progress; stop it on any exit (timeout, Ctrl-C).
+
+    debootstrap inherits the lock: if this process is killed outright, the lock
+    stays held until the orphaned debootstrap is gone too, so the next bootstrap
+    never removes a tree that is still being written.
+    """
     argv = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
             suite, str(rootfs), mirror]  # fmt: skip
     log.info("debootstrap %s from %s into %s (takes a minute or more)", suite, mirror, rootfs)
     tail: collections.deque[str] = collections.deque(maxlen=5)
     proc = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, errors="replace", env=env,
+        text=True, errors="replace", env=env, pass_fds=(lock_fd,),
     )  # fmt: skip
     timer = threading.Timer(DEBOOTSTRAP_TIMEOUT_S, proc.terminate)
     timer.start()
@@ -346,13 +363,24 @@ def _mounts_under(root: Path) -> list[Path]:
 
 
 @contextmanager
-def _lock(path: Path) -> Iterator[None]:
+def _lock(path: Path) -> Iterator[int]:
     """An exclusive ``flock`` on ``path`` (released when the process dies, too)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        try:
+            # without O_CREAT first: with fs.protected_regular, O_CREAT on another user's file
+            # in a sticky directory (/var/tmp) fails even when the file exists
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ImageError(
+            f"cannot open the image lock {path}: {exc}; remove it or fix its mode"
+        ) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        yield fd
     finally:
         os.close(fd)
 
@@ -369,7 +397,8 @@ def build_sandbox(
     ``ca_bundle`` and ``mirror`` are only used to bootstrap a missing base: the
     build itself runs with network none and copies no CA bundle. Idempotent by
     content hash (the files of ``images/sandbox`` and the base image id);
-    ``force`` rebuilds the sandbox image only, not the base.
+    ``force`` rebuilds the sandbox image only, not the base. Concurrent callers
+    on one machine are serialised, so one build serves them all.
 
     Raises ``ImageError`` (everything ``bootstrap_base`` raises; a failed
     build, with the end of its log).
@@ -381,10 +410,21 @@ def build_sandbox(
     found = None if force else _labelled(client, SANDBOX_IMAGE, digest)
     if found is not None:
         return ImageResult(SANDBOX_IMAGE, found.id, digest, False, time.monotonic() - started)
-    log.info("building %s on %s", SANDBOX_IMAGE, base.image_id)
+    with _lock(DEFAULT_WORKDIR / "corral-images.lock"):
+        found = None if force else _labelled(client, SANDBOX_IMAGE, digest)
+        if found is not None:  # another process built it while we waited
+            return ImageResult(SANDBOX_IMAGE, found.id, digest, False, time.monotonic() - started)
+        image = _build(client, context, base.image_id, digest)
+    seconds = time.monotonic() - started
+    log.info("built %s %s in %.1fs", SANDBOX_IMAGE, image.id, seconds)
+    return ImageResult(SANDBOX_IMAGE, image.id, digest, True, seconds)
+
+
+def _build(client: docker.DockerClient, context: Path, base_id: str, digest: str) -> Any:
+    log.info("building %s on %s", SANDBOX_IMAGE, base_id)
     try:
         image, _ = client.images.build(
-            path=str(context), tag=SANDBOX_IMAGE, buildargs={"BASE": base.image_id},
+            path=str(context), tag=SANDBOX_IMAGE, buildargs={"BASE": base_id},
             labels={LABEL_CONTENT_HASH: digest}, rm=True, forcerm=True, pull=False,
             network_mode="none",
         )  # fmt: skip
@@ -399,9 +439,7 @@ def build_sandbox(
         raise ImageError(
             f"building {SANDBOX_IMAGE} failed: {exc}; check the engine (corral doctor)"
         ) from exc
-    seconds = time.monotonic() - started
-    log.info("built %s %s in %.1fs", SANDBOX_IMAGE, image.id, seconds)
-    return ImageResult(SANDBOX_IMAGE, image.id, digest, True, seconds)
+    return image
 
 
 def ensure_sandbox_image(client: docker.DockerClient) -> str:
