@@ -218,9 +218,10 @@ def bootstrap_base(
         found = None if force else _labelled(client, BASE_IMAGE, digest)
         if found is not None:  # another process made it while we waited
             return ImageResult(BASE_IMAGE, found.id, digest, False, time.monotonic() - started)
-        for stale in parent.glob(
-            f"{_WORK_PREFIX}*"
-        ):  # left by a killed bootstrap (we hold the lock)
+        stale_trees = list(
+            parent.glob(f"{_WORK_PREFIX}*")
+        )  # a killed bootstrap's; we hold the lock
+        for stale in stale_trees:
             log.info("removing %s, left by an interrupted bootstrap", stale)
             _remove_tree(stale)
         mirror = mirror or host_mirror(suite=suite)
@@ -291,7 +292,13 @@ def _debootstrap(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, errors="replace", env=env, pass_fds=(lock_fd,),
     )  # fmt: skip
-    timer = threading.Timer(DEBOOTSTRAP_TIMEOUT_S, proc.terminate)
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        proc.terminate()
+
+    timer = threading.Timer(DEBOOTSTRAP_TIMEOUT_S, stop)
     timer.start()
     try:
         assert proc.stdout is not None
@@ -317,6 +324,11 @@ def _debootstrap(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    if timed_out.is_set():
+        raise ImageError(
+            f"debootstrap {suite} from {mirror} took over {DEBOOTSTRAP_TIMEOUT_S:.0f}s and was"
+            " stopped; check the mirror's speed (corral image bootstrap --mirror URL)"
+        )
     if code != 0:
         raise ImageError(
             f"debootstrap {suite} from {mirror} failed ({code}): {' | '.join(tail)};"

@@ -87,6 +87,14 @@ def test_bootstrap_without_debootstrap_names_the_fix(monkeypatch: pytest.MonkeyP
         bootstrap_base(cast(Any, None), force=True)
 
 
+def test_an_unreachable_mirror_fails_with_the_fix_and_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match=r"check the mirror|needs root"):
+        bootstrap_base(
+            cast(Any, None), mirror="http://127.0.0.1:9/debian", force=True, workdir=tmp_path
+        )
+    assert [p.name for p in tmp_path.iterdir()] in ([], ["corral-images.lock"])
+
+
 def test_cli_rejects_a_bad_ca_bundle(tmp_path: Path) -> None:
     runner = CliRunner()
     gone = runner.invoke(app, ["image", "build", "--ca-bundle", str(tmp_path / "gone.pem")])
