@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-Fault = Literal["429", "500", "hang", "malformed", "too_long", "401"]
+Fault = Literal["429", "500", "hang", "malformed", "too_long", "huge", "401"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,7 @@ class ScriptedReply:
     fault: Fault | None = None
     retry_after: float = 1.0
     hang_seconds: float = 30.0
+    huge_bytes: int = 4 * 1024 * 1024
     prompt_tokens: int = 100
     completion_tokens: int = 20
 
@@ -192,6 +193,10 @@ class ScriptedModelServer:
             h.end_headers()
             h.wfile.write(data)
             return
+        if reply.fault == "huge":  # a reply far longer than any context: the client must cope
+            reply = ScriptedReply(
+                content="x" * reply.huge_bytes, completion_tokens=reply.huge_bytes // 4
+            )
         completion = self._completion(reply)
         if body.get("stream"):
             self._stream(h, completion)

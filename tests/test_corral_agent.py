@@ -246,3 +246,14 @@ def test_malformed_tool_calls_are_fed_back_and_bounded(
     fed_back = [m["content"] for m in server.requests[-1].body["messages"] if m["role"] == "tool"]  # type: ignore[index]
     assert any("Unknown tool `rm_rf`" in t for t in fed_back)
     assert any("Malformed arguments for `bash`" in t for t in fed_back)
+
+
+@pytest.mark.docker
+def test_a_reply_too_long_is_survived_and_bounded_by_the_token_budget(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    policy = GATES.replace("attempts = 1", "attempts = 1\ntokens = 100000")
+    with ScriptedModelServer([ScriptedReply(fault="huge"), *FIX]) as server:
+        result = run_corral(project, corral_home, server, policy)
+    assert result["status"] == "budget_exhausted" and "tokens" in result["reason"], result
+    assert server.served == 1  # the runner stopped at the reply that crossed the budget
