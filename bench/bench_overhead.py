@@ -57,7 +57,9 @@ def main() -> None:
     repo = make_repo(root / "repo", files)
     (root / "bug.md").write_text("# bench\n")
     (root / "script.toml").write_text(SCRIPT)
-    (root / "policy.toml").write_text(f"[budgets]\nattempts = {args.attempts}\nrepeated_strategy = 100\n")
+    (root / "policy.toml").write_text(
+        f"[budgets]\nattempts = {args.attempts}\nrepeated_strategy = 100\n"
+    )
     floor, runner = [], []
     for i in range(args.rounds + 1):  # the first round warms caches and is dropped
         home = root / f"home-{i}"
