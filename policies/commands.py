@@ -58,7 +58,7 @@ from policies.model import CommandPolicy
 
 Decision = Literal["allow", "deny", "ask"]
 
-#: How many times a string may be handed to a shell inside a shell before the line is denied.
+#: How deep shell strings and wrappers may nest (``bash -c "env nice ..."``) before a line is denied.
 MAX_DEPTH = 8
 
 SHELLS = frozenset(
@@ -369,6 +369,8 @@ def _unwrap(
     stdin: Callable[[], tuple[str, Word] | None] = lambda: None,
 ) -> None:
     """Record a command and, for a wrapper, what it runs (recursively)."""
+    if depth > MAX_DEPTH:
+        raise Unverifiable(f"commands nested deeper than {MAX_DEPTH} levels")
     if not words:
         return
     if not words[0].static:
@@ -392,7 +394,7 @@ def _unwrap(
             raise Unverifiable(f"`{label}` is given a script that is not static: `{script.value}`")
         _extract(script.value, _join(context, label), depth + 1, out)
     for label, cmd in inner:
-        _unwrap(cmd, " ".join(w.value for w in cmd), _join(context, label), depth, out)
+        _unwrap(cmd, " ".join(w.value for w in cmd), _join(context, label), depth + 1, out)
 
 
 def _join(context: str, label: str) -> str:

@@ -163,6 +163,9 @@ def test_nesting_is_bounded() -> None:
     assert validate(line, CommandPolicy()).decision == "allow"
     verdict = validate(f"bash -c {shlex.quote(line)}", CommandPolicy())
     assert verdict.decision == "deny" and f"deeper than {MAX_DEPTH}" in verdict.reason
+    wrapped = validate("env " * 4000 + "true", CommandPolicy())
+    assert wrapped.decision == "deny" and f"deeper than {MAX_DEPTH}" in wrapped.reason
+    assert validate("env " * MAX_DEPTH + "true", CommandPolicy()).decision == "allow"
 
 
 @pytest.mark.parametrize(
