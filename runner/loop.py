@@ -39,6 +39,7 @@ from sandbox.interfaces import SandboxBackend
 from sandbox.lease import RunLease
 from sandbox.paths import worktrees_dir
 from sandbox.spec import Limits, Mount, SandboxSpec
+from sandbox.watch import TreeWatch
 from sandbox.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -258,7 +259,13 @@ class Runner:
         if progress:
             self._put_progress(ws, progress)
         self.budget.new_attempt()
-        sandbox = self.backend.start(self._spec(ws))
+        watch = TreeWatch.open(ws.path, ws.ignored())  # before anything in the sandbox can write
+        try:
+            sandbox = self.backend.start(self._spec(ws))
+        except BaseException:
+            if watch is not None:
+                watch.close()
+            raise
         tools = Tools(
             sandbox=sandbox,
             workspace=ws,
@@ -269,6 +276,7 @@ class Runner:
             command_timeout=self.policy.commands.timeout,
             approved=self.config.approved,
             rejected=self.config.rejected,
+            watch=watch,
         )
         try:
             self._windows(ws, n, tools, report)
@@ -291,6 +299,8 @@ class Runner:
             report.failure_domain, report.reason = "runtime", f"sandbox failed: {exc}"
         finally:
             sandbox.close()  # kill and remove FIRST: nothing may change the tree while it is read
+            if watch is not None:
+                watch.close()
             report.violations, report.denied = list(tools.violations), list(tools.denied)
         h = harvest(ws, label=f"attempt-{n}", allow_symlinks=self.policy.scope.allow_symlinks)
         report.commit = h.commit

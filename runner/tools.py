@@ -20,6 +20,7 @@ from typing import Any
 from policies.commands import CommandValidator
 from policies.scope import Scope
 from sandbox.interfaces import Sandbox
+from sandbox.watch import TreeWatch
 from sandbox.workspace import Workspace, compare
 
 Emit = Callable[[str, Mapping[str, Any]], None]
@@ -157,6 +158,8 @@ class Tools:
     violations: list[str] = field(default_factory=list)
     denied: list[str] = field(default_factory=list)
     finished: str | None = None
+    watch: TreeWatch | None = None
+    """Skips the full scan after an action that raised no inotify event (``sandbox.watch``)."""
     _state: int | None = None
 
     # -------------------------------------------------------------- actions
@@ -312,8 +315,12 @@ class Tools:
         """Revert every change outside the scope now; return the message for the agent.
 
         Also feeds the idle-steps guard: the tree's state is compared with the
-        state after the previous action.
+        state after the previous action. An action after which the tree watch saw
+        no event changed nothing, so there is nothing to compare or revert.
         """
+        if self.watch is not None and not self.watch.changed():
+            self.budget.progress(False)
+            return ""
         snap = self.workspace.snapshot()
         state = hash(tuple(sorted((p, e.sha, e.mode) for p, e in snap.entries.items())))
         base = self.workspace.tree_listing(self.workspace.base)

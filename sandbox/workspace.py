@@ -183,7 +183,7 @@ class Workspace:
         return scan(
             self.path,
             pointer=self._pointer_bytes(),
-            ignored=self._ignored(),
+            ignored=self.ignored(),
             base=self.tree_listing(self.base),
             allow_symlinks=allow_symlinks,
             limits=limits,
@@ -407,7 +407,8 @@ class Workspace:
         tmp.chmod(0o444)
         tmp.replace(pointer)
 
-    def _ignored(self) -> frozenset[str]:
+    def ignored(self) -> frozenset[str]:
+        """Untracked paths the tree's ignore rules exclude (directories end in ``/``)."""
         out = self._git().run(
             "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"
         )
