@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,8 +168,11 @@ def sandbox_hash(base_id: str, context: Path) -> str:
     return h.hexdigest()[:24]
 
 
-def _labelled(client: docker.DockerClient, ref: str, content_hash: str) -> Any | None:
-    """The image ``ref`` if it carries ``content_hash``, else None."""
+def labelled_image(client: docker.DockerClient, ref: str, content_hash: str) -> Any | None:
+    """The image ``ref`` if it carries ``content_hash`` (label ``corral.content-hash``), else None.
+
+    Raises ``ImageError`` when the engine cannot be asked.
+    """
     try:
         image = client.images.get(ref)
     except ImageNotFound:
@@ -204,7 +207,7 @@ def bootstrap_base(
     """
     started = time.monotonic()
     digest = base_hash(suite, packages)
-    found = None if force else _labelled(client, BASE_IMAGE, digest)
+    found = None if force else labelled_image(client, BASE_IMAGE, digest)
     if found is not None:
         return ImageResult(BASE_IMAGE, found.id, digest, False, time.monotonic() - started)
     if os.geteuid() != 0:
@@ -215,7 +218,7 @@ def bootstrap_base(
         raise ImageError("debootstrap is not installed: apt-get install debootstrap")
     parent = workdir or DEFAULT_WORKDIR
     with _lock(parent / "corral-images.lock") as lock_fd:
-        found = None if force else _labelled(client, BASE_IMAGE, digest)
+        found = None if force else labelled_image(client, BASE_IMAGE, digest)
         if found is not None:  # another process made it while we waited
             return ImageResult(BASE_IMAGE, found.id, digest, False, time.monotonic() - started)
         stale_trees = list(
@@ -419,38 +422,55 @@ def build_sandbox(
     started = time.monotonic()
     context = images_dir() / "sandbox"
     digest = sandbox_hash(base.image_id, context)
-    found = None if force else _labelled(client, SANDBOX_IMAGE, digest)
+    found = None if force else labelled_image(client, SANDBOX_IMAGE, digest)
     if found is not None:
         return ImageResult(SANDBOX_IMAGE, found.id, digest, False, time.monotonic() - started)
-    with _lock(DEFAULT_WORKDIR / "corral-images.lock"):
-        found = None if force else _labelled(client, SANDBOX_IMAGE, digest)
+    with images_lock():
+        found = None if force else labelled_image(client, SANDBOX_IMAGE, digest)
         if found is not None:  # another process built it while we waited
             return ImageResult(SANDBOX_IMAGE, found.id, digest, False, time.monotonic() - started)
-        image = _build(client, context, base.image_id, digest)
+        image = build_image(client, context, SANDBOX_IMAGE, {"BASE": base.image_id}, digest)
     seconds = time.monotonic() - started
     log.info("built %s %s in %.1fs", SANDBOX_IMAGE, image.id, seconds)
     return ImageResult(SANDBOX_IMAGE, image.id, digest, True, seconds)
 
 
-def _build(client: docker.DockerClient, context: Path, base_id: str, digest: str) -> Any:
-    log.info("building %s on %s", SANDBOX_IMAGE, base_id)
+def images_lock() -> AbstractContextManager[int]:
+    """The machine-wide lock every image bootstrap and build holds (one build serves all waiters)."""
+    return _lock(DEFAULT_WORKDIR / "corral-images.lock")
+
+
+def build_image(
+    client: docker.DockerClient,
+    context: Path,
+    tag: str,
+    buildargs: Mapping[str, str],
+    digest: str,
+    *,
+    network: str = "none",
+    timeout: int | None = None,
+) -> Any:
+    """``docker build`` of ``context`` as ``tag`` labelled with ``digest``; call it under ``images_lock``.
+
+    ``network`` is ``none`` unless a build step must download (agent images).
+    Raises ``ImageError`` with the end of the build log when the build fails.
+    """
+    log.info("building %s (%s)", tag, ", ".join(f"{k}={v}" for k, v in buildargs.items()))
     try:
         image, _ = client.images.build(
-            path=str(context), tag=SANDBOX_IMAGE, buildargs={"BASE": base_id},
+            path=str(context), tag=tag, buildargs=dict(buildargs),
             labels={LABEL_CONTENT_HASH: digest}, rm=True, forcerm=True, pull=False,
-            network_mode="none",
+            network_mode=network, timeout=timeout,
         )  # fmt: skip
     except BuildError as exc:
         lines = [
             str(chunk.get("stream", chunk.get("error", ""))).strip() for chunk in exc.build_log
         ]
         raise ImageError(
-            f"building {SANDBOX_IMAGE} failed: {' | '.join(x for x in lines if x)[-400:]}"
+            f"building {tag} failed: {' | '.join(x for x in lines if x)[-400:]}"
         ) from exc
     except DockerException as exc:
-        raise ImageError(
-            f"building {SANDBOX_IMAGE} failed: {exc}; check the engine (corral doctor)"
-        ) from exc
+        raise ImageError(f"building {tag} failed: {exc}; check the engine (corral doctor)") from exc
     return image
 
 
