@@ -75,15 +75,27 @@ def build(
     force: bool = typer.Option(False, "--force", help="Rebuild the sandbox image even if current."),
     ca_bundle: Path | None = typer.Option(None, "--ca-bundle", help=_CA_HELP),
     no_ca_bundle: bool = typer.Option(False, "--no-ca-bundle", help="Give debootstrap no bundle."),
+    agent: str | None = typer.Option(
+        None,
+        "--agent",
+        help="Build the agent image of this agent CLI preset (aider, mini-swe-agent, claude-code,"
+        " codex) on the sandbox image instead; pip/npm get the CA bundle.",
+    ),
 ) -> None:
-    """Build the sandbox image on the base (bootstrapping a missing base first)."""
+    """Build the sandbox image on the base (bootstrapping a missing base first), or an agent image."""
+    from runner.agents import load_preset
+    from runner.agents.image import build_agent_image
     from sandbox.engine import connect
     from sandbox.images import build_sandbox
 
     bundle = _bundle(ca_bundle, no_ca_bundle)
+    preset = load_preset(agent.removeprefix("cli:")) if agent is not None else None
     _progress()
     client = connect()
     try:
-        _show(build_sandbox(client, force=force, ca_bundle=bundle))
+        if preset is None:
+            _show(build_sandbox(client, force=force, ca_bundle=bundle))
+        else:
+            _show(build_agent_image(client, preset, ca_bundle=bundle, force=force))
     finally:
         client.close()
