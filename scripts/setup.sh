@@ -46,3 +46,8 @@ fi
 
 step "corral doctor --fix"
 .venv/bin/corral doctor --fix
+
+# The agent image the tests run a real agent CLI in (mini-swe-agent from PyPI, through the CA
+# bundle): built once here, cached by content hash, so a second setup does no work.
+step "corral image build --agent mini-swe-agent"
+.venv/bin/corral image build --agent mini-swe-agent
