@@ -3,14 +3,13 @@
 Registered on ``runner.cli.app`` (imported at the bottom of ``runner.cli``).
 Exit codes: 0 ready_for_review, 1 failed or exhausted, 2 usage or config
 error, 3 waiting for a human. ``corral run --json`` prints exactly one JSON
-object on stdout when the run ends; progress goes to stderr.
+object on stdout when the run ends; progress goes to stderr (``runner.display``:
+a live panel on a terminal, plain lines otherwise, JSON lines with ``--json``).
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,15 @@ import typer
 
 from policies.load import PolicyError, load_policy
 from runner.cli import app, err, handles_errors, out
+from runner.display import run_display
 from sandbox.paths import corral_home
 
 policy_app = typer.Typer(help="Check and show policies.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+
+
+JSON_HELP = "One JSON object on stdout at the end; the events as JSON lines on stderr."
+QUIET_HELP = "Show only the final outcome (no live display or progress lines)."
 
 
 def _parse_set(values: list[str]) -> dict[str, Any]:
@@ -38,12 +42,6 @@ def _parse_set(values: list[str]) -> dict[str, Any]:
         except tomllib.TOMLDecodeError:
             overrides[key.strip()] = raw
     return overrides
-
-
-def _progress_printer(kind: str, data: Mapping[str, Any]) -> None:
-    keys = ("attempt", "window", "gate", "command", "status", "reason", "passed", "paths")
-    shown = " ".join(f"{k}={data[k]!r}" for k in keys if k in data)
-    print(f"[corral] {kind} {shown}", file=sys.stderr, flush=True)
 
 
 @app.command()
@@ -75,7 +73,8 @@ def run(
         None, "--idempotency-key", help="Return the existing run for this key instead of a new one."
     ),
     run_id: str | None = typer.Option(None, "--run-id", help="Choose the run id."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object when the run ends."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Run an agent against a bug report under a policy; print the outcome."""
     from runner.service import RunRequest, start_run
@@ -98,7 +97,8 @@ def run(
         base_url=base_url,
         api_key_file=api_key_file,
     )
-    result = start_run(corral_home(), req, on_event=_progress_printer)
+    with run_display(err, as_json=as_json, quiet=quiet) as on_event:
+        result = start_run(corral_home(), req, on_event=on_event)
     _finish(result, as_json)
 
 
@@ -106,12 +106,15 @@ def run(
 @handles_errors
 def resume(
     run_id: str = typer.Argument(..., help="The run to continue."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object when the run ends."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Continue an interrupted or waiting run from its last completed step."""
     from runner.service import resume_run
 
-    _finish(resume_run(corral_home(), run_id, on_event=_progress_printer), as_json)
+    with run_display(err, as_json=as_json, quiet=quiet) as on_event:
+        result = resume_run(corral_home(), run_id, on_event=on_event)
+    _finish(result, as_json)
 
 
 def _finish(result: Any, as_json: bool) -> None:

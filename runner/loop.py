@@ -135,6 +135,8 @@ class Runner:
             repeated_command=b.repeated_command,
             idle_steps=b.idle_steps,
         )
+        if on_event is not None:
+            self.budget.on_change = lambda: self.notify("budget", self.budget.counters())
         self.baseline: dict[str, GateResult] = {}
         self.failed_strategies: dict[str, int] = {}
         self.feedback = ""
@@ -147,6 +149,7 @@ class Runner:
     def execute(self) -> RunResult:
         """Run (or resume) to an outcome; the outcome is recorded before it is returned."""
         with RunLease(self.home, self.run_id):
+            self.notify("run_limits", self._limits())
             client = getattr(self.backend, "client", None)
             if client is not None:  # leftovers of a crashed earlier process of this run
                 for cid in remove_run_containers(client, self.home, self.run_id):
@@ -277,6 +280,7 @@ class Runner:
             approved=self.config.approved,
             rejected=self.config.rejected,
             watch=watch,
+            notify=self.notify if self.on_event is not None else None,
         )
         try:
             self._windows(ws, n, tools, report)
@@ -439,7 +443,9 @@ class Runner:
                         junit.read_bytes()[:MAX_JUNIT_BYTES],
                     )
                 self.emit("gate_end", {"label": label, "gate": gate.name, "passed": r.passed,
-                                       "exit_code": r.exit_code, "reason": r.reason})  # fmt: skip
+                                       "exit_code": r.exit_code, "reason": r.reason,
+                                       "baseline_passed": prior.passed if prior else None,
+                                       "comparison": _comparison_counts(r)})  # fmt: skip
                 results.append(r)
         finally:
             clean_dir(tree)
@@ -515,6 +521,23 @@ class Runner:
         if self.on_event is not None:
             self.on_event(kind, data)
 
+    def notify(self, kind: str, data: Mapping[str, Any]) -> None:
+        """A live-only notice for ``on_event`` (the display), not recorded in the event log.
+
+        ``run_limits``, ``command_start`` and ``budget`` are this kind: the log keeps
+        what happened, the display also wants what is happening now.
+        """
+        if self.on_event is not None:
+            self.on_event(kind, data)
+
+    def _limits(self) -> dict[str, Any]:
+        b = self.policy.budgets
+        return {
+            "attempts": b.attempts, "windows": b.windows, "steps": b.steps, "tokens": b.tokens,
+            "cost_usd": b.cost_usd, "wall_seconds": b.wall_seconds,
+            "gates": [g.name for g in self.policy.gates],
+        }  # fmt: skip
+
     def _feedback_for(self, report: AttemptReport, results: list[GateResult]) -> str:
         lines = [f"Attempt {report.attempt} failed ({report.failure_domain}): {report.reason}."]
         if report.violations:
@@ -553,6 +576,15 @@ def _gate_to_json(r: GateResult) -> dict[str, Any]:
     if r.outcomes is not None:
         data["outcomes"] = {k: sorted(v) for k, v in asdict(r.outcomes).items()}
     return data
+
+
+def _comparison_counts(r: GateResult) -> dict[str, int] | None:
+    """Per-test counts of a gate vs its baseline (fixed, still failing, newly failing, missing)."""
+    c = r.comparison
+    if c is None:
+        return None
+    return {"fixed": len(c.fixed), "still_failing": len(c.still_failing),
+            "newly_failing": len(c.newly_failing), "missing": len(c.missing)}  # fmt: skip
 
 
 def _gate_from_json(data: Mapping[str, Any]) -> GateResult:

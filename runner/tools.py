@@ -75,6 +75,19 @@ class Budget:
     same_command: int = 0
     used_tokens: int = 0
     used_cost: float = 0.0
+    on_change: Callable[[], None] | None = None
+    """Called after each counted step and model charge (the live display's budget counters)."""
+
+    def counters(self) -> dict[str, float]:
+        """Used vs limit for steps (this attempt), tokens and cost (the run)."""
+        return {
+            "steps": self.used_steps,
+            "steps_limit": self.steps,
+            "tokens": self.used_tokens,
+            "tokens_limit": self.tokens,
+            "cost_usd": round(self.used_cost, 6),
+            "cost_limit": self.cost_usd,
+        }
 
     def new_attempt(self) -> None:
         self.used_steps = 0
@@ -101,6 +114,8 @@ class Budget:
         if self.used_steps >= self.steps:
             raise BudgetExceeded("steps", self.used_steps, self.steps)
         self.used_steps += 1
+        if self.on_change is not None:
+            self.on_change()
 
     def check_wall(self) -> None:
         if time.monotonic() > self.deadline:
@@ -114,6 +129,8 @@ class Budget:
     def model(self, tokens: int, cost: float) -> None:
         self.used_tokens += tokens
         self.used_cost += cost
+        if self.on_change is not None:
+            self.on_change()
         if self.used_tokens > self.tokens:
             raise BudgetExceeded("tokens", self.used_tokens, self.tokens)
         if self.used_cost > self.cost_usd:
@@ -160,6 +177,8 @@ class Tools:
     finished: str | None = None
     watch: TreeWatch | None = None
     """Skips the full scan after an action that raised no inotify event (``sandbox.watch``)."""
+    notify: Emit | None = None
+    """Live-only notices (``command_start``) for the display; not recorded in the event log."""
     _state: int | None = None
 
     # -------------------------------------------------------------- actions
@@ -183,6 +202,8 @@ class Tools:
         self.commands.append(command)
         self.budget.command(command)
         limit = min(self.command_timeout, timeout or self.command_timeout)
+        if self.notify is not None:
+            self.notify("command_start", {"command": command, "timeout": limit})
         result = self.sandbox.exec(command, timeout=limit)
         self.budget.output(len(result.stdout) + len(result.stderr))
         self.emit(

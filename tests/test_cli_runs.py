@@ -85,7 +85,7 @@ def test_run_json_prints_one_object_and_exit_code_0(
     assert result["attempts"][0]["gates"] == {"tests": True}
     assert result["attempts"][0]["changed_files"] == ["src/calc.py"]
     assert Path(result["patch_path"]).is_file()
-    assert "[corral]" in proc.stderr  # progress goes to stderr
+    assert all(json.loads(line)["type"] for line in proc.stderr.splitlines())  # events: stderr
     again = corral(corral_home, *_run_args(project, "--idempotency-key", "bug-1"))
     assert json.loads(again.stdout)["run_id"] == result["run_id"]
     assert corral(corral_home, "verify", result["run_id"]).returncode == 0
