@@ -181,14 +181,34 @@ def status(
 @app.command(name="list")
 @handles_errors
 def list_runs(limit: int = typer.Option(20, "--limit")) -> None:
-    """Recent runs, newest first."""
+    """Recent runs, newest first: id, repo, bug title, status, failure domain, attempts, cost, age."""
+    import time
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from runner.review import plain
     from runner.store import RunStore
 
+    table = Table(
+        "id", "repo", "bug", "status", "domain", "attempts", "cost", "age", box=None, pad_edge=False
+    )
+    now = time.time()
     for rec in RunStore(corral_home()).list_runs(limit=limit):
-        domain = rec.failure_domain or "-"
-        out.print(
-            f"{rec.run_id}  {rec.status:<17} {domain:<15} {rec.attempts_done} att  {rec.bug_title[:50]}"
-        )
+        table.add_row(
+            rec.run_id, Text(plain(Path(rec.repo).name)), Text(plain(rec.bug_title[:60])),
+            rec.status, rec.failure_domain or "-", str(rec.attempts_done),
+            f"${rec.cost_usd:.4f}", _age(now - rec.created),
+        )  # fmt: skip
+    out.print(table)
+
+
+def _age(seconds: float) -> str:
+    """``42s``, ``5m``, ``3h``, ``2d``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(int(seconds), 0)}s"
 
 
 def _decide(run_id: str, verdict: str, comment: str | None) -> None:

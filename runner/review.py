@@ -1,0 +1,515 @@
+"""What a reviewer reads about a run, gathered from the run store (records, journal, events, artifacts).
+
+``gather(store, run_id)`` returns one ``Review``: the header (status, agent,
+model, policy sources, budgets used vs limits, tokens, cost, duration), the
+diff parsed per file with each file's scope class, the gates (baseline vs each
+attempt that ran them, per test from the junit artifacts), what was blocked in
+every attempt, why attempts failed, and a trajectory summary built from the
+event log. ``corral review`` (rich), ``corral review --json`` and ``corral
+report --html`` all render this one object, so they cannot disagree.
+
+Nothing here writes to the store or runs anything; text from the run (diff,
+bug title, command lines, logs) is kept as it was recorded, and each renderer
+escapes it for its medium. ``visible`` splits text into plain parts and the
+control or bidi characters that must be shown escaped (the table of
+``policies.scope``, plus carriage return, zero-width and line-separator marks).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from policies.model import Policy
+from policies.scope import _HIDDEN, Scope
+from runner.gates import compare, parse_junit
+from runner.store import Event, RunStore
+
+#: Shown escaped wherever run text is displayed: the patch checker's table and a few more
+#: characters that hide or move text on screen without being "controls" to the checker.
+_SHOWN = re.compile(_HIDDEN.pattern[:-1] + "\r\u200b-\u200d\u2028\u2029\ufeff]")
+
+#: Event types that are one agent action each, and the tool they belong to.
+_ACTIONS = {
+    "command": "bash", "command_denied": "bash", "command_ask": "bash", "read": "read_file",
+    "write": "write_file", "write_denied": "write_file", "patch": "apply_patch",
+    "patch_denied": "apply_patch", "progress": "update_progress", "finish": "finish",
+    "tool_error": "tool_error",
+}  # fmt: skip
+_CHANGES = frozenset({"write", "patch"})
+
+
+def visible(text: str) -> list[tuple[str, bool]]:
+    """``text`` as (part, is_escaped) pairs: hidden characters become ``<U+XXXX>`` parts."""
+    out: list[tuple[str, bool]] = []
+    pos = 0
+    for m in _SHOWN.finditer(text):
+        if m.start() > pos:
+            out.append((text[pos : m.start()], False))
+        out.append((f"<U+{ord(m.group()):04X}>", True))
+        pos = m.end()
+    if pos < len(text):
+        out.append((text[pos:], False))
+    return out
+
+
+def plain(text: str) -> str:
+    """``text`` with hidden characters written as ``<U+XXXX>`` (for one-line plain output)."""
+    return "".join(part for part, _ in visible(text))
+
+
+@dataclass(slots=True)
+class DiffLine:
+    """One line of a file's diff: ``kind`` is add, del, context, hunk or meta."""
+
+    kind: str
+    text: str
+    old: int | None = None
+    new: int | None = None
+
+
+@dataclass(slots=True)
+class FileDiff:
+    """One file of the patch, with the scope class its path has under the run's policy."""
+
+    path: str
+    scope: str
+    status: str
+    added: int = 0
+    removed: int = 0
+    hidden: int = 0
+    lines: list[DiffLine] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class GateRow:
+    """One gate in one attempt (or at base), with per-test results against the baseline."""
+
+    label: str
+    name: str
+    passed: bool | None
+    exit_code: int | None
+    reason: str
+    baseline_passed: bool | None
+    fixed: list[str] = field(default_factory=list)
+    still_failing: list[str] = field(default_factory=list)
+    newly_failing: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    log: str = ""
+    baseline_log: str = ""
+
+
+@dataclass(slots=True)
+class Blocked:
+    """Something the runner refused or reverted: a command, a write, a patch, a scope change."""
+
+    attempt: int
+    kind: str
+    what: str
+    reason: str
+
+
+@dataclass(slots=True)
+class FailedCommand:
+    """A command that ran and exited non-zero, and what the agent did next."""
+
+    attempt: int
+    command: str
+    exit_code: int
+    timed_out: bool
+    followed_by: str
+    acted: bool
+
+
+@dataclass(slots=True)
+class TimelineEntry:
+    """One recorded event as a line of the trajectory."""
+
+    seq: int
+    ts: str
+    attempt: int | None
+    window: int | None
+    type: str
+    summary: str
+
+
+@dataclass(slots=True)
+class AttemptView:
+    """One attempt: outcome, what it changed, and what was blocked."""
+
+    attempt: int
+    status: str
+    failure_domain: str | None
+    reason: str
+    changed_files: list[str]
+    findings: list[str]
+    evidence: list[str]
+    windows: int
+    steps: int
+    gates: dict[str, bool]
+
+
+@dataclass(slots=True)
+class Trajectory:
+    """How the agent worked: steps, tools used, repeated actions, failed commands."""
+
+    steps: int = 0
+    tools: dict[str, int] = field(default_factory=dict)
+    repeated: list[dict[str, Any]] = field(default_factory=list)
+    failed_commands: list[FailedCommand] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Review:
+    """Everything ``corral review`` shows; ``to_json`` is ``--json``."""
+
+    run_id: str
+    status: str
+    failure_domain: str | None
+    reason: str
+    bug_title: str
+    repo: str
+    base: str
+    agent: str
+    model: str | None
+    policy_sources: list[str]
+    created: float
+    duration_s: float
+    attempts_done: int
+    budgets: dict[str, dict[str, float | None]]
+    tokens: int
+    cost_usd: float
+    diff_source: str | None
+    files: list[FileDiff]
+    gates: list[GateRow]
+    attempts: list[AttemptView]
+    blocked: list[Blocked]
+    trajectory: Trajectory
+    chain_ok: bool
+    chain_problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gather(store: RunStore, run_id: str) -> Review:
+    """The review of ``run_id``. Raises ``UnknownRun`` for an id the store does not have."""
+    rec = store.get(run_id)
+    stored = json.loads(rec.policy_json)
+    policy = Policy.model_validate(stored["policy"])
+    events = store.events(run_id)
+    reports = [
+        s.data["report"]
+        for s in store.journal(run_id)
+        if s.kind == "attempt" and s.data and "report" in s.data
+    ]
+    trajectory, per_attempt_steps, blocked = _trajectory(events)
+    attempts = [
+        AttemptView(
+            attempt=r["attempt"],
+            status=r["status"],
+            failure_domain=r.get("failure_domain"),
+            reason=r.get("reason", ""),
+            changed_files=list(r.get("changed_files", [])),
+            findings=list(r.get("findings", [])),
+            evidence=[],
+            windows=r.get("windows", 0),
+            steps=per_attempt_steps.get(r["attempt"], 0),
+            gates=dict(r.get("gates", {})),
+        )
+        for r in reports
+    ]
+    _patch_violations(attempts, reports, blocked)
+    gates = _gates(store, run_id, events)
+    _evidence(attempts, reports, gates)
+    diff_source, patch = _patch(store, run_id, attempts)
+    b = policy.budgets
+    duration = _duration(events, rec.created, rec.updated)
+    steps_used = max(per_attempt_steps.values(), default=0)
+    budgets: dict[str, dict[str, float | None]] = {
+        "attempts": {"used": rec.attempts_done, "limit": b.attempts},
+        "steps (most in one attempt)": {"used": steps_used, "limit": b.steps},
+        "tokens": {"used": rec.tokens, "limit": b.tokens},
+        "cost_usd": {"used": round(rec.cost_usd, 6), "limit": b.cost_usd},
+        "wall_seconds": {"used": round(duration, 1), "limit": b.wall_seconds},
+    }
+    chain = store.verify(run_id)
+    return Review(
+        run_id=run_id, status=rec.status, failure_domain=rec.failure_domain,
+        reason=rec.reason or "", bug_title=rec.bug_title, repo=rec.repo, base=rec.base,
+        agent=rec.agent, model=rec.model, policy_sources=list(stored.get("sources", [])),
+        created=rec.created, duration_s=round(duration, 3), attempts_done=rec.attempts_done,
+        budgets=budgets, tokens=rec.tokens, cost_usd=rec.cost_usd, diff_source=diff_source,
+        files=parse_diff(patch, Scope(policy)), gates=gates,
+        attempts=attempts, blocked=blocked, trajectory=trajectory, chain_ok=chain.ok,
+        chain_problem=chain.problem,
+    )  # fmt: skip
+
+
+def _patch(store: RunStore, run_id: str, attempts: list[AttemptView]) -> tuple[str | None, str]:
+    """The candidate patch, else the last attempt's (named so the reader knows which)."""
+    candidate = store.artifact_path(run_id, "candidate.diff")
+    if candidate.is_file():
+        return "candidate.diff", candidate.read_bytes().decode(errors="replace")
+    for a in reversed(attempts):
+        path = store.artifact_path(run_id, f"attempt-{a.attempt}/patch.diff")
+        if path.is_file():
+            return f"attempt-{a.attempt}/patch.diff", path.read_bytes().decode(errors="replace")
+    return None, ""
+
+
+def _duration(events: list[Event], created: float, updated: float) -> float:
+    if len(events) >= 2:
+        first = datetime.fromisoformat(events[0].ts.replace("Z", "+00:00"))
+        last = datetime.fromisoformat(events[-1].ts.replace("Z", "+00:00"))
+        return (last - first).total_seconds()
+    return max(0.0, updated - created)
+
+
+_DIFF_GIT = re.compile(r"^diff --git a/(.*) b/(.*)$")
+_HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+
+
+def parse_diff(patch: str, scope: Scope) -> list[FileDiff]:
+    """A unified git diff, per file, with line numbers; lines split on ``\\n`` only.
+
+    ``str.splitlines`` would also split on the very characters (form feed,
+    separators) a reviewer must see escaped inside the line.
+    """
+    files: list[FileDiff] = []
+    cur: FileDiff | None = None
+    old = new = 0
+    in_hunk = False
+    for line in patch.split("\n"):
+        m = _DIFF_GIT.match(line)
+        if m:
+            path = m.group(2)
+            cur = FileDiff(path=path, scope=scope.classify(path), status="modified")
+            files.append(cur)
+            cur.lines.append(DiffLine("meta", line))
+            in_hunk = False
+            continue
+        if cur is None:
+            continue
+        h = _HUNK.match(line)
+        if h:
+            old, new, in_hunk = int(h.group(1)), int(h.group(2)), True
+            cur.lines.append(DiffLine("hunk", line))
+        elif not in_hunk:
+            if line.startswith("new file mode"):
+                cur.status = "added"
+            elif line.startswith("deleted file mode"):
+                cur.status = "deleted"
+            elif line.startswith("rename to "):
+                cur.status = "renamed"
+            if line:
+                cur.lines.append(DiffLine("meta", line))
+        elif line.startswith("+"):
+            cur.lines.append(DiffLine("add", line[1:], None, new))
+            cur.added += 1
+            cur.hidden += len(_SHOWN.findall(line[1:]))
+            new += 1
+        elif line.startswith("-"):
+            cur.lines.append(DiffLine("del", line[1:], old, None))
+            cur.removed += 1
+            old += 1
+        elif line.startswith(" "):
+            cur.lines.append(DiffLine("context", line[1:], old, new))
+            old, new = old + 1, new + 1
+        elif line.startswith("\\"):
+            cur.lines.append(DiffLine("meta", line))
+    return files
+
+
+def _gates(store: RunStore, run_id: str, events: list[Event]) -> list[GateRow]:
+    """Baseline rows, then each attempt's rows, per test from the junit artifacts."""
+    base_path = store.artifact_path(run_id, "baseline.json")
+    baseline = json.loads(base_path.read_text()) if base_path.is_file() else {}
+    rows: list[GateRow] = []
+    for name, g in baseline.items():
+        rows.append(GateRow(label="baseline", name=name, passed=g["passed"],
+                            exit_code=g["exit_code"], reason=g["reason"], baseline_passed=None,
+                            log=_artifact(store, run_id, f"baseline/gate-{name}.log")))  # fmt: skip
+    for e in events:
+        if e.type != "gate_end" or e.data.get("label") == "baseline":
+            continue
+        label, name = str(e.data["label"]), str(e.data["gate"])
+        base = baseline.get(name)
+        row = GateRow(
+            label=label, name=name, passed=e.data.get("passed"), exit_code=e.data.get("exit_code"),
+            reason=str(e.data.get("reason", "")),
+            baseline_passed=base["passed"] if base else None,
+            log=_artifact(store, run_id, f"{label}/gate-{name}.log"),
+            baseline_log=_artifact(store, run_id, f"baseline/gate-{name}.log"),
+        )  # fmt: skip
+        before = parse_junit(store.artifact_path(run_id, f"baseline/junit-{name}.xml"))
+        after = parse_junit(store.artifact_path(run_id, f"{label}/junit-{name}.xml"))
+        if before is not None and after is not None:
+            c = compare(before, after)
+            row.fixed, row.still_failing = list(c.fixed), list(c.still_failing)
+            row.newly_failing, row.missing = list(c.newly_failing), list(c.missing)
+        rows.append(row)
+    return rows
+
+
+def _evidence(
+    attempts: list[AttemptView], reports: list[dict[str, Any]], gates: list[GateRow]
+) -> None:
+    """Why each failed attempt failed, beyond its reason: broken tests, violations, denials."""
+    for view, r in zip(attempts, reports, strict=True):
+        if view.status == "passed":
+            continue
+        for g in gates:
+            if g.label == f"attempt-{view.attempt}" and not g.passed:
+                view.evidence += [f"{g.name}: newly failing {t}" for t in g.newly_failing]
+                view.evidence += [f"{g.name}: missing {t}" for t in g.missing]
+                view.evidence += [f"{g.name}: still failing {t}" for t in g.still_failing]
+                if not (g.newly_failing or g.missing or g.still_failing):
+                    view.evidence.append(f"{g.name}: {g.reason}")
+        view.evidence += [f"violation {v}" for v in r.get("violations", [])]
+        view.evidence += [f"denied {d}" for d in r.get("denied", [])]
+        view.evidence += [f"finding {f}" for f in r.get("findings", [])]
+
+
+def number(value: float | None) -> str:
+    """A budget figure for people: ``2,000,000``, ``5``, ``0.0123``."""
+    if value is None:
+        return "-"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def _artifact(store: RunStore, run_id: str, name: str) -> str:
+    path = store.artifact_path(run_id, name)
+    return path.read_bytes().decode(errors="replace") if path.is_file() else ""
+
+
+def _patch_violations(
+    attempts: list[AttemptView], reports: list[dict[str, Any]], blocked: list[Blocked]
+) -> None:
+    """Violations found on the final patch (not reverted per step) join the blocked list."""
+    seen = {(b.attempt, b.what) for b in blocked}
+    for view, r in zip(attempts, reports, strict=True):
+        for v in r.get("violations", []):
+            if (view.attempt, v) not in seen:
+                blocked.append(Blocked(view.attempt, "scope violation", v, "in the patch"))
+        for f in r.get("findings", []):
+            blocked.append(Blocked(view.attempt, "harvest finding", f, "kept out of the patch"))
+    blocked.sort(key=lambda b: b.attempt)
+
+
+def _trajectory(events: list[Event]) -> tuple[Trajectory, dict[int, int], list[Blocked]]:
+    """Steps, tools, repeats, failed commands and the timeline, in one pass over the log."""
+    t = Trajectory()
+    steps: Counter[int] = Counter()
+    tools: Counter[str] = Counter()
+    seen: Counter[tuple[int, str, str]] = Counter()
+    blocked: list[Blocked] = []
+    pending: list[FailedCommand] = []
+    attempt: int | None = None
+    window: int | None = None
+    for e in events:
+        d = e.data
+        if e.type == "attempt_start":
+            attempt, window = int(d["attempt"]), None
+            pending = _settle(pending, "the attempt ended without another action")
+        elif e.type == "window_start":
+            window = int(d["window"])
+        tool = _ACTIONS.get(e.type)
+        n = attempt or 0
+        if tool is not None:
+            steps[n] += 1
+            tools[tool] += 1
+            arg = str(d.get("command", d.get("path", d.get("paths", ""))))
+            seen[(n, tool, arg)] += 1
+            pending = _settle_after(pending, e)
+        if e.type == "command" and (d.get("exit_code") or d.get("timed_out")):
+            fc = FailedCommand(n, str(d["command"]), int(d.get("exit_code") or 0),
+                               bool(d.get("timed_out")), "", False)  # fmt: skip
+            t.failed_commands.append(fc)
+            pending.append(fc)
+        if e.type in ("command_denied", "write_denied", "patch_denied"):
+            what = d.get("command") or d.get("path") or ", ".join(d.get("paths", []))
+            kind = {"command_denied": "command denied", "write_denied": "write denied",
+                    "patch_denied": "patch denied"}[e.type]  # fmt: skip
+            blocked.append(Blocked(n, kind, str(what), str(d.get("reason", ""))))
+        elif e.type == "scope_reverted":
+            for p in d.get("paths", []):
+                blocked.append(Blocked(n, "scope violation", str(p), "reverted after the step"))
+        t.timeline.append(TimelineEntry(e.seq, e.ts, attempt, window, e.type, summarize(e)))
+    _settle(pending, "the attempt ended without another action")
+    t.steps = sum(steps.values())
+    t.tools = dict(tools.most_common())
+    t.repeated = [
+        {"attempt": a, "tool": tool, "action": arg, "times": k}
+        for (a, tool, arg), k in seen.items()
+        if k > 1 and tool not in ("update_progress", "finish")
+    ]
+    return t, dict(steps), blocked
+
+
+def _settle_after(pending: list[FailedCommand], e: Event) -> list[FailedCommand]:
+    """Decide, for failed commands waiting on the next action, whether ``e`` acted on them."""
+    if not pending:
+        return pending
+    if e.type in _CHANGES:
+        what = e.data.get("path") or ", ".join(e.data.get("paths", []))
+        return _settle(pending, f"changed a file ({what})", acted=True)
+    if e.type == "command":
+        cmd = str(e.data["command"])
+        if all(fc.command == cmd for fc in pending):
+            return _settle(pending, "ran the same command again")
+        return _settle(pending, f"ran a different command: {cmd}", acted=True)
+    if e.type == "finish":
+        return _settle(pending, "finished without changing anything after it")
+    return pending  # reads and progress notes: keep waiting for a real next step
+
+
+def _settle(pending: list[FailedCommand], text: str, acted: bool = False) -> list[FailedCommand]:
+    for fc in pending:
+        fc.followed_by, fc.acted = text, acted
+    return []
+
+
+def summarize(e: Event) -> str:
+    """One readable line for an event (``corral logs`` and the HTML timeline)."""
+    d = e.data
+    t = e.type
+    if t == "command":
+        extra = " (timed out)" if d.get("timed_out") else ""
+        return f"$ {d.get('command')}  -> exit {d.get('exit_code')}{extra}, {d.get('duration_s')}s"
+    if t in ("command_denied", "command_ask"):
+        verb = "denied" if t == "command_denied" else "needs a human"
+        return f"{verb}: $ {d.get('command')}  ({d.get('reason')})"
+    if t in ("read", "write"):
+        return f"{t} {d.get('path')} ({d.get('bytes')} bytes)"
+    if t in ("write_denied", "patch_denied"):
+        what = d.get("path") or ", ".join(d.get("paths", []))
+        return f"{t.replace('_', ' ')}: {what} ({d.get('reason')})"
+    if t == "patch":
+        return f"patch {', '.join(d.get('paths', []))} -> exit {d.get('exit_code')}"
+    if t == "scope_reverted":
+        return f"reverted out-of-scope changes: {', '.join(d.get('paths', []))}"
+    if t == "gate_end":
+        verdict = "passed" if d.get("passed") else "FAILED"
+        return f"gate {d.get('gate')} [{d.get('label')}] {verdict}: {d.get('reason')}"
+    if t == "gate_start":
+        return f"gate {d.get('gate')} [{d.get('label')}] started"
+    if t == "attempt_end":
+        domain = f" ({d.get('failure_domain')})" if d.get("failure_domain") else ""
+        return f"attempt {d.get('attempt')} {d.get('status')}{domain}: {d.get('reason')}"
+    if t in ("attempt_start", "window_start", "window_end"):
+        return " ".join(f"{k}={v}" for k, v in d.items())
+    if t == "finish":
+        return f"finish: {d.get('summary')}"
+    if t == "run_end":
+        return f"run {d.get('status')}: {d.get('reason')}"
+    if t == "run_start":
+        return f"run started: {d.get('title')} (agent {d.get('agent')})"
+    return json.dumps(d, sort_keys=True, ensure_ascii=False)[:300]

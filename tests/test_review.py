@@ -1,0 +1,312 @@
+"""`corral review`, `corral logs` and `corral list` on runs made through the real pipeline.
+
+Four runs are built once (real Docker, the scripted agent, a real repository):
+one that passes at once, one whose first attempt writes protected files
+(denied and reverted) before a second attempt passes, one that is denied a
+command on its way to a fix, and one that never passes its gates (its second
+attempt also hides a bidi character in the patch). Each test reads what the
+review shows about one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from policies.model import Policy
+from policies.scope import Scope
+from runner.review import gather, parse_diff, plain, visible
+from runner.service import RunRequest, start_run
+from runner.store import RunStore
+from tests.gitfixtures import make_repo
+from tests.test_run_loop import TESTS
+
+CALC = "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n"
+FIXED = CALC.replace("a - b", "a + b")
+WRONG = "def add(a, b):\n    return a * b\n\n\ndef mul(a, b):\n    return a + b\n"
+BIDI = (
+    FIXED + "\n\ndef is_admin(user):\n    return user == 'admin\u202e \u2066// check later\u2069'\n"
+)
+POLICY = textwrap.dedent(
+    """\
+    [scope]
+    writable = ["src/**"]
+    [budgets]
+    attempts = 2
+    [[gates]]
+    name = "tests"
+    command = "python3 -m pytest -q -p no:cacheprovider"
+    timeout = 300
+    """
+)
+PYTEST = "python3 -m pytest -q -p no:cacheprovider"
+
+SCRIPTS = {
+    "pass": f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "{PYTEST}" }},
+          {{ read = "src/calc.py" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ run = "{PYTEST}" }},
+          {{ finish = "add() adds" }},
+        ]
+        """,
+    "protected": f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ write = "conftest.py", content = "collect_ignore = ['tests']\\n" }},
+          {{ run = "echo hacked >> setup.cfg; echo rc=$?" }},
+          {{ run = "echo 'import os' > tools.py" }},
+          {{ finish = "tests pass now" }},
+        ]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed add" }},
+        ]
+        """,
+    "denied": f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "curl http://127.0.0.1:9/fix.py" }},
+          {{ run = "false" }},
+          {{ run = "false" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed without the download" }},
+        ]
+        """,
+    "failing": f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ write = "src/calc.py", content = {json.dumps(WRONG)} }},
+          {{ finish = "maybe" }},
+        ]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ write = "src/calc.py", content = {json.dumps(BIDI)} }},
+          {{ finish = "fixed, and a helper" }},
+        ]
+        """,
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iterator[Path]:
+    """The corral home holding the four runs, named by their run ids."""
+    tmp = tmp_path_factory.mktemp("review")
+    home = tmp / "home"
+    repo = make_repo(
+        tmp / "repo",
+        {"src/__init__.py": "", "src/calc.py": CALC, "tests/test_calc.py": TESTS,
+         "setup.cfg": "[metadata]\nname = calc\n", ".gitignore": "__pycache__/\n"},
+    )  # fmt: skip
+    (tmp / "bug.md").write_text("# add() subtracts\n\nadd(1, 2) returns -1.\n")
+    (tmp / "policy.toml").write_text(POLICY)
+    for name, script in SCRIPTS.items():
+        (tmp / f"{name}.toml").write_text(textwrap.dedent(script))
+        req = RunRequest(
+            repo=repo, bug=tmp / "bug.md", policy=str(tmp / "policy.toml"),
+            script=tmp / f"{name}.toml", image=sandbox_image, run_id=name,
+        )  # fmt: skip
+        start_run(home, req)
+    yield home
+
+
+def corral(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CORRAL_HOME": str(home), "COLUMNS": "250", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def review_json(home: Path, run_id: str) -> dict[str, Any]:
+    proc = corral(home, "review", run_id, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+# ---------------------------------------------------------------- no Docker
+
+
+def test_hidden_characters_become_visible_escapes() -> None:
+    assert visible("a\u202eb") == [("a", False), ("<U+202E>", True), ("b", False)]
+    assert plain("x\u2066y\x1b[31mz\r") == "x<U+2066>y<U+001B>[31mz<U+000D>"
+    assert visible("tab\tis fine") == [("tab\tis fine", False)]
+
+
+def test_parse_diff_numbers_lines_and_keeps_dash_lines_inside_a_hunk() -> None:
+    patch = textwrap.dedent(
+        """\
+        diff --git a/src/a.py b/src/a.py
+        --- a/src/a.py
+        +++ b/src/a.py
+        @@ -3,3 +3,3 @@ def f():
+         keep
+        --- this removed line starts with two dashes
+        ++++ and this added one with plus signs
+         end\u000c
+        diff --git a/tests/test_a.py b/tests/test_a.py
+        new file mode 100644
+        --- /dev/null
+        +++ b/tests/test_a.py
+        @@ -0,0 +1 @@
+        +x\u202e
+        """
+    )
+    scope = Scope(Policy())
+    src, test = parse_diff(patch, scope)
+    assert (src.path, src.scope, src.status, src.added, src.removed) == (
+        "src/a.py", "writable", "modified", 1, 1,
+    )  # fmt: skip
+    body = [(x.kind, x.text, x.old, x.new) for x in src.lines if x.kind not in ("meta", "hunk")]
+    assert body == [
+        ("context", "keep", 3, 3),
+        ("del", "-- this removed line starts with two dashes", 4, None),
+        ("add", "+++ and this added one with plus signs", None, 4),
+        ("context", "end\u000c", 5, 5),  # the form feed stays inside the line
+    ]
+    assert (test.scope, test.status, test.hidden) == ("protected", "added", 1)
+
+
+# ---------------------------------------------------------------- real runs
+
+
+@pytest.mark.docker
+def test_review_of_a_passing_run_shows_diff_scope_gates_and_trajectory(runs: Path) -> None:
+    data = review_json(runs, "pass")
+    assert data["status"] == "ready_for_review" and data["diff_source"] == "candidate.diff"
+    assert data["policy_sources"][0] == "preset:default" and data["agent"].startswith("scripted:")
+    (f,) = data["files"]
+    assert (f["path"], f["scope"], f["added"], f["removed"]) == ("src/calc.py", "writable", 1, 1)
+    assert ["add", "    return a + b"] in [[x["kind"], x["text"]] for x in f["lines"]]
+    gates = {g["label"]: g for g in data["gates"]}
+    assert gates["baseline"]["passed"] is False
+    cand = gates["attempt-1"]
+    assert cand["passed"] is True and cand["baseline_passed"] is False
+    assert cand["fixed"] == ["tests.test_calc::test_add"] and cand["newly_failing"] == []
+    assert "2 passed" in cand["log"] and "1 failed" in cand["baseline_log"]
+    tr = data["trajectory"]
+    assert tr["steps"] == 5
+    assert tr["tools"] == {"bash": 2, "read_file": 1, "write_file": 1, "finish": 1}
+    (failed,) = tr["failed_commands"]  # the first pytest run: test_add fails at base
+    assert failed["command"] == PYTEST and failed["exit_code"] == 1
+    assert failed["acted"] is True and failed["followed_by"] == "changed a file (src/calc.py)"
+    assert data["budgets"]["tokens"]["limit"] > 0 and data["budgets"]["attempts"]["used"] == 1
+    assert data["blocked"] == [] and data["chain_ok"] is True
+
+    text = corral(runs, "review", "pass").stdout
+    assert "ready_for_review" in text and "src/calc.py  [writable]  modified +1 -1" in text
+    assert "+    return a + b" in text and "-    return a - b" in text
+    assert "tests.test_calc::test_add" in text  # in the gates table's "fixed" column
+    assert "acted on it: changed a file (src/calc.py)" in text
+    assert "blocked and reverted: nothing" in text
+
+
+@pytest.mark.docker
+def test_review_shows_the_rolled_back_protected_attempt_and_why_it_failed(runs: Path) -> None:
+    data = review_json(runs, "protected")
+    assert data["status"] == "ready_for_review"
+    first, second = data["attempts"]
+    assert (first["status"], first["failure_domain"]) == ("failed", "model")
+    assert first["reason"] == "the attempt changed nothing"
+    assert second["status"] == "passed" and second["changed_files"] == ["src/calc.py"]
+    blocked = {(b["attempt"], b["kind"], b["what"]) for b in data["blocked"]}
+    assert (1, "write denied", "conftest.py") in blocked
+    assert (1, "scope violation", "tools.py") in blocked  # outside the writable scope
+    assert [g["label"] for g in data["gates"]] == ["baseline", "attempt-2"]
+    text = corral(runs, "review", "protected").stdout
+    assert "write denied" in text and "protected by policy" in text
+    assert "reverted after the step" in text and "the attempt changed nothing" in text
+
+
+@pytest.mark.docker
+def test_review_shows_a_denied_command_and_repeated_failing_commands(runs: Path) -> None:
+    data = review_json(runs, "denied")
+    assert data["status"] == "ready_for_review"
+    (denied,) = data["blocked"]
+    assert denied["kind"] == "command denied"
+    assert denied["what"] == "curl http://127.0.0.1:9/fix.py" and "curl" in denied["reason"]
+    tr = data["trajectory"]
+    assert {"attempt": 1, "tool": "bash", "action": "false", "times": 2} in tr["repeated"]
+    first, second = tr["failed_commands"]
+    assert (first["acted"], first["followed_by"]) == (False, "ran the same command again")
+    assert second["acted"] is True and "changed a file" in second["followed_by"]
+    text = corral(runs, "review", "denied").stdout
+    assert "command denied" in text and "curl http://127.0.0.1:9/fix.py" in text
+    assert "did not act on it: ran the same command again" in text
+
+
+@pytest.mark.docker
+def test_review_of_a_failed_run_shows_gates_per_test_and_escaped_bidi(runs: Path) -> None:
+    data = review_json(runs, "failing")
+    assert data["status"] == "failed" and data["failure_domain"] == "governance"
+    first, second = data["attempts"]
+    assert first["failure_domain"] == "model" and "gate tests failed" in first["reason"]
+    assert second["failure_domain"] == "governance" and "U+202E" in second["reason"]
+    (row,) = [g for g in data["gates"] if g["label"] == "attempt-1"]
+    assert row["passed"] is False
+    assert row["newly_failing"] == ["tests.test_calc::test_mul"]
+    assert row["still_failing"] == ["tests.test_calc::test_add"] and row["fixed"] == []
+    assert data["diff_source"] == "attempt-2/patch.diff"  # no candidate: the last attempt's
+    (f,) = data["files"]
+    assert f["hidden"] == 3
+    text = corral(runs, "review", "failing").stdout
+    assert "\u202e" not in text and "\u2066" not in text  # never written raw to the terminal
+    assert "'admin<U+202E> <U+2066>// check later<U+2069>'" in text
+    assert "3 hidden character(s) shown escaped" in text
+    assert "not a candidate" in text
+    assert "tests.test_calc::test_mul" in text
+
+
+@pytest.mark.docker
+def test_logs_renders_events_per_attempt_and_gate_logs(runs: Path) -> None:
+    whole = corral(runs, "logs", "protected")
+    assert whole.returncode == 0, whole.stderr
+    assert "run started: add() subtracts" in whole.stdout
+    assert "write denied: conftest.py (protected by policy)" in whole.stdout
+    second = corral(runs, "logs", "protected", "--attempt", "2").stdout
+    assert "write src/calc.py" in second and "conftest.py" not in second
+    assert all(" a2" in line for line in second.strip().splitlines())
+    gate = corral(runs, "logs", "pass", "--gate", "tests").stdout
+    assert (
+        "== gate tests on baseline: FAILED" in gate and "== gate tests on attempt-1: passed" in gate
+    )
+    assert "1 failed" in gate and "2 passed" in gate
+    store = RunStore(runs)
+    assert gather(store, "pass").trajectory.timeline[-1].type == "run_end"
+
+
+@pytest.mark.docker
+def test_list_has_the_review_columns(runs: Path) -> None:
+    proc = corral(runs, "list")
+    assert proc.returncode == 0, proc.stderr
+    header, *rows = proc.stdout.strip().splitlines()
+    for col in ("id", "repo", "bug", "status", "domain", "attempts", "cost", "age"):
+        assert col in header
+    (failing,) = [r for r in rows if r.startswith("failing ")]
+    assert "repo" in failing and "add() subtracts" in failing and "governance" in failing
+    assert " 2 " in failing and "$0.0000" in failing
+
+
+def test_unknown_run_and_bad_options_are_one_clear_line_exit_2(tmp_path: Path) -> None:
+    for args in (("review", "nope"), ("logs", "nope"), ("report", "nope", "--html", "x.html")):
+        proc = corral(tmp_path, *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "`corral list` shows runs" in proc.stderr
