@@ -11,6 +11,9 @@ import io
 import json
 import logging
 import os
+import pty
+import select
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -332,6 +335,48 @@ def test_cli_quiet_prints_only_the_outcome(tmp_path: Path, sandbox_image: str) -
     assert proc.stderr == ""
     assert proc.stdout.startswith("run ") and "ready_for_review" in proc.stdout
     assert "attempt 1: passed" in proc.stdout
+
+
+@pytest.mark.docker
+def test_ctrl_c_in_a_terminal_leaves_the_cursor_shown_and_the_run_resumable(
+    tmp_path: Path, sandbox_image: str
+) -> None:
+    slow = ONE_ATTEMPT.replace("actions = [", 'actions = [{ run = "sleep 6" }, ')
+    args = [*_cli_args(_project(tmp_path, slow), "--run-id", "ctrlc")]
+    home = tmp_path / "home"
+    env = {**os.environ, "CORRAL_HOME": str(home), "TERM": "xterm-256color", "COLUMNS": "100"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: corral on a real terminal
+        os.execve(sys.executable, [sys.executable, "-m", "runner", *args], env)
+    out, interrupted = b"", False
+    try:
+        for _ in range(3000):  # bounded: 0.1 s each
+            if not interrupted and b"sleep 6" in out and b"running" in out:
+                os.kill(pid, signal.SIGINT)
+                interrupted = True
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+    finally:
+        if not interrupted:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert interrupted, out.decode(errors="replace")[-2000:]
+    assert os.waitstatus_to_exitcode(status) == 130
+    assert b"\x1b[?25l" in out and out.rstrip(b"\r\n").endswith(b"\x1b[?25h")  # cursor back
+    text = out.decode(errors="replace")
+    assert "attempt 1/2" in text and "$ sleep 6" in text and "tokens 0/2,000,000" in text
+    status_line = _corral(home, "status", "ctrlc").stdout
+    assert status_line.startswith("ctrlc  running")
+    resumed = _corral(home, "resume", "ctrlc", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "ready_for_review"
 
 
 def test_line_and_json_displays_share_the_event_vocabulary() -> None:
