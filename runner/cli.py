@@ -141,6 +141,7 @@ def main() -> None:
 
 
 # Sub-commands in their own modules register on ``app`` (they import it, hence at the end).
+from runner import cli_merge as _cli_merge  # noqa: E402, F401
 from runner import cli_review as _cli_review  # noqa: E402, F401
 from runner import cli_run as _cli_run  # noqa: E402, F401
 from runner.cli_image import image_app  # noqa: E402

@@ -212,6 +212,7 @@ def _age(seconds: float) -> str:
 
 
 def _decide(run_id: str, verdict: str, comment: str | None) -> None:
+    from runner.merge import review_decision
     from runner.store import RunStore
 
     store = RunStore(corral_home())
@@ -219,7 +220,12 @@ def _decide(run_id: str, verdict: str, comment: str | None) -> None:
     pending = json.loads(rec.waiting_json) if rec.waiting_json else {}
     command = pending.get("command")
     if rec.status != "waiting" or not command:
-        raise ValueError(f"run {run_id} is {rec.status} and has no pending command to {verdict}")
+        from runner.cli_merge import reviewer
+
+        status = review_decision(store, run_id, verdict, reviewer(), comment)
+        follow = f"`corral merge {run_id}`" if status == "approved" else "nothing will be merged"
+        out.print(f"{run_id}: {status} by {reviewer()}; {follow}")
+        return
     key = "approved" if verdict == "approve" else "rejected"
     pending[key] = sorted(set(pending.get(key, [])) | {command})
     store.update(run_id, waiting_json=json.dumps(pending))
@@ -232,7 +238,7 @@ def _decide(run_id: str, verdict: str, comment: str | None) -> None:
 def approve(
     run_id: str = typer.Argument(...), comment: str | None = typer.Option(None, "--comment")
 ) -> None:
-    """Approve the command a waiting run asks for."""
+    """Approve a ready run's candidate for merge, or the command a waiting run asks for."""
     _decide(run_id, "approve", comment)
 
 
@@ -241,7 +247,7 @@ def approve(
 def reject(
     run_id: str = typer.Argument(...), comment: str | None = typer.Option(None, "--comment")
 ) -> None:
-    """Reject the command a waiting run asks for (the agent is told and goes on without it)."""
+    """Reject a ready run's candidate, or the command a waiting run asks for."""
     _decide(run_id, "reject", comment)
 
 
