@@ -24,7 +24,11 @@ _SCRIPT = (
     "document.querySelectorAll('button[data-view]').forEach(function (b) {"
     " b.addEventListener('click', function () {"
     " document.body.classList.toggle('split', b.dataset.view === 'split'); }); });"
+    " if (location.hash === '#split') { document.body.classList.add('split'); }"
+    " document.body.dataset.js = 'ready';"
 )
+"""The page's only script: the diff view toggle (``#split`` in the address opens side by side);
+it marks ``body[data-js=ready]`` so a test can see that this script, and only it, ran."""
 
 
 def _t(text: object) -> str:
