@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up corral on a fresh Debian 12 machine, as root, from the repository root. Idempotent:
 # a second run installs nothing and finishes in seconds.
-#   1. Debian packages: Docker engine, gVisor, debootstrap (offline base image), git, venv
+#   1. Debian packages: Docker engine, gVisor, debootstrap (offline base image), git, venv,
+#      chromium (the HTML report test opens the report headless)
 #   2. .venv with corral and its dev tools
 #   3. `corral doctor --fix`: starts dockerd, registers runsc, mounts the worktree filesystem,
 #      bootstraps and builds the images; then `corral doctor` must report ready.
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-packages=(docker.io runsc debootstrap tini e2fsprogs git ca-certificates python3-venv)
+packages=(docker.io runsc debootstrap tini e2fsprogs git ca-certificates python3-venv chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
