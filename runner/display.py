@@ -107,7 +107,7 @@ class RunView:
     windows: int | None = None
     attempt: int = 0
     window: int = 0
-    phase: str = "starting"
+    phase: str = "preparing"
     command: str = ""
     command_state: str = ""
     budget: dict[str, float] = field(default_factory=dict)
@@ -301,6 +301,8 @@ class LiveDisplay:
 
     def close(self) -> None:
         if self._live.is_started:
+            # no event came (bad input, say): erase the empty panel rather than leave it
+            self._live.transient = self.view.attempts is None and not self.view.recent
             self._live.stop()  # one last redraw, the cursor back, the panel left on screen
 
     def _safe_render(self) -> RenderableType:

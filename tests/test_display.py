@@ -272,6 +272,16 @@ def test_ctrl_c_stops_the_live_panel_and_restores_the_cursor() -> None:
     assert "\x1b[?25l" in out and out.rstrip("\n").endswith("\x1b[?25h")  # hidden, then shown
 
 
+def test_a_run_that_never_starts_leaves_no_empty_panel() -> None:
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=100)
+    with pytest.raises(ValueError), run_display(console) as _:
+        raise ValueError("--repo x is not a directory")  # bad input, before any event
+    out = stream.getvalue()
+    tail = out[out.rindex("\x1b[?25h") :]  # after the cursor is shown again
+    assert tail == "\x1b[?25h\r" + "\x1b[1A\x1b[2K" * 3  # the 3 panel lines erased
+
+
 @pytest.mark.docker
 def test_a_failing_renderer_falls_back_to_lines_and_the_run_still_succeeds(
     tmp_path: Path, sandbox_image: str, caplog: pytest.LogCaptureFixture
