@@ -57,7 +57,7 @@ def review(
     """Show what the agent changed and why corral believes it: diff, gates, blocked actions, trajectory."""
     _, rv = _store_review(run_id)
     if as_json:
-        print(json.dumps(rv.to_json(), ensure_ascii=False))
+        print(json.dumps(rv.to_json()))  # ASCII: hidden characters arrive as \u escapes
         return
     for part in render(rv):
         out.print(part)
@@ -143,9 +143,9 @@ def _gates_table(rv: Review) -> RenderableType:
               "newly failing", "missing", "reason", title="gates")  # fmt: skip
     for g in rv.gates:
         t.add_row(
-            g.label, g.name, _verdict(g.baseline_passed), _verdict(g.passed), str(g.exit_code),
-            _tests(g.fixed), _tests(g.still_failing), _tests(g.newly_failing), _tests(g.missing),
-            shown(g.reason),
+            shown(g.label), shown(g.name), _verdict(g.baseline_passed), _verdict(g.passed),
+            str(g.exit_code), _tests(g.fixed), _tests(g.still_failing),
+            _tests(g.newly_failing), _tests(g.missing), shown(g.reason),
         )  # fmt: skip
     return t
 
@@ -166,7 +166,7 @@ def _attempts(rv: Review) -> list[RenderableType]:
     t = Table("attempt", "status", "domain", "reason", "evidence", "steps", "changed",
               title="attempts")  # fmt: skip
     for a in rv.attempts:
-        t.add_row(str(a.attempt), a.status, a.failure_domain or "", shown(a.reason),
+        t.add_row(str(a.attempt), shown(a.status), shown(a.failure_domain or ""), shown(a.reason),
                   shown("\n".join(a.evidence)), str(a.steps),
                   shown(", ".join(a.changed_files)))  # fmt: skip
     parts: list[RenderableType] = [t]
@@ -245,6 +245,8 @@ def logs(
         }:
             raise ValueError(f"run {run_id} has no attempt {attempt}: it ran {rv.attempts_done}")
         entries = [e for e in entries if e.attempt == attempt]
+    if not entries:
+        out.print(Text("no events recorded", style="dim"))
     for e in entries:
         where = f"a{e.attempt}" + (f"w{e.window}" if e.window else "") if e.attempt else "run"
         line = Text(f"{e.seq:>4} {e.ts[11:23]} {where:<6} {e.type:<16} ", style="dim")

@@ -18,7 +18,7 @@ from html import escape
 from importlib import resources
 from string import Template
 
-from runner.review import DiffLine, FileDiff, GateRow, Review, number, visible
+from runner.review import DiffLine, FileDiff, GateRow, Review, number, plain, visible
 
 _SCRIPT = (
     "document.querySelectorAll('button[data-view]').forEach(function (b) {"
@@ -110,7 +110,7 @@ def _diff(rv: Review) -> str:
             else ""
         )
         parts.append(
-            f'<div class="file" data-path="{escape(f.path)}"><div class="file-head">'
+            f'<div class="file" data-path="{escape(plain(f.path))}"><div class="file-head">'
             f'<code>{_t(f.path)}</code><span class="scope scope-{escape(f.scope)}">'
             f"{escape(f.scope)}</span> {escape(f.status)} +{f.added} -{f.removed}{hidden}</div>"
             f'<table class="diff code unified">{_unified(f)}</table>'

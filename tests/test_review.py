@@ -310,3 +310,19 @@ def test_unknown_run_and_bad_options_are_one_clear_line_exit_2(tmp_path: Path) -
         proc = corral(tmp_path, *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.count("\n") == 1 and "`corral list` shows runs" in proc.stderr
+
+
+@pytest.mark.docker
+def test_bad_options_on_a_real_run_are_one_clear_line_exit_2(runs: Path, tmp_path: Path) -> None:
+    cases = {
+        ("logs", "pass", "--gate", "lint"): "has no log of gate 'lint': one of tests",
+        ("logs", "pass", "--attempt", "7"): "has no attempt 7",
+        ("report", "pass", "--html", str(tmp_path / "no" / "r.html")): "does not exist",
+        ("report", "pass", "--html", str(tmp_path)): "is a directory",
+    }
+    for args, message in cases.items():
+        proc = corral(runs, *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    raw = corral(runs, "review", "failing", "--json").stdout
+    assert "\u202e" not in raw and "\\u202e" in raw  # JSON carries the character, escaped
