@@ -1,0 +1,259 @@
+"""approve / merge / export through the CLI, on real runs (real Docker) of the bundled example.
+
+Each test makes its own run of the example's first story (the discount bug) in
+a fresh repository, then drives the commands as a user would and checks the
+user's repository afterwards: refs, index, worktree and the event chain.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from runner.cli import app
+from runner.service import RunRequest, start_run
+from runner.store import RunStore
+from sandbox.paths import worktrees_dir
+from sandbox.storage import mount_scratch_fs
+from tests.gitfixtures import commit, git
+
+pytestmark = pytest.mark.docker
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+INVOICE = "src/invoicer/invoice.py"
+
+
+@dataclass
+class Ready:
+    repo: Path
+    home: Path
+    run_id: str
+    image: str
+    tmp: Path
+
+    def cli(self, *args: str) -> Any:
+        return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+    def head(self, ref: str = "HEAD") -> str:
+        return git(self.repo, "rev-parse", ref)
+
+    def events(self) -> list[str]:
+        return [e.type for e in RunStore(self.home).events(self.run_id)]
+
+    def verified(self) -> None:
+        check = RunStore(self.home).verify(self.run_id)
+        assert check.ok, check.problem
+
+
+def example_repo(dest: Path) -> Path:
+    subprocess.run(["bash", str(EXAMPLES / "setup.sh"), str(dest)], check=True, capture_output=True)
+    return dest
+
+
+def run_story(repo: Path, home: Path, image: str, story: str, **kw: Any) -> str:
+    req = RunRequest(
+        repo=repo,
+        bug=EXAMPLES / "bugs" / f"{story}.md",
+        script=EXAMPLES / "agents" / f"{story}.toml",
+        image=image,
+        **kw,
+    )
+    with mount_scratch_fs(worktrees_dir(home), size_mb=512):
+        return start_run(home, req).run_id
+
+
+@pytest.fixture
+def ready(
+    tmp_path: Path, corral_home: Path, docker_client: Any, sandbox_image: str
+) -> Iterator[Ready]:
+    repo = example_repo(tmp_path / "repo")
+    run_id = run_story(repo, corral_home, sandbox_image, "discount")
+    assert RunStore(corral_home).get(run_id).status == "ready_for_review"
+    yield Ready(repo, corral_home, run_id, sandbox_image, tmp_path)
+
+
+def _one_error_line(result: Any, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines and lines[0].startswith("error:"), result.output
+    text = " ".join(result.output.split())
+    for needle in needles:
+        assert needle in text, result.output
+
+
+def test_merge_an_approved_run_is_one_commit_with_trailers_and_the_users_work_untouched(
+    ready: Ready,
+) -> None:
+    repo = ready.repo
+    (repo / "README.md").write_text("local notes, not committed\n")  # dirty, untouched by the patch
+    (repo / "src/invoicer/money.py").write_text(
+        (repo / "src/invoicer/money.py").read_text() + "# staged\n"
+    )
+    git(repo, "add", "src/invoicer/money.py")  # staged work must not enter corral's commit
+    (repo / "scratch.txt").write_text("untracked\n")
+    old = ready.head()
+    approved = ready.cli("approve", ready.run_id, "--comment", "checked the divisor")
+    assert approved.exit_code == 0, approved.output
+    assert RunStore(ready.home).get(ready.run_id).status == "approved"
+    review = RunStore(ready.home).events(ready.run_id)[-1]
+    assert review.type == "review_approved" and review.data["comment"] == "checked the divisor"
+    assert review.data["by"] and review.data["at"]
+
+    result = ready.cli("merge", ready.run_id)
+    assert result.exit_code == 0, result.output
+    new = ready.head()
+    assert git(repo, "rev-parse", f"{new}^") == old  # one commit on top of the branch
+    message = git(repo, "log", "-1", "--format=%B")
+    assert message.splitlines()[0] == "A 10% discount makes the invoice free"
+    assert f"Corral-Run: {ready.run_id}" in message.splitlines()
+    assert "Corral-Gates: tests=passed, typecheck=passed" in message.splitlines()
+    assert git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", new) == INVOICE
+    assert "percent // 100" in (repo / INVOICE).read_text()
+    assert git(repo, "diff", "--name-only") == "README.md"  # still the user's unstaged edit
+    assert git(repo, "diff", "--cached", "--name-only") == "src/invoicer/money.py"  # still staged
+    assert git(repo, "ls-files", "--others", "--exclude-standard") == "scratch.txt"
+    assert (repo / "README.md").read_text() == "local notes, not committed\n"
+    rec = RunStore(ready.home).get(ready.run_id)
+    assert rec.status == "merged" and new in result.output
+    ready.verified()
+
+
+def test_merge_twice_reports_the_existing_commit_and_changes_nothing(ready: Ready) -> None:
+    assert ready.cli("approve", ready.run_id).exit_code == 0
+    first = ready.cli("merge", ready.run_id)
+    assert first.exit_code == 0, first.output
+    head, events = ready.head(), ready.events()
+    second = ready.cli("merge", ready.run_id)
+    assert second.exit_code == 0
+    assert "already merged" in second.output and head in second.output
+    assert ready.head() == head and ready.events() == events
+    ready.verified()
+
+
+def test_merge_finds_its_commit_by_trailer_when_the_event_was_lost(ready: Ready) -> None:
+    """A commit made with the run's trailer (e.g. a crash before the event) is found, not redone."""
+    assert ready.cli("approve", ready.run_id).exit_code == 0
+    assert ready.cli("merge", ready.run_id, "--branch", "main").exit_code == 0
+    head = ready.head()
+    other_home = ready.tmp / "other-home"
+    # the same repository, a copy of the store that never recorded the merge
+    shutil.copytree(ready.home, other_home, ignore=shutil.ignore_patterns("worktrees"))
+    store = RunStore(other_home)
+    store.update(ready.run_id, status="approved")
+    lines = store.log_path(ready.run_id).read_bytes().splitlines(keepends=True)
+    store.log_path(ready.run_id).write_bytes(b"".join(lines[:-1]))  # drop the merged event
+    from runner.merge import merge
+
+    res = merge(other_home, ready.run_id)
+    assert res.already and res.commit == head and ready.head() == head
+    assert RunStore(other_home).get(ready.run_id).status == "merged"
+
+
+def test_merge_of_an_unapproved_or_rejected_run_is_refused(ready: Ready) -> None:
+    head = ready.head()
+    _one_error_line(ready.cli("merge", ready.run_id), "not approved", "corral approve")
+    rejected = ready.cli("reject", ready.run_id, "--comment", "wrong rounding")
+    assert rejected.exit_code == 0, rejected.output
+    _one_error_line(ready.cli("merge", ready.run_id), "rejected")
+    assert ready.head() == head and git(ready.repo, "status", "--porcelain") == ""
+    assert "merged" not in ready.events()
+    ready.verified()
+
+
+def test_auto_merge_policy_merges_without_approval_when_every_required_gate_passed(
+    tmp_path: Path, corral_home: Path, docker_client: Any, sandbox_image: str
+) -> None:
+    repo = example_repo(tmp_path / "repo")
+    run_id = run_story(
+        repo, corral_home, sandbox_image, "discount", overrides={"merge.auto_merge": True}
+    )
+    result = CliRunner().invoke(app, ["merge", run_id])
+    assert result.exit_code == 0, result.output
+    assert "Corral-Auto-Merge: every required gate passed" in git(repo, "log", "-1", "--format=%B")
+
+
+def test_dirty_touched_path_is_refused_naming_the_path(ready: Ready) -> None:
+    assert ready.cli("approve", ready.run_id).exit_code == 0
+    (ready.repo / INVOICE).write_text((ready.repo / INVOICE).read_text() + "# my edit\n")
+    head = ready.head()
+    _one_error_line(ready.cli("merge", ready.run_id), INVOICE, "local changes")
+    assert ready.head() == head and (ready.repo / INVOICE).read_text().endswith("# my edit\n")
+    assert RunStore(ready.home).get(ready.run_id).status == "approved"
+
+
+def test_branch_moved_in_a_conflicting_way_is_refused(ready: Ready) -> None:
+    assert ready.cli("approve", ready.run_id).exit_code == 0
+    text = (ready.repo / INVOICE).read_text().replace("percent // 10", "percent // 10  # fmt")
+    commit(ready.repo, {INVOICE: text}, "someone else touched the same line")
+    head = ready.head()
+    _one_error_line(ready.cli("merge", ready.run_id), "does not apply", INVOICE)
+    assert ready.head() == head and git(ready.repo, "status", "--porcelain") == ""
+
+
+def test_branch_moved_without_conflict_merges_on_top(ready: Ready) -> None:
+    assert ready.cli("approve", ready.run_id).exit_code == 0
+    commit(ready.repo, {"CHANGELOG.md": "0.3.2: nothing yet\n"}, "changelog")
+    moved = ready.head()
+    result = ready.cli("merge", ready.run_id)
+    assert result.exit_code == 0, result.output
+    assert git(ready.repo, "rev-parse", "HEAD^") == moved
+    assert (ready.repo / "CHANGELOG.md").exists() and git(ready.repo, "status", "--porcelain") == ""
+
+
+def test_merge_onto_a_branch_that_is_not_checked_out_leaves_the_checkout_alone(
+    ready: Ready,
+) -> None:
+    assert ready.cli("approve", ready.run_id).exit_code == 0
+    git(ready.repo, "branch", "release")
+    git(ready.repo, "checkout", "-q", "-b", "feature")
+    (ready.repo / INVOICE).write_text("# the user's unrelated work in progress\n")
+    main = ready.head("main")
+    result = ready.cli("merge", ready.run_id, "--branch", "release")
+    assert result.exit_code == 0, result.output
+    assert git(ready.repo, "rev-parse", "release^") == main
+    assert ready.head("main") == main and git(ready.repo, "branch", "--show-current") == "feature"
+    assert (ready.repo / INVOICE).read_text() == "# the user's unrelated work in progress\n"
+    assert "percent // 100" in git(ready.repo, "show", f"release:{INVOICE}")
+
+
+def test_dry_run_shows_the_plan_and_changes_nothing(ready: Ready) -> None:
+    assert ready.cli("approve", ready.run_id).exit_code == 0
+    head, events = ready.head(), ready.events()
+    index = (ready.repo / ".git/index").read_bytes()
+    result = ready.cli("merge", ready.run_id, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "would commit to main" in result.output and INVOICE in result.output
+    assert f"Corral-Run: {ready.run_id}" in result.output
+    assert ready.head() == head and ready.events() == events
+    assert (ready.repo / ".git/index").read_bytes() == index
+    assert RunStore(ready.home).get(ready.run_id).status == "approved"
+
+
+def test_unknown_run_id_is_one_line_and_exit_2(corral_home: Path) -> None:
+    for args in (["merge", "no-such-run"], ["export", "no-such-run", "--patch", "/tmp/x.diff"]):
+        result = CliRunner().invoke(app, args)
+        _one_error_line(result, "no run no-such-run", "corral list")
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_export_patch_applies_and_pr_body_summarises(ready: Ready) -> None:
+    patch, body = ready.tmp / "fix.patch", ready.tmp / "pr.md"
+    result = ready.cli("export", ready.run_id, "--patch", str(patch), "--pr-body", str(body))
+    assert result.exit_code == 0, result.output
+    fresh = example_repo(ready.tmp / "fresh")
+    subprocess.run(["git", "apply", "--check", str(patch)], cwd=fresh, check=True)
+    subprocess.run(["git", "apply", str(patch)], cwd=fresh, check=True)
+    assert "percent // 100" in (fresh / INVOICE).read_text()
+    text = body.read_text()
+    assert text.startswith("# A 10% discount makes the invoice free\n")
+    assert "| tests | failed | passed |" in text and "| typecheck | passed | passed |" in text
+    assert f"| `{INVOICE}` | 1 | 1 |" in text
+    assert "| 1 | passed |" in text
+    assert "http" not in text  # link-free
