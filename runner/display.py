@@ -41,6 +41,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from runner.review import plain
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["live", "lines", "json", "quiet"]
@@ -55,18 +57,19 @@ RECENT = 5
 #: Notices that reach the display but are not in the event log.
 LIVE_ONLY = frozenset({"run_limits", "command_start", "budget"})
 
-# C0/C1 controls, DEL, and the invisible or reordering format characters (bidi, zero-width, BOM).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+#: What ``runner.review.plain`` leaves that would still break or steer a one-line display.
+_LINE_UNSAFE = re.compile("[\n\t\x80-\x9f]")
 
 
 def escape_controls(text: str) -> str:
-    """``text`` with control and bidi characters shown as escapes (``\\n``, ``\\x1b``, ``\\u202e``)."""
+    """``text`` on one line: hidden characters as ``corral review`` shows them (``<U+202E>``),
+    newlines and tabs as ``\\n`` and ``\\t``, C1 controls as ``<U+009B>``."""
 
     def one(m: re.Match[str]) -> str:
         ch = m.group()
-        return repr(ch)[1:-1] if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+        return {"\n": "\\n", "\t": "\\t"}.get(ch) or f"<U+{ord(ch):04X}>"
 
-    return _UNSAFE.sub(one, text)
+    return _LINE_UNSAFE.sub(one, plain(text))
 
 
 def shown(text: str, limit: int = COMMAND_CHARS) -> str:

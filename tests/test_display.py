@@ -149,7 +149,7 @@ def test_panel_mid_attempt_shows_counters_the_escaped_command_and_steps(
     text = _panel(_upto(recorded, "command_start"))
     assert "attempt 1/2" in text and "window 1/" in text
     assert "step 1/20" in text
-    assert '$ echo "red\\x1b[31m text\\u202e"  running' in text
+    assert '$ echo "red<U+001B>[31m text<U+202E>"  running' in text
     assert "\x1b" not in text and "\u202e" not in text
     assert "tests" in text and "failed" in text  # the baseline already ran and failed
     assert "tokens 0/2,000,000" in text and "wall 0:" in text and "elapsed 0:" in text
@@ -184,7 +184,7 @@ def test_non_tty_gives_plain_lines_without_escapes(recorded: list[Event]) -> Non
     assert all(line.startswith("[corral] ") for line in lines)
     assert "[corral] attempt 2" in lines
     assert "[corral] gate tests [attempt-2] passed (baseline: failed)" in lines
-    assert '[corral] $ echo "red\\x1b[31m text\\u202e"' in lines
+    assert '[corral] $ echo "red<U+001B>[31m text<U+202E>"' in lines
     assert "\x1b" not in stream.getvalue()
     assert lines[-1].startswith("[corral] run ready_for_review")
 
@@ -212,7 +212,9 @@ def test_quiet_shows_nothing_and_modes_are_picked_by_flags_and_terminal() -> Non
 
 
 def test_escape_controls_covers_c0_c1_and_bidi() -> None:
-    assert escape_controls("a\nb\tc\x1b\x9b\u200b\u2066d") == "a\\nb\\tc\\x1b\\x9b\\u200b\\u2066d"
+    assert escape_controls("a\nb\tc\x1b\x9b\u200b\u2066d") == (
+        "a\\nb\\tc<U+001B><U+009B><U+200B><U+2066>d"
+    )
     assert escape_controls("plain ünïcode") == "plain ünïcode"
 
 
