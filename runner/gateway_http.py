@@ -1,0 +1,494 @@
+"""The gateway's HTTP side: the unix-socket server, one request's forwarding, and usage metering.
+
+``runner.gateway`` decides (routes, budgets, accounting); this module moves
+bytes: it reads a request from the forwarder's connection (standard library
+``http.server`` parsing, bounded body), sends it upstream with ``httpx2``
+(the real key in, the client's key headers out) and copies the response back
+as it arrives, SSE event by event, while ``UsageMeter`` reads the ``usage``
+out of it. ``CONNECT`` to an allowed host is a byte tunnel
+(``sandbox.forwarder.relay``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import socket
+import socketserver
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx2 as httpx
+
+from sandbox.forwarder import http_error, relay
+
+if TYPE_CHECKING:
+    from runner.gateway import Gateway, Route
+
+log = logging.getLogger(__name__)
+
+#: An SSE event longer than this is passed on unparsed.
+MAX_EVENT_BYTES = 1024 * 1024
+#: How much of a JSON response is kept to read its usage (past it: the tail only).
+MAX_PARSE_BYTES = 16 * 1024 * 1024
+TAIL_BYTES = 64 * 1024
+BYTES_PER_TOKEN = 4
+#: Seconds a request waits for one of the ``max_concurrent`` upstream slots.
+QUEUE_WAIT_S = 120.0
+
+HOP = frozenset(
+    [
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",
+    ]
+)
+AUTH = frozenset(("authorization", "api-key", "x-api-key"))
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_CHAT = re.compile(r"/(chat/)?completions$")
+
+
+def prepare_request(path: str, body: bytes) -> tuple[bytes, str, bool, bool]:
+    """``(body to send, model, streamed, usage chunk added)`` for a request to an upstream.
+
+    A streamed (chat) completion that does not ask for usage gets
+    ``stream_options.include_usage`` so the gateway can count it.
+    """
+    try:
+        obj = json.loads(body) if body else None
+    except ValueError:
+        return body, "", False, False
+    if not isinstance(obj, dict):
+        return body, "", False, False
+    model = str(obj.get("model") or "")
+    streamed = obj.get("stream") is True
+    options = obj.get("stream_options")
+    if not streamed or not _CHAT.search(path):
+        return body, model, streamed, False
+    if isinstance(options, dict) and options.get("include_usage"):
+        return body, model, streamed, False
+    obj["stream_options"] = {
+        **(options if isinstance(options, dict) else {}),
+        "include_usage": True,
+    }
+    return json.dumps(obj).encode(), model, streamed, True
+
+
+class UsageMeter:
+    """Reads ``usage`` out of a response passing through (JSON body or SSE events).
+
+    ``feed`` returns the bytes to pass on: all of them, except (``drop_usage_only``)
+    the usage-only chunk the gateway asked for on behalf of a client that did not.
+    OpenAI (``prompt_tokens``/``completion_tokens``), Responses and Anthropic
+    (``input_tokens``/``output_tokens``, cache tokens included) shapes are read;
+    counts seen more than once in a stream are merged by maximum.
+    """
+
+    def __init__(self, *, sse: bool, drop_usage_only: bool = False) -> None:
+        self.sse, self.drop = sse, drop_usage_only
+        self.size = 0
+        self.prompt = self.completion = 0
+        self.found = False
+        self.model = ""
+        self._buf = bytearray()
+        self._tail = b""
+        self._overflow = False
+
+    def feed(self, data: bytes) -> bytes:
+        self.size += len(data)
+        if not self.sse:
+            self._tail = (self._tail + data)[-TAIL_BYTES:]
+            if not self._overflow and len(self._buf) + len(data) <= MAX_PARSE_BYTES:
+                self._buf += data
+            else:
+                self._overflow, self._buf = True, bytearray()
+            return data
+        self._buf += data
+        out = bytearray()
+        while (m := _EVENT_END.search(self._buf)) is not None:
+            event = bytes(self._buf[: m.end()])
+            del self._buf[: m.end()]
+            if self._keep(event):
+                out += event
+        if len(self._buf) > MAX_EVENT_BYTES:  # no event boundary in sight: pass it on unread
+            out += self._buf
+            self._buf.clear()
+        return bytes(out)
+
+    def finish(self) -> bytes:
+        """The bytes still held back (an unterminated last event); reads a JSON body's usage."""
+        rest, self._buf = bytes(self._buf), bytearray()
+        if self.sse:
+            return rest if not rest or self._keep(rest) else b""
+        if not self._overflow:
+            with contextlib.suppress(ValueError):
+                self.observe(json.loads(rest))
+        if not self.found:  # too large to parse whole (or not JSON): the last "usage" in the tail
+            at = self._tail.rfind(b'"usage"')
+            brace = self._tail.find(b"{", at) if at >= 0 else -1
+            if brace >= 0:
+                with contextlib.suppress(ValueError):
+                    obj, _ = json.JSONDecoder().raw_decode(
+                        self._tail[brace:].decode(errors="replace")
+                    )
+                    self.observe({"usage": obj})
+        return b""
+
+    def usage(self) -> tuple[int, int] | None:
+        """``(prompt, completion)`` tokens, or None when the response reported none."""
+        return (self.prompt, self.completion) if self.found else None
+
+    def observe(self, obj: Any) -> None:
+        """Take usage and model from one parsed JSON object (a body or an SSE event's data)."""
+        if not isinstance(obj, dict):
+            return
+        for holder in (obj, obj.get("message"), obj.get("response")):
+            if not isinstance(holder, dict):
+                continue
+            if isinstance(holder.get("model"), str) and not self.model:
+                self.model = holder["model"]
+            u = holder.get("usage")
+            if not isinstance(u, dict):
+                continue
+            prompt = _int(u.get("prompt_tokens", u.get("input_tokens")))
+            prompt += _int(u.get("cache_creation_input_tokens"))
+            prompt += _int(u.get("cache_read_input_tokens"))
+            completion = _int(u.get("completion_tokens", u.get("output_tokens")))
+            self.prompt, self.completion = (
+                max(self.prompt, prompt),
+                max(self.completion, completion),
+            )
+            self.found = True
+
+    def _keep(self, event: bytes) -> bool:
+        lines = [ln[5:].lstrip() for ln in event.splitlines() if ln.startswith(b"data:")]
+        payload = b"\n".join(lines).strip()
+        if not payload or payload == b"[DONE]":
+            return True
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            return True
+        self.observe(obj)
+        usage_only = isinstance(obj, dict) and obj.get("choices") == [] and bool(obj.get("usage"))
+        return not (self.drop and usage_only)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Threaded HTTP on the gateway's unix socket, at most ``max_connections`` at once."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 64
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(str(gateway.socket_path), Handler, bind_and_activate=False)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.gateway._conn_slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(http_error(503, "corral gateway: too many connections"))
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+            self.gateway._conn_slots.release()
+
+    def end_connections(self) -> None:
+        """Shut every open connection down (their threads then end on their own)."""
+        with self._open_lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One connection from the forwarder: any number of requests (keep-alive)."""
+
+    protocol_version = "HTTP/1.1"
+    server: Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.gateway.idle_timeout_s)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("gateway: " + format, *args)
+
+    def address_string(self) -> str:
+        return "sandbox"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):  # every method is routed (and refused unless allowed)
+            return self._dispatch
+        raise AttributeError(name)
+
+    # ------------------------------------------------------------ one request
+
+    def _dispatch(self) -> None:
+        gw, start = self.server.gateway, time.monotonic()
+        route = gw.resolve(self.command, self.path)
+        if route.kind == "refused":
+            self._refuse(403, f"corral gateway: {route.reason}", "corral_gateway_refused")
+            return
+        if self.command == "CONNECT":
+            self._tunnel(route.url, start)
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        if route.kind == "local":
+            self._validate(body)
+            return
+        if route.upstream is not None and (refusal := gw.budget_refusal()) is not None:
+            self._refuse(403, refusal, "insufficient_quota", code="corral_budget_spent")
+            return
+        if not gw.acquire(QUEUE_WAIT_S):
+            self._refuse(503, "corral gateway: too many requests in flight", "corral_gateway_busy")
+            return
+        try:
+            self._forward(route, body, start)
+        finally:
+            gw.release()
+
+    def _forward(self, route: Route, body: bytes, start: float) -> None:
+        gw, up = self.server.gateway, route.upstream
+        drop = HOP | AUTH if up is not None else HOP
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in drop]
+        headers.append(("Accept-Encoding", "identity"))  # usage must be readable
+        model, streamed, added = "", False, False
+        if up is not None:
+            body, model, streamed, added = prepare_request(urlsplit(route.url).path, body)
+            if up.api_key:
+                headers.append(_key_header({k.lower() for k in self.headers}, up.api_key))
+        summary: dict[str, Any] = {"method": self.command, "path": self._path(),
+                                   "upstream": "model" if up is not None else "host",
+                                   "model": model, "streamed": streamed}  # fmt: skip
+        request = gw.client.build_request(self.command, route.url, headers=headers, content=body)
+        try:
+            response = gw.client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            self._upstream_failed(504, "timed out", exc, summary, start)
+            return
+        except httpx.HTTPError as exc:
+            self._upstream_failed(502, "is unreachable", exc, summary, start)
+            return
+        meter = UsageMeter(
+            sse="text/event-stream" in response.headers.get("content-type", ""),
+            drop_usage_only=added,
+        )
+        error = ""
+        try:
+            self._relay_response(response, meter, added)
+        except httpx.HTTPError as exc:  # the upstream broke off mid-response
+            error = gw.redact(f"upstream broke off: {exc.__class__.__name__}: {exc}")[:300]
+            self.close_connection = True
+        except OSError:  # the client went away mid-stream: stop reading, count what came
+            error = "client disconnected"
+            self.close_connection = True
+        finally:
+            response.close()
+            meter.finish()
+        summary.update(status=response.status_code, bytes=meter.size, **({"error": error} if error else {}))  # fmt: skip
+        if up is not None:
+            usage, source = meter.usage(), "reported"
+            if usage is None and 200 <= response.status_code < 300:
+                usage, source = (
+                    (len(body) // BYTES_PER_TOKEN, meter.size // BYTES_PER_TOKEN),
+                    "estimated",
+                )
+            prompt, completion = usage or (0, 0)
+            summary["model"] = model or meter.model
+            cost = gw.charge(summary["model"], prompt, completion)
+            summary.update(prompt_tokens=prompt, completion_tokens=completion,
+                           tokens=prompt + completion, cost_usd=round(cost, 6),
+                           usage=source if usage is not None else "none")  # fmt: skip
+        summary["duration_s"] = round(time.monotonic() - start, 3)
+        gw.emit("gateway_request", summary)
+
+    def _relay_response(self, response: httpx.Response, meter: UsageMeter, changes: bool) -> None:
+        status = response.status_code
+        no_body = self.command == "HEAD" or status in (204, 304) or status < 200
+        length = response.headers.get("content-length")
+        chunked = not no_body and (changes or length is None) and self.request_version == "HTTP/1.1"
+        self.send_response_only(status, response.reason_phrase)
+        for k, v in response.headers.multi_items():
+            if k.lower() not in HOP:
+                self.send_header(k, v)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif length is not None and (no_body or not changes):
+            self.send_header("Content-Length", length)
+        elif not no_body:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if no_body:
+            return
+        for data in response.iter_raw():
+            self._write(meter.feed(data), chunked)
+        self._write(meter.finish(), chunked)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _write(self, data: bytes, chunked: bool) -> None:
+        if data:
+            self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+
+    def _tunnel(self, target: str, start: float) -> None:
+        gw = self.server.gateway
+        host, _, port = target.rpartition(":")
+        summary: dict[str, Any] = {
+            "method": "CONNECT",
+            "host": host,
+            "path": "",
+            "upstream": "host",
+        }
+        try:
+            up = socket.create_connection((host.strip("[]"), int(port)), gw.connect_timeout_s)
+        except OSError as exc:
+            self._upstream_failed(502, "is unreachable", exc, summary, start)
+            return
+        with up:
+            self.send_response_only(200, "Connection Established")
+            self.end_headers()
+            summary.update(status=200, bytes=relay(self.connection, up, gw.idle_timeout_s))
+        self.close_connection = True
+        summary["duration_s"] = round(time.monotonic() - start, 3)
+        gw.emit("gateway_request", summary)
+
+    def _validate(self, body: bytes) -> None:
+        gw = self.server.gateway
+        try:
+            command = json.loads(body)["command"]
+            if not isinstance(command, str):
+                raise TypeError("command must be a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._json(400, {"error": {"message": f"corral gateway: expected {{\"command\": \"...\"}} ({exc})"}})  # fmt: skip
+            return
+        assert gw.validate is not None  # resolve() routes here only when it is set
+        decision, reason = gw.validate(command)
+        self._json(200, {"decision": decision, "reason": reason})
+
+    # ------------------------------------------------------------ pieces
+
+    def _read_body(self) -> bytes | None:
+        """The request body (bounded), or None after answering why it cannot be read."""
+        limit = self.server.gateway.max_body_bytes
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked(limit)
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            n = -1
+        if n < 0:
+            self._refuse(400, "corral gateway: bad Content-Length", "invalid_request_error")
+            return None
+        if n > limit:
+            self._refuse(413, f"corral gateway: request body over {limit} bytes", "invalid_request_error")  # fmt: skip
+            return None
+        body = self.rfile.read(n)
+        if len(body) < n:
+            self.close_connection = True
+            return None
+        return body
+
+    def _read_chunked(self, limit: int) -> bytes | None:
+        out = bytearray()
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                self._refuse(400, "corral gateway: bad chunked body", "invalid_request_error")
+                return None
+            if size == 0:
+                for _ in range(64):  # trailers, then the blank line
+                    if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
+                        return bytes(out)
+                return bytes(out)
+            if len(out) + size > limit:
+                self._refuse(413, f"corral gateway: request body over {limit} bytes", "invalid_request_error")  # fmt: skip
+                return None
+            out += self.rfile.read(size)
+            self.rfile.readline(8)
+
+    def _path(self) -> str:
+        """The request's path for events: no query string (it may carry a credential), capped."""
+        return self.server.gateway.redact(urlsplit(self.path).path)[:300]
+
+    def _host(self) -> str:
+        if self.command == "CONNECT":
+            return self.path.rpartition(":")[0]
+        return urlsplit(self.path).hostname or ""
+
+    def _refuse(self, status: int, message: str, kind: str, code: str | None = None) -> None:
+        gw = self.server.gateway
+        gw.emit("gateway_refused", {"method": self.command, "host": self._host(),
+                                    "path": self._path() if self.command != "CONNECT" else "",
+                                    "status": status, "reason": message})  # fmt: skip
+        self.close_connection = True
+        error = {"message": message, "type": kind, **({"code": code} if code else {})}
+        self._json(status, {"error": error})
+
+    def _upstream_failed(
+        self, status: int, what: str, exc: BaseException, summary: dict[str, Any], start: float
+    ) -> None:
+        gw = self.server.gateway
+        detail = gw.redact(f"{exc.__class__.__name__}: {exc}")[:300]
+        summary.update(status=status, error=detail, duration_s=round(time.monotonic() - start, 3))
+        gw.emit("gateway_request", summary)
+        self.close_connection = True
+        self._json(status, {"error": {"message": f"corral gateway: the upstream {what} ({detail})",
+                                      "type": "corral_gateway_upstream"}})  # fmt: skip
+
+    def _json(self, status: int, obj: Any) -> None:
+        data = json.dumps(obj).encode()
+        try:
+            self.send_response_only(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True
+
+
+def _key_header(sent: set[str], key: str) -> tuple[str, str]:
+    """The real key in the header style the client used (Anthropic, Azure, else bearer)."""
+    if "x-api-key" in sent:
+        return "x-api-key", key
+    if "api-key" in sent:
+        return "api-key", key
+    return "Authorization", f"Bearer {key}"
