@@ -30,6 +30,7 @@ _SCOPE_STYLE = {
 }  # fmt: skip
 _LINE_STYLE = {"add": "on #12361f", "del": "on #3d1519", "hunk": "cyan", "meta": "bold"}
 _ESCAPED = "bold white on red"
+_SIGN_STYLE = {"+": "bold green", "-": "bold red"}
 _LEXERS = {".py": "python", ".js": "javascript", ".ts": "typescript", ".sh": "bash",
            ".toml": "toml", ".md": "markdown", ".json": "json", ".yml": "yaml",
            ".yaml": "yaml", ".c": "c", ".go": "go", ".rs": "rust"}  # fmt: skip
@@ -121,18 +122,16 @@ def _diff(rv: Review) -> list[RenderableType]:
 
 
 def _code_line(sign: str, text: str, lexer: str, style: str) -> Text:
-    """One diff line: highlighted by ``rich.syntax`` when it holds no hidden character."""
-    pieces = visible(text)
-    if any(escaped for _, escaped in pieces) or lexer == "text":
-        line = Text(sign, style=style)
+    """One diff line on its line background, the sign coloured (for 16-colour terminals too);
+    highlighted by ``rich.syntax`` when it holds no hidden character, else escaped as text."""
+    line = Text(style=style)  # the base style: spans appended later draw over it
+    line.append(sign, style=_SIGN_STYLE.get(sign, ""))
+    if any(escaped for _, escaped in visible(text)) or lexer == "text":
         line.append_text(shown(text))
-        line.stylize(style)
         return line
     hl = Syntax(text, lexer, theme="ansi_dark").highlight(text)
     hl.rstrip()
-    line = Text(sign)
     line.append_text(hl)
-    line.stylize(style)
     return line
 
 
@@ -249,6 +248,6 @@ def logs(
         out.print(Text("no events recorded", style="dim"))
     for e in entries:
         where = f"a{e.attempt}" + (f"w{e.window}" if e.window else "") if e.attempt else "run"
-        line = Text(f"{e.seq:>4} {e.ts[11:23]} {where:<6} {e.type:<16} ", style="dim")
+        line = Text(f"{e.seq:>4} {e.ts[11:23]} {where:<6} {e.type:<17} ", style="dim")
         line.append_text(shown(e.summary))
         out.print(line, soft_wrap=True)

@@ -443,6 +443,8 @@ def _trajectory(events: list[Event]) -> tuple[Trajectory, dict[int, int], list[B
             for p in d.get("paths", []):
                 blocked.append(Blocked(n, "scope violation", str(p), "reverted after the step"))
         t.timeline.append(TimelineEntry(e.seq, e.ts, attempt, window, e.type, summarize(e)))
+        if e.type == "attempt_end":
+            attempt = window = None
     _settle(pending, "the attempt ended without another action")
     t.steps = sum(steps.values())
     t.tools = dict(tools.most_common())
@@ -510,6 +512,18 @@ def summarize(e: Event) -> str:
         return f"finish: {d.get('summary')}"
     if t == "run_end":
         return f"run {d.get('status')}: {d.get('reason')}"
+    if t == "model_call":
+        calls = ", ".join(d.get("tool_calls", [])) or "no tool call"
+        return (
+            f"model: {d.get('prompt_tokens')} + {d.get('completion_tokens')} tokens, "
+            f"${float(d.get('cost_usd') or 0):.6f}, {d.get('finish_reason')} -> {calls}"
+        )
+    if t == "workspace":
+        return f"worktree {d.get('path')} at base {str(d.get('base'))[:12]}"
+    if t == "progress_snapshot":
+        state = d.get("code_state")
+        code = state if state == "harvest" else str(state)[:12]
+        return f"progress file snapshot (sha256 {str(d.get('sha256'))[:12]}; code state {code})"
     if t == "run_start":
         return f"run started: {d.get('title')} (agent {d.get('agent')})"
     return json.dumps(d, sort_keys=True, ensure_ascii=False)[:300]

@@ -23,6 +23,7 @@ import pytest
 
 from policies.model import Policy
 from policies.scope import Scope
+from runner.modelserver import ScriptedModelServer
 from runner.review import gather, parse_diff, plain, visible
 from runner.service import RunRequest, start_run
 from runner.store import RunStore
@@ -326,3 +327,36 @@ def test_bad_options_on_a_real_run_are_one_clear_line_exit_2(runs: Path, tmp_pat
         assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
     raw = corral(runs, "review", "failing", "--json").stdout
     assert "\u202e" not in raw and "\\u202e" in raw  # JSON carries the character, escaped
+
+
+@pytest.mark.docker
+def test_review_of_a_built_in_agent_run_shows_model_tokens_and_cost(
+    tmp_path: Path, corral_home: Path, sandbox_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_corral_agent import FIX, KEY
+    from tests.test_corral_agent import TESTS as ADD_TESTS
+
+    monkeypatch.setenv("CORRAL_API_KEY", KEY)
+    repo = make_repo(
+        tmp_path / "repo",
+        {"src/__init__.py": "", "src/calc.py": CALC, "tests/test_calc.py": ADD_TESTS},
+    )
+    (tmp_path / "bug.md").write_text("# add() subtracts\n")
+    (tmp_path / "policy.toml").write_text(POLICY)
+    with ScriptedModelServer(FIX) as server:
+        req = RunRequest(
+            repo=repo, bug=tmp_path / "bug.md", policy=str(tmp_path / "policy.toml"),
+            agent="corral", model="gpt-4o-mini", base_url=server.base_url,
+            image=sandbox_image, run_id="model",
+        )  # fmt: skip
+        assert start_run(corral_home, req).status == "ready_for_review"
+    data = review_json(corral_home, "model")
+    assert data["agent"] == "corral" and data["model"] == "gpt-4o-mini"
+    assert data["tokens"] > 0 and data["cost_usd"] > 0
+    assert data["budgets"]["tokens"]["used"] == data["tokens"]
+    tools = data["trajectory"]["tools"]
+    assert tools == {"bash": 2, "read_file": 1, "write_file": 1, "finish": 1}  # edit_file writes
+    assert "model_call" in [e["type"] for e in data["trajectory"]["timeline"]]
+    text = corral(corral_home, "review", "model").stdout
+    assert "model gpt-4o-mini" in text and f"{data['tokens']} / $" in text
+    assert KEY not in text + json.dumps(data)
