@@ -360,3 +360,7 @@ def test_review_of_a_built_in_agent_run_shows_model_tokens_and_cost(
     text = corral(corral_home, "review", "model").stdout
     assert "model gpt-4o-mini" in text and f"{data['tokens']} / $" in text
     assert KEY not in text + json.dumps(data)
+    log = RunStore(corral_home).log_path("model")
+    log.write_text(log.read_text().replace('"path":"src/calc.py"', '"path":"src/other.py"', 1))
+    tampered = corral(corral_home, "review", "model").stdout
+    assert "BROKEN: content does not match its hash (the line was edited)" in tampered
