@@ -24,7 +24,6 @@ line that names the fix, exit 2 in the CLI).
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any
 
 from policies.model import Policy
 from runner.loop import AttemptReport
+from runner.review import gather, plain
 from runner.service import result_of
 from runner.store import Event, RunRecord, RunStore
 from sandbox.errors import GitError
@@ -43,7 +43,6 @@ from sandbox.lease import RunLease
 #: How many commits of the target branch are searched for a ``Corral-Run:`` trailer.
 TRAILER_SEARCH_DEPTH = 10_000
 _LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class MergeRefused(ValueError):
@@ -351,22 +350,20 @@ def export_patch(store: RunStore, run_id: str) -> bytes:
 
 
 def pr_body(store: RunStore, run_id: str) -> str:
-    """A link-free markdown summary of the run for a pull request."""
-    rec = store.get(run_id)
-    result = result_of(store, run_id)
+    """A link-free markdown summary of the run for a pull request (from ``runner.review.gather``)."""
+    _candidate(store, run_id, store.get(run_id))
+    review = gather(store, run_id)
     events = store.events(run_id)
-    passed = _passed_attempt(store, run_id)
-    git = HostGit(find_git_dirs(Path(rec.repo))[1])
-    stats = git.run("apply", "--numstat", "-z", "-", input=_candidate(store, run_id, rec))
-    lines = [f"# {_md(rec.bug_title)}", ""]
+    passed = next((a for a in review.attempts if a.status == "passed"), None)
+    lines = [f"# {_md(review.bug_title)}", ""]
     summary = _finish_summary(events, passed.attempt if passed else 0)
     if summary:
         lines += [_md(summary), ""]
-    review = _last(events, "review_approved")
-    approved = f", approved by {_md(str(review.data.get('by')))}" if review else ""
+    approval = _last(events, "review_approved")
+    approved = f", approved by {_md(approval.data.get('by'))}" if approval else ""
     lines += [
-        f"Prepared by corral run `{run_id}` from base `{rec.base[:12]}` "
-        f"(agent `{_md(rec.agent.partition(':')[0])}`; status {rec.status}{approved}).",
+        f"Prepared by corral run `{run_id}` from base `{review.base[:12]}` "
+        f"(agent `{_md(review.agent.partition(':')[0])}`; status {review.status}{approved}).",
         "",
         "## Gates",
         "",
@@ -374,23 +371,21 @@ def pr_body(store: RunStore, run_id: str) -> str:
         "| --- | --- | --- | --- |",
     ]
     label = f"attempt-{passed.attempt}" if passed else ""
-    for e in events:
-        if e.type == "gate_end" and e.data.get("label") == label:
-            base = e.data.get("baseline_passed")
-            at_base = "-" if base is None else ("passed" if base else "failed")
-            verdict = "passed" if e.data.get("passed") else "failed"
-            lines.append(
-                f"| {_md(e.data['gate'])} | {at_base} | {verdict} | {_md(e.data.get('reason', ''))} |"
-            )
+    for g in (g for g in review.gates if g.label == label):
+        detail = g.reason + (f"; fixed: {', '.join(g.fixed)}" if g.fixed else "")
+        lines.append(f"| {_md(g.name)} | {_verdict(g.baseline_passed)} | {_verdict(g.passed)} "
+                     f"| {_md(detail)} |")  # fmt: skip
     lines += ["", "## Files changed", "", "| file | added | removed |", "| --- | --- | --- |"]
-    for rec_ in split_z(stats):
-        added, removed, path = rec_.decode(errors="replace").split("\t", 2)
-        lines.append(f"| `{_md(path)}` | {added} | {removed} |")
+    lines += [f"| `{_md(f.path)}` | {f.added} | {f.removed} |" for f in review.files]
     lines += ["", "## Attempts", "", "| # | status | failure domain | reason |",
               "| --- | --- | --- | --- |"]  # fmt: skip
-    for a in result.attempts:
+    for a in review.attempts:
         lines.append(f"| {a.attempt} | {a.status} | {a.failure_domain or '-'} | {_md(a.reason)} |")
     return "\n".join(lines) + "\n"
+
+
+def _verdict(passed: bool | None) -> str:
+    return "-" if passed is None else ("passed" if passed else "failed")
 
 
 def _passed_attempt(store: RunStore, run_id: str) -> AttemptReport | None:
@@ -413,8 +408,7 @@ def _last(events: list[Event], kind: str) -> Event | None:
 
 def _clean(text: str) -> str:
     """One line, control and bidi characters shown escaped (commit messages, markdown)."""
-    text = " ".join(text.split())
-    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)[:200]
+    return plain(" ".join(text.split()))[:200]
 
 
 def _md(text: Any) -> str:
