@@ -46,7 +46,10 @@ def connect(timeout: float = 120.0) -> docker.DockerClient:
 #: Where Debian's dockerd reads its configuration, and where corral logs a dockerd it starts.
 DAEMON_JSON = Path("/etc/docker/daemon.json")
 DOCKERD_LOG = Path("/var/log/corral-dockerd.log")
-RUNSC_ARGS = ["--network=none"]
+#: ``--network=none``: Debian's runsc fails without it. ``--host-uds=open``: the sandbox may
+#: connect to a host unix socket bind-mounted into it (the model gateway's); without it gVisor
+#: refuses even to list the socket's directory. Creating host sockets stays off.
+RUNSC_ARGS = ["--network=none", "--host-uds=open"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class EngineStatus:
     storage_driver: str = ""
     runtimes: tuple[str, ...] = ()
     runsc_network_none: bool = False
+    runsc_host_uds: bool = False
+    """runsc may connect to bind-mounted host unix sockets (the model gateway needs it)."""
     error: str = ""
 
     @property
@@ -91,6 +96,7 @@ def probe(daemon_json: Path = DAEMON_JSON) -> EngineStatus:
         storage_driver=str(info.get("Driver", "")),
         runtimes=runtimes,
         runsc_network_none="--network=none" in (runsc_args or []),
+        runsc_host_uds=any(a in ("--host-uds=open", "--host-uds=all") for a in runsc_args or []),
     )
 
 
@@ -151,7 +157,7 @@ def provision(
         steps.append("installed docker.io")
     runsc = shutil.which("runsc")
     if runsc is not None and register_runsc(daemon_json, runsc):
-        steps.append(f"registered runsc ({runsc}) with --network=none in {daemon_json}")
+        steps.append(f"registered runsc ({runsc}) with {' '.join(RUNSC_ARGS)} in {daemon_json}")
         pid = _dockerd_pid()
         if pid is not None:
             os.kill(pid, signal.SIGHUP)  # dockerd re-reads runtimes on SIGHUP

@@ -20,7 +20,7 @@ def test_register_runsc_keeps_other_keys_and_is_idempotent(tmp_path: Path) -> No
     assert data["log-driver"] == "local" and data["runtimes"]["kata"] == {"path": "/k"}
     assert data["runtimes"]["runsc"] == {
         "path": "/usr/bin/runsc",
-        "runtimeArgs": ["--network=none"],
+        "runtimeArgs": ["--network=none", "--host-uds=open"],
     }
     assert register_runsc(cfg, "/usr/bin/runsc") is False
     fresh = tmp_path / "new" / "daemon.json"
@@ -44,7 +44,7 @@ def test_provision_commands_name_the_fix() -> None:
 def test_probe_sees_the_engine_and_gvisor_with_network_none(docker_client: object) -> None:
     st = probe()
     assert st.reachable and st.server_version and st.storage_driver == "overlay2"
-    assert st.runsc_registered and st.runsc_network_none
+    assert st.runsc_registered and st.runsc_network_none and st.runsc_host_uds
 
 
 @pytest.mark.docker
