@@ -51,9 +51,15 @@ def run(
     bug: Path = typer.Option(..., "--bug", help="The bug report (markdown or text)."),
     policy: str | None = typer.Option(None, "--policy", help="Preset name or policy file."),
     agent: str | None = typer.Option(
-        None, "--agent", help="corral (the default with --model) or scripted:FILE."
+        None,
+        "--agent",
+        help="corral (the default with --model), scripted:FILE, or an agent CLI: cli:NAME "
+        "(aider, mini-swe-agent, claude-code, codex) or cli:custom with --agent-cmd.",
     ),
     script: Path | None = typer.Option(None, "--script", help="Script for --agent scripted."),
+    agent_cmd: str | None = typer.Option(
+        None, "--agent-cmd", help="Command line for --agent cli:custom (run in /workspace)."
+    ),
     model: str | None = typer.Option(None, "--model", help="Model name for --agent corral."),
     base_url: str | None = typer.Option(
         None,
@@ -96,6 +102,7 @@ def run(
         model=model,
         base_url=base_url,
         api_key_file=api_key_file,
+        agent_cmd=agent_cmd,
     )
     with run_display(err, as_json=as_json, quiet=quiet) as on_event:
         result = start_run(corral_home(), req, on_event=on_event)

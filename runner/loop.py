@@ -463,6 +463,9 @@ class Runner:
             for rel in self.scope.readonly_paths(base_files):
                 if (ws.path / rel).exists() and not (ws.path / rel).is_symlink():
                     mounts.append(Mount(source=str(ws.path / rel), target=f"/workspace/{rel}"))
+            extra = getattr(self.agent, "sandbox_mounts", None)
+            if extra is not None:  # an agent CLI's files, gateway socket and forwarder (read-only)
+                mounts.extend(extra())
         return SandboxSpec(
             image=self.config.image,
             runtime=self.config.runtime or sp.runtime,

@@ -20,6 +20,9 @@ from typing import Any
 from policies.load import REPO_FILE, LoadedPolicy, PolicyError, load_policy
 from policies.model import Policy
 from runner.agent import Agent, Task
+from runner.agents import load_preset
+from runner.agents.image import build_agent_image
+from runner.cli_agent import CliAgent
 from runner.corral_agent import CorralAgent
 from runner.loop import RunConfig, Runner, RunResult
 from runner.model import PRICES, ModelClient, ModelConfig, read_api_key
@@ -56,6 +59,8 @@ class RunRequest:
     model: str | None = None
     base_url: str | None = None
     api_key_file: Path | None = None
+    agent_cmd: str | None = None
+    """The command of ``--agent cli:custom``."""
 
 
 def read_task(repo: Path, bug: Path, base: str) -> Task:
@@ -90,9 +95,17 @@ def make_agent(
     model: str | None = None,
     base_url: str | None = None,
     api_key_file: Path | None = None,
+    agent_cmd: str | None = None,
 ) -> Agent:
-    """The agent named on the command line: ``scripted:FILE`` (or ``scripted`` + ``--script``), ``corral``."""
+    """The agent named on the command line: ``scripted:FILE`` (or ``scripted`` + ``--script``),
+    ``corral``, ``cli:NAME`` (an agent CLI preset) or ``cli:custom`` with ``agent_cmd``."""
     name, _, inline = agent.partition(":")
+    if name == "cli":
+        preset = load_preset(inline, agent_cmd)
+        key = read_api_key(os.environ, api_key_file)
+        return CliAgent(preset, policy or Policy(), model=model, base_url=base_url, api_key=key)
+    if agent_cmd:
+        raise ValueError("--agent-cmd goes with --agent cli:custom only")
     if name == "scripted" and inline:
         script = Path(inline)
     if name == "scripted":
@@ -117,7 +130,9 @@ def make_agent(
             prices={**PRICES, **p.model.prices},
         )
         return CorralAgent(ModelClient(config), p.model, p.progress.file)
-    raise ValueError(f"unknown agent {agent!r}: use --agent corral or --agent scripted:FILE")
+    raise ValueError(
+        f"unknown agent {agent!r}: use --agent corral, --agent scripted:FILE or --agent cli:NAME"
+    )
 
 
 def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> RunResult:
@@ -134,6 +149,7 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
     agent = make_agent(
         req.agent, req.script, loaded.policy,
         model=req.model, base_url=req.base_url, api_key_file=req.api_key_file,
+        agent_cmd=req.agent_cmd,
     )  # fmt: skip
     store = RunStore(home)
     if req.idempotency_key:
@@ -141,10 +157,16 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
         if existing is not None:
             return result_of(store, existing)
     client = connect()
-    image = req.image or ensure_sandbox_image(client)
+    if isinstance(agent, CliAgent):
+        ca = find_ca_bundle(os.environ)
+        image = req.image or build_agent_image(client, agent.preset, ca_bundle=ca).image_id
+    else:
+        image = req.image or ensure_sandbox_image(client)
     name, _, inline = req.agent.partition(":")
     script = req.script or (Path(inline) if inline else None)
     agent_ref = name if script is None else f"{name}:{script.resolve()}"
+    if name == "cli":
+        agent_ref = req.agent
     run_id = store.create(
         NewRun(
             repo=str(repo),
@@ -160,6 +182,7 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
                     "runtime": req.runtime,
                     "base_url": req.base_url,
                     "api_key_file": str(req.api_key_file) if req.api_key_file else None,
+                    "agent_cmd": req.agent_cmd,
                 }
             ),
             idempotency_key=req.idempotency_key,
@@ -172,8 +195,7 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
     if env_image is None:
         return result_of(store, run_id)
     config = RunConfig(task=task, loaded=loaded, image=env_image, runtime=_runtime(req.runtime))
-    runner = Runner(home, store, DockerBackend(client), agent, config, run_id, on_event=on_event)
-    return runner.execute()
+    return _drive(home, store, client, agent, config, run_id, on_event)
 
 
 def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunResult:
@@ -198,9 +220,12 @@ def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunR
     name, _, script = rec.agent.partition(":")
     spec = json.loads(rec.spec_json)
     key_file = spec.get("api_key_file")
+    if name == "cli":  # cli:NAME names a preset, not a script file
+        name, script = rec.agent, ""
     agent = make_agent(
         name, Path(script) if script else None, policy, model=rec.model,
         base_url=spec.get("base_url"), api_key_file=Path(key_file) if key_file else None,
+        agent_cmd=spec.get("agent_cmd"),
     )  # fmt: skip
     task = read_task(Path(rec.repo), Path(rec.bug_path), rec.base)
     approved, rejected = _decisions(rec.waiting_json)
@@ -211,8 +236,31 @@ def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunR
         approved=approved, rejected=rejected,
     )  # fmt: skip
     store.append(run_id, "run_resume", {"approved": sorted(approved), "rejected": sorted(rejected)})
+    return _drive(home, store, client, agent, config, run_id, on_event)
+
+
+def _drive(
+    home: Path,
+    store: RunStore,
+    client: Any,
+    agent: Agent,
+    config: RunConfig,
+    run_id: str,
+    on_event: OnEvent | None,
+) -> RunResult:
+    """Run ``agent``; an agent CLI is bound to the run (gateway, files) for exactly this long."""
     runner = Runner(home, store, DockerBackend(client), agent, config, run_id, on_event=on_event)
-    return runner.execute()
+    if not isinstance(agent, CliAgent):
+        return runner.execute()
+
+    def emit(kind: str, data: Mapping[str, Any]) -> None:  # the gateway's thread, too (flock)
+        store.append(run_id, kind, dict(data))
+
+    agent.bind(home, run_id, emit, lambda rel, data: store.write_artifact(run_id, rel, data))
+    try:
+        return runner.execute()
+    finally:
+        agent.close()
 
 
 def result_of(store: RunStore, run_id: str) -> RunResult:

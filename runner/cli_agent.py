@@ -1,0 +1,251 @@
+"""``--agent cli:NAME``: a third-party agent CLI, unmodified, in the sandbox, held to the policy.
+
+One context window is one invocation of the CLI, run by the runner in the
+sandbox (not through the command validator: the CLI is the agent, not one of
+its commands), in a process of its own with a timeout, its output kept as an
+artifact. The CLI reads the task from a prompt file the runner writes outside
+the worktree (``/run/corral/agent/prompt.md``, mounted read-only): bug report,
+policy summary, progress file, diff stat and the last gate feedback. It
+reaches the model only through the gateway (``runner.gateway``): a unix socket
+bind-mounted into the container and a forwarder on ``127.0.0.1:PORT`` started
+next to the CLI, so the container holds the dummy key only and has no network.
+
+After each invocation the runner enforces the scope on the tree (the same
+check as after every built-in action, ``Tools``), counts the gateway's tokens
+and cost against the run's budgets, and turns a spent gateway budget into
+``BudgetExceeded``. Everything else (harvest scan, patch scope, gates) is the
+runner's as for any agent. How an invocation ends: exit 0 is ``finished``, a
+timeout is ``window_exhausted`` (re-invoked with the updated prompt), any
+other exit is an ``agent_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from policies.commands import CommandValidator
+from policies.model import Policy
+from runner.agent import WindowContext, WindowEnd, WindowOutcome
+from runner.agents import AGENT_DIR, PROMPT_FILE, Preset
+from runner.corral_agent import first_message
+from runner.tools import BudgetExceeded
+from sandbox.paths import worktrees_dir
+from sandbox.spec import Mount
+
+log = logging.getLogger(__name__)
+
+#: The forwarder's port inside the container (its own network namespace: nothing else listens).
+PORT = 18080
+GATEWAY_DIR = "/run/corral/gateway"
+FORWARDER = "/run/corral/forwarder.py"
+SOCKET = "gw.sock"
+VALIDATE_PATH = "/corral/validate"
+#: How much of an invocation's output is kept as the window's artifact (head and tail).
+OUTPUT_LIMIT = 1_000_000
+
+Emit = Callable[[str, Mapping[str, Any]], None]
+WriteArtifact = Callable[[str, bytes | str], Any]
+
+
+class CliAgent:
+    """An agent CLI preset bound to one run: its gateway, its files, its invocations."""
+
+    def __init__(
+        self,
+        preset: Preset,
+        policy: Policy,
+        *,
+        model: str | None,
+        base_url: str | None,
+        api_key: str | None,
+    ) -> None:
+        self.preset, self.policy = preset, policy
+        self.name = f"cli:{preset.name}"
+        self.model = model or preset.default_model
+        self.base_url = base_url or "https://api.openai.com/v1"
+        self._api_key = api_key
+        self.validator = CommandValidator(policy.commands)
+        self._dir: Path | None = None
+        self._gateway: Any = None
+        self._emit: Emit = lambda kind, data: None
+        self._write_artifact: WriteArtifact | None = None
+
+    # ------------------------------------------------------------ lifecycle (the service's)
+
+    def bind(self, home: Path, run_id: str, emit: Emit, write_artifact: WriteArtifact) -> None:
+        """Make the run's agent directory and start its gateway; ``close`` undoes both.
+
+        Raises ``OSError`` when the directory cannot be made, and whatever
+        ``Gateway.start`` raises when the socket cannot be served.
+        """
+        from runner.gateway import Gateway, Upstream
+
+        self._emit, self._write_artifact = emit, write_artifact
+        root = worktrees_dir(home) / f"{run_id}.agent"
+        shutil.rmtree(root, ignore_errors=True)
+        (root / "files").mkdir(parents=True)
+        (root / "gateway").mkdir()
+        for p in (root, root / "files", root / "gateway"):
+            p.chmod(0o755)
+        self._dir = root
+        for name, text in self.preset.files.items():
+            (root / "files" / name).write_text(self._fill(text))
+        if self.preset.command_validation == "hook":
+            hook = resources.files("runner.agents").joinpath("corral_hook.py").read_text()
+            (root / "files" / "corral_hook.py").write_text(hook)
+        b = self.policy.budgets
+        self._gateway = Gateway(
+            str(root / "gateway" / SOCKET),
+            [Upstream(self.base_url, self._api_key)],
+            on_event=emit,
+            max_tokens=b.tokens,
+            max_cost_usd=b.cost_usd,
+        )
+        if self.preset.command_validation == "hook":
+            self._gateway.validate = self.validate
+        self._gateway.start()
+
+    def close(self) -> None:
+        """Stop the gateway and remove the agent directory (idempotent)."""
+        if self._gateway is not None:
+            self._gateway.close()
+            self._gateway = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def sandbox_mounts(self) -> tuple[Mount, ...]:
+        """What the attempt's sandbox needs besides the worktree: files, gateway socket, forwarder."""
+        from runner.gateway import FORWARDER_SOURCE
+
+        root = self._bound()
+        return (
+            Mount(source=str(root / "files"), target=AGENT_DIR),
+            Mount(source=str(root / "gateway"), target=GATEWAY_DIR),
+            Mount(source=str(FORWARDER_SOURCE), target=FORWARDER),
+        )
+
+    # ------------------------------------------------------------ one window
+
+    def run_window(self, ctx: WindowContext) -> WindowOutcome:
+        """One invocation of the CLI; see the module docstring for how it ends.
+
+        Raises ``BudgetExceeded`` (wall time before it starts, the gateway's
+        token or cost budget after it returns) and ``SandboxError`` when the
+        sandbox itself fails.
+        """
+        root, tools = self._bound(), ctx.tools
+        tools.budget.step()
+        text = first_message(ctx, tools.scope.progress_file) + Template(
+            resources.files("runner.agents").joinpath("prompt_tail.md").read_text()
+        ).safe_substitute(progress_file=tools.scope.progress_file)
+        (root / "files" / "prompt.md").write_text(text)
+        b = self.policy.budgets
+        timeout = min(b.wall_seconds / b.windows, tools.budget.deadline - time.monotonic())
+        tokens0, cost0 = self._gateway.used_tokens, self._gateway.used_cost
+        self._emit("agent_invocation", {"agent": self.name, "attempt": ctx.attempt,
+                                        "window": ctx.window, "timeout_s": round(timeout)})  # fmt: skip
+        result = tools.sandbox.exec_once(
+            self.command_line(text),
+            timeout=max(1.0, timeout),
+            env=self.environment(),
+            output_limit=OUTPUT_LIMIT,
+        )
+        if self._write_artifact is not None:
+            body = f"$ exit {result.exit_code}\n{result.stdout}\n[stderr]\n{result.stderr}"
+            self._write_artifact(f"attempt-{ctx.attempt}/window-{ctx.window}/agent.log", body)
+        self._emit("agent_exit", {"agent": self.name, "exit_code": result.exit_code,
+                                  "timed_out": result.timed_out,
+                                  "duration_s": round(result.duration_s, 3)})  # fmt: skip
+        tools.budget.output(len(result.stdout) + len(result.stderr))
+        note = tools._enforce_scope()  # the same scope check as after every built-in action
+        tokens = self._gateway.used_tokens - tokens0
+        cost = self._gateway.used_cost - cost0
+        exhausted = self._gateway.exhausted
+        if exhausted:
+            tools.budget.model(tokens, cost)  # raises when the run's own counters cross too
+            limit = b.tokens if exhausted == "tokens" else b.cost_usd
+            used = tools.budget.used_tokens if exhausted == "tokens" else tools.budget.used_cost
+            raise BudgetExceeded(exhausted, used, limit)
+        notes = (note.strip(),) if note else ()
+        end: WindowEnd
+        if result.timed_out:
+            end = "window_exhausted"
+            detail = f"the agent ran out of its {timeout:.0f}s window"
+        elif result.exit_code == 0:
+            end, detail = "finished", ""
+        else:
+            end = "agent_error"
+            detail = (
+                f"{self.name} exited {result.exit_code}: {_tail(result.stderr or result.stdout)}"
+            )
+        return WindowOutcome(
+            end=end, summary="agent exited" if end == "finished" else "", detail=detail,
+            tokens=tokens, cost_usd=cost, notes=notes,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------ pieces
+
+    def command_line(self, prompt: str) -> str:
+        """The shell line of one invocation: forwarder up, then the CLI in /workspace, then down."""
+        argv = " ".join(shlex.quote(self._fill(a, prompt)) for a in self.preset.argv)
+        socket = f"{GATEWAY_DIR}/{SOCKET}"
+        return (
+            f"python3 {FORWARDER} --listen 127.0.0.1:{PORT} --socket {socket}"
+            " >/tmp/corral-forwarder.log 2>&1 & fwd=$!; "
+            f"for _ in $(seq 100); do (: </dev/tcp/127.0.0.1/{PORT}) 2>/dev/null && break; "
+            "sleep 0.05; done; "
+            f"cd /workspace && {argv} </dev/null; rc=$?; kill $fwd 2>/dev/null; exit $rc"
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The invocation's environment: preset variables, base URL, the dummy key."""
+        from runner.gateway import DUMMY_KEY
+
+        env = {k: self._fill(v) for k, v in self.preset.env.items()}
+        env.update({name: self._base_url() for name in self.preset.base_url_vars})
+        env.update({name: DUMMY_KEY for name in self.preset.key_vars})
+        env["CORRAL_PROMPT_FILE"] = PROMPT_FILE
+        return env
+
+    def validate(self, command: str) -> tuple[str, str]:
+        """The validator's decision on a command a CLI's hook asks about (``ask`` cannot wait: deny)."""
+        verdict = self.validator.check(command)
+        decision = verdict.decision if verdict.decision != "ask" else "deny"
+        reason = verdict.reason if verdict.decision != "ask" else (
+            f"needs a human's approval, which an agent CLI cannot wait for: {verdict.reason}"
+        )  # fmt: skip
+        self._emit("command_hook", {"command": command, "decision": decision, "reason": reason})
+        return decision, reason
+
+    def _base_url(self) -> str:
+        url = str(self._gateway.container_base_url(PORT))
+        return url if self.preset.base_url_suffix else url.removesuffix("/v1")
+
+    def _fill(self, text: str, prompt: str = "") -> str:
+        return text.format(
+            model=self.model,
+            base_url=self._base_url() if self._gateway is not None else "",
+            prompt=prompt,
+            prompt_file=PROMPT_FILE,
+            agent_dir=AGENT_DIR,
+            validate_url=f"http://127.0.0.1:{PORT}{VALIDATE_PATH}",
+        )
+
+    def _bound(self) -> Path:
+        if self._dir is None or self._gateway is None:
+            raise RuntimeError("CliAgent used before bind(): the service binds it to its run")
+        return self._dir
+
+
+def _tail(text: str, n: int = 300) -> str:
+    text = " ".join(text.split())
+    return text[-n:] if text else "(no output)"

@@ -1,0 +1,190 @@
+"""Agent CLIs in the box: presets, agent images, and real runs through the gateway on real Docker.
+
+The docker tests run a real third-party agent CLI from PyPI (mini-swe-agent)
+inside the sandbox against the scripted OpenAI-compatible server on loopback,
+reached only through the gateway's socket and the in-container forwarder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.agents import CUSTOM, PresetError, load_preset, preset_names
+from runner.agents.image import agent_hash
+from runner.modelserver import ScriptedModelServer, ScriptedReply, ToolCall
+from runner.store import RunStore
+from tests.gitfixtures import make_repo
+from tests.test_corral_agent import KEY, PYTEST, project, run_corral
+
+__all__ = ["project"]  # the fixture, shared with the built-in agent's tests
+
+KEY_PATTERN = KEY.replace("-0", "-[0]")  # matches the key; is not the key (argv is searchable)
+GATES = f"""
+[budgets]
+attempts = 1
+windows = 1
+[[gates]]
+name = "tests"
+command = "{PYTEST}"
+"""
+FIX = "sed -i 's/a - b/a + b/' src/calc.py"
+
+
+def bash(command: str) -> ScriptedReply:
+    return ScriptedReply(content="Next step.", tool_calls=[ToolCall("bash", {"command": command})])
+
+
+SUBMIT = bash("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
+
+
+# ------------------------------------------------------------------ presets (no Docker)
+
+
+def test_every_shipped_preset_loads_and_names_its_model_variables() -> None:
+    assert set(preset_names()) == {"aider", "mini-swe-agent", "claude-code", "codex"}
+    for name in preset_names():
+        preset = load_preset(name)
+        assert preset.installs and preset.bins and preset.key_vars and preset.base_url_vars
+        assert any("{model}" in a for a in preset.argv)
+    assert load_preset("claude-code").command_validation == "hook"
+    assert load_preset("claude-code").base_url_suffix == ""
+    assert {"nodejs", "npm"} <= set(load_preset("codex").apt)
+
+
+def test_custom_needs_a_command_and_parses_it_like_a_shell() -> None:
+    preset = load_preset(CUSTOM, "sh -c 'echo hi; exit 3'")
+    assert preset.argv == ("sh", "-c", "echo hi; exit 3") and not preset.installs
+    with pytest.raises(PresetError, match="--agent-cmd"):
+        load_preset(CUSTOM)
+    with pytest.raises(PresetError, match="does not parse"):
+        load_preset(CUSTOM, "sh -c 'unclosed")
+    with pytest.raises(PresetError, match="cli:custom only"):
+        load_preset("aider", "echo")
+    with pytest.raises(PresetError, match=r"unknown agent CLI preset 'nope'.*cli:mini-swe-agent"):
+        load_preset("nope")
+
+
+def test_agent_image_hash_follows_the_recipe(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    mini = load_preset("mini-swe-agent")
+    first = agent_hash(mini, "sha256:a", tmp_path)
+    assert first == agent_hash(mini, "sha256:a", tmp_path)
+    assert first != agent_hash(mini, "sha256:b", tmp_path)
+    assert first != agent_hash(mini.model_copy(update={"pip": ("other",)}), "sha256:a", tmp_path)
+    (tmp_path / "Dockerfile").write_text("FROM y\n")
+    assert first != agent_hash(mini, "sha256:a", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--agent", "cli:nope"], "unknown agent CLI preset 'nope'"),
+        (["--agent", "cli:custom"], "--agent cli:custom needs --agent-cmd"),
+        (["--agent", "corral", "--model", "m", "--agent-cmd", "x"], "cli:custom only"),
+    ],
+)
+def test_bad_agent_arguments_are_one_line_and_exit_2(
+    tmp_path: Path, corral_home: Path, args: list[str], message: str
+) -> None:
+    make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    (tmp_path / "bug.md").write_text("# bug\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "run", "--repo", str(tmp_path / "repo"),
+         "--bug", str(tmp_path / "bug.md"), *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_image_build_of_an_unknown_preset_is_one_line_and_exit_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "image", "build", "--agent", "nope"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "unknown agent CLI preset 'nope'" in proc.stderr
+
+
+# ------------------------------------------------------------------ real Docker
+
+
+@pytest.fixture(scope="session")
+def mini_image(docker_client: object) -> str:
+    """The mini-swe-agent image, built from PyPI once (cached by content hash after that)."""
+    from runner.agents.image import build_agent_image
+    from sandbox.images import find_ca_bundle
+
+    preset = load_preset("mini-swe-agent")
+    first = build_agent_image(docker_client, preset, ca_bundle=find_ca_bundle(os.environ))
+    again = build_agent_image(docker_client, preset, ca_bundle=find_ca_bundle(os.environ))
+    assert not again.built and again.image_id == first.image_id  # second call: no work
+    return first.image_id
+
+
+def run_cli(
+    project: Path, home: Path, server: ScriptedModelServer, policy: str, *agent: str
+) -> dict:
+    """``corral run`` as the built-in agent's tests run it, with the agent CLI named last (it wins)."""
+    return run_corral(project, home, server, policy, *agent, "--model", "scripted-model")
+
+
+def _artifact(home: Path, run_id: str, name: str) -> str:
+    return RunStore(home).artifact_path(run_id, name).read_text()
+
+
+@pytest.mark.docker
+def test_mini_swe_agent_from_pypi_fixes_the_bug_through_the_gateway(
+    project: Path, corral_home: Path, mini_image: str
+) -> None:
+    with ScriptedModelServer([bash("cat src/calc.py"), bash(FIX), SUBMIT]) as server:
+        result = run_cli(project, corral_home, server, GATES, "--agent", "cli:mini-swe-agent")
+    assert result["status"] == "ready_for_review", result
+    assert result["attempts"][0]["changed_files"] == ["src/calc.py"]
+    assert result["attempts"][0]["gates"] == {"tests": True}
+    assert "+    return a + b" in Path(result["patch_path"]).read_text()
+    assert server.served == 3
+    sent = server.requests[0]
+    assert sent.headers["authorization"] == f"Bearer {KEY}"  # injected by the gateway on the host
+    assert "add() subtracts" in json.dumps(sent.body)  # the prompt file reached the CLI
+    store = RunStore(corral_home)
+    assert store.verify(result["run_id"]).ok
+    assert KEY not in store.log_path(result["run_id"]).read_text()
+    assert "exit 0" in _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
+
+
+@pytest.mark.docker
+def test_the_container_holds_only_the_dummy_key(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    probe = (
+        "sh -c 'echo ENV_HITS=$(env | grep -c " + KEY_PATTERN + "); "
+        "echo FILE_HITS=$(grep -rIl " + KEY_PATTERN + " /workspace /run /home /tmp /etc /opt "
+        "/proc/self/environ 2>/dev/null | wc -l); echo KEY_VAR=$OPENAI_API_KEY; "
+        "echo BASE=$OPENAI_BASE_URL; " + FIX.replace("'", '"') + "'"
+    )
+    with ScriptedModelServer([]) as server:
+        result = run_cli(project, corral_home, server, GATES, "--agent", "cli:custom",
+                         "--agent-cmd", probe)  # fmt: skip
+    assert result["status"] == "ready_for_review", result
+    log = _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
+    from runner.gateway import DUMMY_KEY
+
+    assert "ENV_HITS=0" in log and "FILE_HITS=0" in log, log
+    assert f"KEY_VAR={DUMMY_KEY}" in log and "BASE=http://127.0.0.1:" in log, log
+
+
+@pytest.mark.docker
+def test_a_token_budget_stops_the_cli_after_the_call_that_crossed_it(
+    project: Path, corral_home: Path, mini_image: str
+) -> None:
+    policy = GATES.replace("windows = 1", "windows = 1\ntokens = 150")  # 120 tokens a call
+    with ScriptedModelServer([bash(f"echo {i}") for i in range(6)]) as server:
+        result = run_cli(project, corral_home, server, policy, "--agent", "cli:mini-swe-agent")
+    assert result["status"] == "budget_exhausted" and "tokens" in result["reason"], result
+    assert server.served == 2  # the second call crossed 150; nothing reached the model after it
