@@ -257,3 +257,37 @@ def test_export_patch_applies_and_pr_body_summarises(ready: Ready) -> None:
     assert f"| `{INVOICE}` | 1 | 1 |" in text
     assert "| 1 | passed |" in text
     assert "http" not in text  # link-free
+
+
+def test_review_decisions_are_recorded_and_only_for_a_ready_run(ready: Ready) -> None:
+    assert ready.cli("approve", ready.run_id).exit_code == 0
+    _one_error_line(ready.cli("approve", ready.run_id), "already approved")
+    changed = ready.cli("reject", ready.run_id, "--comment", "on second thought")
+    assert changed.exit_code == 0, changed.output  # a decision may change until the merge
+    decisions = [
+        e for e in RunStore(ready.home).events(ready.run_id) if e.type.startswith("review_")
+    ]
+    assert [(e.type, e.data["previous"]) for e in decisions] == [
+        ("review_approved", "ready_for_review"),
+        ("review_rejected", "approved"),
+    ]
+    assert decisions[1].data["comment"] == "on second thought"
+    assert ready.cli("approve", ready.run_id).exit_code == 0
+    assert ready.cli("merge", ready.run_id).exit_code == 0
+    _one_error_line(ready.cli("reject", ready.run_id), "is merged")
+    ready.verified()
+
+
+def test_merge_onto_a_branch_checked_out_in_a_linked_worktree_updates_that_worktree(
+    ready: Ready,
+) -> None:
+    assert ready.cli("approve", ready.run_id).exit_code == 0
+    linked = ready.tmp / "linked"
+    git(ready.repo, "worktree", "add", "-q", "-b", "hotfix", str(linked))
+    main = ready.head("main")
+    result = ready.cli("merge", ready.run_id, "--branch", "hotfix")
+    assert result.exit_code == 0, result.output
+    assert str(linked) in " ".join(result.output.split())
+    assert "percent // 100" in (linked / INVOICE).read_text()
+    assert git(linked, "status", "--porcelain") == ""
+    assert ready.head("main") == main and "percent // 10\n" in (ready.repo / INVOICE).read_text()
