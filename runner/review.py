@@ -217,7 +217,31 @@ def _duration(events: list[Event], created: float, updated: float) -> float:
     return max(0.0, updated - created)
 
 
-_DIFF_GIT = re.compile(r"^diff --git a/(.*) b/(.*)$")
+_DIFF_GIT = re.compile(r'^diff --git (?:a/(.*) b/(.*)|"a/(.*)" "b/(.*)")$')
+_C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+
+
+def unquote_path(text: str) -> str:
+    """A path as git writes it inside double quotes (C escapes, octal bytes) -> the path."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt in "01234567" and re.match(r"[0-7]{3}", text[i + 1 : i + 4]):
+                out.append(int(text[i + 1 : i + 4], 8))
+                i += 4
+                continue
+            if nxt in _C_ESCAPES:
+                out.append(_C_ESCAPES[nxt])
+                i += 2
+                continue
+        out += c.encode()
+        i += 1
+    return out.decode(errors="replace")
+
+
 _HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 
 
@@ -234,7 +258,7 @@ def parse_diff(patch: str, scope: Scope) -> list[FileDiff]:
     for line in patch.split("\n"):
         m = _DIFF_GIT.match(line)
         if m:
-            path = m.group(2)
+            path = m.group(2) if m.group(2) is not None else unquote_path(m.group(4))
             cur = FileDiff(path=path, scope=scope.classify(path), status="modified")
             files.append(cur)
             cur.lines.append(DiffLine("meta", line))

@@ -186,6 +186,17 @@ def test_parse_diff_numbers_lines_and_keeps_dash_lines_inside_a_hunk() -> None:
     assert (test.scope, test.status, test.hidden) == ("protected", "added", 1)
 
 
+def test_parse_diff_reads_paths_git_had_to_quote() -> None:
+    patch = (
+        'diff --git "a/src/tab\\there \\"q\\" \\342\\200\\256.py" '
+        '"b/src/tab\\there \\"q\\" \\342\\200\\256.py"\n'
+        "new file mode 100644\n@@ -0,0 +1 @@\n+x\n"
+    )
+    (f,) = parse_diff(patch, Scope(Policy()))
+    assert f.path == 'src/tab\there "q" \u202e.py' and f.status == "added" and f.added == 1
+    assert plain(f.path) == 'src/tab\there "q" <U+202E>.py'
+
+
 # ---------------------------------------------------------------- real runs
 
 
