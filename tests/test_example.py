@@ -63,6 +63,7 @@ def test_story_2_rolls_back_a_protected_edit_denies_a_command_then_fixes(
     assert len(second["denied"]) == 1 and "curl" in second["denied"][0]
     denied = [e.data for e in store.events(run_id) if e.type == "command_denied"]
     assert len(denied) == 1 and "curl" in denied[0]["command"]
+    assert "conftest.py" in proc.stdout and f"corral approve {run_id}" in proc.stdout  # the review
     assert store.verify(run_id).ok
 
 

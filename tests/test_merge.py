@@ -291,3 +291,22 @@ def test_merge_onto_a_branch_checked_out_in_a_linked_worktree_updates_that_workt
     assert "percent // 100" in (linked / INVOICE).read_text()
     assert git(linked, "status", "--porcelain") == ""
     assert ready.head("main") == main and "percent // 10\n" in (ready.repo / INVOICE).read_text()
+
+
+def test_hidden_characters_in_the_bug_title_are_escaped_in_the_commit_message(
+    tmp_path: Path, corral_home: Path, docker_client: Any, sandbox_image: str
+) -> None:
+    repo = example_repo(tmp_path / "repo")
+    bug = tmp_path / "bug.md"
+    bug.write_text("# Discount \u202egnorw\u202c is wrong\n\n10% takes off everything.\n")
+    req = RunRequest(
+        repo=repo, bug=bug, script=EXAMPLES / "agents/discount.toml", image=sandbox_image
+    )
+    with mount_scratch_fs(worktrees_dir(corral_home), size_mb=512):
+        run_id = start_run(corral_home, req).run_id
+    runner = CliRunner()
+    assert runner.invoke(app, ["approve", run_id]).exit_code == 0
+    assert runner.invoke(app, ["merge", run_id]).exit_code == 0
+    subject = git(repo, "log", "-1", "--format=%s")
+    assert subject == "Discount <U+202E>gnorw<U+202C> is wrong"
+    assert "\u202e" not in git(repo, "log", "-1", "--format=%B")
