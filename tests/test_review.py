@@ -197,6 +197,36 @@ def test_parse_diff_reads_paths_git_had_to_quote() -> None:
     assert plain(f.path) == 'src/tab\there "q" <U+202E>.py'
 
 
+def test_a_run_that_ended_before_any_attempt_reviews_and_reports(tmp_path: Path) -> None:
+    from runner.report_html import render_html
+    from runner.store import NewRun
+
+    store = RunStore(tmp_path)
+    run_id = store.create(
+        NewRun(
+            repo="/r",
+            base="0" * 40,
+            bug_title="t",
+            bug_path="/b",
+            agent="scripted",
+            model=None,
+            policy_json=json.dumps({"sources": ["preset:default"], "policy": {}}),
+            spec_json="{}",
+            run_id="early",
+        )
+    )
+    store.append(run_id, "run_start", {"title": "t", "agent": "scripted"})
+    store.append(run_id, "setup_failed", {"exit_code": 7})
+    store.update(run_id, status="failed", failure_domain="runtime", reason="setup failed")
+    rv = gather(store, run_id)
+    assert (rv.files, rv.gates, rv.attempts, rv.trajectory.steps) == ([], [], [], 0)
+    page = render_html(rv)
+    assert "No attempt changed anything." in page and "No gate ran." in page
+    text = corral(tmp_path, "review", run_id).stdout
+    assert "failed (runtime)" in text and "no diff" in text and "gates: none ran" in text
+    assert '{"exit_code": 7}' in corral(tmp_path, "logs", run_id).stdout
+
+
 # ---------------------------------------------------------------- real runs
 
 
