@@ -16,7 +16,7 @@ if [ ! -f "$here/bugs/$story.md" ]; then
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/corral-example-$story.XXXXXX")
 bash "$here/setup.sh" "$work/repo" >/dev/null
-run_id="example-$story-$(date -u +%Y%m%d-%H%M%S)"
+run_id="example-$story-$(date -u +%Y%m%d-%H%M%S)-$RANDOM"
 agent=()
 [ $# -eq 0 ] && agent=(--agent "scripted:$here/agents/$story.toml")
 status=0
