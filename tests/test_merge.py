@@ -310,3 +310,34 @@ def test_hidden_characters_in_the_bug_title_are_escaped_in_the_commit_message(
     subject = git(repo, "log", "-1", "--format=%s")
     assert subject == "Discount <U+202E>gnorw<U+202C> is wrong"
     assert "\u202e" not in git(repo, "log", "-1", "--format=%B")
+
+
+def test_a_patch_that_adds_and_deletes_files_merges_both(tmp_path: Path, corral_home: Path) -> None:
+    import json
+
+    from runner.store import NewRun
+
+    repo = example_repo(tmp_path / "repo")
+    git(repo, "rm", "-q", "README.md")
+    (repo / "src/invoicer/tax.py").write_text('"""VAT."""\n\nRATE = 20\n')
+    git(repo, "add", "src/invoicer/tax.py")
+    patch = subprocess.run(
+        ["git", "diff", "--cached", "--full-index", "--binary"],
+        cwd=repo, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    git(repo, "reset", "-q", "--hard")
+    store = RunStore(corral_home)
+    run_id = store.create(
+        NewRun(repo=str(repo), base=git(repo, "rev-parse", "HEAD"), bug_title="Add VAT",
+               bug_path=str(repo / "README.md"), agent="scripted", model=None,
+               policy_json=json.dumps({"sources": [], "policy": {}}), spec_json="{}")
+    )  # fmt: skip
+    store.write_artifact(run_id, "candidate.diff", patch)
+    store.update(run_id, status="approved")
+    result = CliRunner().invoke(app, ["merge", run_id])
+    assert result.exit_code == 0, result.output
+    assert not (repo / "README.md").exists() and (repo / "src/invoicer/tax.py").is_file()
+    assert git(repo, "status", "--porcelain") == ""
+    changed = git(repo, "diff-tree", "--no-commit-id", "--name-status", "-r", "HEAD")
+    assert changed.splitlines() == ["D\tREADME.md", "A\tsrc/invoicer/tax.py"]
+    assert store.verify(run_id).ok
