@@ -25,7 +25,7 @@ from typing import Any
 
 from policies.model import Policy
 from policies.scope import _HIDDEN, Scope
-from runner.gates import compare, parse_junit
+from runner.gates import TestOutcomes, compare, parse_junit
 from runner.store import Event, RunStore
 from runner.trajectory import Blocked, Trajectory, read_trajectory
 
@@ -305,6 +305,7 @@ def _gates(store: RunStore, run_id: str, events: list[Event]) -> list[GateRow]:
         rows.append(GateRow(label="baseline", name=name, passed=g["passed"],
                             exit_code=g["exit_code"], reason=g["reason"], baseline_passed=None,
                             log=_artifact(store, run_id, f"baseline/gate-{name}.log")))  # fmt: skip
+    latest: dict[tuple[str, str], GateRow] = {}  # a resumed attempt's gates replace its earlier
     for e in events:
         if e.type != "gate_end" or e.data.get("label") == "baseline":
             continue
@@ -317,14 +318,15 @@ def _gates(store: RunStore, run_id: str, events: list[Event]) -> list[GateRow]:
             log=_artifact(store, run_id, f"{label}/gate-{name}.log"),
             baseline_log=_artifact(store, run_id, f"baseline/gate-{name}.log"),
         )  # fmt: skip
-        before = parse_junit(store.artifact_path(run_id, f"baseline/junit-{name}.xml"))
-        after = parse_junit(store.artifact_path(run_id, f"{label}/junit-{name}.xml"))
+        before = _junit(store, run_id, f"baseline/junit-{name}.xml")
+        after = _junit(store, run_id, f"{label}/junit-{name}.xml")
         if before is not None and after is not None:
             c = compare(before, after)
             row.fixed, row.still_failing = list(c.fixed), list(c.still_failing)
             row.newly_failing, row.missing = list(c.newly_failing), list(c.missing)
-        rows.append(row)
-    return rows
+        latest.pop((label, name), None)
+        latest[(label, name)] = row
+    return rows + list(latest.values())
 
 
 def _evidence(
@@ -356,8 +358,19 @@ def number(value: float | None) -> str:
 
 
 def _artifact(store: RunStore, run_id: str, name: str) -> str:
-    path = store.artifact_path(run_id, name)
+    """An artifact's text, or "" when it is missing or its name is not a valid artifact name."""
+    try:
+        path = store.artifact_path(run_id, name)
+    except ValueError:
+        return ""
     return path.read_bytes().decode(errors="replace") if path.is_file() else ""
+
+
+def _junit(store: RunStore, run_id: str, name: str) -> TestOutcomes | None:
+    try:
+        return parse_junit(store.artifact_path(run_id, name))
+    except ValueError:
+        return None
 
 
 def _patch_violations(
