@@ -22,6 +22,7 @@ other exit is an ``agent_error``.
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import shutil
 import time
@@ -48,6 +49,7 @@ GATEWAY_DIR = "/run/corral/gateway"
 FORWARDER = "/run/corral/forwarder.py"
 SOCKET = "gw.sock"
 VALIDATE_PATH = "/corral/validate"
+_PLACEHOLDER = re.compile(r"\{(model|base_url|prompt|prompt_file|agent_dir|validate_url)\}")
 #: How much of an invocation's output is kept as the window's artifact (head and tail).
 OUTPUT_LIMIT = 1_000_000
 
@@ -97,7 +99,7 @@ class CliAgent:
             p.chmod(0o755)
         self._dir = root
         for name, text in self.preset.files.items():
-            (root / "files" / name).write_text(self._fill(text))
+            (root / "files" / name).write_text(text)  # verbatim: JSON has braces
         if self.preset.command_validation == "hook":
             hook = resources.files("runner.agents").joinpath("corral_hook.py").read_text()
             (root / "files" / "corral_hook.py").write_text(hook)
@@ -231,14 +233,16 @@ class CliAgent:
         return url if self.preset.base_url_suffix else url.removesuffix("/v1")
 
     def _fill(self, text: str, prompt: str = "") -> str:
-        return text.format(
-            model=self.model,
-            base_url=self._base_url() if self._gateway is not None else "",
-            prompt=prompt,
-            prompt_file=PROMPT_FILE,
-            agent_dir=AGENT_DIR,
-            validate_url=f"http://127.0.0.1:{PORT}{VALIDATE_PATH}",
-        )
+        """``text`` with the known ``{placeholders}`` replaced; every other brace stays as it is."""
+        values = {
+            "model": self.model,
+            "base_url": self._base_url() if self._gateway is not None else "",
+            "prompt": prompt,
+            "prompt_file": PROMPT_FILE,
+            "agent_dir": AGENT_DIR,
+            "validate_url": f"http://127.0.0.1:{PORT}{VALIDATE_PATH}",
+        }
+        return _PLACEHOLDER.sub(lambda m: values[m[1]], text)
 
     def _bound(self) -> Path:
         if self._dir is None or self._gateway is None:

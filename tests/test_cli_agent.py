@@ -70,6 +70,17 @@ def test_custom_needs_a_command_and_parses_it_like_a_shell() -> None:
         load_preset("nope")
 
 
+def test_only_known_placeholders_are_filled_in_a_command() -> None:
+    from policies.model import Policy
+    from runner.cli_agent import CliAgent
+
+    preset = load_preset(CUSTOM, "awk '{print $1}' {prompt_file} --model {model} {unknown}")
+    agent = CliAgent(preset, Policy(), model="m1", base_url=None, api_key=None)
+    line = agent.command_line("the prompt")
+    assert "awk '{print $1}' /run/corral/agent/prompt.md --model m1 '{unknown}'" in line
+    assert line.index("forwarder.py") < line.index("awk") < line.index("kill $fwd")
+
+
 def test_agent_image_hash_follows_the_recipe(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM x\n")
     mini = load_preset("mini-swe-agent")
@@ -188,3 +199,83 @@ def test_a_token_budget_stops_the_cli_after_the_call_that_crossed_it(
         result = run_cli(project, corral_home, server, policy, "--agent", "cli:mini-swe-agent")
     assert result["status"] == "budget_exhausted" and "tokens" in result["reason"], result
     assert server.served == 2  # the second call crossed 150; nothing reached the model after it
+
+
+@pytest.mark.docker
+def test_an_agent_cli_that_writes_outside_its_scope_is_reverted(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    attack = (
+        "sh -c '" + FIX.replace("'", '"') + '; echo "def test_add(): pass" > tests/test_calc.py; '
+        "mkdir -p .github && echo owned > .github/ci.yml'"
+    )
+    with ScriptedModelServer([]) as server:
+        result = run_cli(project, corral_home, server, GATES, "--agent", "cli:custom",
+                         "--agent-cmd", attack)  # fmt: skip
+    attempt = result["attempts"][0]
+    assert result["status"] == "ready_for_review", result
+    assert attempt["changed_files"] == ["src/calc.py"]
+    assert attempt["violations"] == [".github/ci.yml"]  # created, then reverted by the runner
+    log = _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
+    assert "Read-only file system" in log  # the existing test file is mounted read-only
+    kinds = [e.type for e in RunStore(corral_home).events(result["run_id"])]
+    assert "scope_reverted" in kinds and "agent_exit" in kinds
+
+
+@pytest.mark.docker
+def test_the_claude_code_hook_asks_the_validator_on_the_host(
+    tmp_path: Path, docker_client: object, sandbox_image: str
+) -> None:
+    """The preset's PreToolUse hook, run in a real sandbox the way Claude Code runs it."""
+    from policies.model import Policy
+    from runner.cli_agent import CliAgent
+    from sandbox.docker_backend import DockerBackend
+    from sandbox.spec import SandboxSpec
+
+    policy = Policy.model_validate({"commands": {"deny": ["git push"], "ask": ["pip install"]}})
+    hook = "python3 {agent_dir}/corral_hook.py"
+    probe = " ; ".join(
+        f"echo '{json.dumps({'tool_name': 'Bash', 'tool_input': {'command': c}})}' | {hook}"
+        for c in ("ls -la", "git push origin main", "pip install requests")
+    )
+    preset = load_preset("claude-code").model_copy(update={"argv": ("sh", "-c", probe)})
+    events: list[tuple[str, dict]] = []
+    agent = CliAgent(preset, policy, model="m", base_url="http://127.0.0.1:9/v1", api_key=KEY)
+    agent.bind(tmp_path, "hook", lambda k, d: events.append((k, dict(d))), lambda n, d: None)
+    backend = DockerBackend(docker_client)
+    try:
+        files = Path(agent.sandbox_mounts()[0].source)
+        settings = json.loads((files / "claude-settings.json").read_text())
+        spec = SandboxSpec(image=sandbox_image, mounts=agent.sandbox_mounts(), run_id="hook-test")
+        box = backend.start(spec)
+        try:
+            result = box.exec_once(agent.command_line(""), timeout=120, env=agent.environment())
+        finally:
+            box.close()
+    finally:
+        agent.close()
+    answers = [json.loads(line)["hookSpecificOutput"] for line in result.stdout.splitlines()]
+    assert [a["permissionDecision"] for a in answers] == ["allow", "deny", "deny"], result
+    assert "git push" in answers[1]["permissionDecisionReason"]
+    assert "human" in answers[2]["permissionDecisionReason"]
+    hooked = [d["command"] for k, d in events if k == "command_hook"]
+    assert hooked == ["ls -la", "git push origin main", "pip install requests"]
+    hooks = settings["hooks"]["PreToolUse"][0]
+    assert hooks["matcher"] == "Bash" and "corral_hook.py" in hooks["hooks"][0]["command"]
+
+
+def test_the_hook_fails_closed_when_the_validator_does_not_answer() -> None:
+    from importlib import resources
+
+    script = resources.files("runner.agents").joinpath("corral_hook.py")
+    event = json.dumps({"tool_name": "Bash", "tool_input": {"command": "ls"}})
+    for url in ("http://127.0.0.1:9/corral/validate", ""):
+        proc = subprocess.run(
+            [sys.executable, str(script)], input=event, capture_output=True, text=True,
+            env={"CORRAL_VALIDATE_URL": url}, timeout=60, check=True,
+        )  # fmt: skip
+        answer = json.loads(proc.stdout)["hookSpecificOutput"]
+        assert (
+            answer["permissionDecision"] == "deny"
+            and "corral" in answer["permissionDecisionReason"]
+        )

@@ -8,7 +8,7 @@ invocation (one context window) and the environment variables through which
 the CLI finds the model: the base-URL variables get the gateway's in-container
 URL, the key variables get ``DUMMY_KEY`` (the real key stays on the host).
 
-Placeholders in ``argv``, ``env`` and ``files`` (Python ``str.format`` fields):
+Placeholders in ``argv`` and ``env`` (any other brace is left alone; ``files`` are verbatim):
 ``{model}``, ``{base_url}``, ``{prompt}`` (the prompt text), ``{prompt_file}``,
 ``{agent_dir}`` (where ``files`` are mounted), ``{validate_url}``.
 """
@@ -60,7 +60,7 @@ class Preset(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     """Further environment for the invocation (quiet modes, no telemetry, offline price maps)."""
     files: dict[str, str] = Field(default_factory=dict)
-    """Files written to ``AGENT_DIR`` (read-only in the sandbox): settings, hook wiring."""
+    """Files written verbatim to ``AGENT_DIR`` (read-only in the sandbox): settings, hook wiring."""
     command_validation: Literal["hook", "none"] = "none"
     """``hook``: the CLI asks corral's command validator before each shell command (PreToolUse)."""
     default_model: str = ""
