@@ -191,23 +191,27 @@ def list_runs(limit: int = typer.Option(20, "--limit")) -> None:
     """Recent runs, newest first: id, repo, bug title, status, failure domain, attempts, cost, age."""
     import time
 
-    from rich.table import Table
     from rich.text import Text
 
     from runner.review import plain
     from runner.store import RunStore
 
-    table = Table(
-        "id", "repo", "bug", "status", "domain", "attempts", "cost", "age", box=None, pad_edge=False
-    )
+    # Fixed columns, one run per line whatever the terminal's width (grep- and pipe-friendly).
+    row = "{:<22} {:<16} {:<40} {:<17} {:<14} {:>8} {:>8} {:>5}"
+    head = row.format("id", "repo", "bug", "status", "domain", "attempts", "cost", "age")
+    out.print(Text(head), soft_wrap=True)
     now = time.time()
     for rec in RunStore(corral_home()).list_runs(limit=limit):
-        table.add_row(
-            rec.run_id, Text(plain(Path(rec.repo).name)), Text(plain(rec.bug_title[:60])),
-            rec.status, rec.failure_domain or "-", str(rec.attempts_done),
-            f"${rec.cost_usd:.4f}", _age(now - rec.created),
+        line = row.format(
+            rec.run_id, _cut(plain(Path(rec.repo).name), 16), _cut(plain(rec.bug_title), 40),
+            rec.status, rec.failure_domain or "-", rec.attempts_done, f"${rec.cost_usd:.4f}",
+            _age(now - rec.created),
         )  # fmt: skip
-    out.print(table)
+        out.print(Text(line), soft_wrap=True)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _age(seconds: float) -> str:
