@@ -72,7 +72,7 @@ class CliAgent:
         self.preset, self.policy = preset, policy
         self.name = f"cli:{preset.name}"
         self.model = model or preset.default_model
-        self.base_url = base_url or "https://api.openai.com/v1"
+        self.base_url = base_url or preset.default_base_url
         self._api_key = api_key
         self.validator = CommandValidator(policy.commands)
         self._dir: Path | None = None

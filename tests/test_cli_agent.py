@@ -223,6 +223,31 @@ def test_an_agent_cli_that_writes_outside_its_scope_is_reverted(
 
 
 @pytest.mark.docker
+def test_a_window_that_runs_out_is_followed_by_one_that_reads_the_progress_file(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    """Each invocation is a window: the first times out after saving progress, the second uses it."""
+    policy = GATES.replace("windows = 1", "windows = 2\nwall_seconds = 24")  # 12 s a window
+    agent = (
+        "sh -c 'if grep -q tried-sed .corral/progress.md 2>/dev/null; then "
+        + FIX.replace("'", '"')
+        + "; else mkdir -p .corral && echo tried-sed > .corral/progress.md && sleep 60; fi'"
+    )
+    with ScriptedModelServer([]) as server:
+        result = run_cli(project, corral_home, server, policy, "--agent", "cli:custom",
+                         "--agent-cmd", agent)  # fmt: skip
+    assert result["status"] == "ready_for_review", result
+    assert result["attempts"][0]["windows"] == 2
+    events = list(RunStore(corral_home).events(result["run_id"]))
+    exits = [e.data for e in events if e.type == "agent_exit"]
+    assert [x["timed_out"] for x in exits] == [True, False]
+    ends = [e.data["end"] for e in events if e.type == "window_end"]
+    assert ends == ["window_exhausted", "finished"]
+    second = _artifact(corral_home, result["run_id"], "attempt-1/window-1/progress.md")
+    assert "tried-sed" in second
+
+
+@pytest.mark.docker
 def test_the_claude_code_hook_asks_the_validator_on_the_host(
     tmp_path: Path, docker_client: object, sandbox_image: str
 ) -> None:

@@ -65,6 +65,8 @@ class Preset(BaseModel):
     """``hook``: the CLI asks corral's command validator before each shell command (PreToolUse)."""
     default_model: str = ""
     """Model used when ``--model`` is not given."""
+    default_base_url: str = "https://api.openai.com/v1"
+    """Upstream model endpoint (the gateway's) when ``--base-url`` is not given."""
 
     @property
     def installs(self) -> bool:
