@@ -113,10 +113,15 @@ def _diff(rv: Review) -> str:
             f'<div class="file" data-path="{escape(plain(f.path))}"><div class="file-head">'
             f'<code>{_t(f.path)}</code><span class="scope scope-{escape(f.scope)}">'
             f"{escape(f.scope)}</span> {escape(f.status)} +{f.added} -{f.removed}{hidden}</div>"
-            f'<table class="diff code unified">{_unified(f)}</table>'
-            f'<table class="diff code split">{_split(f)}</table></div>'
+            f'<table class="diff code unified">{_UNIFIED_COLS}{_unified(f)}</table>'
+            f'<table class="diff code split">{_SPLIT_COLS}{_split(f)}</table></div>'
         )
     return "".join(parts) + "</div>"
+
+
+#: Column widths (a fixed-layout table takes them from here, not from its first row).
+_UNIFIED_COLS = '<colgroup><col class="n"><col class="n"><col></colgroup>'
+_SPLIT_COLS = '<colgroup><col class="n"><col><col class="n"><col></colgroup>'
 
 
 def _num(n: int | None) -> str:
