@@ -29,6 +29,8 @@ from runner.gates import TestOutcomes, compare, parse_junit
 from runner.store import Event, RunStore
 from runner.trajectory import Blocked, Trajectory, read_trajectory
 
+REVIEW_FORMAT = 1
+
 #: Shown escaped wherever run text is displayed: the patch checker's table and a few more
 #: characters that hide or move text on screen without being "controls" to the checker.
 _SHOWN = re.compile(_HIDDEN.pattern[:-1] + "\r\u200b-\u200d\u2028\u2029\ufeff]")
@@ -138,6 +140,8 @@ class Review:
     trajectory: Trajectory
     chain_ok: bool
     chain_problem: str | None = None
+    format: int = REVIEW_FORMAT
+    """The version of this shape (``--json`` consumers check it)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -251,7 +251,7 @@ def test_review_of_a_passing_run_shows_diff_scope_gates_and_trajectory(runs: Pat
     assert failed["command"] == PYTEST and failed["exit_code"] == 1
     assert failed["acted"] is True and failed["followed_by"] == "changed a file (src/calc.py)"
     assert data["budgets"]["tokens"]["limit"] > 0 and data["budgets"]["attempts"]["used"] == 1
-    assert data["blocked"] == [] and data["chain_ok"] is True
+    assert data["blocked"] == [] and data["chain_ok"] is True and data["format"] == 1
 
     text = corral(runs, "review", "pass").stdout
     assert "ready_for_review" in text and "src/calc.py  [writable]  modified +1 -1" in text
