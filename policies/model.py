@@ -8,6 +8,7 @@ and ``policies.commands`` take these models as they are.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -264,6 +265,25 @@ class ModelPolicy(_Model):
     """Extra or overriding prices: model-name prefix -> (USD per 1M input, per 1M output tokens)."""
 
 
+class GatewayPolicy(_Model):
+    """The model gateway of agent CLIs: the sandbox's only way out (never a network)."""
+
+    allow_hosts: tuple[str, ...] = ()
+    """Hosts tools in the sandbox may fetch from through the gateway (plain HTTP proxy requests
+    and ``CONNECT``), e.g. ``pypi.org``: ports 80 and 443, or ``host:port``; ``*.example.org``
+    for subdomains. Empty (the default): only the model endpoint."""
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _host_entries(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in hosts:
+            if not re.fullmatch(
+                r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?", entry
+            ):
+                raise ValueError(f"{entry!r} is not HOST, HOST:PORT or *.DOMAIN")
+        return tuple(h.lower() for h in hosts)
+
+
 class MergePolicy(_Model):
     """What may happen after a candidate is ready."""
 
@@ -300,6 +320,9 @@ class Policy(_Model):
 
     merge: MergePolicy = MergePolicy()
     """After review."""
+
+    gateway: GatewayPolicy = GatewayPolicy()
+    """The model gateway (agent CLIs)."""
 
     @field_validator("gates")
     @classmethod

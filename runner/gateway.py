@@ -63,6 +63,7 @@ import httpx2 as httpx
 from runner.gateway_http import Server
 from runner.model import PRICES, price, redact
 from sandbox import forwarder
+from sandbox.engine import EngineStatus
 from sandbox.images import find_ca_bundle
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
 
@@ -344,19 +345,27 @@ class Gateway:
         self._slots.release()
 
 
+def runtime_problem(runtime: str, status: EngineStatus) -> str | None:
+    """Why a sandbox on ``runtime`` cannot reach a gateway socket on this engine, or None.
+
+    gVisor refuses connections to host unix sockets unless runsc runs with
+    ``--host-uds=open`` (``corral doctor --fix`` registers it so).
+    """
+    if runtime == "runsc" and status.runsc_registered and not status.runsc_host_uds:
+        return (
+            "gVisor (runsc) is registered without --host-uds=open, so the sandbox cannot reach "
+            "the model gateway's socket; run `corral doctor --fix` (or use --runtime runc)"
+        )
+    return None
+
+
 def _bind_unix(sock: socket.socket, path: Path) -> None:
-    """Bind ``sock`` at ``path``, also past AF_UNIX's 108-byte limit (through ``/proc/self/fd``)."""
+    """Bind ``sock`` at ``path`` (a stale socket of an earlier, dead gateway is replaced)."""
     with contextlib.suppress(FileNotFoundError):
         if path.is_socket():
-            path.unlink()  # a stale socket of an earlier, dead gateway of this run
-    if len(os.fsencode(path)) < 100:
-        sock.bind(str(path))
-        return
-    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
-    try:
-        sock.bind(f"/proc/self/fd/{fd}/{path.name}")
-    finally:
-        os.close(fd)
+            path.unlink()
+    with forwarder.unix_path(path) as address:
+        sock.bind(address)
 
 
 def _open_to_sandbox(path: Path) -> None:

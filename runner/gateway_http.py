@@ -37,6 +37,10 @@ MAX_EVENT_BYTES = 1024 * 1024
 #: How much of a JSON response is kept to read its usage (past it: the tail only).
 MAX_PARSE_BYTES = 16 * 1024 * 1024
 TAIL_BYTES = 64 * 1024
+#: An upstream's error body is passed on (redacted) up to this size.
+MAX_ERROR_BYTES = 256 * 1024
+#: An oversized body up to this size is read and dropped before the 413 (else: closed unread).
+DRAIN_BYTES = 128 * 1024 * 1024
 BYTES_PER_TOKEN = 4
 #: Seconds a request waits for one of the ``max_concurrent`` upstream slots.
 QUEUE_WAIT_S = 120.0
@@ -257,14 +261,18 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         gw, start = self.server.gateway, time.monotonic()
         route = gw.resolve(self.command, self.path)
-        if route.kind == "refused":
-            self._refuse(403, f"corral gateway: {route.reason}", "corral_gateway_refused")
-            return
+        refused = f"corral gateway: {route.reason}"
         if self.command == "CONNECT":
-            self._tunnel(route.url, start)
+            if route.kind == "refused":
+                self._refuse(403, refused, "corral_gateway_refused", close=True)
+            else:
+                self._tunnel(route.url, start)
             return
-        body = self._read_body()
+        body = self._read_body()  # first, even for a refusal: closing on unread data resets
         if body is None:
+            return
+        if route.kind == "refused":
+            self._refuse(403, refused, "corral_gateway_refused")
             return
         if route.kind == "local":
             self._validate(body)
@@ -338,6 +346,9 @@ class Handler(BaseHTTPRequestHandler):
     def _relay_response(self, response: httpx.Response, meter: UsageMeter, changes: bool) -> None:
         status = response.status_code
         no_body = self.command == "HEAD" or status in (204, 304) or status < 200
+        if status >= 400 and not no_body:  # an error may echo the key: read it whole, redacted
+            self._error_response(response, meter)
+            return
         length = response.headers.get("content-length")
         chunked = not no_body and (changes or length is None) and self.request_version == "HTTP/1.1"
         self.send_response_only(status, response.reason_phrase)
@@ -359,6 +370,22 @@ class Handler(BaseHTTPRequestHandler):
         self._write(meter.finish(), chunked)
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
+
+    def _error_response(self, response: httpx.Response, meter: UsageMeter) -> None:
+        body = bytearray()
+        for data in response.iter_raw():
+            body += meter.feed(data)
+            if len(body) > MAX_ERROR_BYTES:
+                break
+        meter.finish()
+        text = self.server.gateway.redact(bytes(body[:MAX_ERROR_BYTES]).decode(errors="replace"))
+        self.send_response_only(response.status_code, response.reason_phrase)
+        for k, v in response.headers.multi_items():
+            if k.lower() not in HOP:
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(text.encode())))
+        self.end_headers()
+        self.wfile.write(text.encode())
 
     def _write(self, data: bytes, chunked: bool) -> None:
         if data:
@@ -411,16 +438,28 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             n = -1
         if n < 0:
-            self._refuse(400, "corral gateway: bad Content-Length", "invalid_request_error")
+            self._refuse(
+                400, "corral gateway: bad Content-Length", "invalid_request_error", close=True
+            )
             return None
         if n > limit:
-            self._refuse(413, f"corral gateway: request body over {limit} bytes", "invalid_request_error")  # fmt: skip
+            drained = n <= DRAIN_BYTES and self._discard(n)  # read it, so the 413 is what arrives
+            self._refuse(413, f"corral gateway: request body over {limit} bytes",
+                         "invalid_request_error", close=not drained)  # fmt: skip
             return None
         body = self.rfile.read(n)
         if len(body) < n:
             self.close_connection = True
             return None
         return body
+
+    def _discard(self, n: int) -> bool:
+        while n > 0:
+            got = len(self.rfile.read(min(n, 1 << 20)))
+            if not got:
+                return False
+            n -= got
+        return True
 
     def _read_chunked(self, limit: int) -> bytes | None:
         out = bytearray()
@@ -429,7 +468,9 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 size = int(line.split(b";")[0].strip(), 16)
             except ValueError:
-                self._refuse(400, "corral gateway: bad chunked body", "invalid_request_error")
+                self._refuse(
+                    400, "corral gateway: bad chunked body", "invalid_request_error", close=True
+                )
                 return None
             if size == 0:
                 for _ in range(64):  # trailers, then the blank line
@@ -437,7 +478,7 @@ class Handler(BaseHTTPRequestHandler):
                         return bytes(out)
                 return bytes(out)
             if len(out) + size > limit:
-                self._refuse(413, f"corral gateway: request body over {limit} bytes", "invalid_request_error")  # fmt: skip
+                self._refuse(413, f"corral gateway: request body over {limit} bytes", "invalid_request_error", close=True)  # fmt: skip
                 return None
             out += self.rfile.read(size)
             self.rfile.readline(8)
@@ -451,12 +492,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.path.rpartition(":")[0]
         return urlsplit(self.path).hostname or ""
 
-    def _refuse(self, status: int, message: str, kind: str, code: str | None = None) -> None:
+    def _refuse(
+        self, status: int, message: str, kind: str, code: str | None = None, *, close: bool = False
+    ) -> None:
+        """Answer an OpenAI-style JSON error and record ``gateway_refused``; ``close``: the
+        request's body was not read, so the connection cannot be reused."""
         gw = self.server.gateway
         gw.emit("gateway_refused", {"method": self.command, "host": self._host(),
                                     "path": self._path() if self.command != "CONNECT" else "",
                                     "status": status, "reason": message})  # fmt: skip
-        self.close_connection = True
+        self.close_connection = self.close_connection or close
         error = {"message": message, "type": kind, **({"code": code} if code else {})}
         self._json(status, {"error": error})
 

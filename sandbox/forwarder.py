@@ -21,11 +21,14 @@ relay. The host side imports ``relay`` from here for its own tunnels.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import selectors
 import socket
 import sys
 import threading
+from collections.abc import Callable, Iterator
 
 MAX_CONNECTIONS = 64
 IDLE_TIMEOUT_S = 600.0
@@ -69,6 +72,25 @@ def relay(a: socket.socket, b: socket.socket, idle_s: float) -> int:
     return moved
 
 
+@contextlib.contextmanager
+def unix_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """``path`` as an address ``bind``/``connect`` accept, also past AF_UNIX's 108 bytes.
+
+    A long path is reached through ``/proc/self/fd/N/NAME``, N an ``O_PATH``
+    descriptor of its directory held open for the ``with`` block.
+    """
+    path = os.fspath(path)
+    if len(os.fsencode(path)) < 100:
+        yield path
+        return
+    head, name = os.path.split(path)
+    fd = os.open(head or ".", os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{name}"
+    finally:
+        os.close(fd)
+
+
 def http_error(status: int, message: str) -> bytes:
     """A minimal HTTP/1.1 response with an OpenAI-style JSON error body (``Connection: close``)."""
     reason = {502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
@@ -93,7 +115,8 @@ def _serve_one(conn: socket.socket, path: str, idle_s: float, slots: threading.S
         with conn, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as up:
             up.settimeout(idle_s)
             try:
-                up.connect(path)
+                with unix_path(path) as address:
+                    up.connect(address)
             except OSError as exc:
                 _answer(conn, 502, f"corral forwarder: the gateway at {path} is not reachable "
                                    f"({exc.strerror or exc})")  # fmt: skip
@@ -112,19 +135,20 @@ def serve(
     *,
     max_connections: int = MAX_CONNECTIONS,
     idle_s: float = IDLE_TIMEOUT_S,
-    ready: threading.Event | None = None,
+    ready: Callable[[int], object] | None = None,
     stop: threading.Event | None = None,
 ) -> None:
     """Accept on ``host:port`` and relay each connection to the unix socket ``path``.
 
-    Runs until ``stop`` is set (checked once a second) or forever. Raises
-    ``OSError`` when the port cannot be bound.
+    ``ready`` is called with the bound port once connections are accepted (port
+    0 picks a free one). Runs until ``stop`` is set (checked every 0.2 s) or
+    forever. Raises ``OSError`` when the port cannot be bound.
     """
     slots = threading.BoundedSemaphore(max_connections)
     with socket.create_server((host, port)) as srv:
-        srv.settimeout(1.0)
+        srv.settimeout(0.2)
         if ready is not None:
-            ready.set()
+            ready(srv.getsockname()[1])
         while stop is None or not stop.is_set():
             try:
                 conn, _ = srv.accept()
