@@ -37,8 +37,8 @@ from policies.model import Policy
 from runner.agent import WindowContext, WindowEnd, WindowOutcome
 from runner.agents import AGENT_DIR, PROMPT_FILE, Preset
 from runner.corral_agent import first_message
+from runner.model import PRICES
 from runner.tools import BudgetExceeded
-from sandbox.paths import worktrees_dir
 from sandbox.spec import Mount
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,8 @@ class CliAgent:
         from runner.gateway import Gateway, Upstream
 
         self._emit, self._write_artifact = emit, write_artifact
-        root = worktrees_dir(home) / f"{run_id}.agent"
+        # not under worktrees/: `corral gc` takes every directory there for a run's tree
+        root = home / "agent-files" / run_id
         shutil.rmtree(root, ignore_errors=True)
         (root / "files").mkdir(parents=True)
         (root / "gateway").mkdir()
@@ -110,6 +111,8 @@ class CliAgent:
             on_event=emit,
             max_tokens=b.tokens,
             max_cost_usd=b.cost_usd,
+            prices={**PRICES, **self.policy.model.prices},
+            allow_hosts=self.policy.gateway.allow_hosts,
         )
         if self.preset.command_validation == "hook":
             self._gateway.validate = self.validate
@@ -216,6 +219,11 @@ class CliAgent:
         env.update({name: self._base_url() for name in self.preset.base_url_vars})
         env.update({name: DUMMY_KEY for name in self.preset.key_vars})
         env["CORRAL_PROMPT_FILE"] = PROMPT_FILE
+        if self.policy.gateway.allow_hosts:  # fetches go through the gateway as a proxy
+            proxy = f"http://127.0.0.1:{PORT}"
+            for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+                env[name] = proxy
+            env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
         return env
 
     def validate(self, command: str) -> tuple[str, str]:
