@@ -9,7 +9,10 @@ container to it, so an agent CLI just sees a base URL
 What passes:
 - requests under an upstream's path (``/v1/...`` for ``https://api.openai.com/v1``),
   or absolute-URI proxy requests for exactly that scheme, host, port and path
-  prefix, go to that upstream; the client's ``Authorization`` / ``api-key`` /
+  prefix, go to that upstream if they are GET/HEAD/POST to one of its
+  inference endpoints (``MODEL_ENDPOINTS``: chat/completions, responses,
+  messages, embeddings, models; never files, fine-tuning or anything else
+  the key could manage); the client's ``Authorization`` / ``api-key`` /
   ``x-api-key`` headers are dropped and the real key is added here, in the
   header style the client used;
 - hosts listed in ``allow_hosts`` (the policy's ``[gateway]``, off by default)
@@ -89,6 +92,17 @@ class GatewayError(Exception):
     """The gateway cannot serve (its socket cannot be bound); the message says why."""
 
 
+#: The inference endpoints of the OpenAI, Anthropic and compatible APIs, below an upstream's
+#: base URL (with or without its own ``/v1``): what agents need, and nothing that manages the
+#: account behind the key (files, fine-tuning, batches, assistants, organisation).
+MODEL_ENDPOINTS = (
+    r"(/v1)?/(chat/completions|completions|responses|embeddings|messages(/count_tokens)?"
+    r"|models(/[A-Za-z0-9._:-]+)?)"
+)
+#: Methods forwarded to an upstream (inference is POST; listing models is GET).
+MODEL_METHODS = frozenset(("GET", "HEAD", "POST"))
+
+
 @dataclass(frozen=True)
 class Upstream:
     """A model endpoint the gateway forwards to."""
@@ -97,9 +111,13 @@ class Upstream:
     """``http://127.0.0.1:PORT/v1``, ``https://api.openai.com/v1`` ..."""
     api_key: str | None
     """Injected on the host side; the container holds only ``DUMMY_KEY``."""
+    endpoints: str | None = MODEL_ENDPOINTS
+    """A regular expression the path below ``base_url`` must match in full (default: the
+    inference endpoints); None lets anything below ``base_url`` through."""
 
     def __repr__(self) -> str:  # never the key, not even in a traceback's locals
-        return f"Upstream(base_url={self.base_url!r}, api_key={'[key]' if self.api_key else None})"
+        key = "[key]" if self.api_key else None
+        return f"Upstream(base_url={self.base_url!r}, api_key={key}, endpoints={self.endpoints!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +193,6 @@ class Gateway:
         self.used_tokens = 0
         self.used_cost = 0.0
         self.exhausted: str | None = None
-        self.requests = 0
         self.max_body_bytes = max_body_bytes
         self.idle_timeout_s = idle_timeout_s
         self.connect_timeout_s = connect_timeout_s
@@ -247,6 +264,13 @@ class Gateway:
         path = _origin(self.upstreams[index].base_url)[3]
         return path if index == 0 else f"{LOCAL_PREFIX}upstream/{index}{path}"
 
+    def _to_upstream(self, method: str, up: Upstream, rest: str, query: str) -> Route:
+        if method not in MODEL_METHODS:
+            return Route("refused", reason=f"{method} is not forwarded to the model endpoint")
+        if up.endpoints is not None and not re.fullmatch(up.endpoints, rest):
+            return Route("refused", reason=f"{rest or '/'} is not a model endpoint")
+        return Route("upstream", up.base_url.rstrip("/") + rest + query, up)
+
     def resolve(self, method: str, target: str) -> Route:
         """Where ``method target`` goes (a pure decision: nothing is sent)."""
         if method == "CONNECT":
@@ -264,7 +288,7 @@ class Gateway:
                 us, uh, up_port, upath = _origin(up.base_url)
                 rest = _under(path, upath)
                 if (scheme, host, port) == (us, uh, up_port) and rest is not None:
-                    return Route("upstream", up.base_url.rstrip("/") + rest + query, up)
+                    return self._to_upstream(method, up, rest, query)
             if scheme == "http" and self.host_allowed(host, port):
                 return Route("host", target)
             return Route("refused", reason="not a configured model endpoint or allowed host")
@@ -272,15 +296,13 @@ class Gateway:
             for i in range(1, len(self.upstreams)):
                 rest = _under(split.path, self._prefix(i))
                 if rest is not None:
-                    up = self.upstreams[i]
-                    return Route("upstream", up.base_url.rstrip("/") + rest + query, up)
+                    return self._to_upstream(method, self.upstreams[i], rest, query)
             if split.path == VALIDATE_PATH and method == "POST" and self.validate is not None:
                 return Route("local", split.path)
             return Route("refused", reason="no such gateway route")
         rest = _under(split.path, self._prefix(0))
         if rest is not None:
-            up = self.upstreams[0]
-            return Route("upstream", up.base_url.rstrip("/") + rest + query, up)
+            return self._to_upstream(method, self.upstreams[0], rest, query)
         return Route("refused", reason=f"path outside the model endpoint's {self._prefix(0)}/")
 
     def host_allowed(self, host: str, port: int) -> bool:

@@ -299,6 +299,7 @@ class Handler(BaseHTTPRequestHandler):
             if up.api_key:
                 headers.append(_key_header({k.lower() for k in self.headers}, up.api_key))
         summary: dict[str, Any] = {"method": self.command, "path": self._path(),
+                                   "host": urlsplit(route.url).hostname or "",
                                    "upstream": "model" if up is not None else "host",
                                    "model": model, "streamed": streamed}  # fmt: skip
         request = gw.client.build_request(self.command, route.url, headers=headers, content=body)

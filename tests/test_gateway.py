@@ -199,6 +199,7 @@ def test_request_reaches_the_upstream_with_the_real_key_and_never_the_dummy(
     assert sent.body == {"model": "gpt-4o-mini", "messages": [], "temperature": 0}
     (event,) = r.events.of("gateway_request")
     assert event["status"] == 200 and event["path"] == "/v1/chat/completions"
+    assert event["host"] == "127.0.0.1" and event["upstream"] == "model"
     assert event["model"] == "gpt-4o-mini" and event["streamed"] is False
     assert KEY not in _everything(r, body)
 
@@ -530,6 +531,18 @@ def test_second_upstream_is_under_its_own_prefix() -> None:
     )  # scheme
     assert gw.resolve("POST", "https://api.openai.com:444/v1/x").kind == "refused"  # port
     assert gw.resolve("POST", "/v10/chat").kind == "refused"  # prefix is by segment
+    # the key reaches inference endpoints only, never what manages the account behind it
+    assert gw.resolve("GET", "/v1/models/gpt-4o").kind == "upstream"
+    assert gw.resolve("POST", "/v1/responses").kind == "upstream"
+    assert gw.resolve("POST", "/corral/upstream/1/v1/messages").kind == "upstream"
+    for method, path in [("GET", "/v1/files"), ("POST", "/v1/fine_tuning/jobs"),
+                         ("DELETE", "/v1/models/ft:mine"), ("PUT", "/v1/chat/completions"),
+                         ("GET", "/v1/organization/api_keys")]:  # fmt: skip
+        route = gw.resolve(method, path)
+        assert route.kind == "refused" and ("model endpoint" in route.reason), (method, path)
+    anything = Gateway(Path("/x/gw.sock"), [Upstream("http://127.0.0.1:9/v1", None, endpoints=None)],
+                       on_event=lambda k, d: None, max_tokens=None, max_cost_usd=None)  # fmt: skip
+    assert anything.resolve("POST", "/v1/files").kind == "upstream"
     assert "[key]" in repr(gw.upstreams[0]) and KEY not in repr(gw.upstreams)
 
 
