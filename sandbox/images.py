@@ -463,15 +463,23 @@ def build_image(
             network_mode=network, timeout=timeout,
         )  # fmt: skip
     except BuildError as exc:
-        lines = [
-            str(chunk.get("stream", chunk.get("error", ""))).strip() for chunk in exc.build_log
-        ]
-        raise ImageError(
-            f"building {tag} failed: {' | '.join(x for x in lines if x)[-400:]}"
-        ) from exc
+        raise ImageError(f"building {tag} failed: {_log_tail(exc.build_log)}") from exc
     except DockerException as exc:
         raise ImageError(f"building {tag} failed: {exc}; check the engine (corral doctor)") from exc
     return image
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_BUILD_NOISE = ("--->", "Removing intermediate container", "Step ")
+
+
+def _log_tail(build_log: Any, limit: int = 600) -> str:
+    """The end of a build log on one line: colour codes and the builder's own chatter dropped."""
+    lines = []
+    for chunk in build_log:
+        text = _ANSI.sub("", str(chunk.get("stream", chunk.get("error", ""))))
+        lines += [x.strip() for x in text.splitlines() if x.strip()]
+    return " | ".join(x for x in lines if not x.startswith(_BUILD_NOISE))[-limit:]
 
 
 def ensure_sandbox_image(client: docker.DockerClient) -> str:

@@ -304,3 +304,18 @@ def test_the_hook_fails_closed_when_the_validator_does_not_answer() -> None:
             answer["permissionDecision"] == "deny"
             and "corral" in answer["permissionDecisionReason"]
         )
+
+
+@pytest.mark.docker
+def test_a_preset_that_cannot_be_installed_here_fails_in_one_line(docker_client: object) -> None:
+    from runner.agents import Preset
+    from runner.agents.image import build_agent_image
+    from sandbox.errors import ImageError
+    from sandbox.images import find_ca_bundle
+
+    broken = Preset(name="broken", argv=("true",), apt=("corral-no-such-package",))
+    with pytest.raises(ImageError) as info:
+        build_agent_image(docker_client, broken, ca_bundle=find_ca_bundle(os.environ))
+    message = str(info.value)
+    assert message.startswith("cannot build the broken agent image here: ")
+    assert "corral-no-such-package" in message and "\n" not in message
