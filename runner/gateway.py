@@ -174,7 +174,10 @@ class Gateway:
         max_concurrent: int = MAX_CONCURRENT,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
-        """``ca_bundle`` None: the host's (``find_ca_bundle``). Raises ``ValueError`` on a bad upstream."""
+        """``ca_bundle`` None: the host's (``find_ca_bundle``).
+
+        Raises ``ValueError`` on a bad upstream, ``GatewayError`` on an unusable CA bundle.
+        """
         if not upstreams:
             raise ValueError("the gateway needs at least one upstream")
         for up in upstreams:
@@ -202,7 +205,10 @@ class Gateway:
         self._conn_slots = threading.BoundedSemaphore(max_connections)
         self._slots = threading.BoundedSemaphore(max_concurrent)
         bundle = ca_bundle if ca_bundle is not None else find_ca_bundle(os.environ)
-        self._ssl = ssl.create_default_context(cafile=str(bundle) if bundle else None)
+        try:
+            self._ssl = ssl.create_default_context(cafile=str(bundle) if bundle else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise GatewayError(f"cannot use the CA bundle {bundle}: {exc}") from exc
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self._client: httpx.Client | None = None
         self._server: Server | None = None

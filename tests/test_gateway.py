@@ -14,6 +14,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -145,8 +147,10 @@ def rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
 
 
 @contextmanager
-def upstream_of(handle: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
-    """A loopback HTTP server answering every request with ``handle``; yields its base URL."""
+def upstream_of(
+    handle: Callable[[BaseHTTPRequestHandler], None], tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """A loopback HTTP(S) server answering every request with ``handle``; yields its base URL."""
 
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -161,9 +165,13 @@ def upstream_of(handle: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[st
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), H)
     server.daemon_threads = True
+    if tls is not None:  # handshakes the client refuses are expected: no tracebacks for them
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+        scheme = "https" if tls is not None else "http"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}/v1"
     finally:
         server.shutdown()
         server.server_close()
@@ -498,6 +506,31 @@ def test_an_upstream_error_that_echoes_the_key_is_redacted(rig: Callable[..., Ri
         status, body = r.chat()
     assert status == 401 and b"Incorrect API key" in body
     assert KEY not in _everything(r, body)
+
+
+def test_upstream_tls_is_verified_against_the_host_ca_bundle(
+    rig: Callable[..., Rig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TLS-intercepting proxy's CA, named by the host's SSL_CERT_FILE, is what the gateway trusts."""
+    cert, key = tmp_path / "ca.pem", tmp_path / "ca.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    with upstream_of(lambda h: _reply(h, 200, {"usage": {"prompt_tokens": 1}}), tls) as url:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        trusted = rig([Upstream(url, KEY)])  # ca_bundle None: the host's, from SSL_CERT_FILE
+        assert trusted.chat()[0] == 200
+        monkeypatch.delenv("SSL_CERT_FILE")
+        untrusted = rig([Upstream(url, KEY)], ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"))
+        status, body = untrusted.chat()
+    assert status == 502 and b"CERTIFICATE_VERIFY_FAILED" in body
+    with pytest.raises(GatewayError, match="cannot use the CA bundle"):
+        rig([Upstream(url, KEY)], ca_bundle=key)  # a file with no certificate in it
 
 
 # ---------------------------------------------------------------- the rest of the surface
