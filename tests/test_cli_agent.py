@@ -319,3 +319,22 @@ def test_a_preset_that_cannot_be_installed_here_fails_in_one_line(docker_client:
     message = str(info.value)
     assert message.startswith("cannot build the broken agent image here: ")
     assert "corral-no-such-package" in message and "\n" not in message
+
+
+@pytest.mark.docker
+def test_aider_from_pypi_applies_a_search_replace_edit_through_the_gateway(
+    project: Path, corral_home: Path, docker_client: object
+) -> None:
+    from runner.agents.image import build_agent_image
+    from sandbox.images import find_ca_bundle
+
+    build_agent_image(docker_client, load_preset("aider"), ca_bundle=find_ca_bundle(os.environ))
+    edit = (
+        "src/calc.py\n```python\n<<<<<<< SEARCH\n    return a - b\n=======\n"
+        "    return a + b\n>>>>>>> REPLACE\n```\n"
+    )
+    with ScriptedModelServer([ScriptedReply(content=edit)]) as server:
+        result = run_cli(project, corral_home, server, GATES, "--agent", "cli:aider")
+    assert result["status"] == "ready_for_review", result
+    assert result["attempts"][0]["changed_files"] == ["src/calc.py"]
+    assert server.served == 1 and server.requests[0].headers["authorization"] == f"Bearer {KEY}"
