@@ -16,7 +16,8 @@ What passes:
   ``x-api-key`` headers are dropped and the real key is added here, in the
   header style the client used;
 - hosts listed in ``allow_hosts`` (the policy's ``[gateway]``, off by default)
-  pass as plain HTTP proxy requests or ``CONNECT`` tunnels, with no key;
+  pass as plain HTTP proxy requests or ``CONNECT`` tunnels, with no key,
+  unless a listed name resolves to a loopback or link-local address;
 - ``POST /corral/validate`` asks ``validate`` (an agent's command hook);
 - anything else (other paths, other hosts, ``CONNECT`` elsewhere, dot
   segments or encoded slashes in a path) is refused with an OpenAI-style JSON
@@ -49,6 +50,7 @@ TLS-intercepting proxy works; ``HTTPS_PROXY``-style variables are honoured.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import re
@@ -282,7 +284,8 @@ class Gateway:
         if method == "CONNECT":
             name, _, number = target.rpartition(":")
             if number.isdigit() and self.host_allowed(name.strip("[]"), int(number)):
-                return Route("host", target)
+                problem = self.address_problem(name.strip("[]"), int(number))
+                return Route("refused", reason=problem) if problem else Route("host", target)
             return Route("refused", reason="CONNECT to a host the policy does not allow")
         split = urlsplit(target)
         if _unsafe_path(split.path):
@@ -296,7 +299,8 @@ class Gateway:
                 if (scheme, host, port) == (us, uh, up_port) and rest is not None:
                     return self._to_upstream(method, up, rest, query)
             if scheme == "http" and self.host_allowed(host, port):
-                return Route("host", target)
+                problem = self.address_problem(host, port)
+                return Route("refused", reason=problem) if problem else Route("host", target)
             return Route("refused", reason="not a configured model endpoint or allowed host")
         if split.path.startswith(LOCAL_PREFIX):
             for i in range(1, len(self.upstreams)):
@@ -321,6 +325,28 @@ class Gateway:
             if (host == name or wild) and port in ports:
                 return True
         return False
+
+    def address_problem(self, host: str, port: int) -> str:
+        """Why an allowed ``host`` must still not be reached, or ''.
+
+        A name that resolves to a loopback, link-local or unspecified address
+        would reach the host's own services or a cloud metadata endpoint: refused.
+        A literal IP address in ``allow_hosts`` is taken as meant.
+        """
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(host)
+            return ""
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            return f"cannot resolve {host} ({exc.strerror or exc})"
+        for *_, addr in infos:
+            ip = ipaddress.ip_address(addr[0])
+            if ip.is_loopback or ip.is_link_local or ip.is_unspecified:
+                return (
+                    f"{host} resolves to {ip}, an address of this machine or its metadata service"
+                )
+        return ""
 
     # ------------------------------------------------------------ accounting
 

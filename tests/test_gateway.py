@@ -430,6 +430,18 @@ def test_allowed_hosts_pass_without_the_key_plain_and_connect(rig: Callable[...,
     assert tunnel["method"] == "CONNECT" and tunnel["bytes"] == 2 * len(b"tunnelled")
 
 
+def test_an_allowed_name_that_resolves_to_this_machine_is_refused(rig: Callable[..., Rig]) -> None:
+    with ScriptedModelServer([]) as srv:
+        r = rig([Upstream(srv.base_url, KEY)], allow_hosts=["localhost:2375", "localhost"])
+        with socket.create_connection(("127.0.0.1", r.port), timeout=WAIT_S) as s:
+            s.sendall(b"CONNECT localhost:2375 HTTP/1.1\r\n\r\n")  # a docker API on TCP, say
+            answer = s.recv(4096)
+        status, body = r.request("GET", "http://localhost/latest/meta-data/")
+    assert answer.startswith(b"HTTP/1.1 403") and b"resolves to" in answer
+    assert status == 403 and b"an address of this machine" in body
+    assert [e["host"] for e in r.events.of("gateway_refused")] == ["localhost", "localhost"]
+
+
 def test_an_oversized_body_is_refused(rig: Callable[..., Rig]) -> None:
     with ScriptedModelServer([]) as srv:
         r = rig([Upstream(srv.base_url, KEY)], max_body_bytes=1000)
