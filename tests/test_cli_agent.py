@@ -169,25 +169,42 @@ def test_mini_swe_agent_from_pypi_fixes_the_bug_through_the_gateway(
     assert "exit 0" in _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
 
 
+CALL_MODEL = (
+    "import json, os, urllib.request as u; "
+    "r = u.Request(os.environ['OPENAI_BASE_URL'] + '/chat/completions', "
+    "data=json.dumps({'model': 'm', 'messages': [{'role': 'user', 'content': 'hi'}]}).encode(), "
+    "headers={'Authorization': 'Bearer ' + os.environ['OPENAI_API_KEY'], "
+    "'Content-Type': 'application/json'}); "
+    "print('MODEL_STATUS=%d' % u.urlopen(r, timeout=60).status)"
+)
+
+
 @pytest.mark.docker
+@pytest.mark.parametrize("runtime", ["runc", "runsc"])
 def test_the_container_holds_only_the_dummy_key(
-    project: Path, corral_home: Path, sandbox_image: str
+    project: Path, corral_home: Path, sandbox_image: str, runtime: str
 ) -> None:
     probe = (
         "sh -c 'echo ENV_HITS=$(env | grep -c " + KEY_PATTERN + "); "
         "echo FILE_HITS=$(grep -rIl " + KEY_PATTERN + " /workspace /run /home /tmp /etc /opt "
         "/proc/self/environ 2>/dev/null | wc -l); echo KEY_VAR=$OPENAI_API_KEY; "
-        "echo BASE=$OPENAI_BASE_URL; " + FIX.replace("'", '"') + "'"
+        "echo BASE=$OPENAI_BASE_URL; cat > /tmp/call.py <<EOF\n"
+        + CALL_MODEL.replace("'", '"')
+        + "\nEOF\npython3 /tmp/call.py; "
+        + FIX.replace("'", '"')
+        + "'"
     )
-    with ScriptedModelServer([]) as server:
+    with ScriptedModelServer([ScriptedReply(content="hello")]) as server:
         result = run_cli(project, corral_home, server, GATES, "--agent", "cli:custom",
-                         "--agent-cmd", probe)  # fmt: skip
+                         "--agent-cmd", probe, "--runtime", runtime)  # fmt: skip
     assert result["status"] == "ready_for_review", result
     log = _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
     from runner.gateway import DUMMY_KEY
 
     assert "ENV_HITS=0" in log and "FILE_HITS=0" in log, log
     assert f"KEY_VAR={DUMMY_KEY}" in log and "BASE=http://127.0.0.1:" in log, log
+    assert "MODEL_STATUS=200" in log, log  # the dummy key reached the model as the real one
+    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
 
 
 @pytest.mark.docker
