@@ -355,3 +355,14 @@ def test_aider_from_pypi_applies_a_search_replace_edit_through_the_gateway(
     assert result["status"] == "ready_for_review", result
     assert result["attempts"][0]["changed_files"] == ["src/calc.py"]
     assert server.served == 1 and server.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.docker
+def test_an_agent_cli_that_fails_is_an_agent_error_with_its_output(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    with ScriptedModelServer([]) as server:
+        result = run_cli(project, corral_home, server, GATES, "--agent", "cli:custom",
+                         "--agent-cmd", "sh -c 'echo no model configured >&2; exit 7'")  # fmt: skip
+    assert result["status"] == "failed" and result["exit"] == 1, result
+    assert "cli:custom exited 7: no model configured" in result["attempts"][0]["reason"], result
