@@ -17,6 +17,7 @@ import logging
 import re
 import socket
 import socketserver
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -227,6 +228,11 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                 self._open.discard(request)
             self.gateway._conn_slots.release()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request that failed unexpectedly: logged (redacted), never printed to the terminal."""
+        exc = sys.exc_info()[1]
+        log.warning("gateway: a request failed: %s", self.gateway.redact(repr(exc))[:500])
+
     def end_connections(self) -> None:
         """Shut every open connection down (their threads then end on their own)."""
         with self._open_lock:
@@ -302,7 +308,13 @@ class Handler(BaseHTTPRequestHandler):
                                    "host": urlsplit(route.url).hostname or "",
                                    "upstream": "model" if up is not None else "host",
                                    "model": model, "streamed": streamed}  # fmt: skip
-        request = gw.client.build_request(self.command, route.url, headers=headers, content=body)
+        try:
+            request = gw.client.build_request(
+                self.command, route.url, headers=headers, content=body
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            self._refuse(400, f"corral gateway: cannot forward this request ({exc})", "invalid_request_error")  # fmt: skip
+            return
         try:
             response = gw.client.send(request, stream=True)
         except httpx.TimeoutException as exc:
@@ -424,7 +436,12 @@ class Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": {"message": f"corral gateway: expected {{\"command\": \"...\"}} ({exc})"}})  # fmt: skip
             return
         assert gw.validate is not None  # resolve() routes here only when it is set
-        decision, reason = gw.validate(command)
+        try:
+            decision, reason = gw.validate(command)
+        except Exception as exc:  # the hook fails closed on any non-answer; say why here
+            log.warning("gateway: the command validator failed: %s", exc)
+            self._json(500, {"error": {"message": f"corral gateway: the validator failed ({exc})"}})
+            return
         self._json(200, {"decision": decision, "reason": reason})
 
     # ------------------------------------------------------------ pieces

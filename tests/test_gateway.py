@@ -555,6 +555,13 @@ def test_validate_route_asks_the_runner_and_is_refused_without_it(rig: Callable[
         r.gateway.validate = lambda cmd: ("deny", f"no {cmd}")
         status, body = r.request("POST", "/corral/validate", {"command": "rm -rf /"})
         bad, _ = r.request("POST", "/corral/validate", {"cmd": 1})
+
+        def broken(cmd: str) -> tuple[str, str]:
+            raise RuntimeError("validator down")
+
+        r.gateway.validate = broken
+        failed, failure = r.request("POST", "/corral/validate", {"command": "ls"})
+    assert failed == 500 and b"validator down" in failure
     assert status == 200 and json.loads(body) == {"decision": "deny", "reason": "no rm -rf /"}
     assert bad == 400
 
@@ -641,6 +648,29 @@ def test_forwarder_answers_502_when_the_gateway_is_gone_and_503_past_its_bound(
         held.close()
     listener.close()
     assert busy.startswith(b"HTTP/1.1 503") and b"more than 1 connections" in busy
+
+
+def test_relay_copies_both_ways_passes_a_half_close_on_and_ends_when_idle() -> None:
+    client, near = socket.socketpair()
+    far, server = socket.socketpair()
+    moved: list[int] = []
+    t = threading.Thread(target=lambda: moved.append(forwarder.relay(near, far, WAIT_S)))
+    t.start()
+    client.sendall(b"ping")
+    assert server.recv(10) == b"ping"
+    server.sendall(b"pong")
+    assert client.recv(10) == b"pong"
+    client.shutdown(socket.SHUT_WR)
+    assert server.recv(10) == b""  # the half-close reached the other end
+    server.sendall(b"late")
+    assert client.recv(10) == b"late"  # and the other direction still flows
+    server.shutdown(socket.SHUT_WR)
+    t.join(WAIT_S)
+    assert moved == [12]
+    quiet_a, quiet_b = socket.socketpair()
+    assert forwarder.relay(quiet_a, quiet_b, 0.05) == 0  # nothing moves: it gives up
+    for s in (client, near, far, server, quiet_a, quiet_b):
+        s.close()
 
 
 def test_forwarder_cli_refuses_a_non_loopback_listen() -> None:
