@@ -42,6 +42,8 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.review import plain
+from runner.store import Event
+from runner.trajectory import summarize
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ OnEvent = Callable[[str, Mapping[str, Any]], None]
 REFRESH_PER_SECOND = 4
 #: Longest command shown; the rest is cut with a marker.
 COMMAND_CHARS = 160
+#: Longest plain line (a recent event under the panel, a line of the lines mode).
+LINE_CHARS = 240
 #: Recent events listed under the panel.
 RECENT = 5
 #: Notices that reach the display but are not in the event log.
@@ -194,39 +198,30 @@ class RunView:
 
 
 def describe(kind: str, d: Mapping[str, Any]) -> str | None:
-    """One plain line for an event, or None for the ones only the panel shows."""
+    """One plain, escaped line for an event, or None for the notices only the panel shows.
+
+    The display's own notices, counters and gate-vs-baseline lines are written
+    here; every other event reads as it does in ``corral logs``
+    (``runner.trajectory.summarize``).
+    """
     if kind in ("budget", "run_limits"):
         return None
     if kind == "command_start":
-        return f"$ {shown(str(d.get('command', '')))}"
-    if kind == "command":
-        extra = " timed out" if d.get("timed_out") else ""
-        return f"  exit {d.get('exit_code')} in {d.get('duration_s')}s{extra}"
-    if kind in ("command_denied", "command_ask", "write_denied", "patch_denied"):
-        what = d.get("command") or d.get("path") or ", ".join(d.get("paths", ()))
-        verb = "needs a human" if kind == "command_ask" else "denied"
-        return f"{verb}: {shown(str(what))} ({shown(str(d.get('reason', '')), 120)})"
-    if kind == "attempt_start":
-        return f"attempt {d.get('attempt')}"
-    if kind == "window_start":
-        return f"attempt {d.get('attempt')} window {d.get('window')}"
-    if kind == "gate_start":
-        return f"gate {shown(str(d.get('gate')))} [{d.get('label')}] running"
-    if kind == "gate_end":
-        base = d.get("baseline_passed")
-        vs = "" if base is None else f" (baseline: {'passed' if base else 'failed'})"
-        verdict = "passed" if d.get("passed") else f"failed: {shown(str(d.get('reason', '')), 120)}"
-        return f"gate {shown(str(d.get('gate')))} [{d.get('label')}] {verdict}{vs}"
-    if kind == "attempt_end":
-        return (
-            f"attempt {d.get('attempt')}: {d.get('status')} "
-            f"{d.get('failure_domain') or ''} {shown(str(d.get('reason', '')), 200)}"
-        ).replace("  ", " ")
-    if kind == "run_end":
-        return f"run {d.get('status')}: {shown(str(d.get('reason', '')), 200)}"
-    keys = ("attempt", "window", "gate", "label", "path", "paths", "status", "reason", "end")
-    parts = [f"{k}={shown(str(d[k]), 80)}" for k in keys if k in d]
-    return " ".join([kind.replace("_", " "), *parts])
+        line = f"$ {d.get('command', '')}"
+    elif kind == "command":  # the line before was the command itself
+        extra = " (timed out)" if d.get("timed_out") else ""
+        line = f"  exit {d.get('exit_code')}{extra} in {d.get('duration_s')}s"
+    elif kind == "attempt_start":
+        line = f"attempt {d.get('attempt')}"
+    elif kind == "window_start":
+        line = f"attempt {d.get('attempt')} window {d.get('window')}"
+    elif kind == "gate_start":
+        line = f"gate {d.get('gate')} [{d.get('label')}] running"
+    else:
+        line = summarize(Event(0, "", "", kind, dict(d), "", ""))
+        if kind == "gate_end" and d.get("baseline_passed") is not None:
+            line += f" (baseline: {'passed' if d['baseline_passed'] else 'failed'})"
+    return shown(line, LINE_CHARS)
 
 
 # --------------------------------------------------------------------------- modes

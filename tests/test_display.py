@@ -183,7 +183,7 @@ def test_non_tty_gives_plain_lines_without_escapes(recorded: list[Event]) -> Non
     lines = stream.getvalue().splitlines()
     assert all(line.startswith("[corral] ") for line in lines)
     assert "[corral] attempt 2" in lines
-    assert "[corral] gate tests [attempt-2] passed (baseline: failed)" in lines
+    assert "[corral] gate tests [attempt-2] passed: 1 passed (baseline: failed)" in lines
     assert '[corral] $ echo "red<U+001B>[31m text<U+202E>"' in lines
     assert "\x1b" not in stream.getvalue()
     assert lines[-1].startswith("[corral] run ready_for_review")
