@@ -362,14 +362,19 @@ class Gateway:
     def charge(self, model: str, prompt: int, completion: int) -> float:
         """Count one response's tokens and cost; set ``exhausted`` once a budget is crossed."""
         cost = price(self.prices, model, prompt, completion)
+        crossed: dict[str, Any] | None = None
         with self._lock:
             self.used_tokens += prompt + completion
             self.used_cost += cost
             if self.exhausted is None:
                 if self.max_tokens is not None and self.used_tokens > self.max_tokens:
                     self.exhausted = "tokens"
+                    crossed = {"used": self.used_tokens, "limit": self.max_tokens}
                 elif self.max_cost_usd is not None and self.used_cost > self.max_cost_usd:
                     self.exhausted = "cost_usd"
+                    crossed = {"used": round(self.used_cost, 6), "limit": self.max_cost_usd}
+        if crossed is not None:
+            self.emit("gateway_budget_exhausted", {"resource": self.exhausted, **crossed})
         return cost
 
     def emit(self, kind: str, data: Mapping[str, Any]) -> None:

@@ -469,6 +469,9 @@ def test_token_budget_the_crossing_call_succeeds_the_next_is_refused(
     assert error["message"] == "corral: token budget spent (240/200)"
     assert error["code"] == "corral_budget_spent"
     assert r.gateway.exhausted == "tokens" and r.gateway.used_tokens == 240
+    assert r.events.of("gateway_budget_exhausted") == [
+        {"resource": "tokens", "used": 240, "limit": 200}
+    ]
     assert r.events.of("gateway_refused")[-1]["reason"] == error["message"]
 
 
@@ -801,6 +804,11 @@ def test_in_the_sandbox_the_forwarder_reaches_the_model_and_nothing_else(
                 FORWARD + URLOPEN + "http://127.0.0.1:18080/admin", timeout=60, env=env
             )
             assert other.exit_code != 0 and "403" in other.stderr
+            proxied = {**env, "http_proxy": "http://127.0.0.1:18080"}  # a proxy-aware tool
+            fetch = sb.exec_once(
+                FORWARD + URLOPEN + "http://pypi.org/simple/", timeout=60, env=proxied
+            )
+            assert fetch.exit_code != 0 and "403" in fetch.stderr
             # around it, nothing: exit 0 means breached
             port = host_listener.getsockname()[1]
             for host, p in (
@@ -811,7 +819,8 @@ def test_in_the_sandbox_the_forwarder_reaches_the_model_and_nothing_else(
                 breach = sb.exec_once(probe_cmd, timeout=30)
                 assert breach.exit_code != 0, f"connected to {host}:{p} from the sandbox"
     host_listener.close()
-    assert [e["path"] for e in events.of("gateway_refused")] == ["/admin"]
+    refused = events.of("gateway_refused")
+    assert [(e["host"], e["path"]) for e in refused] == [("", "/admin"), ("pypi.org", "/simple/")]
 
 
 @pytest.mark.docker
