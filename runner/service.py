@@ -24,14 +24,15 @@ from runner.agents import load_preset
 from runner.agents.image import build_agent_image
 from runner.cli_agent import CliAgent
 from runner.corral_agent import CorralAgent
+from runner.gateway import runtime_problem
 from runner.loop import RunConfig, Runner, RunResult
 from runner.model import PRICES, ModelClient, ModelConfig, read_api_key
 from runner.scripted import ScriptedAgent
 from runner.store import NewRun, RunStore
 from sandbox.docker_backend import DockerBackend
-from sandbox.engine import connect
+from sandbox.engine import connect, probe
 from sandbox.envimage import SetupFailed, ensure_env_image
-from sandbox.errors import GitError
+from sandbox.errors import EngineUnavailable, GitError
 from sandbox.git import HostGit, find_git_dirs
 from sandbox.images import ensure_sandbox_image, find_ca_bundle
 from sandbox.paths import worktrees_dir
@@ -157,6 +158,7 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
         if existing is not None:
             return result_of(store, existing)
     client = connect()
+    check_gateway_runtime(agent, req.runtime, loaded.policy)
     if isinstance(agent, CliAgent):
         ca = find_ca_bundle(os.environ)
         image = req.image or build_agent_image(client, agent.preset, ca_bundle=ca).image_id
@@ -230,6 +232,7 @@ def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunR
     task = read_task(Path(rec.repo), Path(rec.bug_path), rec.base)
     approved, rejected = _decisions(rec.waiting_json)
     client = connect()
+    check_gateway_runtime(agent, spec.get("runtime"), policy)
     env_image = spec.get("env_image") or spec["image"]
     config = RunConfig(
         task=task, loaded=loaded, image=env_image, runtime=_runtime(spec.get("runtime")),
@@ -237,6 +240,17 @@ def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunR
     )  # fmt: skip
     store.append(run_id, "run_resume", {"approved": sorted(approved), "rejected": sorted(rejected)})
     return _drive(home, store, client, agent, config, run_id, on_event)
+
+
+def check_gateway_runtime(agent: Agent, runtime: str | None, policy: Policy) -> None:
+    """An agent CLI under gVisor reaches the gateway only if runsc may connect to host sockets.
+
+    Raises ``EngineUnavailable`` naming the fix (``corral doctor --fix``) before anything starts.
+    """
+    if isinstance(agent, CliAgent) and (runtime or policy.sandbox.runtime) == "runsc":
+        problem = runtime_problem("runsc", probe())
+        if problem is not None:
+            raise EngineUnavailable(problem)
 
 
 def _drive(
