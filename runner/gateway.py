@@ -82,10 +82,13 @@ FORWARDER_SOURCE = Path(forwarder.__file__)
 LOCAL_PREFIX = "/corral/"
 VALIDATE_PATH = "/corral/validate"
 
+#: Defaults of the bounds (see ``Gateway``): request body, connections from the sandbox,
+#: requests in flight upstream, seconds a connection may sit idle.
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_CONNECTIONS = 64
 MAX_CONCURRENT = 8
 IDLE_TIMEOUT_S = 600.0
+
 OnEvent = Callable[[str, Mapping[str, Any]], None]
 Validate = Callable[[str], tuple[str, str]]
 
@@ -280,7 +283,13 @@ class Gateway:
         return Route("upstream", up.base_url.rstrip("/") + rest + query, up)
 
     def resolve(self, method: str, target: str) -> Route:
-        """Where ``method target`` goes (a pure decision: nothing is sent)."""
+        """Where ``method target`` goes (nothing is sent; an allowed host's name is looked up)."""
+        try:
+            return self._resolve(method, target)
+        except ValueError as exc:  # a port that is no number, an unparsable URL
+            return Route("refused", reason=f"malformed request target ({exc})")
+
+    def _resolve(self, method: str, target: str) -> Route:
         if method == "CONNECT":
             name, _, number = target.rpartition(":")
             if number.isdigit() and self.host_allowed(name.strip("[]"), int(number)):

@@ -363,6 +363,7 @@ def test_other_paths_hosts_and_connect_are_refused_and_recorded(rig: Callable[..
             "/v1%2fchat/completions": "/v1%2fchat/completions",
             "http://evil.example/v1/chat/completions": "/v1/chat/completions",
             "https://api.openai.com/v1/chat/completions": "/v1/chat/completions",
+            "http://127.0.0.1:notaport/v1/chat/completions": "/v1/chat/completions",
         }
         bodies = []
         for target in cases:
@@ -378,6 +379,7 @@ def test_other_paths_hosts_and_connect_are_refused_and_recorded(rig: Callable[..
     refused = r.events.of("gateway_refused")
     assert [e["path"] for e in refused[: len(cases)]] == list(cases.values())
     assert refused[4]["host"] == "evil.example" and refused[5]["host"] == "api.openai.com"
+    assert "malformed request target" in refused[6]["reason"]
     assert refused[-1] == {"method": "CONNECT", "host": "evil.example", "path": "", "status": 403,
                            "reason": "corral gateway: CONNECT to a host the policy does not allow"}  # fmt: skip
     assert r.events.of("gateway_request") == []
