@@ -9,10 +9,14 @@ from the (possibly dirty) checkout.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import queue
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,7 @@ from sandbox.paths import worktrees_dir
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
 
 OnEvent = Callable[[str, Mapping[str, Any]], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,15 +271,48 @@ def _drive(
     runner = Runner(home, store, DockerBackend(client), agent, config, run_id, on_event=on_event)
     if not isinstance(agent, CliAgent):
         return runner.execute()
+    with _event_writer(home, store, run_id) as emit:
+        agent.bind(home, run_id, emit, lambda rel, data: store.write_artifact(run_id, rel, data))
+        try:
+            return runner.execute()
+        finally:
+            agent.close()
 
-    def emit(kind: str, data: Mapping[str, Any]) -> None:  # the gateway's thread, too (flock)
-        store.append(run_id, kind, dict(data))
 
-    agent.bind(home, run_id, emit, lambda rel, data: store.write_artifact(run_id, rel, data))
+@contextmanager
+def _event_writer(home: Path, store: RunStore, run_id: str) -> Iterator[OnEvent]:
+    """An ``emit`` for this thread (``store``, in order) and others (the gateway's: a writer thread).
+
+    The store's SQLite connection belongs to the thread that opened it; the
+    event log itself is safe to append to from anywhere (``flock``).
+    """
+    owner = threading.get_ident()
+    events: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+
+    def drain() -> None:
+        own = RunStore(home)
+        try:
+            while (item := events.get()) is not None:
+                try:
+                    own.append(run_id, *item)
+                except (OSError, ValueError, TypeError) as exc:
+                    log.warning("run %s: event %s not recorded: %s", run_id, item[0], exc)
+        finally:
+            own.close()
+
+    def emit(kind: str, data: Mapping[str, Any]) -> None:
+        if threading.get_ident() == owner:
+            store.append(run_id, kind, dict(data))
+        else:
+            events.put((kind, dict(data)))
+
+    writer = threading.Thread(target=drain, name=f"corral-events-{run_id}", daemon=True)
+    writer.start()
     try:
-        return runner.execute()
+        yield emit
     finally:
-        agent.close()
+        events.put(None)
+        writer.join(timeout=60)
 
 
 def result_of(store: RunStore, run_id: str) -> RunResult:
