@@ -366,3 +366,31 @@ def test_an_agent_cli_that_fails_is_an_agent_error_with_its_output(
                          "--agent-cmd", "sh -c 'echo no model configured >&2; exit 7'")  # fmt: skip
     assert result["status"] == "failed" and result["exit"] == 1, result
     assert "cli:custom exited 7: no model configured" in result["attempts"][0]["reason"], result
+
+
+@pytest.mark.docker
+def test_claude_code_runs_with_its_bash_commands_checked_by_corral(
+    project: Path, corral_home: Path, docker_client: object
+) -> None:
+    """Real Claude Code (npm) against a scripted Anthropic API: the hook denies, then the fix runs."""
+    from runner.agents.image import build_agent_image
+    from sandbox.images import find_ca_bundle
+    from tests.anthropic_server import ScriptedAnthropic
+
+    preset = load_preset("claude-code")
+    build_agent_image(docker_client, preset, ca_bundle=find_ca_bundle(os.environ))
+    policy = GATES + '\n[commands]\ndeny = ["git push"]\n'
+    with ScriptedAnthropic(["git push origin main", FIX]) as server:
+        args = ("--agent", "cli:claude-code", "--model", "claude-sonnet-4-5")
+        result = run_corral(project, corral_home, server, policy, *args)  # type: ignore[arg-type]
+    assert result["status"] == "ready_for_review", result
+    assert result["attempts"][0]["changed_files"] == ["src/calc.py"]
+    hooks = [
+        e.data for e in RunStore(corral_home).events(result["run_id"]) if e.type == "command_hook"
+    ]
+    assert [(h["command"], h["decision"]) for h in hooks] == [
+        ("git push origin main", "deny"),
+        (FIX, "allow"),
+    ]
+    sent = [h for path, h, _ in server.requests if path.startswith("/v1/messages")]
+    assert sent and all(h.get("x-api-key") == KEY for h in sent)  # the real key, added on the host
