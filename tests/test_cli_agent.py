@@ -7,10 +7,12 @@ reached only through the gateway's socket and the in-container forwarder.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -126,16 +128,24 @@ def test_image_build_of_an_unknown_preset_is_one_line_and_exit_2() -> None:
 
 
 @pytest.fixture(scope="session")
-def mini_image(docker_client: object) -> str:
-    """The mini-swe-agent image, built from PyPI once (cached by content hash after that)."""
+def agent_image(docker_client: object) -> Callable[[str], str]:
+    """An agent image by preset name, built once per session (PyPI/npm; cached by content hash)."""
     from runner.agents.image import build_agent_image
     from sandbox.images import find_ca_bundle
 
-    preset = load_preset("mini-swe-agent")
-    first = build_agent_image(docker_client, preset, ca_bundle=find_ca_bundle(os.environ))
-    again = build_agent_image(docker_client, preset, ca_bundle=find_ca_bundle(os.environ))
-    assert not again.built and again.image_id == first.image_id  # second call: no work
-    return first.image_id
+    def get(name: str) -> str:
+        preset = load_preset(name)
+        first = build_agent_image(docker_client, preset, ca_bundle=find_ca_bundle(os.environ))
+        again = build_agent_image(docker_client, preset, ca_bundle=find_ca_bundle(os.environ))
+        assert not again.built and again.image_id == first.image_id  # second call: no work
+        return first.image_id
+
+    return functools.cache(get)
+
+
+@pytest.fixture
+def mini_image(agent_image: Callable[[str], str]) -> str:
+    return agent_image("mini-swe-agent")
 
 
 def run_cli(
@@ -340,12 +350,9 @@ def test_a_preset_that_cannot_be_installed_here_fails_in_one_line(docker_client:
 
 @pytest.mark.docker
 def test_aider_from_pypi_applies_a_search_replace_edit_through_the_gateway(
-    project: Path, corral_home: Path, docker_client: object
+    project: Path, corral_home: Path, agent_image: Callable[[str], str]
 ) -> None:
-    from runner.agents.image import build_agent_image
-    from sandbox.images import find_ca_bundle
-
-    build_agent_image(docker_client, load_preset("aider"), ca_bundle=find_ca_bundle(os.environ))
+    agent_image("aider")
     edit = (
         "src/calc.py\n```python\n<<<<<<< SEARCH\n    return a - b\n=======\n"
         "    return a + b\n>>>>>>> REPLACE\n```\n"
@@ -370,15 +377,12 @@ def test_an_agent_cli_that_fails_is_an_agent_error_with_its_output(
 
 @pytest.mark.docker
 def test_claude_code_runs_with_its_bash_commands_checked_by_corral(
-    project: Path, corral_home: Path, docker_client: object
+    project: Path, corral_home: Path, agent_image: Callable[[str], str]
 ) -> None:
     """Real Claude Code (npm) against a scripted Anthropic API: the hook denies, then the fix runs."""
-    from runner.agents.image import build_agent_image
-    from sandbox.images import find_ca_bundle
     from tests.anthropic_server import ScriptedAnthropic
 
-    preset = load_preset("claude-code")
-    build_agent_image(docker_client, preset, ca_bundle=find_ca_bundle(os.environ))
+    agent_image("claude-code")
     policy = GATES + '\n[commands]\ndeny = ["git push"]\n'
     with ScriptedAnthropic(["git push origin main", FIX]) as server:
         args = ("--agent", "cli:claude-code", "--model", "claude-sonnet-4-5")
