@@ -48,7 +48,10 @@ fi
 step "corral doctor --fix"
 .venv/bin/corral doctor --fix
 
-# The agent image the tests run a real agent CLI in (mini-swe-agent from PyPI, through the CA
-# bundle): built once here, cached by content hash, so a second setup does no work.
-step "corral image build --agent mini-swe-agent"
-.venv/bin/corral image build --agent mini-swe-agent
+# The agent images the tests run real agent CLIs in (mini-swe-agent and aider from PyPI, Claude
+# Code from npm, through the CA bundle): built once here, cached by content hash, so a second
+# setup does no work.
+for agent in mini-swe-agent aider claude-code; do
+  step "corral image build --agent $agent"
+  .venv/bin/corral image build --agent "$agent"
+done
