@@ -109,6 +109,11 @@ def make_agent(
     if name == "cli":
         preset = load_preset(inline, agent_cmd)
         key = read_api_key(os.environ, api_key_file)
+        if key is None and base_url is None and preset.name != "custom":
+            raise ValueError(
+                f"--agent cli:{preset.name} calls {preset.default_base_url}, which needs an API key:"
+                " set CORRAL_API_KEY or give --api-key-file (or --base-url for a local endpoint)"
+            )
         return CliAgent(preset, policy or Policy(), model=model, base_url=base_url, api_key=key)
     if agent_cmd:
         raise ValueError("--agent-cmd goes with --agent cli:custom only")

@@ -100,6 +100,7 @@ def test_agent_image_hash_follows_the_recipe(tmp_path: Path) -> None:
         (["--agent", "cli:nope"], "unknown agent CLI preset 'nope'"),
         (["--agent", "cli:custom"], "--agent cli:custom needs --agent-cmd"),
         (["--agent", "corral", "--model", "m", "--agent-cmd", "x"], "cli:custom only"),
+        (["--agent", "cli:mini-swe-agent"], "needs an API key: set CORRAL_API_KEY"),
     ],
 )
 def test_bad_agent_arguments_are_one_line_and_exit_2(
@@ -110,6 +111,7 @@ def test_bad_agent_arguments_are_one_line_and_exit_2(
     proc = subprocess.run(
         [sys.executable, "-m", "runner", "run", "--repo", str(tmp_path / "repo"),
          "--bug", str(tmp_path / "bug.md"), *args],
+        env={k: v for k, v in os.environ.items() if k not in ("CORRAL_API_KEY", "OPENAI_API_KEY")},
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
