@@ -10,8 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -400,3 +402,37 @@ def test_claude_code_runs_with_its_bash_commands_checked_by_corral(
     ]
     sent = [h for path, h, _ in server.requests if path.startswith("/v1/messages")]
     assert sent and all(h.get("x-api-key") == KEY for h in sent)  # the real key, added on the host
+
+
+@pytest.mark.docker
+def test_a_killed_agent_cli_run_resumes_from_what_was_recorded(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    (project / "policy.toml").write_text(GATES)
+    agent = "sh -c '" + FIX.replace("'", '"') + "; sleep 6'"
+    env = {**os.environ, "CORRAL_HOME": str(corral_home), "CORRAL_API_KEY": KEY}
+    with ScriptedModelServer([]) as server:
+        args = [sys.executable, "-m", "runner", "run", "--repo", str(project / "repo"), "--bug",
+                str(project / "bug.md"), "--policy", str(project / "policy.toml"), "--agent",
+                "cli:custom", "--agent-cmd", agent, "--base-url", server.base_url,
+                "--run-id", "killed", "--json"]  # fmt: skip
+        first = subprocess.Popen(
+            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        log = RunStore(corral_home).log_path("killed")
+        for _ in range(600):  # until the CLI is running (bounded: 60 s)
+            if log.is_file() and '"agent_invocation"' in log.read_text():
+                break
+            time.sleep(0.1)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "runner", "resume", "killed", "--json"],
+            env=env, capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+    result = json.loads(proc.stdout)
+    assert result["status"] == "ready_for_review", (result, proc.stderr)
+    assert result["attempts"][0]["changed_files"] == ["src/calc.py"]
+    kinds = [e.type for e in RunStore(corral_home).events("killed")]
+    assert kinds.count("agent_invocation") == 2 and "run_resume" in kinds
+    assert RunStore(corral_home).verify("killed").ok
