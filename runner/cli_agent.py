@@ -170,7 +170,6 @@ class CliAgent:
         self._emit("agent_exit", {"agent": self.name, "exit_code": result.exit_code,
                                   "timed_out": result.timed_out,
                                   "duration_s": round(result.duration_s, 3)})  # fmt: skip
-        tools.budget.output(len(result.stdout) + len(result.stderr))
         note = tools._enforce_scope()  # the same scope check as after every built-in action
         tokens = self._gateway.used_tokens - tokens0
         cost = self._gateway.used_cost - cost0
@@ -180,6 +179,7 @@ class CliAgent:
             limit = b.tokens if exhausted == "tokens" else b.cost_usd
             used = tools.budget.used_tokens if exhausted == "tokens" else tools.budget.used_cost
             raise BudgetExceeded(exhausted, used, limit)
+        tools.budget.output(len(result.stdout) + len(result.stderr))  # after the run-wide budgets
         notes = (note.strip(),) if note else ()
         end: WindowEnd
         if result.timed_out:
