@@ -436,3 +436,16 @@ def test_a_killed_agent_cli_run_resumes_from_what_was_recorded(
     kinds = [e.type for e in RunStore(corral_home).events("killed")]
     assert kinds.count("agent_invocation") == 2 and "run_resume" in kinds
     assert RunStore(corral_home).verify("killed").ok
+
+
+@pytest.mark.docker
+def test_a_cost_budget_stops_the_cli_the_same_way(
+    project: Path, corral_home: Path, mini_image: str
+) -> None:
+    policy = GATES.replace("windows = 1", "windows = 1\ncost_usd = 0.15") + (
+        '\n[model]\nprices = { "scripted-model" = [1000.0, 0.0] }\n'  # 0.10 USD a call
+    )
+    with ScriptedModelServer([bash(f"echo {i}") for i in range(6)]) as server:
+        result = run_cli(project, corral_home, server, policy, "--agent", "cli:mini-swe-agent")
+    assert result["status"] == "budget_exhausted" and "cost_usd" in result["reason"], result
+    assert server.served == 2
