@@ -20,13 +20,14 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx2 as httpx
 
-from sandbox.forwarder import http_error, relay
+from sandbox.forwarder import refuse, relay
 
 if TYPE_CHECKING:
     from runner.gateway import Gateway, Route
@@ -197,6 +198,44 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and value > 0 else 0
 
 
+class Bill:
+    """One model response's charge, made as soon as its usage is known.
+
+    ``settle`` is called before each write to the client, so the charge is in
+    the gateway's counters before the client can have the end of the response
+    (an agent that exits on its last reply cannot outrun the budget). A 2xx
+    response that reported no usage is estimated once it ends (``final``).
+    """
+
+    def __init__(self, gateway: Gateway, model: str, request_bytes: int) -> None:
+        self.gateway, self.model, self.request_bytes = gateway, model, request_bytes
+        self.prompt = self.completion = 0
+        self.cost = 0.0
+        self.source = "none"
+        self.final = False
+
+    def settle(self, meter: UsageMeter, status: int, *, final: bool = False) -> None:
+        if self.final:
+            return
+        usage = meter.usage()
+        if usage is not None:
+            self.source = "reported"
+        elif final and 200 <= status < 300:
+            usage = (self.request_bytes // BYTES_PER_TOKEN, meter.size // BYTES_PER_TOKEN)
+            self.source = "estimated"
+        if usage is not None:
+            prompt, completion = max(usage[0] - self.prompt, 0), max(usage[1] - self.completion, 0)
+            if prompt or completion:
+                self.cost += self.gateway.charge(self.model or meter.model, prompt, completion)
+                self.prompt, self.completion = self.prompt + prompt, self.completion + completion
+        self.final = final
+
+    def summary(self) -> dict[str, Any]:
+        return {"prompt_tokens": self.prompt, "completion_tokens": self.completion,
+                "tokens": self.prompt + self.completion, "cost_usd": round(self.cost, 6),
+                "usage": self.source}  # fmt: skip
+
+
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """Threaded HTTP on the gateway's unix socket, at most ``max_connections`` at once."""
 
@@ -211,10 +250,9 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         super().__init__(str(gateway.socket_path), Handler, bind_and_activate=False)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.gateway._conn_slots.acquire(blocking=False):
-            with contextlib.suppress(OSError):
-                request.sendall(http_error(503, "corral gateway: too many connections"))
-            self.shutdown_request(request)
+        if not self.gateway._conn_slots.acquire(blocking=False):  # answered aside
+            busy = "corral gateway: too many connections"
+            threading.Thread(target=refuse, args=(request, 503, busy), daemon=True).start()
             return
         super().process_request(request, client_address)
 
@@ -274,25 +312,29 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._tunnel(route.url, start)
             return
+        # a slot before the body: at most max_concurrent bodies are held in memory at once
+        if not gw.acquire(QUEUE_WAIT_S):
+            self._refuse(503, "corral gateway: too many requests in flight",
+                         "corral_gateway_busy", close=True)  # fmt: skip
+            return
+        try:
+            self._handle(route, refused, start)
+        finally:
+            gw.release()
+
+    def _handle(self, route: Route, refused: str, start: float) -> None:
+        gw = self.server.gateway
         body = self._read_body()  # first, even for a refusal: closing on unread data resets
         if body is None:
             return
         if route.kind == "refused":
             self._refuse(403, refused, "corral_gateway_refused")
-            return
-        if route.kind == "local":
+        elif route.kind == "local":
             self._validate(body)
-            return
-        if route.upstream is not None and (refusal := gw.budget_refusal()) is not None:
+        elif route.upstream is not None and (refusal := gw.budget_refusal()) is not None:
             self._refuse(403, refusal, "insufficient_quota", code="corral_budget_spent")
-            return
-        if not gw.acquire(QUEUE_WAIT_S):
-            self._refuse(503, "corral gateway: too many requests in flight", "corral_gateway_busy")
-            return
-        try:
+        else:
             self._forward(route, body, start)
-        finally:
-            gw.release()
 
     def _forward(self, route: Route, body: bytes, start: float) -> None:
         gw, up = self.server.gateway, route.upstream
@@ -327,9 +369,10 @@ class Handler(BaseHTTPRequestHandler):
             sse="text/event-stream" in response.headers.get("content-type", ""),
             drop_usage_only=added,
         )
+        bill = Bill(gw, model, len(body)) if up is not None else None
         error = ""
         try:
-            self._relay_response(response, meter, added)
+            self._relay_response(response, meter, added, bill)
         except httpx.HTTPError as exc:  # the upstream broke off mid-response
             error = gw.redact(f"upstream broke off: {exc.__class__.__name__}: {exc}")[:300]
             self.close_connection = True
@@ -339,28 +382,26 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             response.close()
             meter.finish()
+            if bill is not None:
+                bill.settle(meter, response.status_code, final=True)
         summary.update(status=response.status_code, bytes=meter.size, **({"error": error} if error else {}))  # fmt: skip
-        if up is not None:
-            usage, source = meter.usage(), "reported"
-            if usage is None and 200 <= response.status_code < 300:
-                usage, source = (
-                    (len(body) // BYTES_PER_TOKEN, meter.size // BYTES_PER_TOKEN),
-                    "estimated",
-                )
-            prompt, completion = usage or (0, 0)
-            summary["model"] = model or meter.model
-            cost = gw.charge(summary["model"], prompt, completion)
-            summary.update(prompt_tokens=prompt, completion_tokens=completion,
-                           tokens=prompt + completion, cost_usd=round(cost, 6),
-                           usage=source if usage is not None else "none")  # fmt: skip
+        if bill is not None:
+            summary.update(model=model or meter.model, **bill.summary())
         summary["duration_s"] = round(time.monotonic() - start, 3)
         gw.emit("gateway_request", summary)
 
-    def _relay_response(self, response: httpx.Response, meter: UsageMeter, changes: bool) -> None:
+    def _relay_response(
+        self, response: httpx.Response, meter: UsageMeter, changes: bool, bill: Bill | None
+    ) -> None:
         status = response.status_code
         no_body = self.command == "HEAD" or status in (204, 304) or status < 200
+
+        def settle(final: bool = False) -> None:
+            if bill is not None:
+                bill.settle(meter, status, final=final)
+
         if status >= 400 and not no_body:  # an error may echo the key: read it whole, redacted
-            self._error_response(response, meter)
+            self._error_response(response, meter, settle)
             return
         length = response.headers.get("content-length")
         chunked = not no_body and (changes or length is None) and self.request_version == "HTTP/1.1"
@@ -377,20 +418,31 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         if no_body:
+            settle(final=True)
             return
+        held = b""  # a JSON body's last piece waits until the usage in it is charged
         for data in response.iter_raw():
-            self._write(meter.feed(data), chunked)
-        self._write(meter.finish(), chunked)
+            out = meter.feed(data)
+            if not meter.sse:
+                held, out = out, held
+            settle()
+            self._write(out, chunked)
+        tail = held + meter.finish()
+        settle(final=True)
+        self._write(tail, chunked)
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
 
-    def _error_response(self, response: httpx.Response, meter: UsageMeter) -> None:
+    def _error_response(
+        self, response: httpx.Response, meter: UsageMeter, settle: Callable[[bool], None]
+    ) -> None:
         body = bytearray()
         for data in response.iter_raw():
             body += meter.feed(data)
             if len(body) > MAX_ERROR_BYTES:
                 break
         meter.finish()
+        settle(True)
         text = self.server.gateway.redact(bytes(body[:MAX_ERROR_BYTES]).decode(errors="replace"))
         self.send_response_only(response.status_code, response.reason_phrase)
         for k, v in response.headers.multi_items():

@@ -103,11 +103,23 @@ def http_error(status: int, message: str) -> bytes:
 
 
 def _answer(conn: socket.socket, status: int, message: str) -> None:
+    """Send an error, then read what the client sent until it closes (bounded): closing on
+    unread data would reset the connection, and the reset can overtake the answer."""
     try:
         conn.settimeout(5)
         conn.sendall(http_error(status, message))
+        conn.shutdown(socket.SHUT_WR)
+        drained = 0
+        while drained < 1 << 20 and (data := conn.recv(CHUNK)):
+            drained += len(data)
     except OSError:
         pass
+
+
+def refuse(conn: socket.socket, status: int, message: str) -> None:
+    """Answer ``status`` with ``message`` (see ``http_error``) and close ``conn``."""
+    with conn:
+        _answer(conn, status, message)
 
 
 def _serve_one(conn: socket.socket, path: str, idle_s: float, slots: threading.Semaphore) -> None:
@@ -154,9 +166,9 @@ def serve(
                 conn, _ = srv.accept()
             except TimeoutError:
                 continue
-            if not slots.acquire(blocking=False):
-                with conn:
-                    _answer(conn, 503, f"corral forwarder: more than {max_connections} connections")
+            if not slots.acquire(blocking=False):  # answered aside: accepting goes on
+                busy = f"corral forwarder: more than {max_connections} connections"
+                threading.Thread(target=refuse, args=(conn, 503, busy), daemon=True).start()
                 continue
             threading.Thread(
                 target=_serve_one, args=(conn, path, idle_s, slots), daemon=True

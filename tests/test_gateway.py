@@ -186,6 +186,14 @@ def _reply(h: BaseHTTPRequestHandler, status: int, obj: Any) -> None:
     h.wfile.write(data)
 
 
+def _until_closed(s: socket.socket) -> bytes:
+    """Everything the peer sends until it closes (a refusal closes the connection)."""
+    out = b""
+    while chunk := s.recv(65536):
+        out += chunk
+    return out
+
+
 def _everything(rig: Rig, *bodies: bytes) -> str:
     return json.dumps(rig.events.items) + "".join(b.decode(errors="replace") for b in bodies)
 
@@ -205,7 +213,7 @@ def test_request_reaches_the_upstream_with_the_real_key_and_never_the_dummy(
     assert sent.headers["authorization"] == f"Bearer {KEY}"
     assert DUMMY_KEY not in json.dumps(sent.headers)
     assert sent.body == {"model": "gpt-4o-mini", "messages": [], "temperature": 0}
-    (event,) = r.events.of("gateway_request")
+    (event,) = r.events.wait("gateway_request")
     assert event["status"] == 200 and event["path"] == "/v1/chat/completions"
     assert event["host"] == "127.0.0.1" and event["upstream"] == "model"
     assert event["model"] == "gpt-4o-mini" and event["streamed"] is False
@@ -237,7 +245,7 @@ def test_the_official_sdk_works_through_the_gateway_streamed_and_not(
     assert srv.requests[1].body is not None
     assert srv.requests[1].body["stream_options"] == {"include_usage": True}
     assert all(c.choices for c in chunks)
-    assert [e["tokens"] for e in r.events.of("gateway_request")] == [120, 120]
+    assert [e["tokens"] for e in r.events.wait("gateway_request", 2)] == [120, 120]
     assert r.gateway.used_tokens == 240
 
 
@@ -250,7 +258,7 @@ def test_usage_counted_for_plain_and_streamed_responses_with_cost_by_model(
         assert r.chat(model="gpt-4o")[0] == 200
         status, body = r.chat(model="gpt-4o", stream=True, stream_options={"include_usage": True})
     assert status == 200 and b'"usage"' in body  # asked for by the client: passed on
-    a, b = r.events.of("gateway_request")
+    a, b = r.events.wait("gateway_request", 2)
     assert (a["prompt_tokens"], a["completion_tokens"], a["usage"]) == (1000, 500, "reported")
     assert (b["tokens"], b["streamed"], b["usage"]) == (1500, True, "reported")
     assert a["cost_usd"] == pytest.approx((1000 * 2.5 + 500 * 10.0) / 1e6)
@@ -266,7 +274,7 @@ def test_a_response_without_usage_is_estimated_so_budgets_still_hold(
     ) as url:
         r = rig([Upstream(url, KEY)])
         assert r.chat()[0] == 200
-    (event,) = r.events.of("gateway_request")
+    (event,) = r.events.wait("gateway_request")
     assert event["usage"] == "estimated" and event["completion_tokens"] >= 100
 
 
@@ -373,7 +381,7 @@ def test_other_paths_hosts_and_connect_are_refused_and_recorded(rig: Callable[..
             bodies.append(body)
         with socket.create_connection(("127.0.0.1", r.port), timeout=WAIT_S) as s:
             s.sendall(b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n")
-            answer = s.recv(4096)
+            answer = _until_closed(s)
         assert srv.requests == []  # nothing reached the upstream
     assert answer.startswith(b"HTTP/1.1 403")
     refused = r.events.of("gateway_refused")
@@ -437,7 +445,7 @@ def test_an_allowed_name_that_resolves_to_this_machine_is_refused(rig: Callable[
         r = rig([Upstream(srv.base_url, KEY)], allow_hosts=["localhost:2375", "localhost"])
         with socket.create_connection(("127.0.0.1", r.port), timeout=WAIT_S) as s:
             s.sendall(b"CONNECT localhost:2375 HTTP/1.1\r\n\r\n")  # a docker API on TCP, say
-            answer = s.recv(4096)
+            answer = _until_closed(s)
         status, body = r.request("GET", "http://localhost/latest/meta-data/")
     assert answer.startswith(b"HTTP/1.1 403") and b"resolves to" in answer
     assert status == 403 and b"an address of this machine" in body
@@ -499,7 +507,7 @@ def test_upstream_down_is_a_clear_502(rig: Callable[..., Rig]) -> None:
         status, body = r.chat()
     assert status == 502
     assert "the upstream is unreachable" in json.loads(body)["error"]["message"]
-    (event,) = r.events.of("gateway_request")
+    (event,) = r.events.wait("gateway_request")
     assert event["status"] == 502 and "ConnectError" in event["error"]
 
 
@@ -639,7 +647,7 @@ def test_forwarder_answers_502_when_the_gateway_is_gone_and_503_past_its_bound(
         socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as s,
     ):
         s.sendall(b"GET /v1/models HTTP/1.1\r\n\r\n")
-        gone = s.recv(4096)
+        gone = _until_closed(s)
     assert gone.startswith(b"HTTP/1.1 502") and b"not reachable" in gone
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(tmp_path / "slow.sock"))
@@ -648,7 +656,7 @@ def test_forwarder_answers_502_when_the_gateway_is_gone_and_503_past_its_bound(
         first = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
         held, _ = listener.accept()  # the first relay is up: its slot is taken
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as second:
-            busy = second.recv(4096)
+            busy = _until_closed(second)
         first.close()
         held.close()
     listener.close()
@@ -676,6 +684,17 @@ def test_relay_copies_both_ways_passes_a_half_close_on_and_ends_when_idle() -> N
     assert forwarder.relay(quiet_a, quiet_b, 0.05) == 0  # nothing moves: it gives up
     for s in (client, near, far, server, quiet_a, quiet_b):
         s.close()
+
+
+def test_gateway_answers_503_past_its_connection_bound(tmp_path: Path) -> None:
+    gw = Gateway(tmp_path / "gw.sock", [Upstream("http://127.0.0.1:9/v1", None)],
+                 on_event=Events(), max_tokens=None, max_cost_usd=None, max_connections=1)  # fmt: skip
+    with gw, socket.socket(socket.AF_UNIX) as first, socket.socket(socket.AF_UNIX) as second:
+        first.connect(str(gw.socket_path))
+        first.sendall(b"GET /v1/models HTTP/1.1\r\n")  # a request begun: its handler holds the slot
+        second.connect(str(gw.socket_path))
+        busy = _until_closed(second)
+    assert busy.startswith(b"HTTP/1.1 503") and b"too many connections" in busy
 
 
 def test_forwarder_cli_refuses_a_non_loopback_listen() -> None:
