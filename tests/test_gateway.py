@@ -27,7 +27,7 @@ from typing import Any
 import openai
 import pytest
 
-from runner import gateway_http
+from runner import gateway_usage
 from runner.gateway import (
     DUMMY_KEY,
     FORWARDER_SOURCE,
@@ -36,7 +36,7 @@ from runner.gateway import (
     Upstream,
     runtime_problem,
 )
-from runner.gateway_http import UsageMeter, prepare_request
+from runner.gateway_usage import UsageMeter, prepare_request
 from runner.modelserver import ScriptedModelServer, ScriptedReply
 from sandbox import forwarder
 from sandbox.engine import EngineStatus
@@ -719,7 +719,7 @@ def test_usage_meter_reads_anthropic_streams_and_split_events() -> None:
 def test_usage_meter_finds_usage_in_the_tail_of_a_body_too_large_to_parse(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(gateway_http, "MAX_PARSE_BYTES", 100)
+    monkeypatch.setattr(gateway_usage, "MAX_PARSE_BYTES", 100)
     body = json.dumps({"choices": [{"message": {"content": "x" * 500}}],
                        "usage": {"prompt_tokens": 9, "completion_tokens": 4,
                                  "prompt_tokens_details": {"cached_tokens": 0}}}).encode()  # fmt: skip
