@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import socket
 import socketserver
 import sys
@@ -58,6 +59,9 @@ HOP = frozenset(
     ]
 )
 AUTH = frozenset(("authorization", "api-key", "x-api-key"))
+#: The events that end a stream (OpenAI's ``[DONE]``, Anthropic's ``message_stop``, the
+#: Responses API's ``response.completed``): held until the request is charged and recorded.
+_ENDS_STREAM = re.compile(rb"data: ?\[DONE\]|event: ?(message_stop|response\.completed)")
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -194,9 +198,26 @@ class Handler(BaseHTTPRequestHandler):
             drop_usage_only=added,
         )
         bill = Bill(gw, model, len(body)) if up is not None else None
+        recorded = False
+
+        def record(error: str = "") -> None:
+            """Settle the bill and log the request, once: before the client can have the end."""
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            if bill is not None:
+                bill.settle(meter, response.status_code, final=True)
+                summary.update(model=model or meter.model, **bill.summary())
+            summary.update(status=response.status_code, bytes=meter.size)
+            if error:
+                summary["error"] = error
+            summary["duration_s"] = round(time.monotonic() - start, 3)
+            gw.emit("gateway_request", summary)
+
         error = ""
         try:
-            self._relay_response(response, meter, added, bill)
+            self._relay_response(response, meter, added, bill, record)
         except httpx.HTTPError as exc:  # the upstream broke off mid-response
             error = gw.redact(f"upstream broke off: {exc.__class__.__name__}: {exc}")[:300]
             self.close_connection = True
@@ -206,17 +227,17 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             response.close()
             meter.finish()
-            if bill is not None:
-                bill.settle(meter, response.status_code, final=True)
-        summary.update(status=response.status_code, bytes=meter.size, **({"error": error} if error else {}))  # fmt: skip
-        if bill is not None:
-            summary.update(model=model or meter.model, **bill.summary())
-        summary["duration_s"] = round(time.monotonic() - start, 3)
-        gw.emit("gateway_request", summary)
+            record(error)
 
     def _relay_response(
-        self, response: httpx.Response, meter: UsageMeter, changes: bool, bill: Bill | None
+        self,
+        response: httpx.Response,
+        meter: UsageMeter,
+        changes: bool,
+        bill: Bill | None,
+        record: Callable[[], None],
     ) -> None:
+        """Copy the response to the client as it arrives; ``record`` runs before its last bytes."""
         status = response.status_code
         no_body = self.command == "HEAD" or status in (204, 304) or status < 200
 
@@ -225,7 +246,7 @@ class Handler(BaseHTTPRequestHandler):
                 bill.settle(meter, status, final=final)
 
         if status >= 400 and not no_body:  # an error may echo the key: read it whole, redacted
-            self._error_response(response, meter, settle)
+            self._error_response(response, meter, record)
             return
         length = response.headers.get("content-length")
         chunked = not no_body and (changes or length is None) and self.request_version == "HTTP/1.1"
@@ -242,23 +263,23 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         if no_body:
-            settle(final=True)
+            record()
             return
-        held = b""  # a JSON body's last piece waits until the usage in it is charged
-        for data in response.iter_raw():
+        held = b""  # what ends the response waits until it is charged and recorded:
+        for data in response.iter_raw():  # a JSON body's last piece, a stream's end event
             out = meter.feed(data)
-            if not meter.sse:
+            if not meter.sse or _ENDS_STREAM.search(out):
                 held, out = out, held
             settle()
             self._write(out, chunked)
         tail = held + meter.finish()
-        settle(final=True)
+        record()
         self._write(tail, chunked)
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
 
     def _error_response(
-        self, response: httpx.Response, meter: UsageMeter, settle: Callable[[bool], None]
+        self, response: httpx.Response, meter: UsageMeter, record: Callable[[], None]
     ) -> None:
         body = bytearray()
         for data in response.iter_raw():
@@ -266,7 +287,7 @@ class Handler(BaseHTTPRequestHandler):
             if len(body) > MAX_ERROR_BYTES:
                 break
         meter.finish()
-        settle(True)
+        record()
         text = self.server.gateway.redact(bytes(body[:MAX_ERROR_BYTES]).decode(errors="replace"))
         self.send_response_only(response.status_code, response.reason_phrase)
         for k, v in response.headers.multi_items():

@@ -213,7 +213,7 @@ def test_request_reaches_the_upstream_with_the_real_key_and_never_the_dummy(
     assert sent.headers["authorization"] == f"Bearer {KEY}"
     assert DUMMY_KEY not in json.dumps(sent.headers)
     assert sent.body == {"model": "gpt-4o-mini", "messages": [], "temperature": 0}
-    (event,) = r.events.wait("gateway_request")
+    (event,) = r.events.of("gateway_request")  # recorded before the reply's end
     assert event["status"] == 200 and event["path"] == "/v1/chat/completions"
     assert event["host"] == "127.0.0.1" and event["upstream"] == "model"
     assert event["model"] == "gpt-4o-mini" and event["streamed"] is False
@@ -245,7 +245,7 @@ def test_the_official_sdk_works_through_the_gateway_streamed_and_not(
     assert srv.requests[1].body is not None
     assert srv.requests[1].body["stream_options"] == {"include_usage": True}
     assert all(c.choices for c in chunks)
-    assert [e["tokens"] for e in r.events.wait("gateway_request", 2)] == [120, 120]
+    assert [e["tokens"] for e in r.events.of("gateway_request")] == [120, 120]
     assert r.gateway.used_tokens == 240
 
 
@@ -258,7 +258,7 @@ def test_usage_counted_for_plain_and_streamed_responses_with_cost_by_model(
         assert r.chat(model="gpt-4o")[0] == 200
         status, body = r.chat(model="gpt-4o", stream=True, stream_options={"include_usage": True})
     assert status == 200 and b'"usage"' in body  # asked for by the client: passed on
-    a, b = r.events.wait("gateway_request", 2)
+    a, b = r.events.of("gateway_request")
     assert (a["prompt_tokens"], a["completion_tokens"], a["usage"]) == (1000, 500, "reported")
     assert (b["tokens"], b["streamed"], b["usage"]) == (1500, True, "reported")
     assert a["cost_usd"] == pytest.approx((1000 * 2.5 + 500 * 10.0) / 1e6)
@@ -274,7 +274,7 @@ def test_a_response_without_usage_is_estimated_so_budgets_still_hold(
     ) as url:
         r = rig([Upstream(url, KEY)])
         assert r.chat()[0] == 200
-    (event,) = r.events.wait("gateway_request")
+    (event,) = r.events.of("gateway_request")
     assert event["usage"] == "estimated" and event["completion_tokens"] >= 100
 
 
@@ -315,7 +315,7 @@ def test_streaming_passes_event_by_event_not_buffered(rig: Callable[..., Rig]) -
     assert outcome == [True]
     assert b"second" in rest and b"[DONE]" in rest
     assert b'"usage"' not in rest  # the gateway asked for it; this client did not
-    (event,) = r.events.wait("gateway_request")
+    (event,) = r.events.of("gateway_request")
     assert (event["prompt_tokens"], event["completion_tokens"], event["streamed"]) == (7, 3, True)
 
 
@@ -452,6 +452,44 @@ def test_an_allowed_name_that_resolves_to_this_machine_is_refused(rig: Callable[
     assert [e["host"] for e in r.events.of("gateway_refused")] == ["localhost", "localhost"]
 
 
+def test_chunked_request_bodies_and_http10_clients_are_served(rig: Callable[..., Rig]) -> None:
+    replies = [ScriptedReply(content="chunked"), ScriptedReply(content="old client")]
+    with ScriptedModelServer(replies) as srv:
+        r = rig([Upstream(srv.base_url, KEY)])
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        pieces = b"".join(b"%x\r\n%b\r\n" % (len(body[i : i + 7]), body[i : i + 7])
+                          for i in range(0, len(body), 7))  # fmt: skip
+        with socket.create_connection(("127.0.0.1", r.port), timeout=WAIT_S) as s:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+                      b"Connection: close\r\n\r\n" + pieces + b"0\r\n\r\n")  # fmt: skip
+            first = _until_closed(s)
+        stream = json.dumps({"model": "m", "stream": True}).encode()
+        with socket.create_connection(("127.0.0.1", r.port), timeout=WAIT_S) as s:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.0\r\nContent-Length: %d\r\n\r\n%b"
+                      % (len(stream), stream))  # fmt: skip
+            old = _until_closed(s)
+        assert srv.requests[0].body == json.loads(body)
+    assert first.startswith(b"HTTP/1.1 200") and b"chunked" in first
+    head, _, rest = old.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding" not in head and b"Connection: close" in head  # no chunks for 1.0
+    assert rest.startswith(b"data: ") and b"old client" in rest and rest.endswith(b"[DONE]\n\n")
+
+
+def test_a_failing_event_sink_does_not_fail_the_request(
+    rig: Callable[..., Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    with ScriptedModelServer([ScriptedReply(content="fine")]) as srv:
+        r = rig([Upstream(srv.base_url, KEY)])
+
+        def broken(kind: str, data: Any) -> None:
+            raise OSError(f"disk full while logging {KEY}")
+
+        r.gateway.on_event = broken
+        status, _ = r.chat()
+    assert status == 200
+    assert "gateway event gateway_request not recorded" in caplog.text and KEY not in caplog.text
+
+
 def test_an_oversized_body_is_refused(rig: Callable[..., Rig]) -> None:
     with ScriptedModelServer([]) as srv:
         r = rig([Upstream(srv.base_url, KEY)], max_body_bytes=1000)
@@ -507,7 +545,7 @@ def test_upstream_down_is_a_clear_502(rig: Callable[..., Rig]) -> None:
         status, body = r.chat()
     assert status == 502
     assert "the upstream is unreachable" in json.loads(body)["error"]["message"]
-    (event,) = r.events.wait("gateway_request")
+    (event,) = r.events.of("gateway_request")
     assert event["status"] == 502 and "ConnectError" in event["error"]
 
 
