@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import httpx2 as httpx
 
 from runner.gateway_usage import Bill, UsageMeter, prepare_request
-from sandbox.forwarder import refuse, relay
+from sandbox.forwarder import refuse_aside, relay
 
 if TYPE_CHECKING:
     from runner.gateway import Gateway, Route
@@ -78,9 +78,8 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         super().__init__(str(gateway.socket_path), Handler, bind_and_activate=False)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.gateway._conn_slots.acquire(blocking=False):  # answered aside
-            busy = "corral gateway: too many connections"
-            threading.Thread(target=refuse, args=(request, 503, busy), daemon=True).start()
+        if not self.gateway._conn_slots.acquire(blocking=False):
+            refuse_aside(request, 503, "corral gateway: too many connections")
             return
         super().process_request(request, client_address)
 

@@ -28,6 +28,7 @@ import selectors
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 MAX_CONNECTIONS = 64
@@ -103,23 +104,43 @@ def http_error(status: int, message: str) -> bytes:
 
 
 def _answer(conn: socket.socket, status: int, message: str) -> None:
-    """Send an error, then read what the client sent until it closes (bounded): closing on
-    unread data would reset the connection, and the reset can overtake the answer."""
+    """Send an error, then read what the client sent until it closes (1 MiB, 5 s at most):
+    closing on unread data would reset the connection, and the reset can overtake the answer."""
+    deadline = time.monotonic() + 5
     try:
         conn.settimeout(5)
         conn.sendall(http_error(status, message))
         conn.shutdown(socket.SHUT_WR)
         drained = 0
-        while drained < 1 << 20 and (data := conn.recv(CHUNK)):
+        while drained < 1 << 20 and (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            data = conn.recv(CHUNK)
+            if not data:
+                break
             drained += len(data)
     except OSError:
         pass
 
 
-def refuse(conn: socket.socket, status: int, message: str) -> None:
-    """Answer ``status`` with ``message`` (see ``http_error``) and close ``conn``."""
-    with conn:
-        _answer(conn, status, message)
+#: Connections being refused at once (each answered in a thread of its own); past it: closed.
+_REFUSING = threading.BoundedSemaphore(16)
+
+
+def refuse_aside(conn: socket.socket, status: int, message: str) -> None:
+    """Answer ``status`` and close ``conn`` in a thread, so accepting goes on; under a flood
+    (more than 16 refusals at once) the connection is just closed."""
+    if not _REFUSING.acquire(blocking=False):
+        conn.close()
+        return
+
+    def answer() -> None:
+        try:
+            with conn:
+                _answer(conn, status, message)
+        finally:
+            _REFUSING.release()
+
+    threading.Thread(target=answer, daemon=True).start()
 
 
 def _serve_one(conn: socket.socket, path: str, idle_s: float, slots: threading.Semaphore) -> None:
@@ -166,9 +187,10 @@ def serve(
                 conn, _ = srv.accept()
             except TimeoutError:
                 continue
-            if not slots.acquire(blocking=False):  # answered aside: accepting goes on
-                busy = f"corral forwarder: more than {max_connections} connections"
-                threading.Thread(target=refuse, args=(conn, 503, busy), daemon=True).start()
+            if not slots.acquire(blocking=False):
+                refuse_aside(
+                    conn, 503, f"corral forwarder: more than {max_connections} connections"
+                )
                 continue
             threading.Thread(
                 target=_serve_one, args=(conn, path, idle_s, slots), daemon=True
