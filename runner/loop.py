@@ -38,6 +38,7 @@ from sandbox.harvest import Harvest, harvest
 from sandbox.interfaces import SandboxBackend
 from sandbox.lease import RunLease
 from sandbox.paths import worktrees_dir
+from sandbox.recording import SpecRecorder, spec_record
 from sandbox.spec import Limits, Mount, SandboxSpec
 from sandbox.watch import TreeWatch
 from sandbox.workspace import Workspace
@@ -264,7 +265,7 @@ class Runner:
         self.budget.new_attempt()
         watch = TreeWatch.open(ws.path, ws.ignored())  # before anything in the sandbox can write
         try:
-            sandbox = self.backend.start(self._spec(ws))
+            sandbox = self._recorded(role="attempt", attempt=n).start(self._spec(ws))
         except BaseException:
             if watch is not None:
                 watch.close()
@@ -433,7 +434,8 @@ class Runner:
                 self.budget.check_wall()
                 self.emit("gate_start", {"label": label, "gate": gate.name})
                 prior = self.baseline.get(gate.name) if baseline else None
-                r = run_gate(self.backend, self._spec(ws, gate=True), gate, tree, out, prior)
+                backend = self._recorded(role="gate", label=label, gate=gate.name)
+                r = run_gate(backend, self._spec(ws, gate=True), gate, tree, out, prior)
                 self.store.write_artifact(self.run_id, f"{label}/gate-{gate.name}.log", r.log)
                 junit = out / f"{gate.name}.xml"
                 if junit.is_file() and not junit.is_symlink():
@@ -474,6 +476,12 @@ class Runner:
             limits=Limits(memory_mb=sp.memory_mb, cpus=sp.cpus, pids=sp.pids),
             run_id=self.run_id,
             owner_home=str(self.home),
+        )
+
+    def _recorded(self, **role: Any) -> SandboxBackend:
+        """``self.backend``, recording each sandbox's effective spec as a ``sandbox_spec`` event."""
+        return SpecRecorder(
+            self.backend, lambda spec, sb: self.emit("sandbox_spec", {**role, **spec_record(spec, sb)})
         )
 
     def _policy_summary(self) -> str:

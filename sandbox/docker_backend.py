@@ -181,6 +181,11 @@ class DockerSandbox:
     def id(self) -> str:
         return str(self._container.id)
 
+    @property
+    def image_id(self) -> str:
+        """The ``sha256:`` id of the image the container runs (what the spec's name resolved to)."""
+        return str(self._container.attrs.get("Image") or self.spec.image)
+
     # -- lifecycle -------------------------------------------------------
 
     def open_shell(self) -> None:

@@ -59,3 +59,27 @@ def test_unknown_keys_are_refused() -> None:
 def test_spec_round_trips_for_the_run_record() -> None:
     spec = SandboxSpec(image="sha256:abc", workspace="/w", run_id="r", owner_home="/h")
     assert SandboxSpec.model_validate(spec.model_dump()) == spec
+
+
+def test_spec_recorder_reports_each_start_and_closes_a_sandbox_it_could_not_record() -> None:
+    from sandbox.errors import SandboxClosed
+    from sandbox.fake import FakeBackend
+    from sandbox.recording import SpecRecorder, spec_record
+
+    seen: list[dict[str, object]] = []
+    spec = SandboxSpec(image="img", run_id="r1")
+    sb = SpecRecorder(FakeBackend(), lambda s, b: seen.append(spec_record(s, b))).start(spec)
+    assert seen == [{"container": sb.id, "image_id": "img", "spec": spec.model_dump(mode="json")}]
+    assert SandboxSpec.model_validate(seen[0]["spec"]) == spec
+    sb.close()
+
+    started: list[object] = []
+
+    def fail(s: SandboxSpec, b: object) -> None:
+        started.append(b)
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        SpecRecorder(FakeBackend(), fail).start(spec)
+    with pytest.raises(SandboxClosed):
+        started[0].exec("true")  # type: ignore[attr-defined]
