@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,6 +127,41 @@ def test_image_build_of_an_unknown_preset_is_one_line_and_exit_2() -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 2 and "unknown agent CLI preset 'nope'" in proc.stderr
+
+
+def test_the_policys_allow_hosts_reach_the_gateway_and_the_clis_proxy_variables(
+    tmp_path: Path,
+) -> None:
+    """``[gateway] allow_hosts`` in a policy file -> the run's gateway allowlist and the CLI's env."""
+    from policies.load import load_policy
+    from runner.cli_agent import PORT, CliAgent
+
+    (tmp_path / "policy.toml").write_text(
+        '[gateway]\nallow_hosts = ["Mirror.Example.org", "127.0.0.2:8080"]\n'
+    )
+    policy = load_policy(str(tmp_path / "policy.toml")).policy
+    proxies = {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"}
+    envs, allowlists = [], []
+    for p in (policy, policy.model_copy(update={"gateway": type(policy.gateway)()})):
+        agent = CliAgent(load_preset(CUSTOM, "true"), p, model="m",
+                         base_url="http://127.0.0.1:9/v1", api_key=KEY)  # fmt: skip
+        agent.bind(tmp_path / "home", "allow", lambda k, d: None, lambda n, d: None)
+        try:
+            gw = agent._gateway
+            allowlists.append(gw.allow_hosts)
+            routes = [gw.resolve("GET", f"http://127.0.0.2:{port}/simple/").kind
+                      for port in (8080, 8081)]  # fmt: skip
+            envs.append((agent.environment(), routes))
+        finally:
+            agent.close()
+    assert allowlists == [("mirror.example.org", "127.0.0.2:8080"), ()]
+    (env, routes), (plain, plain_routes) = envs
+    assert routes == ["host", "refused"] and plain_routes == ["refused", "refused"]
+    assert {env[name] for name in proxies - {"NO_PROXY", "no_proxy"}} == {
+        f"http://127.0.0.1:{PORT}"
+    }
+    assert env["NO_PROXY"] == env["no_proxy"] == "127.0.0.1,localhost"  # the model URL: direct
+    assert not proxies & set(plain)  # no allow_hosts: the CLI gets no proxy at all
 
 
 # ------------------------------------------------------------------ real Docker
@@ -449,3 +485,66 @@ def test_a_cost_budget_stops_the_cli_the_same_way(
         result = run_cli(project, corral_home, server, policy, "--agent", "cli:mini-swe-agent")
     assert result["status"] == "budget_exhausted" and "cost_usd" in result["reason"], result
     assert server.served == 2
+
+
+FETCH = """import urllib.error as e, urllib.request as u
+for url in ("http://127.0.0.2:{ok}/allowed", "http://127.0.0.2:{no}/denied"):
+    try:
+        print("FETCH", url, u.urlopen(url, timeout=60).read().decode())
+    except e.HTTPError as x:
+        print("FETCH", url, x.code, x.read().decode())
+src = open("src/calc.py").read()
+open("src/calc.py", "w").write(src.replace("a - b", "a + b"))
+"""
+
+
+@pytest.mark.docker
+def test_a_tool_fetches_from_an_allowed_host_through_the_gateway_and_not_from_another(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    """Policy -> gateway -> the CLI's proxy variables -> a fetch inside the sandbox, end to end.
+
+    The two "hosts" are loopback servers on 127.0.0.2 (any of 127/8 is this machine): the allowed
+    one is listed as a literal address, which ``allow_hosts`` takes as meant; the other is a
+    port nobody listed. 127.0.0.2 is not in the CLI's NO_PROXY, so urllib uses the proxy.
+    """
+    import shlex
+
+    from tests.test_gateway import upstream_of
+
+    hits: dict[str, list[str]] = {"ok": [], "no": []}
+
+    def answer(which: str) -> Callable[[Any], None]:
+        def handle(h: Any) -> None:
+            hits[which].append(h.path)
+            data = f"from the {which} mirror".encode()
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+
+        return handle
+
+    with (
+        upstream_of(answer("ok"), host="127.0.0.2") as ok_url,
+        upstream_of(answer("no"), host="127.0.0.2") as no_url,
+        ScriptedModelServer([]) as server,
+    ):
+        ok, no = (url.rsplit(":", 1)[1].removesuffix("/v1") for url in (ok_url, no_url))
+        policy = GATES + f'\n[gateway]\nallow_hosts = ["127.0.0.2:{ok}"]\n'
+        command = "python3 -c " + shlex.quote(FETCH.format(ok=ok, no=no))
+        result = run_cli(project, corral_home, server, policy, "--agent", "cli:custom",
+                         "--agent-cmd", command)  # fmt: skip
+    assert result["status"] == "ready_for_review", result
+    log = _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
+    assert f"FETCH http://127.0.0.2:{ok}/allowed from the ok mirror" in log, log
+    assert f"FETCH http://127.0.0.2:{no}/denied 403" in log and "allowed host" in log, log
+    assert hits == {"ok": ["/allowed"], "no": []}  # the other server was never reached
+    events = list(RunStore(corral_home).events(result["run_id"]))
+    fetched = [e.data for e in events if e.type == "gateway_request"]
+    refused = [e.data for e in events if e.type == "gateway_refused"]
+    assert [(f["host"], f["path"], f["upstream"], f["status"]) for f in fetched] == [
+        ("127.0.0.2", "/allowed", "host", 200)
+    ]
+    assert [(r["host"], r["path"], r["status"]) for r in refused] == [("127.0.0.2", "/denied", 403)]
+    assert RunStore(corral_home).verify(result["run_id"]).ok

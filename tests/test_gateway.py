@@ -148,9 +148,12 @@ def rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
 
 @contextmanager
 def upstream_of(
-    handle: Callable[[BaseHTTPRequestHandler], None], tls: ssl.SSLContext | None = None
+    handle: Callable[[BaseHTTPRequestHandler], None],
+    tls: ssl.SSLContext | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[str]:
-    """A loopback HTTP(S) server answering every request with ``handle``; yields its base URL."""
+    """A loopback HTTP(S) server (on ``host``, any of 127/8) answering every request with
+    ``handle``; yields its base URL."""
 
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -163,7 +166,7 @@ def upstream_of(
 
         do_POST = do_GET
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    server = ThreadingHTTPServer((host, 0), H)
     server.daemon_threads = True
     if tls is not None:  # handshakes the client refuses are expected: no tracebacks for them
         server.socket = tls.wrap_socket(server.socket, server_side=True)
@@ -171,7 +174,7 @@ def upstream_of(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         scheme = "https" if tls is not None else "http"
-        yield f"{scheme}://127.0.0.1:{server.server_address[1]}/v1"
+        yield f"{scheme}://{host}:{server.server_address[1]}/v1"
     finally:
         server.shutdown()
         server.server_close()
