@@ -27,10 +27,16 @@ from policies.model import BUILTIN_PROTECTED, Policy
 ScopeClass = Literal["writable", "protected", "read_only", "artifact", "progress"]
 Severity = Literal["block", "warn"]
 
-#: Characters that make a patch read differently from what it does (Trojan Source and friends).
-_HIDDEN = re.compile(
-    "[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]"
+#: Characters that make text read differently from what it is (Trojan Source and friends), as a
+#: regex character-class body: C0 controls but tab, newline and carriage return; DEL and the C1
+#: controls (U+0080-U+009F: U+009B is a terminal's CSI, U+0085 a line break to some readers); the
+#: bidi embeddings, overrides, isolates and marks. The one table: the patch checker uses it, and
+#: every display of run text (``runner.review.visible``) escapes it and a few more.
+HIDDEN_CHARACTERS = (
+    "\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
+    "\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
 )
+_HIDDEN = re.compile(f"[{HIDDEN_CHARACTERS}]")
 
 MODE_LINK = "120000"
 MODE_GITLINK = "160000"
@@ -156,7 +162,7 @@ def hidden_characters(patch: str) -> list[Violation]:
     """Control and bidi characters on added lines of a unified diff (path from the ``+++`` line)."""
     out: list[Violation] = []
     path = "?"
-    for line in patch.splitlines():
+    for line in patch.split("\n"):  # not splitlines: it splits at U+000B/C, U+001C-E, U+0085
         if line.startswith("+++ "):
             path = line[6:] if line.startswith("+++ b/") else line[4:]
             continue

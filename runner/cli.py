@@ -54,8 +54,10 @@ def handles_errors(fn: F) -> F:
 
 
 def _error_lines(exc: BaseException) -> None:
+    from runner.display import markup  # run text in the message: hidden characters escaped too
+
     for line in str(exc).splitlines() or [exc.__class__.__name__]:
-        err.print(f"[red]error:[/red] {escape(line)}")
+        err.print(f"[red]error:[/red] {markup(line)}")
 
 
 @app.command()

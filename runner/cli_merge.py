@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from runner.cli import app, handles_errors, out
+from runner.display import markup as m
 from sandbox.paths import corral_home
 
 
@@ -38,18 +38,18 @@ def merge(
     from runner.merge import merge as do_merge
 
     res = do_merge(corral_home(), run_id, branch=branch, dry_run=dry_run, who=reviewer())
-    where = f" (checked out in {res.checked_out})" if res.checked_out else ""
-    files = ", ".join(res.files)
+    where = f" (checked out in {m(res.checked_out)})" if res.checked_out else ""
+    files, branch = m(", ".join(res.files)), m(res.branch)
     if res.already:
-        out.print(f"already merged: {res.commit} on {res.branch}; nothing changed")
+        out.print(f"already merged: {m(res.commit)} on {branch}; nothing changed")
     elif res.dry_run:
-        out.print(f"dry run: would commit to {res.branch}{where}; the candidate applies cleanly")
-        out.print(f"  files: {escape(files)}")
+        out.print(f"dry run: would commit to {branch}{where}; the candidate applies cleanly")
+        out.print(f"  files: {files}")
         for line in res.message.splitlines():
-            out.print(f"  | {escape(line)}")
+            out.print(f"  | {m(line)}")
     else:
-        out.print(f"merged {run_id} as {res.commit} on {res.branch}{where}")
-        out.print(f"  files: {escape(files)}")
+        out.print(f"merged {m(run_id)} as {m(res.commit)} on {branch}{where}")
+        out.print(f"  files: {files}")
 
 
 @app.command()
@@ -69,7 +69,7 @@ def export(
     with RunStore(corral_home()) as store:
         if patch is not None:
             patch.write_bytes(export_patch(store, run_id))
-            out.print(f"patch: {patch}")
+            out.print(f"patch: {m(patch)}")
         if pr_body is not None:
             pr_body.write_text(make_body(store, run_id))
-            out.print(f"pr body: {pr_body}")
+            out.print(f"pr body: {m(pr_body)}")

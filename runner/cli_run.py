@@ -17,6 +17,7 @@ import typer
 
 from policies.load import PolicyError, load_policy
 from runner.cli import app, err, handles_errors, out
+from runner.display import markup as m
 from runner.display import run_display
 from sandbox.paths import corral_home
 
@@ -128,15 +129,18 @@ def _finish(result: Any, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result.to_json()))
     else:
-        domain = f" ({result.failure_domain})" if result.failure_domain else ""
-        out.print(f"run {result.run_id}: [bold]{result.status}[/bold]{domain} {result.reason}")
+        domain = f" ({m(result.failure_domain)})" if result.failure_domain else ""
+        out.print(
+            f"run {m(result.run_id)}: [bold]{m(result.status)}[/bold]{domain} {m(result.reason)}"
+        )
         for a in result.attempts:
             gates = ", ".join(f"{k}={'pass' if v else 'FAIL'}" for k, v in a.gates.items())
             out.print(
-                f"  attempt {a.attempt}: {a.status} {a.failure_domain or ''} {a.reason} {gates}"
+                f"  attempt {a.attempt}: {m(a.status)} {m(a.failure_domain or '')} "
+                f"{m(a.reason)} {m(gates)}"
             )
         if result.patch_path:
-            out.print(f"  candidate patch: {result.patch_path}")
+            out.print(f"  candidate patch: {m(result.patch_path)}")
     raise typer.Exit(result.exit_code)
 
 
@@ -152,7 +156,7 @@ def verify(run_id: str = typer.Argument(..., help="The run whose event log to ch
     if res.ok:
         out.print(f"ok: {res.events} events, chain intact")
         return
-    err.print(f"[red]broken:[/red] event {res.first_bad_seq}: {res.problem}")
+    err.print(f"[red]broken:[/red] event {res.first_bad_seq}: {m(res.problem)}")
     raise typer.Exit(1)
 
 
@@ -173,15 +177,18 @@ def status(
     if as_json:
         print(json.dumps({**result.to_json(), "pending": pending}))
         return
-    domain = f"{rec.failure_domain}: " if rec.failure_domain else ""
-    out.print(f"{run_id}  {rec.status}  {domain}{rec.reason or ''}")
-    out.print(f"  repo {rec.repo} @ {rec.base[:12]}  bug: {rec.bug_title}")
+    domain = f"{m(rec.failure_domain)}: " if rec.failure_domain else ""
+    rid = m(run_id)
+    out.print(f"{rid}  {m(rec.status)}  {domain}{m(rec.reason or '')}")
+    out.print(f"  repo {m(rec.repo)} @ {m(rec.base[:12])}  bug: {m(rec.bug_title)}")
     for a in result.attempts:
-        out.print(f"  attempt {a.attempt}: {a.status} {a.failure_domain or ''} {a.reason}")
+        out.print(f"  attempt {a.attempt}: {m(a.status)} {m(a.failure_domain or '')} {m(a.reason)}")
     if rec.status == "waiting" and pending.get("command"):
-        out.print(f"  waiting for a human: `{pending['command']}` ({pending.get('reason', '')})")
         out.print(
-            f"  answer with `corral approve {run_id}` or `corral reject {run_id}`, then `corral resume {run_id}`"
+            f"  waiting for a human: `{m(pending['command'])}` ({m(pending.get('reason', ''))})"
+        )
+        out.print(
+            f"  answer with `corral approve {rid}` or `corral reject {rid}`, then `corral resume {rid}`"
         )
 
 
@@ -235,13 +242,13 @@ def _decide(run_id: str, verdict: str, comment: str | None) -> None:
 
         status = review_decision(store, run_id, verdict, reviewer(), comment)
         follow = f"`corral merge {run_id}`" if status == "approved" else "nothing will be merged"
-        out.print(f"{run_id}: {status} by {reviewer()}; {follow}")
+        out.print(f"{m(run_id)}: {status} by {m(reviewer())}; {m(follow)}")
         return
     key = "approved" if verdict == "approve" else "rejected"
     pending[key] = sorted(set(pending.get(key, [])) | {command})
     store.update(run_id, waiting_json=json.dumps(pending))
     store.append(run_id, f"human_{key}", {"command": command, "comment": comment or ""})
-    out.print(f"{key} `{command}`; continue with `corral resume {run_id}`")
+    out.print(f"{key} `{m(command)}`; continue with `corral resume {m(run_id)}`")
 
 
 @app.command()
@@ -267,7 +274,7 @@ def reject(
 def policy_check(file: Path = typer.Argument(..., help="A policy TOML file.")) -> None:
     """Validate a policy file (exit 2 with `loc: msg` lines if it is malformed)."""
     loaded = load_policy(file)
-    out.print(f"ok: {file} ({' < '.join(loaded.sources)})")
+    out.print(f"ok: {m(file)} ({m(' < '.join(loaded.sources))})")
 
 
 @policy_app.command("show")

@@ -38,6 +38,7 @@ from typing import IO, Any, Literal, Protocol
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -61,19 +62,25 @@ RECENT = 5
 #: Notices that reach the display but are not in the event log.
 LIVE_ONLY = frozenset({"run_limits", "command_start", "budget"})
 
-#: What ``runner.review.plain`` leaves that would still break or steer a one-line display.
-_LINE_UNSAFE = re.compile("[\n\t\x80-\x9f]")
+#: What ``runner.review.plain`` leaves (it escapes the C0, C1 and bidi table of ``policies.scope``)
+#: that would still break a one-line display.
+_LINE_UNSAFE = re.compile("[\n\t]")
 
 
 def escape_controls(text: str) -> str:
-    """``text`` on one line: hidden characters as ``corral review`` shows them (``<U+202E>``),
-    newlines and tabs as ``\\n`` and ``\\t``, C1 controls as ``<U+009B>``."""
+    """``text`` on one line: hidden characters (C0, C1, bidi) as ``corral review`` shows them
+    (``<U+202E>``, ``<U+009B>``), newlines and tabs as ``\\n`` and ``\\t``."""
 
     def one(m: re.Match[str]) -> str:
-        ch = m.group()
-        return {"\n": "\\n", "\t": "\\t"}.get(ch) or f"<U+{ord(ch):04X}>"
+        return "\\n" if m.group() == "\n" else "\\t"
 
     return _LINE_UNSAFE.sub(one, plain(text))
+
+
+def markup(text: object) -> str:
+    """Run text to put inside a rich markup string: ``escape_controls`` (one line, hidden
+    characters as ``<U+XXXX>``), then ``rich.markup.escape`` (``x[/y].py`` prints as itself)."""
+    return escape(escape_controls(str(text)))
 
 
 def shown(text: str, limit: int = COMMAND_CHARS) -> str:

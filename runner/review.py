@@ -11,7 +11,7 @@ report --html`` all render this one object, so they cannot disagree.
 Nothing here writes to the store or runs anything; text from the run (diff,
 bug title, command lines, logs) is kept as it was recorded, and each renderer
 escapes it for its medium. ``visible`` splits text into plain parts and the
-control or bidi characters that must be shown escaped (the table of
+control, C1 or bidi characters that must be shown escaped (the table of
 ``policies.scope``, plus carriage return, zero-width and line-separator marks).
 """
 
@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from policies.model import Policy
-from policies.scope import _HIDDEN, Scope
+from policies.scope import HIDDEN_CHARACTERS, Scope
 from runner.gates import TestOutcomes, compare, parse_junit
 from runner.store import Event, RunStore
 from runner.trajectory import Blocked, Trajectory, read_trajectory
@@ -33,7 +33,7 @@ REVIEW_FORMAT = 1
 
 #: Shown escaped wherever run text is displayed: the patch checker's table and a few more
 #: characters that hide or move text on screen without being "controls" to the checker.
-_SHOWN = re.compile(_HIDDEN.pattern[:-1] + "\r\u200b-\u200d\u2028\u2029\ufeff]")
+_SHOWN = re.compile(f"[{HIDDEN_CHARACTERS}\r\u200b-\u200d\u2028\u2029\ufeff]")
 
 
 def visible(text: str) -> list[tuple[str, bool]]:

@@ -201,3 +201,49 @@ def test_bad_input_is_one_clear_line_and_exit_2(project: Path, corral_home: Path
     assert good.returncode == 0 and "ok:" in good.stdout
     shown = corral(corral_home, "policy", "show", "--policy", "strict")
     assert json.loads(shown.stdout)["policy"]["scope"]["on_violation"] == "escalate"
+
+
+NASTY = "[/x] x[/y].py \u202e\x1b[31m\x9b2J"
+"""Markup that rich would parse (and raise on), a bidi override, an ESC sequence and a C1 CSI."""
+
+
+def _shows_nasty_escaped(text: str) -> None:
+    assert "Traceback" not in text and "MarkupError" not in text
+    assert "\u202e" not in text and "\x1b" not in text and "\x9b" not in text
+    assert "[/x] x[/y].py <U+202E><U+001B>[31m<U+009B>2J" in " ".join(text.split())  # wrapped
+
+
+def test_run_text_is_printed_as_text_with_hidden_characters_escaped(
+    project: Path, corral_home: Path
+) -> None:
+    from runner.loop import AttemptReport
+    from tests.storefixtures import stored_run
+
+    report = AttemptReport(attempt=1, reason=f"out of scope: {NASTY}", failure_domain="governance")
+    stored_run(
+        corral_home, "nasty", reason=f"no attempt passed: {NASTY}", bug_title=NASTY,
+        attempts=(report,), failure_domain="governance",
+    ).update("nasty", repo=f"/repo/{NASTY}")  # fmt: skip
+    resumed = corral(corral_home, "resume", "nasty")
+    assert resumed.returncode == 1, resumed.stderr
+    _shows_nasty_escaped(resumed.stdout + resumed.stderr)
+    assert resumed.stdout.count("<U+202E>") == 2  # the run's reason and the attempt's
+    status = corral(corral_home, "status", "nasty")
+    assert status.returncode == 0, status.stderr
+    _shows_nasty_escaped(status.stdout)
+    assert "bug: [/x] x[/y].py <U+202E>" in " ".join(status.stdout.split())
+    # A waiting run's pending command, and the answer to it.
+    store = stored_run(corral_home, "asks", status="waiting", reason="asks a human")
+    store.update("asks", waiting_json=json.dumps({"command": NASTY, "reason": NASTY}))
+    waiting = corral(corral_home, "status", "asks")
+    assert waiting.returncode == 0, waiting.stderr
+    _shows_nasty_escaped(waiting.stdout)
+    assert waiting.stdout.count("<U+202E>") == 2  # the command and why it waits
+    approved = corral(corral_home, "approve", "asks")
+    assert approved.returncode == 0, approved.stderr
+    _shows_nasty_escaped(approved.stdout)
+    # An error line that quotes run text (a bug file name) is escaped as well.
+    missing = corral(corral_home, "run", "--repo", str(project / "repo"), "--bug", f"/no/{NASTY}")
+    assert missing.returncode == 2
+    _shows_nasty_escaped(missing.stderr)
+    assert len(missing.stderr.strip().splitlines()) == 1

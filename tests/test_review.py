@@ -227,6 +227,60 @@ def test_a_run_that_ended_before_any_attempt_reviews_and_reports(tmp_path: Path)
     assert '{"exit_code": 7}' in corral(tmp_path, "logs", run_id).stdout
 
 
+CSI = "\x9b"  # U+009B, a terminal's Control Sequence Introducer in one (C1) character
+C1_PATCH = (
+    'diff --git "a/src/csi\\302\\233.py" "b/src/csi\\302\\233.py"\n'
+    "new file mode 100644\n"
+    "index 0000000..1111111\n"
+    "--- /dev/null\n"
+    '+++ "b/src/csi\\302\\233.py"\n'
+    "@@ -0,0 +1,2 @@\n"
+    f"+ok = 1  # {CSI}2J{CSI}31m looks harmless\n"
+    "+\x85next = 2\n"
+)
+
+
+def test_c1_controls_are_one_table_for_the_patch_checker_and_every_display() -> None:
+    from policies.scope import hidden_characters
+
+    found = [v.detail for v in hidden_characters(C1_PATCH)]
+    assert found == ["U+009B in an added line", "U+0085 in an added line"]
+    for ch in ("\x0b", "\x0c", "\x1c", "\x85", "\u2029"):  # splitlines would have split these
+        assert plain(ch) == f"<U+{ord(ch):04X}>"
+    assert hidden_characters("+++ b/a.py\n+a\x0bb\n")[0].detail == "U+000B in an added line"
+    assert plain(f"a{CSI}b\x80\x9fc") == "a<U+009B>b<U+0080><U+009F>c"
+    (f,) = parse_diff(C1_PATCH, Scope(Policy()))
+    assert f.path == f"src/csi{CSI}.py" and f.hidden == 3 and f.added == 2
+
+
+def test_a_c1_control_in_a_diff_line_is_escaped_in_review_html_and_pr_body(
+    tmp_path: Path,
+) -> None:
+    from runner.loop import AttemptReport
+    from runner.merge import pr_body
+    from runner.report_html import render_html
+    from tests.storefixtures import stored_run
+
+    report = AttemptReport(attempt=1, status="passed", changed_files=[f"src/csi{CSI}.py"])
+    store = stored_run(
+        tmp_path, "c1", status="ready_for_review", bug_title=f"title {CSI}31m",
+        attempts=(report,), candidate=C1_PATCH.encode(), summary=f"summary {CSI}2J",
+    )  # fmt: skip
+    text = corral(tmp_path, "review", "c1")
+    assert text.returncode == 0, text.stderr
+    assert CSI not in text.stdout and "\x85" not in text.stdout
+    assert "<U+009B>2J<U+009B>31m looks harmless" in text.stdout
+    assert "src/csi<U+009B>.py" in text.stdout and "3 hidden character(s)" in text.stdout
+    assert "title <U+009B>31m" in text.stdout
+    page = render_html(gather(store, "c1"))
+    assert CSI not in page and "\x85" not in page
+    assert '<span class="esc">&lt;U+009B&gt;</span>2J' in page
+    body = pr_body(store, "c1")
+    assert CSI not in body
+    assert "# title &lt;U+009B>31m" in body and "summary &lt;U+009B>2J" in body  # markdown
+    assert "| `src/csi&lt;U+009B>.py` | 2 | 0 |" in body
+
+
 # ---------------------------------------------------------------- real runs
 
 
