@@ -15,6 +15,15 @@ counts usage like the real API does.
 
 When the script runs out, the server answers 500 with a message saying so
 (a test that needs more replies fails loudly, not by hanging).
+
+For pytest, ``scripted_model_server`` is a fixture that starts servers and
+stops them after the test; import it into a ``conftest.py`` to use it::
+
+    from runner.modelserver import scripted_model_server  # noqa: F401  (a fixture)
+
+    def test_agent(scripted_model_server):
+        server = scripted_model_server([ScriptedReply(content="done")])
+        ...  # point the client at server.base_url
 """
 
 from __future__ import annotations
@@ -22,20 +31,25 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
+
+import pytest
 
 Fault = Literal["429", "500", "hang", "malformed", "too_long", "huge", "401"]
 
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """A tool call the scripted model makes: a tool name and its arguments."""
+    """A tool call the scripted model makes: a tool name and its arguments.
+
+    A ``str`` is sent as the arguments text verbatim (malformed JSON on purpose).
+    """
 
     name: str
-    arguments: dict[str, Any]
+    arguments: dict[str, Any] | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +220,8 @@ class ScriptedModelServer:
     def _completion(self, reply: ScriptedReply) -> dict[str, Any]:
         calls = [
             {"id": f"call_{self._next}_{i}", "type": "function",
-             "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+             "function": {"name": c.name, "arguments": c.arguments if isinstance(c.arguments, str)
+                          else json.dumps(c.arguments)}}
             for i, c in enumerate(reply.tool_calls)
         ]  # fmt: skip
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
@@ -264,3 +279,22 @@ def _chunks(completion: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield chunk({"tool_calls": [{"index": i, "function": {"arguments": args[j : j + 16]}}]})
     yield chunk({}, completion["choices"][0]["finish_reason"])
     yield base | {"choices": [], "usage": completion["usage"]}
+
+
+StartServer = Callable[[Sequence[ScriptedReply]], ScriptedModelServer]
+
+
+@pytest.fixture
+def scripted_model_server() -> Iterator[StartServer]:
+    """Start a ``ScriptedModelServer`` per call (``start(replies)``); all are stopped after the test."""
+    servers: list[ScriptedModelServer] = []
+
+    def start(replies: Sequence[ScriptedReply]) -> ScriptedModelServer:
+        server = ScriptedModelServer(list(replies))
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

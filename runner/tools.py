@@ -152,8 +152,14 @@ def trim(text: str, limit: int = AGENT_OUTPUT_CHARS) -> str:
     if len(text) <= limit:
         return text
     head, tail = text[: limit // 2], text[-limit // 2 :]
-    return f"{head}\n[... {len(text) - limit} characters cut ...]\n{tail}"
+    return (
+        f"{head}\n[... {len(text) - limit} characters cut; narrow the output (grep -n, head, tail,"
+        f" sed -n 'A,Bp') to see them ...]\n{tail}"
+    )
 
+
+#: What to do about a path that is not there (the sandbox's git sees no repository: no ``git ls-files``).
+_LOOK_AROUND = "List what is there with bash: ls, or find . -name 'PATTERN'"
 
 _DIFF_PATH = re.compile(r"^(?:\+\+\+|---) (?:[ab]/)?(.+?)\s*$", re.MULTILINE)
 
@@ -190,7 +196,11 @@ class Tools:
         if verdict.decision == "ask" and command in self.rejected:
             self.denied.append(command)
             self.emit("command_denied", {"command": command, "reason": "a human rejected it"})
-            return ToolResult(False, "Command not run: a human reviewer rejected it.", denied=True)
+            return ToolResult(
+                False,
+                "Command not run: a human reviewer rejected it; do this another way.",
+                denied=True,
+            )
         if verdict.decision == "ask" and command not in self.approved:
             self.emit("command_ask", {"command": command, "reason": verdict.reason})
             raise NeedsHuman(command, verdict.reason)
@@ -198,7 +208,11 @@ class Tools:
             self.denied.append(command)
             self.emit("command_denied", {"command": command, "reason": verdict.reason})
             self.budget.progress(False)
-            return ToolResult(False, f"Command not run: {verdict.reason}", denied=True)
+            return ToolResult(
+                False,
+                f"Command not run: {verdict.reason}. The policy never runs it; do this another way.",
+                denied=True,
+            )
         self.commands.append(command)
         self.budget.command(command)
         limit = min(self.command_timeout, timeout or self.command_timeout)
@@ -220,7 +234,10 @@ class Tools:
         )
         text = result.stdout + (f"\n[stderr]\n{result.stderr}" if result.stderr else "")
         if result.timed_out:
-            text += f"\n[timed out after {limit:g}s; the command's processes were killed]"
+            text += (
+                f"\n[timed out after {limit:g}s; the command's processes were killed. Run something"
+                " that finishes sooner: a narrower selection of tests, a smaller input.]"
+            )
         text += self._enforce_scope()
         return ToolResult(result.ok, trim(text), exit_code=result.exit_code)
 
@@ -231,20 +248,27 @@ class Tools:
         self.budget.step()
         rel = _relative(path)
         if rel is None:
-            return ToolResult(False, f"{path}: use a path inside the repository", denied=True)
+            return ToolResult(
+                False,
+                f"Not read: {path} is outside the repository; use a path relative to its root.",
+                denied=True,
+            )
         try:
             data = self.sandbox.read_file(rel)
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             self.budget.progress(False)
-            return ToolResult(False, f"{path}: {exc}")
+            return ToolResult(False, f"Not read: {exc}. {_LOOK_AROUND}")
         text = data.decode(errors="replace")
         if start_line is not None or end_line is not None:
             lines = text.splitlines(keepends=True)
             first = max(1, start_line or 1)
             last = min(len(lines), end_line or len(lines))
             text = "".join(f"{i}: {lines[i - 1]}" for i in range(first, last + 1))
-            if not text:
-                text = f"(no lines {first}..{last}: the file has {len(lines)} lines)"
+            if not text and not lines:
+                text = "(no lines: the file is empty)"
+            elif not text:
+                asked = f"{first}..{end_line or ''}"
+                text = f"(no lines {asked}: the file has {len(lines)}; ask within 1..{len(lines)})"
         self.emit("read", {"path": rel, "bytes": len(data)})
         self.budget.progress(False)
         return ToolResult(True, trim(text))
@@ -256,19 +280,26 @@ class Tools:
             return self.write(path, "")  # the same denial, recorded the same way
         try:
             current = self.sandbox.read_file(rel).decode()
-        except (FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             self.budget.step()
             self.budget.progress(False)
-            return ToolResult(False, f"Not edited: {path}: {exc}. Use write_file to create a file.")
+            return ToolResult(False, f"Not edited: {exc}. Use write_file to create a file.")
+        except UnicodeDecodeError:
+            self.budget.step()
+            self.budget.progress(False)
+            return ToolResult(
+                False, f"Not edited: {rel} is not UTF-8 text; use write_file to replace it whole."
+            )
         count = current.count(old_text) if old_text else 0
         if count != 1:
             self.budget.step()
             self.budget.progress(False)
-            why = (
-                "old_text was not found; read the file and copy the exact text (whitespace included)"
-                if count == 0
-                else f"old_text matches {count} places; include more surrounding lines so it matches once"
-            )
+            if not old_text:
+                why = "old_text is empty; use write_file to create or replace a whole file"
+            elif count == 0:
+                why = "old_text was not found; read the file and copy the exact text (whitespace included)"
+            else:
+                why = f"old_text matches {count} places; include more surrounding lines so it matches once"
             return ToolResult(False, f"Not edited: {why}.")
         return self.write(path, current.replace(old_text, new_text, 1))
 
@@ -285,7 +316,7 @@ class Tools:
         try:
             self.sandbox.write_file(rel, content)
         except (IsADirectoryError, PermissionError) as exc:
-            return ToolResult(False, f"Not written: {exc}")
+            return ToolResult(False, f"Not written: {exc}. {self._hint()}")
         self.emit("write", {"path": rel, "bytes": len(content.encode())})
         return ToolResult(True, f"wrote {rel}" + self._enforce_scope())
 

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# A fixture, imported the way users import it: ``scripted_model_server(replies)`` starts a server.
+from runner.modelserver import scripted_model_server  # noqa: F401
+
 
 @pytest.fixture
 def corral_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
