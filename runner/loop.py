@@ -14,6 +14,7 @@ base (its progress file kept) and run again, never replayed half-way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -32,7 +33,7 @@ from runner.agent import Agent, Task, WindowContext
 from runner.gates import MAX_JUNIT_BYTES, GateResult, clean_dir, feedback, gate_map, run_gate
 from runner.store import RunStore
 from runner.tools import ATTEMPT_BUDGETS, Budget, BudgetExceeded, NeedsHuman, Paused, Tools
-from sandbox.errors import SandboxError
+from sandbox.errors import EngineUnavailable, SandboxError, SandboxNotRemoved
 from sandbox.gc import remove_run_containers
 from sandbox.harvest import Harvest, harvest
 from sandbox.interfaces import SandboxBackend
@@ -303,11 +304,17 @@ class Runner:
         except SandboxError as exc:
             report.failure_domain, report.reason = "runtime", f"sandbox failed: {exc}"
         finally:
-            sandbox.close()  # kill and remove FIRST: nothing may change the tree while it is read
+            with contextlib.suppress(SandboxError):  # harvest refuses a sandbox not confirmed gone
+                sandbox.close()  # kill and remove FIRST: nothing may change the tree while it is read
             if watch is not None:
                 watch.close()
             report.violations, report.denied = list(tools.violations), list(tools.denied)
-        h = harvest(ws, label=f"attempt-{n}", allow_symlinks=self.policy.scope.allow_symlinks)
+        try:
+            h = harvest(ws, sandbox=sandbox, label=f"attempt-{n}",
+                        allow_symlinks=self.policy.scope.allow_symlinks)  # fmt: skip
+        except (SandboxNotRemoved, EngineUnavailable) as exc:  # it may still write: not read
+            report.failure_domain, report.reason = "runtime", f"tree not harvested: {exc}"
+            return report
         report.commit = h.commit
         report.changed_files = [c.path for c in h.changes]
         report.findings = [f"{f.kind}: {f.path} ({f.detail})" for f in h.findings]

@@ -39,6 +39,7 @@ from sandbox.errors import (
     SandboxError,
     SandboxFileNotFound,
     SandboxIsADirectory,
+    SandboxNotRemoved,
     SandboxPermissionError,
     SandboxStartError,
 )
@@ -62,6 +63,10 @@ LABEL_RUN = "corral.run"
 LABEL_OWNER_PID = "corral.owner-pid"
 LABEL_KIND = "corral.kind"
 LABEL_HOME = "corral.home"
+
+#: How often ``close`` tries to remove a container, and the pause before a retry (x try number).
+REMOVE_ATTEMPTS = 3
+REMOVE_BACKOFF_S = 0.5
 
 #: Largest file ``read_file`` returns (bytes).
 MAX_READ_BYTES = 64 * 1024 * 1024
@@ -175,6 +180,7 @@ class DockerSandbox:
         self.spec = spec
         self._shell: PersistentShell | None = None
         self._closed = False
+        self._gone = False
         self._lock = threading.Lock()
 
     @property
@@ -196,17 +202,54 @@ class DockerSandbox:
         self._shell = PersistentShell(sock, self._kill_group)
 
     def close(self) -> None:
-        if self._closed:
+        """Kill and remove the container: up to ``REMOVE_ATTEMPTS`` tries, each one checked.
+
+        Raises ``SandboxNotRemoved`` when the engine still lists the container
+        after the last try (commands are refused already; a later ``close()``
+        tries again, ``corral gc`` too).
+        """
+        if self._gone:
             return
         self._closed = True
         if self._shell is not None:
             self._shell.close()
+        problem = "?"
+        for attempt in range(REMOVE_ATTEMPTS):
+            if attempt:
+                time.sleep(REMOVE_BACKOFF_S * attempt)
+            try:
+                self._container.remove(force=True, v=True)
+            except NotFound:
+                pass
+            except DockerException as exc:
+                problem = str(exc)
+                log.warning("removing container %s failed (try %d): %s", self.id[:12], attempt + 1, exc)
+            try:
+                self.confirm_gone()
+                return
+            except SandboxError as exc:
+                problem = f"{problem}; {exc}" if problem != "?" else str(exc)
+        raise SandboxNotRemoved(
+            f"container {self.id[:12]} still exists after {REMOVE_ATTEMPTS} removals: {problem}"
+            " (`docker rm -f` it, or `corral gc`)"
+        )
+
+    def confirm_gone(self) -> None:
+        """Return only when the engine answers NotFound for the container.
+
+        Raises ``SandboxNotRemoved`` while it exists, ``EngineUnavailable`` when
+        the engine cannot be asked.
+        """
+        if self._gone:
+            return
         try:
-            self._container.remove(force=True, v=True)
+            self._api.inspect_container(self._container.id)
         except NotFound:
-            pass
+            self._gone = True
+            return
         except DockerException as exc:
-            log.warning("could not remove container %s: %s (corral gc will)", self.id[:12], exc)
+            raise EngineUnavailable(f"cannot tell whether {self.id[:12]} is gone: {exc}") from exc
+        raise SandboxNotRemoved(f"container {self.id[:12]} still exists")
 
     def __enter__(self) -> DockerSandbox:
         return self

@@ -28,6 +28,10 @@ class SandboxClosed(SandboxError, RuntimeError):
     """An operation was attempted on a sandbox after ``close()``."""
 
 
+class SandboxNotRemoved(SandboxError, RuntimeError):
+    """A sandbox still exists after ``close()`` (or was never closed): nothing may read its tree."""
+
+
 class SandboxTimeout(SandboxError, TimeoutError):
     """A host-side deadline passed on an operation that is not a command (file I/O, start)."""
 

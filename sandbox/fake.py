@@ -29,6 +29,7 @@ from sandbox.errors import (
     SandboxClosed,
     SandboxFileNotFound,
     SandboxIsADirectory,
+    SandboxNotRemoved,
     SandboxPermissionError,
 )
 from sandbox.interfaces import DEFAULT_OUTPUT_LIMIT, KILL_GRACE_S, Command, ExecResult
@@ -143,6 +144,11 @@ class FakeSandbox:
             return
         self._closed = True
         shutil.rmtree(self._root, ignore_errors=True)
+
+    def confirm_gone(self) -> None:
+        """Raises ``SandboxNotRemoved`` until ``close()`` (the fake's processes end with each call)."""
+        if not self._closed:
+            raise SandboxNotRemoved(f"sandbox {self.id} is not closed")
 
     def __enter__(self) -> FakeSandbox:
         return self

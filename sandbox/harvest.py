@@ -1,7 +1,9 @@
 """Harvest: what an attempt produced, read from the host after its sandbox is gone.
 
 The caller kills and removes the attempt's container first (``Sandbox.close``),
-so nothing inside can change the tree while it is read. ``harvest`` then scans
+so nothing inside can change the tree while it is read; given the sandbox,
+``harvest`` refuses to read anything until the engine confirms it is gone
+(``Sandbox.confirm_gone``). ``harvest`` then scans
 the tree (``sandbox.scan``: ``lstat`` only, nothing followed), records the
 admissible files as a candidate commit on top of base, and returns the typed
 changes, the findings and the patch. What a finding excludes (a FIFO, an
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sandbox.interfaces import Sandbox
 from sandbox.scan import BLOCKING_KINDS, Finding, ScanLimits
 from sandbox.workspace import Change, Workspace, compare
 
@@ -42,16 +45,22 @@ class Harvest:
 def harvest(
     ws: Workspace,
     *,
+    sandbox: Sandbox | None = None,
     label: str | None = None,
     allow_symlinks: bool = False,
     limits: ScanLimits | None = None,
 ) -> Harvest:
     """Scan ``ws`` and record its admissible state as a commit (a checkpoint when ``label``).
 
-    Raises ``GitError`` / ``WorkspaceError`` only for host-side failures (a
-    git command failed, a file changed while read); everything the agent left
-    in the tree is a finding, never an exception.
+    ``sandbox`` is the container that wrote the tree: unless it is confirmed
+    gone, nothing is read and ``SandboxNotRemoved`` (or ``EngineUnavailable``,
+    when the engine cannot say) is raised. Otherwise raises ``GitError`` /
+    ``WorkspaceError`` only for host-side failures (a git command failed, a
+    file changed while read); everything the agent left in the tree is a
+    finding, never an exception.
     """
+    if sandbox is not None:
+        sandbox.confirm_gone()
     snap = ws.snapshot(allow_symlinks=allow_symlinks, limits=limits)
     if label is not None:
         commit = ws.checkpoint(label, snapshot=snap)

@@ -111,7 +111,20 @@ class Sandbox(Protocol):
         ...
 
     def close(self) -> None:
-        """Kill and remove the sandbox. Idempotent; never raises for an already-gone sandbox."""
+        """Kill and remove the sandbox, retrying a failed removal a bounded number of times.
+
+        Idempotent; never raises for an already-gone sandbox. Raises
+        ``SandboxNotRemoved`` when it still exists after the retries (commands
+        are refused from the first call on; a later ``close()`` tries again).
+        """
+        ...
+
+    def confirm_gone(self) -> None:
+        """Return only when the sandbox is known to be gone (Docker: the engine says NotFound).
+
+        Raises ``SandboxNotRemoved`` while it exists, ``EngineUnavailable`` when
+        the engine cannot say. ``harvest`` calls it before it reads the tree.
+        """
         ...
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.errors import SandboxClosed
+from sandbox.errors import SandboxClosed, SandboxNotRemoved
 from sandbox.interfaces import Sandbox
 
 Check = Callable[[Sandbox, Path], None]
@@ -157,7 +157,10 @@ def check_read_only_rootfs(sb: Sandbox, ws: Path) -> None:
 
 @check
 def check_close(sb: Sandbox, ws: Path) -> None:
+    with pytest.raises(SandboxNotRemoved):
+        sb.confirm_gone()  # still running: a harvest would refuse it
     sb.close()
+    sb.confirm_gone()
     sb.close()
     with pytest.raises(SandboxClosed):
         sb.exec("true")
