@@ -271,8 +271,10 @@ class GatewayPolicy(_Model):
     allow_hosts: tuple[str, ...] = ()
     """Hosts tools in the sandbox may fetch from through the gateway (plain HTTP proxy requests
     and ``CONNECT``), e.g. ``pypi.org``: ports 80 and 443, or ``host:port``; ``*.example.org``
-    for subdomains. Empty (the default): only the model endpoint. A name resolving to a loopback
-    or link-local address is refused all the same (a literal IP is taken as meant)."""
+    for subdomains. Empty (the default): only the model endpoint. A name resolving to any address
+    that is not public (loopback, private such as Docker's bridge, link-local, IPv4-mapped forms)
+    is refused all the same, and the gateway connects to the address it checked; a literal IP is
+    taken as meant."""
 
     @field_validator("allow_hosts")
     @classmethod

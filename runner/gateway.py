@@ -16,8 +16,20 @@ What passes:
   ``x-api-key`` headers are dropped and the real key is added here, in the
   header style the client used;
 - hosts listed in ``allow_hosts`` (the policy's ``[gateway]``, off by default)
-  pass as plain HTTP proxy requests or ``CONNECT`` tunnels, with no key,
-  unless a listed name resolves to a loopback or link-local address;
+  pass as plain HTTP proxy requests or ``CONNECT`` tunnels, with no key. A
+  listed *name* is looked up once (``resolver``) and refused unless every
+  address it resolves to is public (``ipaddress`` ``is_global``, IPv4-mapped
+  IPv6 unmapped first, and the IPv4 address inside a 6to4, NAT64 or
+  IPv4-compatible one public too): no loopback, private (Docker's bridge, 10/8,
+  192.168/16 ...), link-local (metadata services), shared or unspecified
+  address. The connection then goes to exactly the address that was checked
+  (no second lookup a rebinding DNS server could answer differently); the
+  request keeps the name in its ``Host`` header, and a ``CONNECT`` tunnel's
+  TLS is the client's own, end to end, so its SNI and certificate check name
+  the host. A literal address in ``allow_hosts`` is taken as meant (the
+  policy's author listed that very address). Model upstreams are not checked
+  at all: they are configured by the user (a vLLM on a private address, a
+  test server on loopback) and reached as configured;
 - ``POST /corral/validate`` asks ``validate`` (an agent's command hook);
 - anything else (other paths, other hosts, ``CONNECT`` elsewhere, dot
   segments or encoded slashes in a path) is refused with an OpenAI-style JSON
@@ -61,7 +73,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import httpx2 as httpx
 
@@ -91,6 +103,13 @@ IDLE_TIMEOUT_S = 600.0
 
 OnEvent = Callable[[str, Mapping[str, Any]], None]
 Validate = Callable[[str], tuple[str, str]]
+#: Looks a host name up: the addresses (IP text) it resolves to; raises ``OSError`` when it cannot.
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """``host``'s addresses from the system resolver (``getaddrinfo``)."""
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
 class GatewayError(Exception):
@@ -131,8 +150,12 @@ class Route:
 
     kind: Literal["upstream", "host", "local", "refused"]
     url: str = ""
+    """What is requested upstream; for a listed host, with the checked address as its host
+    (``http://203.0.113.7:80/path``, ``203.0.113.7:443`` for a tunnel)."""
     upstream: Upstream | None = None
     reason: str = ""
+    name: str = ""
+    """A listed host as the client named it (``HOST[:PORT]``): its ``Host`` header and events."""
 
 
 def _origin(url: str) -> tuple[str, str, int, str]:
@@ -171,6 +194,7 @@ class Gateway:
         max_cost_usd: float | None,
         prices: Mapping[str, tuple[float, float]] = PRICES,
         allow_hosts: Sequence[str] = (),
+        resolver: Resolver = system_resolver,
         ca_bundle: Path | None = None,
         timeout_s: float = 600.0,
         connect_timeout_s: float = 10.0,
@@ -179,7 +203,8 @@ class Gateway:
         max_concurrent: int = MAX_CONCURRENT,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
-        """``ca_bundle`` None: the host's (``find_ca_bundle``).
+        """``ca_bundle`` None: the host's (``find_ca_bundle``). ``resolver`` looks up the
+        names of ``allow_hosts`` (and only those; tests give one of their own).
 
         Raises ``ValueError`` on a bad upstream, ``GatewayError`` on an unusable CA bundle.
         """
@@ -197,6 +222,7 @@ class Gateway:
         self.max_tokens, self.max_cost_usd = max_tokens, max_cost_usd
         self.prices = dict(prices)
         self.allow_hosts = tuple(h.lower() for h in allow_hosts)
+        self.resolver = resolver
         self.validate: Validate | None = None
         self.used_tokens = 0
         self.used_cost = 0.0
@@ -293,8 +319,7 @@ class Gateway:
         if method == "CONNECT":
             name, _, number = target.rpartition(":")
             if number.isdigit() and self.host_allowed(name.strip("[]"), int(number)):
-                problem = self.address_problem(name.strip("[]"), int(number))
-                return Route("refused", reason=problem) if problem else Route("host", target)
+                return self._to_host(name.strip("[]"), int(number))
             return Route("refused", reason="CONNECT to a host the policy does not allow")
         split = urlsplit(target)
         if _unsafe_path(split.path):
@@ -308,8 +333,7 @@ class Gateway:
                 if (scheme, host, port) == (us, uh, up_port) and rest is not None:
                     return self._to_upstream(method, up, rest, query)
             if scheme == "http" and self.host_allowed(host, port):
-                problem = self.address_problem(host, port)
-                return Route("refused", reason=problem) if problem else Route("host", target)
+                return self._to_host(host, port, urlsplit(target))
             return Route("refused", reason="not a configured model endpoint or allowed host")
         if split.path.startswith(LOCAL_PREFIX):
             for i in range(1, len(self.upstreams)):
@@ -335,27 +359,37 @@ class Gateway:
                 return True
         return False
 
-    def address_problem(self, host: str, port: int) -> str:
-        """Why an allowed ``host`` must still not be reached, or ''.
+    def _to_host(self, host: str, port: int, url: SplitResult | None = None) -> Route:
+        """The route to an allowed ``host`` (a plain ``url``, or a tunnel when None), pinned to
+        the address that was checked, or a refusal.
 
-        A name that resolves to a loopback, link-local or unspecified address
-        would reach the host's own services or a cloud metadata endpoint: refused.
-        A literal IP address in ``allow_hosts`` is taken as meant.
+        A literal address is taken as meant. A name is looked up once and
+        refused when any address it has is not public (see the module
+        docstring): that would reach this machine, a private network (the
+        Docker bridge) or a cloud metadata endpoint.
         """
-        with contextlib.suppress(ValueError):
-            ipaddress.ip_address(host)
-            return ""
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            return f"cannot resolve {host} ({exc.strerror or exc})"
-        for *_, addr in infos:
-            ip = ipaddress.ip_address(addr[0])
-            if ip.is_loopback or ip.is_link_local or ip.is_unspecified:
-                return (
-                    f"{host} resolves to {ip}, an address of this machine or its metadata service"
-                )
-        return ""
+            checked = ipaddress.ip_address(host)
+        except ValueError:
+            try:
+                found = [_unmapped(ipaddress.ip_address(a)) for a in self.resolver(host, port)]
+            except (OSError, ValueError) as exc:
+                return Route("refused", reason=f"cannot resolve {host} ({_why(exc)})")
+            if not found:
+                return Route("refused", reason=f"{host} resolves to no address")
+            for ip in found:
+                if not all(a.is_global for a in (ip, *_embedded(ip))):
+                    return Route("refused", reason=(
+                        f"{host} resolves to {ip}, not a public address (this machine, "
+                        "a private network or a metadata service)"
+                    ))  # fmt: skip
+            checked = found[0]
+        address = f"[{checked}]" if checked.version == 6 else str(checked)
+        name = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        if url is None:
+            return Route("host", f"{address}:{port}", name=name)
+        rest = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        return Route("host", f"http://{address}:{port}{rest}", name=url.netloc.rpartition("@")[2])
 
     # ------------------------------------------------------------ accounting
 
@@ -411,6 +445,31 @@ class Gateway:
 
     def release(self) -> None:
         self._slots.release()
+
+
+def _unmapped(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address inside an IPv4-mapped IPv6 one (``::ffff:127.0.0.1``), else ``ip``."""
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return mapped if mapped is not None else ip
+
+
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64's well-known prefix
+#: and the deprecated IPv4-compatible form (``::127.0.0.1``).
+_CARRIERS = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
+
+
+def _embedded(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 one leads to as well (6to4, NAT64, IPv4-compatible)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    inside = [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) for net in _CARRIERS if ip in net]
+    return inside + ([ip.sixtofour] if ip.sixtofour is not None else [])
+
+
+def _why(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
 def runtime_problem(runtime: str, status: EngineStatus) -> str | None:

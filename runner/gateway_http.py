@@ -6,7 +6,9 @@ bytes: it reads a request from the forwarder's connection (standard library
 (the real key in, the client's key headers out) and copies the response back
 as it arrives, SSE event by event, while ``runner.gateway_usage`` reads and
 charges the ``usage`` in it. ``CONNECT`` to an allowed host is a byte tunnel
-(``sandbox.forwarder.relay``).
+(``sandbox.forwarder.relay``). A listed host is reached at the address its
+route was checked with (``Route.url``), never looked up again; its name goes
+in the ``Host`` header.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ class Handler(BaseHTTPRequestHandler):
             if route.kind == "refused":
                 self._refuse(403, refused, "corral_gateway_refused", close=True)
             else:
-                self._tunnel(route.url, start)
+                self._tunnel(route, start)
             return
         # a slot before the body: at most max_concurrent bodies are held in memory at once
         if not gw.acquire(QUEUE_WAIT_S):
@@ -173,8 +175,10 @@ class Handler(BaseHTTPRequestHandler):
             body, model, streamed, added = prepare_request(urlsplit(route.url).path, body)
             if up.api_key:
                 headers.append(_key_header({k.lower() for k in self.headers}, up.api_key))
+        elif route.name:  # the URL holds the checked address; the server wants the name
+            headers.append(("Host", route.name))
         summary: dict[str, Any] = {"method": self.command, "path": self._path(),
-                                   "host": urlsplit(route.url).hostname or "",
+                                   "host": _hostname(route),
                                    "upstream": "model" if up is not None else "host",
                                    "model": model, "streamed": streamed}  # fmt: skip
         try:
@@ -300,12 +304,12 @@ class Handler(BaseHTTPRequestHandler):
         if data:
             self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
 
-    def _tunnel(self, target: str, start: float) -> None:
+    def _tunnel(self, route: Route, start: float) -> None:
         gw = self.server.gateway
-        host, _, port = target.rpartition(":")
+        host, _, port = route.url.rpartition(":")  # the checked address, not the name
         summary: dict[str, Any] = {
             "method": "CONNECT",
-            "host": host,
+            "host": _hostname(route),
             "path": "",
             "upstream": "host",
         }
@@ -442,6 +446,11 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except OSError:
             self.close_connection = True
+
+
+def _hostname(route: Route) -> str:
+    """The host a request went to, for events: a listed host by its name, else the URL's."""
+    return urlsplit(f"//{route.name}" if route.name else route.url).hostname or ""
 
 
 def _key_header(sent: set[str], key: str) -> tuple[str, str]:

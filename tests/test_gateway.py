@@ -451,8 +451,99 @@ def test_an_allowed_name_that_resolves_to_this_machine_is_refused(rig: Callable[
             answer = _until_closed(s)
         status, body = r.request("GET", "http://localhost/latest/meta-data/")
     assert answer.startswith(b"HTTP/1.1 403") and b"resolves to" in answer
-    assert status == 403 and b"an address of this machine" in body
+    assert status == 403 and b"not a public address" in body
     assert [e["host"] for e in r.events.of("gateway_refused")] == ["localhost", "localhost"]
+
+
+NOT_PUBLIC = [
+    "127.0.0.1", "10.1.2.3", "172.17.0.1", "192.168.1.20", "169.254.169.254", "100.64.0.1",
+    "0.0.0.0", "198.18.0.1", "::1", "fc00::7", "fe80::1", "::ffff:127.0.0.1",
+    "::ffff:172.17.0.1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::", "::7f00:1",
+]  # fmt: skip
+
+
+def _gateway(tmp_path: Path, answers: Callable[[str, int], list[str]], **kw: Any) -> Gateway:
+    """A gateway (not started: routing needs no socket) whose names resolve through ``answers``."""
+    kw.setdefault("allow_hosts", ["mirror.example.org", "*.example.net"])
+    return Gateway(tmp_path / "gw.sock", [Upstream("http://10.0.0.5:8000/v1", KEY)],
+                   on_event=Events(), max_tokens=None, max_cost_usd=None, resolver=answers,
+                   **kw)  # fmt: skip
+
+
+@pytest.mark.parametrize("address", NOT_PUBLIC)
+def test_an_allowed_name_that_resolves_to_a_non_public_address_is_refused(
+    tmp_path: Path, address: str
+) -> None:
+    """Private networks (the Docker bridge), this machine, metadata, and IPv6 forms of them."""
+    looked: list[tuple[str, int]] = []
+
+    def answers(host: str, port: int) -> list[str]:
+        looked.append((host, port))
+        return ["93.184.216.34", address]  # one bad answer among good ones is enough
+
+    gw = _gateway(tmp_path, answers)
+    routes = [
+        gw.resolve("GET", "http://mirror.example.org/simple/"),
+        gw.resolve("CONNECT", "mirror.example.org:443"),
+        gw.resolve("GET", "http://files.example.net/x"),
+    ]
+    assert [r.kind for r in routes] == ["refused"] * 3
+    assert all("not a public address" in r.reason for r in routes), routes
+    assert looked == [("mirror.example.org", 80), ("mirror.example.org", 443),
+                      ("files.example.net", 80)]  # fmt: skip
+    # a configured model upstream is the user's own choice: a private address is fine, unchecked
+    assert gw.resolve("POST", "/v1/chat/completions").kind == "upstream" and len(looked) == 3
+
+
+def test_an_allowed_host_is_reached_at_the_address_that_was_checked(tmp_path: Path) -> None:
+    """One lookup per request, and the route carries its answer: a rebinding DNS server that
+    answers a public address first and this machine next gets no second chance."""
+    replies = iter([["93.184.216.34"], ["2606:2800:220:1::7", "93.184.216.34"], ["127.0.0.1"]])
+    looked: list[str] = []
+
+    def rebinding(host: str, port: int) -> list[str]:
+        looked.append(host)
+        return next(replies)
+
+    gw = _gateway(tmp_path, rebinding)
+    plain = gw.resolve("GET", "http://user@Mirror.Example.org/simple/pkg/?v=1")
+    tunnel = gw.resolve("CONNECT", "mirror.example.org:443")
+    rebound = gw.resolve("GET", "http://mirror.example.org/simple/pkg/")
+    assert (plain.kind, plain.url, plain.name) == (
+        "host", "http://93.184.216.34:80/simple/pkg/?v=1", "Mirror.Example.org",
+    )  # fmt: skip
+    assert (tunnel.kind, tunnel.url, tunnel.name) == (
+        "host", "[2606:2800:220:1::7]:443", "mirror.example.org:443",
+    )  # fmt: skip
+    assert rebound.kind == "refused" and "127.0.0.1" in rebound.reason
+    assert looked == ["mirror.example.org"] * 3
+
+    def broken(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    gone = _gateway(tmp_path, broken).resolve("GET", "http://mirror.example.org/")
+    assert gone.kind == "refused" and gone.reason.startswith("cannot resolve mirror.example.org")
+    nothing = _gateway(tmp_path, lambda h, p: []).resolve("CONNECT", "mirror.example.org:443")
+    assert nothing.kind == "refused" and "no address" in nothing.reason
+
+
+def test_an_allowed_host_gets_the_name_it_was_checked_for_as_its_host_header(
+    rig: Callable[..., Rig],
+) -> None:
+    """Not the client's own ``Host`` (which could name another site on the same server)."""
+    seen: list[tuple[str, str]] = []
+
+    def files(h: BaseHTTPRequestHandler) -> None:
+        seen.append((h.headers["Host"], h.path))
+        _reply(h, 200, {"ok": True})
+
+    with upstream_of(files, host="127.0.0.2") as url, ScriptedModelServer([]) as srv:
+        authority = url.removeprefix("http://").removesuffix("/v1")
+        r = rig([Upstream(srv.base_url, KEY)], allow_hosts=[authority])
+        status, _ = r.request("GET", f"http://{authority}/simple/?q=1",
+                              headers={"Host": "admin.internal"})  # fmt: skip
+    assert status == 200 and seen == [(authority, "/simple/?q=1")]
+    assert [e["host"] for e in r.events.wait("gateway_request")] == ["127.0.0.2"]
 
 
 def test_chunked_request_bodies_and_http10_clients_are_served(rig: Callable[..., Rig]) -> None:
