@@ -223,7 +223,9 @@ class DockerSandbox:
                 pass
             except DockerException as exc:
                 problem = str(exc)
-                log.warning("removing container %s failed (try %d): %s", self.id[:12], attempt + 1, exc)
+                log.warning(
+                    "removing container %s failed (try %d): %s", self.id[:12], attempt + 1, exc
+                )
             try:
                 self.confirm_gone()
                 return

@@ -63,9 +63,11 @@ class EngineProxy:
             head, _, rest = head.partition(b"\r\n\r\n")
             lines = head.split(b"\r\n")
             method, target = lines[0].split(b" ")[:2]
-            if self.refuse_delete and method == b"DELETE" and target.split(b"?")[0].find(
-                b"/containers/"
-            ) >= 0:
+            if (
+                self.refuse_delete
+                and method == b"DELETE"
+                and target.split(b"?")[0].find(b"/containers/") >= 0
+            ):
                 self.deletes_refused += 1
                 conn.sendall(_REFUSAL)
                 return

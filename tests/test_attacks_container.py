@@ -27,6 +27,7 @@ from sandbox.paths import worktrees_dir
 from sandbox.spec import Mount, SandboxSpec
 from sandbox.storage import mount_scratch_fs
 from sandbox.workspace import Workspace
+from tests import drivers
 from tests.gitfixtures import make_repo
 
 pytestmark = pytest.mark.docker
@@ -123,46 +124,44 @@ def test_git_pointer_is_read_only_inside(attempt: Attempt) -> None:
     assert not any(f.kind == "git_pointer_changed" for f in h.findings), r.stdout
 
 
-def test_planted_git_config_fsmonitor_hooks_and_filters_never_run(attempt: Attempt) -> None:
-    canary = attempt.canary
-    payload = f"#!/bin/sh\ntouch {canary}\ncat\n"
-    script = f"""
+def test_planted_git_config_fsmonitor_hooks_and_filters_never_run(
+    attempt: Attempt, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drivers are defined where host git reads config (global, the run's git dir); the agent
+    names them from the tree and plants nested repositories with hooks and fsmonitor of their own."""
+    script = drivers.payload(tmp_path, attempt.canary)
+    glob = drivers.plant(monkeypatch, tmp_path / "home", script)
+    drivers.define_in(attempt.ws.git_dir, script)
+    in_tree = f"#!/bin/sh\ntouch {attempt.canary}\ncat\n"  # the same payload, planted by the agent
+    r = attempt.run(f"""
 set -e
-mkdir -p evil/hooks
+mkdir -p evil
 git init -q --bare evil/repo.git
-cat > evil/hook.sh <<'EOF'
-{payload}EOF
-chmod +x evil/hook.sh
-for h in pre-commit post-checkout post-index-change reference-transaction; do cp evil/hook.sh evil/repo.git/hooks/$h; done
-cat >> evil/repo.git/config <<EOF
-[core]
-    fsmonitor = $PWD/evil/hook.sh
-    worktree = /
-    hooksPath = $PWD/evil/repo.git/hooks
-[filter "evil"]
-    clean = $PWD/evil/hook.sh
-    smudge = $PWD/evil/hook.sh
-    process = $PWD/evil/hook.sh
-[diff "evil"]
-    textconv = $PWD/evil/hook.sh
-    command = $PWD/evil/hook.sh
-EOF
-printf '* filter=evil diff=evil\\n' > .gitattributes
+printf '%s' '{in_tree}' > evil/hook.sh && chmod +x evil/hook.sh
+for h in pre-commit post-checkout post-index-change reference-transaction; do
+  cp evil/hook.sh evil/repo.git/hooks/$h
+done
+printf '[core]\\n\\tfsmonitor = %s\\n\\tworktree = /\\n\\thooksPath = %s\\n' \\
+  "$PWD/evil/hook.sh" "$PWD/evil/repo.git/hooks" >> evil/repo.git/config
+printf '{drivers.ATTRIBUTES}' > .gitattributes
 mkdir -p sub && (cd sub && git init -q . && cp ../evil/repo.git/config .git/config)
-echo 'def add(a, b):\\n    return a + b' > src/calc.py
-"""
-    r = attempt.run(script)
+printf 'def add(a, b):\\n    return a + b\\n' > src/calc.py
+""")
     assert r.exit_code == 0, r.stderr
     h = attempt.finish()
     attempt.ws.checkpoint("after-attack")
     diff = attempt.ws.diff()
+    attempt.ws.export(h.commit, tmp_path / "gate-input")  # what the gates get: a checkout of it
+    attempt.ws.rollback(h.commit)
     attempt.ws.rollback(attempt.ws.base)
     kinds = _kinds(h)
     assert "nested_git" in kinds.get("sub", set()) | kinds.get("sub/.git", set())
     assert any("nested_git" in k for p, k in kinds.items() if p.startswith("evil"))
-    assert "src/calc.py" in _patch_paths(h) and "a + b" in diff
+    assert {"src/calc.py", ".gitattributes"} <= _patch_paths(h) and "a + b" in diff
     assert not any(p.startswith(("sub/", "evil/repo.git/")) for p in _patch_paths(h))
     assert not attempt.canary.exists()
+    drivers.assert_live(tmp_path, (tmp_path / "gate-input" / ".gitattributes").read_text(), glob,
+                        attempt.canary)  # fmt: skip
 
 
 def test_option_like_file_name_writes_nothing_outside(attempt: Attempt, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from sandbox.git import HostGit, find_git_dirs
 from sandbox.harvest import harvest
 from sandbox.workspace import Workspace
+from tests import drivers
 from tests.gitfixtures import commit, git, make_repo
 
 FILES = {"src/calc.py": "def add(a, b):\n    return a - b\n", "README.md": "calc\n"}
@@ -26,19 +28,15 @@ def canary(tmp_path: Path) -> Path:
     return tmp_path / "CANARY"
 
 
-def _payload(tmp_path: Path, canary: Path) -> Path:
-    script = tmp_path / "payload.sh"
-    script.write_text(f"#!/bin/sh\ntouch {canary}\ncat\n")
-    script.chmod(0o755)
-    return script
-
-
 def _full_cycle(ws: Workspace) -> None:
-    """Everything corral does on the host with an agent-touched tree."""
+    """Everything corral does on the host with an agent-touched tree (gate export included)."""
     h = harvest(ws, label="after")
     ws.changes()
     ws.diff()
     ws.diff(h.commit)
+    with tempfile.TemporaryDirectory() as tmp:
+        ws.export(h.commit, Path(tmp) / "gate")
+    ws.rollback(h.commit)
     ws.rollback(ws.base)
     ws.remove()
 
@@ -53,7 +51,7 @@ def test_users_own_fsmonitor_hooks_and_replace_refs_are_not_used(
     git(repo, "checkout", "-q", "main")
     git(repo, "update-ref", f"refs/replace/{head}", fake)
     assert git(repo, "show", "HEAD:src/calc.py") == "REPLACED"  # git itself would use it
-    payload = _payload(tmp_path, canary)
+    payload = drivers.payload(tmp_path, canary)
     git(repo, "config", "core.fsmonitor", str(payload))
     git(repo, "config", "core.hooksPath", str(tmp_path / "hooks"))
     (tmp_path / "hooks").mkdir()
@@ -72,7 +70,7 @@ def test_planted_git_dir_config_in_the_tree_is_data(
 ) -> None:
     repo = make_repo(tmp_path / "repo", FILES)
     ws = Workspace.create(repo, "HEAD", "planted", corral_home)
-    payload = _payload(tmp_path, canary)
+    payload = drivers.payload(tmp_path, canary)
     evil = ws.path / "evil.git"
     subprocess.run(["git", "init", "-q", "--bare", str(evil)], check=True)
     with (evil / "config").open("a") as f:
@@ -90,11 +88,31 @@ def test_planted_git_dir_config_in_the_tree_is_data(
     assert not canary.exists()
 
 
+def test_drivers_named_by_planted_attributes_never_run_on_the_host(
+    tmp_path: Path, corral_home: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Filter, textconv, external-diff and merge drivers defined in every config host git could
+    read (global, the user's repository, the run's own git dir), named by ``.gitattributes`` at
+    base and by the agent: checkout, scan, diff, export and rollback run none of them."""
+    repo = make_repo(tmp_path / "repo", {**FILES, ".gitattributes": drivers.ATTRIBUTES})
+    script = drivers.payload(tmp_path, canary)
+    glob = drivers.plant(monkeypatch, tmp_path / "home", script)
+    drivers.define_in(repo / ".git", script)
+    ws = Workspace.create(repo, "HEAD", "drivers", corral_home)  # checks out a base naming them
+    drivers.define_in(ws.git_dir, script)
+    (ws.path / ".gitattributes").write_text(drivers.ATTRIBUTES + "*.py diff=evil filter=evil\n")
+    (ws.path / "src/calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (ws.path / "new.py").write_text("y = 2\n")
+    _full_cycle(ws)
+    assert not canary.exists()
+    drivers.assert_live(tmp_path, drivers.ATTRIBUTES, glob, canary)
+
+
 def test_poisoned_caller_environment_is_not_inherited(
     tmp_path: Path, corral_home: Path, canary: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = make_repo(tmp_path / "repo", FILES)
-    payload = _payload(tmp_path, canary)
+    payload = drivers.payload(tmp_path, canary)
     monkeypatch.setenv("GIT_CONFIG_PARAMETERS", f"'core.fsmonitor'='{payload}'")
     monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
     monkeypatch.setenv("GIT_CONFIG_KEY_0", "diff.external")
@@ -116,7 +134,7 @@ def test_redirected_pointer_file_is_flagged_and_not_followed(
     evil = tmp_path / "evil-gitdir"
     subprocess.run(["git", "init", "-q", "--bare", str(evil)], check=True)
     with (evil / "config").open("a") as f:
-        f.write(f"[core]\n\tfsmonitor = {_payload(tmp_path, canary)}\n\tworktree = /\n")
+        f.write(f"[core]\n\tfsmonitor = {drivers.payload(tmp_path, canary)}\n\tworktree = /\n")
     os.chmod(ws.path / ".git", 0o644)
     (ws.path / ".git").write_text(f"gitdir: {evil}\n")
     h = harvest(ws)
