@@ -7,6 +7,8 @@ the user's repository look like afterwards, and that the event chain verifies.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +18,8 @@ from typing import Any
 import pytest
 
 from runner.loop import RunResult
-from runner.service import RunRequest, start_run
+from runner.resume import answer_pending, resumable
+from runner.service import RunRequest, resume_run, start_run
 from runner.store import RunStore
 from sandbox.paths import worktrees_dir
 from sandbox.storage import mount_scratch_fs
@@ -356,6 +359,145 @@ def test_loop_guards_end_the_attempt_with_the_budget_named(env: Env) -> None:
     assert idle.failure_domain == "harness" and "idle_steps" in idle.attempts[0].reason
 
 
+# ----------------------------------------------------------------- pending decisions, runtime
+# errors and set-up across a resume (runner.resume)
+
+ESCALATE = POLICY.replace("attempts = 3", "attempts = 2") + '\n[scope]\non_violation = "escalate"\n'
+MODE_CHANGE = f"""
+    [[attempt]]
+    [[attempt.window]]
+    actions = [
+      {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+      {{ run = "chmod +x src/calc.py" }},
+      {{ finish = "fixed, and made it executable" }},
+    ]
+    [[attempt]]
+    [[attempt.window]]
+    actions = [{{ write = "src/calc.py", content = {json.dumps(FIXED)} }}, {{ finish = "fixed" }}]
+    """
+
+
+def _corral(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a subprocess (``$CORRAL_HOME`` from the ``corral_home`` fixture)."""
+    return subprocess.run([sys.executable, "-m", "runner", *args],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+
+def test_an_escalated_scope_violation_waits_and_an_approval_makes_it_the_candidate(
+    env: Env,
+) -> None:
+    waiting = env.run(MODE_CHANGE, policy=ESCALATE, run_id="escalated")
+    assert waiting.status == "waiting" and waiting.exit_code == 3, waiting
+    pending = json.loads(RunStore(env.home).get("escalated").waiting_json or "{}")
+    assert pending["kind"] == "scope" and pending["attempt"] == 1
+    assert any("mode" in v for v in pending["violations"])
+    answer = _corral("approve", "escalated", "--comment", "the bit is wanted")
+    assert answer.returncode == 0 and "approved the scope violation of attempt 1" in answer.stdout
+    done = resume_run(env.home, "escalated")
+    assert done.status == "ready_for_review", done
+    (first,) = done.attempts  # the escalated attempt itself, judged by the gates
+    assert first.status == "passed" and first.gates == {"tests": True}
+    assert "new mode 100755" in Path(done.patch_path or "").read_text()
+    events = env.events("escalated")
+    assert "human_approved" in events and "scope_answer" in events
+    _verified(env, done)
+
+
+def test_a_rejected_scope_violation_fails_its_attempt_and_the_next_one_runs(env: Env) -> None:
+    waiting = env.run(MODE_CHANGE, policy=ESCALATE, run_id="refused")
+    assert waiting.status == "waiting", waiting
+    assert answer_pending(RunStore(env.home), "refused", "reject", "rev") is not None
+    done = resume_run(env.home, "refused")
+    assert done.status == "ready_for_review", done
+    first, second = done.attempts
+    assert first.failure_domain == "governance" and "a human rejected" in first.reason
+    assert second.status == "passed" and "new mode" not in Path(done.patch_path or "").read_text()
+    _verified(env, done)
+
+
+def test_a_second_ask_keeps_the_first_approval(env: Env) -> None:
+    policy = POLICY + '\n[commands]\nask = ["echo first", "echo second"]\n'
+    script = f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "echo first" }},
+          {{ run = "echo second" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed" }},
+        ]
+        """
+    first = env.run(script, policy=policy, run_id="asks")
+    assert first.status == "waiting" and "echo first" in first.reason, first
+    assert _corral("approve", "asks").returncode == 0
+    second = resume_run(env.home, "asks")
+    assert second.status == "waiting" and "echo second" in second.reason, second
+    pending = json.loads(RunStore(env.home).get("asks").waiting_json or "{}")
+    assert pending["command"] == "echo second" and pending["approved"] == ["echo first"]
+    assert _corral("approve", "asks").returncode == 0
+    done = resume_run(env.home, "asks")
+    assert done.status == "ready_for_review", done
+    ran = [e.data["command"] for e in RunStore(env.home).events("asks") if e.type == "command"]
+    assert ran == ["echo first", "echo first", "echo second"]  # 2nd and 3rd process, in order
+    _verified(env, done)
+
+
+MISSING_IMAGE = "sha256:" + "0" * 64
+
+
+def _repair_image(env: Env, run_id: str) -> None:
+    """The engine is repaired: the run's recorded image exists again."""
+    store = RunStore(env.home)
+    spec = json.loads(store.get(run_id).spec_json)
+    store.update(run_id, spec_json=json.dumps({**spec, "image": env.image}))
+
+
+def test_an_engine_error_in_the_gates_fails_the_run_resumably(env: Env) -> None:
+    fix = f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(FIXED)} }}, {{ finish = "x" }}]
+        """
+    env.image, good = MISSING_IMAGE, env.image
+    broken = env.run(fix, run_id="engine")
+    env.image = good
+    assert broken.status == "failed" and broken.failure_domain == "runtime", broken
+    assert broken.exit_code == 1 and "baseline base: ImageError" in broken.reason
+    store = RunStore(env.home)
+    assert resumable(store, "engine") and store.get("engine").status == "failed"
+    assert "ImageError" in store.artifact_path("engine", "runtime-error.log").read_text()
+    assert json.loads(json.dumps(broken.to_json()))["failure_domain"] == "runtime"
+    _repair_image(env, "engine")
+    done = resume_run(env.home, "engine")
+    assert done.status == "ready_for_review", done
+    _verified(env, done)
+
+
+def test_resume_redoes_an_environment_set_up_that_did_not_finish(env: Env) -> None:
+    policy = POLICY + '\n[setup]\ncommands = ["echo ok > $VIRTUAL_ENV/marker"]\n'
+    script = f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "test -f /opt/env/marker && echo env-ok > src/env.txt" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed" }},
+        ]
+        """
+    env.image, good = MISSING_IMAGE, env.image
+    broken = env.run(script, policy=policy, run_id="setup")
+    env.image = good
+    assert broken.status == "failed" and broken.failure_domain == "runtime", broken
+    assert "setup env: ImageError" in broken.reason
+    store = RunStore(env.home)
+    assert resumable(store, "setup") and store.last_incomplete("setup").kind == "setup"  # type: ignore[union-attr]
+    _repair_image(env, "setup")
+    done = resume_run(env.home, "setup")
+    assert done.status == "ready_for_review", done
+    assert "src/env.txt" in done.attempts[0].changed_files  # the agent ran on the environment
+    _verified(env, done)
+
+
 def test_environment_setup_runs_once_and_is_cached(env: Env) -> None:
     policy = POLICY + "\n[setup]\ncommands = [\"python3 -c 'print(42)' > $VIRTUAL_ENV/marker\"]\n"
     script = f"""
@@ -387,3 +529,122 @@ def test_environment_setup_runs_once_and_is_cached(env: Env) -> None:
     config = docker.from_env().images.get(env_image).attrs["Config"]
     assert not config.get("Volumes")  # no volume declarations carried over by commit
     assert not any(v.startswith(("SSL_CERT_FILE", "PIP_CERT")) for v in config["Env"])
+
+
+# ----------------------------------------------------------------- gate verdicts the candidate
+# cannot forge (runner/gates.py): only exit codes of processes the runner started make a pass;
+# a skip or xfail of a test that ran at base counts against the candidate.
+
+_FORGE_ALL_PASS = textwrap.dedent(
+    """\
+    import os
+
+    def add(a, b):
+        return a - b
+
+    def mul(a, b):
+        return a ** b
+
+    if os.environ.get("PYTEST_ADDOPTS"):  # only inside the gate; the agent's own runs are honest
+        with open("/corral/out/tests.xml", "w") as f:  # where an unhardened runner would look
+            f.write('<testsuites><testsuite name="pytest"><testcase classname="tests.test_calc"'
+                    ' name="test_add"/><testcase classname="tests.test_calc" name="test_mul"/>'
+                    '</testsuite></testsuites>')
+        os._exit(1)
+    """
+)
+_FORGE_WITH_NONCE = textwrap.dedent(
+    """\
+    import os
+    import shlex
+
+    def add(a, b):
+        return a - b
+
+    def mul(a, b):
+        return a ** b
+
+    _opts = shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))
+    if _opts:  # read the runner's random report path and suite name, claim add() fixed
+        _path = [o for o in _opts if o.startswith("--junitxml=")][0].split("=", 1)[1]
+        _suite = [o for o in _opts if o.startswith("junit_suite_name=")][0].split("=", 1)[1]
+        with open(_path, "w") as f:
+            f.write(f'<testsuites><testsuite name="{_suite}"><testcase classname="tests.test_calc"'
+                    ' name="test_add"/><testcase classname="tests.test_calc" name="test_mul">'
+                    '<failure message="as at base"/></testcase></testsuite></testsuites>')
+        os._exit(1)
+    """
+)
+
+
+def _gate_reasons(env: Env, run_id: str) -> list[str]:
+    return [
+        str(e.data["reason"])
+        for e in RunStore(env.home).events(run_id)
+        if e.type == "gate_end" and e.data["label"] != "baseline"
+    ]
+
+
+def test_forged_junit_report_with_exit_1_fails_the_gate(env: Env) -> None:
+    git(env.repo, "checkout", "-q", "-b", "prebroken")
+    (env.repo / "src/calc.py").write_text(CALC.replace("a * b", "a ** b"))
+    git(env.repo, "commit", "-qam", "mul broken too")
+    env.settle()
+    honest = FIXED.replace("a * b", "a ** b")  # add fixed; mul fails as it did at base
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(_FORGE_ALL_PASS)} }}, {{ finish = "fixed" }}]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(_FORGE_WITH_NONCE)} }}, {{ finish = "fixed" }}]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(honest)} }}, {{ finish = "fixed add" }}]
+        """
+    )
+    naive, forged, fixed = result.attempts
+    assert naive.gates == {"tests": False} and forged.gates == {"tests": False}
+    reasons = _gate_reasons(env, result.run_id)
+    assert "no junit report the runner accepts" in reasons[0]  # the planted file is not the report
+    # the report carried the runner's suite name, so it was read: it claimed add() fixed and only
+    # base's failure left; the rerun without test_mul exited 1 (the forger's own exit code)
+    assert "not blamed" in reasons[1] and "not confirmed" in reasons[1] and "exited 1" in reasons[1]
+    assert result.status == "ready_for_review", result  # the honest fix, confirmed by the rerun
+    assert fixed.gates == {"tests": True}
+    assert "confirmed: the rerun without the 1 test(s) failing at base too exited 0" in reasons[2]
+    store = RunStore(env.home)
+    assert not store.artifact_path(result.run_id, "attempt-1/junit-tests.xml").exists()
+    log = store.artifact_path(result.run_id, "attempt-3/gate-tests.log").read_text()
+    assert "[confirmation run, 1 test(s) failing at base left out]" in log and "1 deselected" in log
+    assert not list(worktrees_dir(env.home).glob("*.out"))  # no report dir left on the host
+    _verified(env, result)
+
+
+def test_skipping_or_xfailing_a_test_from_the_code_under_test_fails_the_gate(env: Env) -> None:
+    skip_add = "import pytest\n\n\ndef add(a, b):\n    pytest.skip('later')\n\n\ndef mul(a, b):\n    return a * b\n"
+    xfail_add = skip_add.replace("pytest.skip('later')", "pytest.xfail('known')")
+    skip_mul = FIXED.replace("    return a * b", "    import pytest\n    pytest.skip('later')")
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(skip_add)} }}, {{ finish = "done" }}]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(xfail_add)} }}, {{ finish = "done" }}]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(skip_mul)} }}, {{ finish = "done" }}]
+        """
+    )
+    assert result.status == "failed" and result.failure_domain == "model", result
+    assert [a.gates for a in result.attempts] == [{"tests": False}] * 3
+    for a in result.attempts:  # pytest exited 0 each time: the skipped test had run at base
+        assert "tests that ran at base 1 are skipped or xfailed" in a.reason, a.reason
+    store = RunStore(env.home)
+    for n, test in ((1, "test_add"), (2, "test_add"), (3, "test_mul")):
+        junit = store.artifact_path(result.run_id, f"attempt-{n}/junit-tests.xml").read_text()
+        assert f'name="{test}"' in junit and "<skipped" in junit
+    _verified(env, result)
