@@ -13,7 +13,14 @@ next to the CLI, so the container holds the dummy key only and has no network.
 After each invocation the runner enforces the scope on the tree (the same
 check as after every built-in action, ``Tools``), counts the gateway's tokens
 and cost against the run's budgets, and turns a spent gateway budget into
-``BudgetExceeded``. Everything else (harvest scan, patch scope, gates) is the
+``BudgetExceeded``. A CLI does not get to run on once the budget is spent
+(the gateway refuses it every call, but a CLI may keep retrying until its
+window times out): the moment the gateway reports a budget crossed, a
+watcher on the host kills the invocation's processes in the sandbox (every
+process carrying the window's ``CORRAL_WINDOW`` marker, and their process
+groups) and records ``agent_killed``. A process that scrubs its environment
+and leaves its group escapes that kill, not the window's timeout, nor the
+container's removal at harvest. Everything else (harvest scan, patch scope, gates) is the
 runner's as for any agent. How an invocation ends: exit 0 is ``finished``, a
 timeout is ``window_exhausted`` (re-invoked with the updated prompt), any
 other exit is an ``agent_error``.
@@ -21,12 +28,14 @@ other exit is an ``agent_error``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shlex
 import shutil
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -39,6 +48,8 @@ from runner.agents import AGENT_DIR, PROMPT_FILE, Preset
 from runner.corral_agent import first_message
 from runner.model import PRICES
 from runner.tools import BudgetExceeded
+from sandbox.errors import SandboxError
+from sandbox.interfaces import Sandbox
 from sandbox.spec import Mount
 
 log = logging.getLogger(__name__)
@@ -52,6 +63,37 @@ VALIDATE_PATH = "/corral/validate"
 _PLACEHOLDER = re.compile(r"\{(model|base_url|prompt|prompt_file|agent_dir|validate_url)\}")
 #: How much of an invocation's output is kept as the window's artifact (head and tail).
 OUTPUT_LIMIT = 1_000_000
+#: Set in every invocation's environment (``a<attempt>-w<window>``): what the budget kill finds.
+WINDOW_VAR = "CORRAL_WINDOW"
+#: Seconds between the watcher's looks at whether the invocation has ended (the budget wakes it).
+WATCH_POLL_S = 0.2
+#: Kills, inside the sandbox, every process whose environment holds ``argv[1]`` (``NAME=VALUE``)
+#: and every process group they are in; prints how many processes were found. Its own process
+#: and group are spared, and group 1 or 0 is never signalled.
+KILL_MARKED = """import os, signal, sys
+mark = b"\\0" + sys.argv[1].encode() + b"\\0"
+own, pids = os.getpgid(0), []
+for name in os.listdir("/proc"):
+    if name.isdigit() and int(name) != os.getpid():
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if mark in b"\\0" + f.read():
+                    pids.append(int(name))
+        except OSError:
+            pass
+groups = set()
+for pid in pids:
+    try:
+        groups.add(os.getpgid(pid))
+    except OSError:
+        pass
+for target in [-g for g in groups if g > 1 and g != own] + pids:
+    try:
+        os.kill(target, signal.SIGKILL)
+    except OSError:
+        pass
+print(len(pids))
+"""
 
 Emit = Callable[[str, Mapping[str, Any]], None]
 WriteArtifact = Callable[[str, bytes | str], Any]
@@ -79,11 +121,24 @@ class CliAgent:
         self._gateway: Any = None
         self._emit: Emit = lambda kind, data: None
         self._write_artifact: WriteArtifact | None = None
+        self._spent = threading.Event()  # set by the gateway's budget_exhausted event
 
     # ------------------------------------------------------------ lifecycle (the service's)
 
-    def bind(self, home: Path, run_id: str, emit: Emit, write_artifact: WriteArtifact) -> None:
+    def bind(
+        self,
+        home: Path,
+        run_id: str,
+        emit: Emit,
+        write_artifact: WriteArtifact,
+        *,
+        used_tokens: int = 0,
+        used_cost: float = 0.0,
+    ) -> None:
         """Make the run's agent directory and start its gateway; ``close`` undoes both.
+
+        ``used_tokens``/``used_cost``: what the run spent before (a resume); the
+        gateway counts on from there, so its budgets are the run's, not a new allowance.
 
         Raises ``OSError`` when the directory cannot be made, and whatever
         ``Gateway.start`` raises when the socket cannot be served.
@@ -105,15 +160,17 @@ class CliAgent:
             hook = resources.files("runner.agents").joinpath("corral_hook.py").read_text()
             (root / "files" / "corral_hook.py").write_text(hook)
         b = self.policy.budgets
+        self._spent.clear()
         self._gateway = Gateway(
             str(root / "gateway" / SOCKET),
             [Upstream(self.base_url, self._api_key)],
-            on_event=emit,
+            on_event=self._on_gateway_event,
             max_tokens=b.tokens,
             max_cost_usd=b.cost_usd,
             prices={**PRICES, **self.policy.model.prices},
             allow_hosts=self.policy.gateway.allow_hosts,
         )
+        self._gateway.used_tokens, self._gateway.used_cost = used_tokens, used_cost
         if self.preset.command_validation == "hook":
             self._gateway.validate = self.validate
         self._gateway.start()
@@ -144,8 +201,8 @@ class CliAgent:
         """One invocation of the CLI; see the module docstring for how it ends.
 
         Raises ``BudgetExceeded`` (wall time before it starts, the gateway's
-        token or cost budget after it returns) and ``SandboxError`` when the
-        sandbox itself fails.
+        token or cost budget after it returns, which is at once: a spent budget
+        kills the invocation) and ``SandboxError`` when the sandbox itself fails.
         """
         root, tools = self._bound(), ctx.tools
         tools.budget.step()
@@ -158,17 +215,21 @@ class CliAgent:
         tokens0, cost0 = self._gateway.used_tokens, self._gateway.used_cost
         self._emit("agent_invocation", {"agent": self.name, "attempt": ctx.attempt,
                                         "window": ctx.window, "timeout_s": round(timeout)})  # fmt: skip
-        result = tools.sandbox.exec_once(
-            self.command_line(text),
-            timeout=max(1.0, timeout),
-            env=self.environment(),
-            output_limit=OUTPUT_LIMIT,
-        )
+        marker = f"{WINDOW_VAR}=a{ctx.attempt}-w{ctx.window}"
+        with self._killed_when_spent(tools.sandbox, marker) as kill:
+            result = tools.sandbox.exec_once(
+                self.command_line(text),
+                timeout=max(1.0, timeout),
+                env={**self.environment(), WINDOW_VAR: marker.partition("=")[2]},
+                output_limit=OUTPUT_LIMIT,
+            )
+        if kill:
+            self._emit("agent_killed", kill)
         if self._write_artifact is not None:
             body = f"$ exit {result.exit_code}\n{result.stdout}\n[stderr]\n{result.stderr}"
             self._write_artifact(f"attempt-{ctx.attempt}/window-{ctx.window}/agent.log", body)
         self._emit("agent_exit", {"agent": self.name, "exit_code": result.exit_code,
-                                  "timed_out": result.timed_out,
+                                  "timed_out": result.timed_out, "killed": bool(kill),
                                   "duration_s": round(result.duration_s, 3)})  # fmt: skip
         note = tools._enforce_scope()  # the same scope check as after every built-in action
         tokens = self._gateway.used_tokens - tokens0
@@ -196,6 +257,50 @@ class CliAgent:
             end=end, summary="agent exited" if end == "finished" else "", detail=detail,
             tokens=tokens, cost_usd=cost, notes=notes,
         )  # fmt: skip
+
+    # ------------------------------------------------------------ the budget kill
+
+    def _on_gateway_event(self, kind: str, data: Mapping[str, Any]) -> None:
+        self._emit(kind, data)
+        if kind == "gateway_budget_exhausted":
+            self._spent.set()
+
+    @contextlib.contextmanager
+    def _killed_when_spent(self, sandbox: Sandbox, marker: str) -> Iterator[dict[str, Any]]:
+        """While the block runs the invocation: once the gateway's budget is spent, kill it.
+
+        Yields a dict that, after the block, describes the kill (the
+        ``agent_killed`` event's data) or stays empty. The watcher thread ends
+        with the block (it is joined); a kill that fails is logged and carries
+        ``error``, and the window's timeout still ends the invocation.
+        """
+        done, report = threading.Event(), {}
+
+        def watch() -> None:
+            while not done.is_set():  # bounded by the invocation (the block) it watches
+                if self._spent.wait(WATCH_POLL_S):
+                    break
+            if done.is_set():
+                return
+            data: dict[str, Any] = {"agent": self.name, "reason": "budget_exhausted",
+                                    "resource": self._gateway.exhausted}  # fmt: skip
+            try:
+                out = sandbox.exec_once(["python3", "-c", KILL_MARKED, marker], timeout=30)
+                data["processes"] = int(out.stdout.strip() or 0) if out.exit_code == 0 else 0
+                if out.exit_code != 0:
+                    data["error"] = _tail(out.stderr or out.stdout)
+            except (SandboxError, ValueError) as exc:
+                log.warning("could not kill %s after its budget was spent: %s", self.name, exc)
+                data["error"] = str(exc)[:300]
+            report.update(data)
+
+        watcher = threading.Thread(target=watch, name="corral-budget-watch", daemon=True)
+        watcher.start()
+        try:
+            yield report
+        finally:
+            done.set()
+            watcher.join(timeout=60)
 
     # ------------------------------------------------------------ pieces
 

@@ -548,3 +548,53 @@ def test_a_tool_fetches_from_an_allowed_host_through_the_gateway_and_not_from_an
     ]
     assert [(r["host"], r["path"], r["status"]) for r in refused] == [("127.0.0.2", "/denied", 403)]
     assert RunStore(corral_home).verify(result["run_id"]).ok
+
+
+CALL_FOREVER = """import json, os, time, urllib.error as e, urllib.request as u
+body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+for i in range(2000):  # ~200 s at least: far past the point where the budget is spent
+    r = u.Request(os.environ["OPENAI_BASE_URL"] + "/chat/completions", data=body,
+                  headers={"Authorization": "Bearer " + os.environ["OPENAI_API_KEY"],
+                           "Content-Type": "application/json"})
+    try:
+        print("CALL", i, u.urlopen(r, timeout=60).status, flush=True)
+    except e.HTTPError as x:
+        print("CALL", i, x.code, flush=True)
+    time.sleep(0.1)
+print("LOOP_DONE", flush=True)
+"""
+
+
+@pytest.mark.docker
+def test_a_cli_that_ignores_the_spent_budget_is_killed_not_left_to_its_window(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    """The gateway refuses every call once the budget is spent; this CLI just keeps calling.
+    The runner kills it at once instead of waiting out its 900 s window."""
+    import shlex
+
+    policy = GATES.replace("windows = 1", "windows = 1\ntokens = 150\nwall_seconds = 900")
+    with ScriptedModelServer([ScriptedReply(content="x")] * 3) as server:
+        result = run_cli(project, corral_home, server, policy, "--agent", "cli:custom",
+                         "--agent-cmd", "python3 -c " + shlex.quote(CALL_FOREVER))  # fmt: skip
+    assert result["status"] == "budget_exhausted" and "tokens" in result["reason"], result
+    assert server.served == 2  # 120 tokens a call: the second crossed 150
+    events = list(RunStore(corral_home).events(result["run_id"]))
+    kinds = [e.type for e in events]
+    of = {k: [e.data for e in events if e.type == k] for k in set(kinds)}
+    assert of["gateway_budget_exhausted"] == [{"resource": "tokens", "used": 240, "limit": 150}]
+    (kill,) = of["agent_killed"]
+    assert kill["reason"] == "budget_exhausted" and kill["resource"] == "tokens", kill
+    assert kill["processes"] >= 2 and "error" not in kill  # the CLI and the forwarder
+    (exit_,) = of["agent_exit"]
+    assert exit_["killed"] and not exit_["timed_out"] and exit_["exit_code"] == 137, exit_
+    assert kinds.index("gateway_budget_exhausted") < kinds.index("agent_killed")
+    assert kinds.index("agent_killed") < kinds.index("agent_exit")
+    spent = [r for r in of.get("gateway_refused", []) if "budget spent" in r["reason"]]
+    log = _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
+    calls = [line for line in log.splitlines() if line.startswith("CALL ")]
+    assert calls[:2] == ["CALL 0 200", "CALL 1 200"], log
+    assert all(c.endswith(" 403") for c in calls[2:])
+    assert len(calls) - 2 <= len(spent) <= len(calls) - 1  # a refusal may land, unprinted
+    assert len(calls) < 2000 and "LOOP_DONE" not in log  # it did not get to end on its own
+    assert RunStore(corral_home).verify(result["run_id"]).ok
