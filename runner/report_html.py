@@ -47,7 +47,7 @@ def render_html(rv: Review) -> str:
     )
     template = Template(resources.files("runner").joinpath("report_template.html").read_text())
     return template.substitute(
-        title=_t(f"corral review {rv.run_id}: {rv.bug_title}"),
+        title=escape(plain(f"corral review {rv.run_id}: {rv.bug_title}")),  # text only: no badge
         body=body,
         script=_SCRIPT,
         script_hash=f"sha256-{digest}",

@@ -6,7 +6,9 @@ and also writes a ``<script>`` (and an ``<img onerror>``) into the source file;
 the bug title carries a ``<script>`` and a bidi override. Chromium (Debian's
 ``chromium``, installed by scripts/setup.sh) loads only the local file: no
 background networking, every host name mapped to nothing. The page's DOM after
-its scripts ran is checked, and a screenshot is kept as a test artifact.
+its scripts ran is checked; then, driven over the DevTools protocol (``tests.chromium``), what a
+person sees in both diff views (rendered text, which table is shown, what is drawn on top, the
+colours), with screenshots kept in ``test-artifacts/`` (``$CORRAL_TEST_ARTIFACTS``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,11 +24,11 @@ from pathlib import Path
 import pytest
 
 from runner.service import RunRequest, start_run
+from tests.chromium import FLAGS, executable
 from tests.gitfixtures import make_repo
 from tests.test_review import CALC, FIXED, POLICY
 from tests.test_run_loop import TESTS
 
-pytestmark = pytest.mark.docker
 
 INJECTED = (
     "# </td></pre><script>document.title='pwned'</script>"
@@ -50,20 +51,11 @@ SCRIPT = f"""
       {{ finish = "fixed add" }},
     ]
     """
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-default-apps",
-    "--disable-extensions", "--no-first-run", "--no-pings", "--dns-prefetch-disable",
-    "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9",
-)  # fmt: skip
 
 
 def chromium(profile: Path, *args: str) -> str:
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.fail("needs Debian's chromium: `bash scripts/setup.sh` installs it", pytrace=False)
     proc = subprocess.run(
-        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        [executable(), *FLAGS, f"--user-data-dir={profile}", *args],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -97,6 +89,7 @@ def report(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Path
     return out
 
 
+@pytest.mark.docker
 def test_the_file_loads_nothing_from_outside(report: Path) -> None:
     page = report.read_text()
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
@@ -107,6 +100,7 @@ def test_the_file_loads_nothing_from_outside(report: Path) -> None:
     assert hrefs == []
 
 
+@pytest.mark.docker
 def test_chromium_renders_the_review_and_runs_no_injected_script(
     report: Path, tmp_path: Path
 ) -> None:
@@ -138,12 +132,81 @@ def test_chromium_renders_the_review_and_runs_no_injected_script(
     assert "acted on it" in dom  # the failing pytest run was followed by a fix
 
 
-def test_side_by_side_view_and_a_screenshot(report: Path, tmp_path: Path) -> None:
+#: What a person sees of the diff: which view's table is shown, the diff's rendered text, and
+#: whether the added line and the title's hidden-character badge are drawn on top (nothing covers
+#: them) with their colours.
+SEEN = """(() => {
+  const seen = (e) => { const r = e.getBoundingClientRect();
+    return e.checkVisibility() && r.width > 0 && r.height > 0; };
+  const onTop = (e) => { e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();
+    const hit = document.elementFromPoint(r.x + Math.min(r.width / 2, 30), r.y + r.height / 2);
+    return hit === e || e.contains(hit); };
+  const file = document.querySelector('#diff .file');
+  const view = document.body.classList.contains('split') ? 'split' : 'unified';
+  const added = [...file.querySelectorAll(view === 'split' ? 'td.add' : 'tr.add td.t')]
+    .find((td) => td.innerText.includes('return a + b'));
+  const badge = document.querySelector('h1 .esc');
+  return {
+    unified: seen(file.querySelector('table.unified')), split: seen(file.querySelector('table.split')),
+    text: document.getElementById('diff').innerText, title: document.title,
+    h1: document.querySelector('h1').innerText,
+    added: seen(added) && onTop(added), addedBg: getComputedStyle(added).backgroundColor,
+    badge: seen(badge) && onTop(badge), badgeBg: getComputedStyle(badge).backgroundColor,
+  };
+})()"""
+
+
+@pytest.mark.docker
+def test_a_person_sees_the_diff_unified_then_side_by_side_and_screenshots_are_kept(
+    report: Path, tmp_path: Path
+) -> None:
+    from tests.chromium import Browser, artifacts_dir
+
+    shots = artifacts_dir()
+    with Browser(tmp_path / "profile", width=1280, height=900) as page:
+        page.open(report.as_uri())
+        assert page.value("document.body.dataset.js") == "ready"
+        unified = page.value(SEEN)
+        page.screenshot(shots / "report-unified.png")
+        page.click('button[data-view="split"]')  # the reader's click, through the page's script
+        split = page.value(SEEN)
+        page.screenshot(shots / "report-split.png")
+    # Unified: one table shown, each line once with its sign, the added line drawn in green.
+    assert unified["unified"] and not unified["split"]
+    assert "+    return a + b" in unified["text"] and "-    return a - b" in unified["text"]
+    assert unified["text"].count("return a + b") == 1
+    assert unified["added"] and unified["addedBg"] == "rgb(230, 255, 236)"
+    # The agent's markup is on screen as text; the bidi override is a red badge, not a reversal.
+    assert "<script>document.title='pwned'</script>" in unified["text"]
+    assert "pwned" not in unified["title"].replace("pwned-title", "")
+    assert "<U+202E> subtracts" in unified["h1"] and "\u202e" not in unified["h1"]
+    assert unified["badge"] and unified["badgeBg"] == "rgb(179, 38, 30)"
+    # Side by side: the other table, the added line in its own column without a sign.
+    assert split["split"] and not split["unified"]
+    assert "+    return a + b" not in split["text"] and split["text"].count("return a + b") == 1
+    assert split["added"] and split["addedBg"] == "rgb(230, 255, 236)"
+    for name in ("report-unified.png", "report-split.png"):
+        png = (shots / name).read_bytes()
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and width == 1280 and height > 900  # whole page
+    print(f"screenshots of the HTML report: {shots}/report-unified.png, report-split.png")
+
+
+@pytest.mark.docker
+def test_the_address_hash_opens_side_by_side(report: Path, tmp_path: Path) -> None:
     dom = chromium(tmp_path / "profile", "--dump-dom", report.as_uri() + "#split")
     assert re.search(r'<body[^>]*class="split"', dom)
-    shot = tmp_path / "report.png"
-    chromium(
-        tmp_path / "profile2", f"--screenshot={shot}", "--window-size=1280,2000", report.as_uri()
+
+
+def test_the_page_title_is_plain_escaped_text(tmp_path: Path) -> None:
+    from runner.report_html import render_html
+    from runner.review import gather
+    from tests.storefixtures import stored_run
+
+    store = stored_run(tmp_path, "t1", bug_title="<b>add()</b> \u202esubtracts\x9b & more")
+    page = render_html(gather(store, "t1"))
+    title = re.search(r"<title>(.*?)</title>", page, re.S)
+    assert title is not None
+    assert title.group(1) == (
+        "corral review t1: &lt;b&gt;add()&lt;/b&gt; &lt;U+202E&gt;subtracts&lt;U+009B&gt; &amp; more"
     )
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
-    print(f"screenshot of the HTML report: {shot}")
