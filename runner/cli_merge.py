@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from runner.cli import app, handles_errors, out
+from runner.cli_review import check_target
 from runner.display import markup as m
 from sandbox.paths import corral_home
 
@@ -66,6 +67,9 @@ def export(
 
     if patch is None and pr_body is None:
         raise ValueError("nothing to export: pass --patch FILE and/or --pr-body FILE")
+    for option, path, example in (("--patch", patch, "fix.patch"), ("--pr-body", pr_body, "pr.md")):
+        if path is not None:
+            check_target(option, path, example)
     with RunStore(corral_home()) as store:
         if patch is not None:
             patch.write_bytes(export_patch(store, run_id))

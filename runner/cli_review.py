@@ -208,12 +208,20 @@ def report(
     from runner.report_html import render_html
 
     _, rv = _store_review(run_id)
-    if html.is_dir():
-        raise ValueError(f"--html {html} is a directory: name a file, e.g. {html}/report.html")
-    if not html.parent.is_dir():
-        raise ValueError(f"--html {html}: the folder {html.parent} does not exist; create it first")
+    check_target("--html", html, "report.html")
     html.write_text(render_html(rv), encoding="utf-8")
     out.print(Text(f"wrote {html}"))
+
+
+def check_target(option: str, path: Path, example: str) -> None:
+    """Raises ``ValueError`` (one line naming the fix) when ``path`` cannot be written as a file:
+    it is a directory, or its folder does not exist."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a directory: name a file, e.g. {path}/{example}")
+    if not path.parent.is_dir():
+        raise ValueError(
+            f"{option} {path}: the folder {path.parent} does not exist; create it first"
+        )
 
 
 @app.command()

@@ -23,6 +23,7 @@ line that names the fix, exit 2 in the CLI).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
@@ -74,8 +75,12 @@ def review_decision(
 ) -> str:
     """Approve or reject a ``ready_for_review`` run's candidate; return the new status.
 
-    Raises ``MergeRefused`` when the run is in any other status (an approved
-    run may still be rejected, and a rejected one approved, until it is merged).
+    The event records the sha256 of the ``candidate.diff`` decided on, which
+    ``merge`` checks again. Raises ``UnknownRun`` for an unknown run,
+    ``MergeRefused`` when the run is in any other status (an approved run may
+    still be rejected, and a rejected one approved, until it is merged; an
+    approved run is approved again only if its candidate changed since) or
+    has no candidate to approve.
     """
     rec = store.get(run_id)
     status = "approved" if verdict == "approve" else "rejected"
@@ -84,13 +89,19 @@ def review_decision(
             f"run {run_id} is {rec.status}: only a run ready for review can be approved or "
             f"rejected (`corral status {run_id}`)"
         )
-    if rec.status == status:
+    digest = (
+        _digest(_candidate(store, run_id, rec)) if status == "approved" else _stored(store, run_id)
+    )
+    if rec.status == status and (
+        status == "rejected" or _approved_digest(store.events(run_id)) == digest
+    ):
         raise MergeRefused(f"run {run_id} is already {status}")
     store.append(
         run_id,
         f"review_{status}",
-        {"by": who, "comment": comment or "", "at": _now(), "previous": rec.status},
-    )
+        {"by": who, "comment": comment or "", "at": _now(), "previous": rec.status,
+         "candidate_sha256": digest},
+    )  # fmt: skip
     store.update(run_id, status=status)
     return status
 
@@ -103,49 +114,113 @@ def merge(
 ) -> MergeResult:
     """Merge the run's approved candidate onto ``branch`` (see the module docstring).
 
-    Raises ``UnknownRun`` for an unknown run, ``MergeRefused`` when the run is
-    not approved (or allowed to auto-merge), has no candidate, the branch is
-    unknown or detached, touched paths are dirty, or the patch does not apply
-    to the branch as it is now; ``LeaseHeld`` when another process holds the run.
+    Raises ``UnknownRun`` for an unknown run (before any lock file is made),
+    ``MergeRefused`` when the run's event log does not verify, the run is not
+    approved (or allowed to auto-merge), its ``candidate.diff`` is not the one
+    approved (or, for an auto-merge, the one the run ended with), it has no
+    candidate, the branch is unknown or detached, touched paths are dirty, or
+    the patch does not apply to the branch as it is now; ``LeaseHeld`` when
+    another process holds the run.
     """
     store = RunStore(home)
-    with store, RunLease(home, run_id):
-        rec = store.get(run_id)
-        events = store.events(run_id)
-        done = _last(events, "merged")
-        if done is not None:
-            d = done.data
-            return MergeResult(run_id, d["branch"], d["commit"], tuple(d["files"]),
-                               d.get("checked_out"), already=True, dry_run=dry_run)  # fmt: skip
-        repo = Path(rec.repo)
-        _, common = find_git_dirs(repo)
-        git = HostGit(common)
-        branch = branch or _current_branch(repo)
-        ref = _branch_ref(git, branch, repo)
-        old = git.rev_parse(ref)
-        patch = _candidate(store, run_id, rec)
-        files = _touched(git, patch)
-        found = _find_trailer(git, ref, run_id)
-        worktree = _checked_out(git, ref)
-        if found is not None:  # merged before, but the event was lost (a crash in between)
-            if not dry_run:
-                _record(store, run_id, branch, found, files, worktree, who, recovered=True)
-            return MergeResult(run_id, branch, found, files, _s(worktree), True, dry_run)
-        auto = _approval(rec, store, run_id)
-        if worktree is not None:
-            _refuse_dirty(worktree, files, branch)
-        message = commit_message(store, run_id, auto=auto, who=who)
-        tree = _apply(git, old, patch, branch)
-        if dry_run:
-            return MergeResult(run_id, branch, None, files, _s(worktree), dry_run=True,
-                               message=message)  # fmt: skip
-        commit = git.text("commit-tree", tree, "-p", old, input=message.encode())
-        if worktree is None:
-            git.run("update-ref", "-m", f"corral merge {run_id}", ref, commit, old)
-        else:
-            _move_worktree(worktree, old, commit, run_id)
-        _record(store, run_id, branch, commit, files, worktree, who, recovered=False, old=old)
-        return MergeResult(run_id, branch, commit, files, _s(worktree), message=message)
+    with store:
+        store.get(run_id)  # an unknown run ends here, before the lease creates locks/<id>.lock
+        with RunLease(home, run_id):
+            return _merge(store, run_id, branch, dry_run, who)
+
+
+def _merge(
+    store: RunStore, run_id: str, branch: str | None, dry_run: bool, who: str
+) -> MergeResult:
+    _refuse_broken_chain(store, run_id)
+    rec = store.get(run_id)
+    events = store.events(run_id)
+    done = _last(events, "merged")
+    if done is not None:
+        d = done.data
+        return MergeResult(run_id, d["branch"], d["commit"], tuple(d["files"]),
+                           d.get("checked_out"), already=True, dry_run=dry_run)  # fmt: skip
+    repo = Path(rec.repo)
+    _, common = find_git_dirs(repo)
+    git = HostGit(common)
+    branch = branch or _current_branch(repo)
+    ref = _branch_ref(git, branch, repo)
+    old = git.rev_parse(ref)
+    patch = _candidate(store, run_id, rec)
+    files = _touched(git, patch)
+    found = _find_trailer(git, ref, run_id)
+    worktree = _checked_out(git, ref)
+    if found is not None:  # merged before, but the event was lost (a crash in between)
+        if not dry_run:
+            _record(store, run_id, branch, found, files, worktree, who, recovered=True)
+        return MergeResult(run_id, branch, found, files, _s(worktree), True, dry_run)
+    auto = _approval(rec, store, run_id)
+    _refuse_changed_candidate(events, run_id, patch, auto)
+    if worktree is not None:
+        _refuse_dirty(worktree, files, branch)
+    message = commit_message(store, run_id, auto=auto, who=who)
+    tree = _apply(git, old, patch, branch)
+    if dry_run:
+        return MergeResult(run_id, branch, None, files, _s(worktree), dry_run=True,
+                           message=message)  # fmt: skip
+    commit = git.text("commit-tree", tree, "-p", old, input=message.encode())
+    if worktree is None:
+        git.run("update-ref", "-m", f"corral merge {run_id}", ref, commit, old)
+    else:
+        _move_worktree(worktree, old, commit, run_id)
+    _record(store, run_id, branch, commit, files, worktree, who, recovered=False, old=old)
+    return MergeResult(run_id, branch, commit, files, _s(worktree), message=message)
+
+
+def _digest(patch: bytes) -> str:
+    return hashlib.sha256(patch).hexdigest()
+
+
+def _stored(store: RunStore, run_id: str) -> str | None:
+    """The sha256 of the run's ``candidate.diff`` as it is now (None without one)."""
+    path = store.artifact_path(run_id, "candidate.diff")
+    return _digest(path.read_bytes()) if path.is_file() else None
+
+
+def _approved_digest(events: list[Event]) -> str | None:
+    """The candidate sha256 of the run's standing approval (None: no approval stands)."""
+    decision = next(
+        (e for e in reversed(events) if e.type in ("review_approved", "review_rejected")), None
+    )
+    if decision is None or decision.type != "review_approved":
+        return None
+    value = decision.data.get("candidate_sha256")
+    return str(value) if value else None
+
+
+def _refuse_broken_chain(store: RunStore, run_id: str) -> None:
+    chain = store.verify(run_id)
+    if not chain.ok:
+        raise MergeRefused(
+            f"the event log of run {run_id} does not verify (event {chain.first_bad_seq}: "
+            f"{chain.problem}); nothing merged: `corral verify {run_id}` shows it"
+        )
+
+
+def _refuse_changed_candidate(events: list[Event], run_id: str, patch: bytes, auto: bool) -> None:
+    """The patch to merge must be the one approved (an auto-merge: the one the run ended with)."""
+    digest = _digest(patch)
+    if auto:
+        end = _last(events, "run_end")
+        recorded = end.data.get("candidate_sha256") if end is not None else None
+        if recorded is None or recorded == digest:
+            return
+        what = "the run ended with"
+    else:
+        recorded = _approved_digest(events)
+        if recorded == digest:
+            return
+        what = "was approved"
+    seen = str(recorded)[:12] if recorded else "none recorded"
+    raise MergeRefused(
+        f"run {run_id}'s candidate.diff (sha256 {digest[:12]}) is not the patch that {what} "
+        f"({seen}): review it again (`corral review {run_id}`), then `corral approve {run_id}`"
+    )
 
 
 def _s(path: Path | None) -> str | None:

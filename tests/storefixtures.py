@@ -3,7 +3,7 @@
 ``stored_run`` records a run as the runner would leave it: the record, one
 journal step per attempt (its report), the attempt events, and optionally a
 candidate patch. ``repo_with_patch`` makes a real repository and the git diff
-of a change to it (left uncommitted nowhere: the tree is reset afterwards).
+of a change to it (never committed: the tree is reset afterwards).
 """
 
 from __future__ import annotations
@@ -61,11 +61,14 @@ def stored_run(
 
 
 def repo_with_patch(
-    root: Path, files: Mapping[str, str], changed: Mapping[str, str]
+    root: Path, files: Mapping[str, str], changed: Mapping[str, str], deleted: tuple[str, ...] = ()
 ) -> tuple[Path, str, bytes]:
-    """A repository holding ``files``, its HEAD, and the binary git diff of writing ``changed``."""
+    """A repository holding ``files``, its HEAD, and the binary git diff of writing ``changed``
+    and deleting ``deleted``."""
     repo = make_repo(root, files)
     build_tree(repo, changed)
+    for path in deleted:
+        (repo / path).unlink()
     git(repo, "add", "-A")
     patch = subprocess.run(
         ["git", "diff", "--cached", "--full-index", "--binary"],

@@ -1,12 +1,15 @@
 """approve / merge / export through the CLI, on real runs (real Docker) of the bundled example.
 
-Each test makes its own run of the example's first story (the discount bug) in
-a fresh repository, then drives the commands as a user would and checks the
-user's repository afterwards: refs, index, worktree and the event chain.
+Each Docker test makes its own run of the example's first story (the discount
+bug) in a fresh repository, then drives the commands as a user would and checks
+the user's repository afterwards: refs, index, worktree and the event chain.
+The tests without the Docker mark use runs written straight into the store
+(``tests.storefixtures``) on a real repository.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -18,13 +21,13 @@ import pytest
 from typer.testing import CliRunner
 
 from runner.cli import app
+from runner.loop import AttemptReport
 from runner.service import RunRequest, start_run
 from runner.store import RunStore
 from sandbox.paths import worktrees_dir
 from sandbox.storage import mount_scratch_fs
 from tests.gitfixtures import commit, git
-
-pytestmark = pytest.mark.docker
+from tests.storefixtures import repo_with_patch, stored_run
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 INVOICE = "src/invoicer/invoice.py"
@@ -88,6 +91,7 @@ def _one_error_line(result: Any, *needles: str) -> None:
         assert needle in text, result.output
 
 
+@pytest.mark.docker
 def test_merge_an_approved_run_is_one_commit_with_trailers_and_the_users_work_untouched(
     ready: Ready,
 ) -> None:
@@ -125,6 +129,7 @@ def test_merge_an_approved_run_is_one_commit_with_trailers_and_the_users_work_un
     ready.verified()
 
 
+@pytest.mark.docker
 def test_merge_twice_reports_the_existing_commit_and_changes_nothing(ready: Ready) -> None:
     assert ready.cli("approve", ready.run_id).exit_code == 0
     first = ready.cli("merge", ready.run_id)
@@ -137,6 +142,7 @@ def test_merge_twice_reports_the_existing_commit_and_changes_nothing(ready: Read
     ready.verified()
 
 
+@pytest.mark.docker
 def test_merge_finds_its_commit_by_trailer_when_the_event_was_lost(ready: Ready) -> None:
     """A commit made with the run's trailer (e.g. a crash before the event) is found, not redone."""
     assert ready.cli("approve", ready.run_id).exit_code == 0
@@ -156,6 +162,7 @@ def test_merge_finds_its_commit_by_trailer_when_the_event_was_lost(ready: Ready)
     assert RunStore(other_home).get(ready.run_id).status == "merged"
 
 
+@pytest.mark.docker
 def test_merge_of_an_unapproved_or_rejected_run_is_refused(ready: Ready) -> None:
     head = ready.head()
     _one_error_line(ready.cli("merge", ready.run_id), "not approved", "corral approve")
@@ -167,6 +174,7 @@ def test_merge_of_an_unapproved_or_rejected_run_is_refused(ready: Ready) -> None
     ready.verified()
 
 
+@pytest.mark.docker
 def test_auto_merge_policy_merges_without_approval_when_every_required_gate_passed(
     tmp_path: Path, corral_home: Path, docker_client: Any, sandbox_image: str
 ) -> None:
@@ -179,6 +187,7 @@ def test_auto_merge_policy_merges_without_approval_when_every_required_gate_pass
     assert "Corral-Auto-Merge: every required gate passed" in git(repo, "log", "-1", "--format=%B")
 
 
+@pytest.mark.docker
 def test_dirty_touched_path_is_refused_naming_the_path(ready: Ready) -> None:
     assert ready.cli("approve", ready.run_id).exit_code == 0
     (ready.repo / INVOICE).write_text((ready.repo / INVOICE).read_text() + "# my edit\n")
@@ -188,6 +197,7 @@ def test_dirty_touched_path_is_refused_naming_the_path(ready: Ready) -> None:
     assert RunStore(ready.home).get(ready.run_id).status == "approved"
 
 
+@pytest.mark.docker
 def test_branch_moved_in_a_conflicting_way_is_refused(ready: Ready) -> None:
     assert ready.cli("approve", ready.run_id).exit_code == 0
     text = (ready.repo / INVOICE).read_text().replace("percent // 10", "percent // 10  # fmt")
@@ -197,6 +207,7 @@ def test_branch_moved_in_a_conflicting_way_is_refused(ready: Ready) -> None:
     assert ready.head() == head and git(ready.repo, "status", "--porcelain") == ""
 
 
+@pytest.mark.docker
 def test_branch_moved_without_conflict_merges_on_top(ready: Ready) -> None:
     assert ready.cli("approve", ready.run_id).exit_code == 0
     commit(ready.repo, {"CHANGELOG.md": "0.3.2: nothing yet\n"}, "changelog")
@@ -207,6 +218,7 @@ def test_branch_moved_without_conflict_merges_on_top(ready: Ready) -> None:
     assert (ready.repo / "CHANGELOG.md").exists() and git(ready.repo, "status", "--porcelain") == ""
 
 
+@pytest.mark.docker
 def test_merge_onto_a_branch_that_is_not_checked_out_leaves_the_checkout_alone(
     ready: Ready,
 ) -> None:
@@ -223,6 +235,7 @@ def test_merge_onto_a_branch_that_is_not_checked_out_leaves_the_checkout_alone(
     assert "percent // 100" in git(ready.repo, "show", f"release:{INVOICE}")
 
 
+@pytest.mark.docker
 def test_dry_run_shows_the_plan_and_changes_nothing(ready: Ready) -> None:
     assert ready.cli("approve", ready.run_id).exit_code == 0
     head, events = ready.head(), ready.events()
@@ -236,13 +249,19 @@ def test_dry_run_shows_the_plan_and_changes_nothing(ready: Ready) -> None:
     assert RunStore(ready.home).get(ready.run_id).status == "approved"
 
 
-def test_unknown_run_id_is_one_line_and_exit_2(corral_home: Path) -> None:
-    for args in (["merge", "no-such-run"], ["export", "no-such-run", "--patch", "/tmp/x.diff"]):
+def test_unknown_run_id_is_one_line_and_exit_2_and_leaves_no_lock(corral_home: Path) -> None:
+    for args in (
+        ["merge", "no-such-run"], ["export", "no-such-run", "--patch", "/tmp/x.diff"],
+        ["approve", "no-such-run"], ["reject", "no-such-run", "--comment", "no"],
+    ):  # fmt: skip
         result = CliRunner().invoke(app, args)
         _one_error_line(result, "no run no-such-run", "corral list")
         assert len(result.output.strip().splitlines()) == 1
+    assert not (corral_home / "locks" / "no-such-run.lock").exists()
+    assert not (corral_home / "runs" / "no-such-run").exists()
 
 
+@pytest.mark.docker
 def test_export_patch_applies_and_pr_body_summarises(ready: Ready) -> None:
     patch, body = ready.tmp / "fix.patch", ready.tmp / "pr.md"
     result = ready.cli("export", ready.run_id, "--patch", str(patch), "--pr-body", str(body))
@@ -259,6 +278,7 @@ def test_export_patch_applies_and_pr_body_summarises(ready: Ready) -> None:
     assert "http" not in text  # link-free
 
 
+@pytest.mark.docker
 def test_review_decisions_are_recorded_and_only_for_a_ready_run(ready: Ready) -> None:
     assert ready.cli("approve", ready.run_id).exit_code == 0
     _one_error_line(ready.cli("approve", ready.run_id), "already approved")
@@ -278,6 +298,7 @@ def test_review_decisions_are_recorded_and_only_for_a_ready_run(ready: Ready) ->
     ready.verified()
 
 
+@pytest.mark.docker
 def test_merge_onto_a_branch_checked_out_in_a_linked_worktree_updates_that_worktree(
     ready: Ready,
 ) -> None:
@@ -293,6 +314,7 @@ def test_merge_onto_a_branch_checked_out_in_a_linked_worktree_updates_that_workt
     assert ready.head("main") == main and "percent // 10\n" in (ready.repo / INVOICE).read_text()
 
 
+@pytest.mark.docker
 def test_hidden_characters_in_the_bug_title_are_escaped_in_the_commit_message(
     tmp_path: Path, corral_home: Path, docker_client: Any, sandbox_image: str
 ) -> None:
@@ -312,32 +334,83 @@ def test_hidden_characters_in_the_bug_title_are_escaped_in_the_commit_message(
     assert "\u202e" not in git(repo, "log", "-1", "--format=%B")
 
 
-def test_a_patch_that_adds_and_deletes_files_merges_both(tmp_path: Path, corral_home: Path) -> None:
-    import json
-
-    from runner.store import NewRun
-
-    repo = example_repo(tmp_path / "repo")
-    git(repo, "rm", "-q", "README.md")
-    (repo / "src/invoicer/tax.py").write_text('"""VAT."""\n\nRATE = 20\n')
-    git(repo, "add", "src/invoicer/tax.py")
-    patch = subprocess.run(
-        ["git", "diff", "--cached", "--full-index", "--binary"],
-        cwd=repo, capture_output=True, check=True,
-    ).stdout  # fmt: skip
-    git(repo, "reset", "-q", "--hard")
-    store = RunStore(corral_home)
-    run_id = store.create(
-        NewRun(repo=str(repo), base=git(repo, "rev-parse", "HEAD"), bug_title="Add VAT",
-               bug_path=str(repo / "README.md"), agent="scripted", model=None,
-               policy_json=json.dumps({"sources": [], "policy": {}}), spec_json="{}")
+def _approvable(tmp_path: Path, home: Path, run_id: str = "r1") -> tuple[Path, RunStore, bytes]:
+    """A repository and a run of it ready for review whose candidate adds tax.py, deletes README.md."""
+    repo, base, patch = repo_with_patch(
+        tmp_path / "repo", {"README.md": "invoicer\n", "src/invoicer/__init__.py": ""},
+        {"src/invoicer/tax.py": '"""VAT."""\n\nRATE = 20\n'}, deleted=("README.md",),
     )  # fmt: skip
-    store.write_artifact(run_id, "candidate.diff", patch)
-    store.update(run_id, status="approved")
-    result = CliRunner().invoke(app, ["merge", run_id])
+    store = stored_run(
+        home, run_id, status="ready_for_review", bug_title="Add VAT", repo=str(repo), base=base,
+        attempts=(AttemptReport(attempt=1, status="passed"),), candidate=patch,
+    )  # fmt: skip
+    return repo, store, patch
+
+
+def test_a_patch_that_adds_and_deletes_files_merges_both(tmp_path: Path, corral_home: Path) -> None:
+    repo, store, _ = _approvable(tmp_path, corral_home)
+    assert CliRunner().invoke(app, ["approve", "r1"]).exit_code == 0
+    result = CliRunner().invoke(app, ["merge", "r1"])
     assert result.exit_code == 0, result.output
     assert not (repo / "README.md").exists() and (repo / "src/invoicer/tax.py").is_file()
     assert git(repo, "status", "--porcelain") == ""
     changed = git(repo, "diff-tree", "--no-commit-id", "--name-status", "-r", "HEAD")
     assert changed.splitlines() == ["D\tREADME.md", "A\tsrc/invoicer/tax.py"]
-    assert store.verify(run_id).ok
+    assert store.verify("r1").ok
+
+
+def test_an_approval_holds_only_for_the_candidate_reviewed(
+    tmp_path: Path, corral_home: Path
+) -> None:
+    repo, store, patch = _approvable(tmp_path, corral_home)
+    runner = CliRunner()
+    assert runner.invoke(app, ["approve", "r1"]).exit_code == 0
+    approval = [e for e in store.events("r1") if e.type == "review_approved"][-1]
+    assert approval.data["candidate_sha256"] == hashlib.sha256(patch).hexdigest()
+    head = git(repo, "rev-parse", "HEAD")
+    # Someone edits the candidate after the review: merge refuses, nothing moves.
+    edited = patch.replace(b"+RATE = 20", b"+RATE = 99")
+    store.artifact_path("r1", "candidate.diff").write_bytes(edited)
+    refused = runner.invoke(app, ["merge", "r1"])
+    _one_error_line(refused, "is not the patch that was approved", "corral approve r1")
+    assert len(refused.output.strip().splitlines()) == 1
+    assert git(repo, "rev-parse", "HEAD") == head and (repo / "README.md").is_file()
+    # Approving what it is now (after reviewing it again) is allowed, and that merges.
+    assert runner.invoke(app, ["approve", "r1"]).exit_code == 0
+    again = runner.invoke(app, ["approve", "r1"])
+    _one_error_line(again, "already approved")  # the same candidate twice: nothing new
+    merged = runner.invoke(app, ["merge", "r1"])
+    assert merged.exit_code == 0, merged.output
+    assert "RATE = 99" in (repo / "src/invoicer/tax.py").read_text()
+    assert store.verify("r1").ok
+
+
+def test_merge_refuses_a_run_whose_event_log_does_not_verify(
+    tmp_path: Path, corral_home: Path
+) -> None:
+    repo, store, _ = _approvable(tmp_path, corral_home)
+    assert CliRunner().invoke(app, ["approve", "r1"]).exit_code == 0
+    head = git(repo, "rev-parse", "HEAD")
+    log = store.log_path("r1")
+    log.write_bytes(log.read_bytes().replace(b'"Add VAT"', b'"Add TAX"'))
+    refused = CliRunner().invoke(app, ["merge", "r1"])
+    _one_error_line(refused, "event log of run r1 does not verify", "corral verify r1")
+    assert git(repo, "rev-parse", "HEAD") == head
+
+
+def test_export_into_a_missing_folder_or_onto_a_folder_is_one_line_exit_2(
+    tmp_path: Path, corral_home: Path
+) -> None:
+    _approvable(tmp_path, corral_home)
+    cases = {
+        ("--patch", str(tmp_path / "no" / "x.patch")): "does not exist; create it first",
+        ("--pr-body", str(tmp_path / "no" / "pr.md")): "does not exist; create it first",
+        ("--patch", str(tmp_path)): "is a directory: name a file",
+    }
+    for args, needle in cases.items():
+        result = CliRunner().invoke(app, ["export", "r1", *args])
+        _one_error_line(result, needle)
+        assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "no").exists()
+    ok = CliRunner().invoke(app, ["export", "r1", "--pr-body", str(tmp_path / "pr.md")])
+    assert ok.exit_code == 0 and (tmp_path / "pr.md").read_text().startswith("# Add VAT\n")
