@@ -230,25 +230,20 @@ def _age(seconds: float) -> str:
 
 
 def _decide(run_id: str, verdict: str, comment: str | None) -> None:
+    from runner.cli_merge import reviewer
     from runner.merge import review_decision
+    from runner.resume import answer_pending
     from runner.store import RunStore
 
     store = RunStore(corral_home())
-    rec = store.get(run_id)
-    pending = json.loads(rec.waiting_json) if rec.waiting_json else {}
-    command = pending.get("command")
-    if rec.status != "waiting" or not command:
-        from runner.cli_merge import reviewer
-
-        status = review_decision(store, run_id, verdict, reviewer(), comment)
-        follow = f"`corral merge {run_id}`" if status == "approved" else "nothing will be merged"
-        out.print(f"{m(run_id)}: {status} by {m(reviewer())}; {m(follow)}")
+    answered = answer_pending(store, run_id, "approve" if verdict == "approve" else "reject",
+                              reviewer(), comment)  # fmt: skip
+    if answered is not None:  # a waiting run's question: an `ask` command or a scope violation
+        out.print(f"{m(answered)}; continue with `corral resume {m(run_id)}`")
         return
-    key = "approved" if verdict == "approve" else "rejected"
-    pending[key] = sorted(set(pending.get(key, [])) | {command})
-    store.update(run_id, waiting_json=json.dumps(pending))
-    store.append(run_id, f"human_{key}", {"command": command, "comment": comment or ""})
-    out.print(f"{key} `{m(command)}`; continue with `corral resume {m(run_id)}`")
+    status = review_decision(store, run_id, verdict, reviewer(), comment)
+    follow = f"`corral merge {run_id}`" if status == "approved" else "nothing will be merged"
+    out.print(f"{m(run_id)}: {status} by {m(reviewer())}; {m(follow)}")
 
 
 @app.command()

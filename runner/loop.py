@@ -9,7 +9,17 @@ Expected exits are the ``StopAttempt`` tree from ``runner.tools`` and
 ``RunStopped`` here, caught in ``_attempt`` and ``execute`` only. Every step is
 journaled before and after it runs (``RunStore``), so ``resume`` continues
 after the last completed attempt; an interrupted attempt is rolled back to
-base (its progress file kept) and run again, never replayed half-way.
+base (its progress file kept) and run again, never replayed half-way. An
+attempt paused by the model's circuit breaker is the exception: it continues
+from the code state and progress file of the window it paused in.
+
+What ends the run rather than the attempt is still recorded as the attempt's
+outcome first: a run-wide budget (``harness``), an agent error that says
+``stops_run`` (a permanent model refusal), a repeated strategy. An
+infrastructure failure (``SandboxError``: engine, image, host git) outside an
+attempt's windows ends the run as ``failed`` (``runtime``), resumable
+(``runner.resume``). Run-wide budget usage is saved to the record as it is
+spent and seeds the next process's ``Budget`` (``RunMeter``).
 """
 
 from __future__ import annotations
@@ -31,7 +41,8 @@ from policies.model import Policy
 from policies.scope import Scope, check_patch
 from runner.agent import Agent, Task, WindowContext
 from runner.gates import MAX_JUNIT_BYTES, GateResult, clean_dir, feedback, gate_map, run_gate
-from runner.store import RunStore
+from runner.resume import RunMeter, record_runtime_error, wait_for
+from runner.store import RunStore, Step
 from runner.tools import ATTEMPT_BUDGETS, Budget, BudgetExceeded, NeedsHuman, Paused, Tools
 from sandbox.errors import EngineUnavailable, SandboxError, SandboxNotRemoved
 from sandbox.gc import remove_run_containers
@@ -105,6 +116,8 @@ class RunConfig:
     runtime: Literal["runc", "runsc"] | None = None
     approved: frozenset[str] = frozenset()
     rejected: frozenset[str] = frozenset()
+    scope_answers: Mapping[int, str] = field(default_factory=dict)
+    """A human's answer (``approved``/``rejected``) to attempt N's escalated scope violation."""
 
 
 class Runner:
@@ -137,14 +150,17 @@ class Runner:
             repeated_command=b.repeated_command,
             idle_steps=b.idle_steps,
         )
-        if on_event is not None:
-            self.budget.on_change = lambda: self.notify("budget", self.budget.counters())
+        self.budget.on_change = self._budget_changed
+        self.meter: RunMeter | None = None
         self.baseline: dict[str, GateResult] = {}
         self.failed_strategies: dict[str, int] = {}
         self.feedback = ""
         self.reports: list[AttemptReport] = []
         self._gate_results: list[GateResult] = []
         self._fresh = False
+        self._pending: dict[str, Any] | None = None  # the question an attempt ended waiting on
+        self._resume_at: dict[str, Any] | None = None  # where a paused attempt continues
+        self._stop: BaseException | None = None  # what ends the run once the attempt is recorded
 
     # ----------------------------------------------------------------- the run
 
@@ -156,26 +172,40 @@ class Runner:
             if client is not None:  # leftovers of a crashed earlier process of this run
                 for cid in remove_run_containers(client, self.home, self.run_id):
                     self.emit("orphan_removed", {"container": cid})
-            ws = self._workspace()
+            self.meter = RunMeter.open(self.store, self.run_id)
+            self.meter.seed(self.budget, self.policy.budgets.wall_seconds)
             self.store.update(self.run_id, status="running")
             try:
+                ws = self._workspace()
                 self._baseline(ws)
                 result = self._attempts(ws)
             except RunStopped as stop:
                 result = self._result(stop.status, stop.domain, stop.reason, None)
             except BudgetExceeded as exc:
                 result = self._result("budget_exhausted", "harness", str(exc), None)
+            except SandboxError as exc:  # the engine, an image or host git failed, not the agent
+                step = self.store.last_incomplete(self.run_id)
+                where = f"{step.kind} {step.key}" if step is not None else "workspace"
+                reason = record_runtime_error(self.store, self.run_id, exc, where)
+                result = self._result("failed", "runtime", reason, None)
+            finally:
+                self.meter.save(self.budget)
             self.store.update(
                 self.run_id,
                 status=result.status,
                 failure_domain=result.failure_domain,
                 reason=result.reason,
                 attempts_done=len(self.reports),
-                tokens=self.budget.used_tokens,
-                cost_usd=self.budget.used_cost,
             )
             self.emit("run_end", {"status": result.status, "reason": result.reason})
             return result
+
+    def _budget_changed(self) -> None:
+        """After each counted step and model charge: save a charge, show the counters."""
+        if self.meter is not None:
+            self.meter.charged(self.budget)
+        if self.on_event is not None:
+            self.notify("budget", self.budget.counters())
 
     def _workspace(self) -> Workspace:
         exclude = self._exclude
@@ -204,7 +234,15 @@ class Runner:
             if step is not None and step.state == "done":
                 self._replay(AttemptReport(**step.data["report"]))
                 continue
-            report = self._journaled_attempt(ws, n)
+            if step is not None and step.data.get("pending", {}).get("kind") == "scope":
+                answered = self._scope_answered(ws, n, step)
+                if answered is None:  # resumed without an answer: still waiting for one
+                    reason = step.data["report"]["reason"]
+                    return self._result("waiting", "governance", reason, None)
+                report = answered
+            else:
+                resume_at = step.data.get("resume") if step is not None else None
+                report = self._journaled_attempt(ws, n, resume_at)
             if report.status == "passed":
                 return self._result("ready_for_review", None, report.reason, report)
             if report.status == "waiting":
@@ -218,22 +256,40 @@ class Runner:
     def _replay(self, report: AttemptReport) -> None:
         """Take a finished attempt from the journal (resume) into this run's state."""
         self.reports.append(report)
-        if report.strategy:
-            self.failed_strategies[report.strategy] = (
-                self.failed_strategies.get(report.strategy, 0) + 1
-            )
+        self._count_strategy(report.strategy)
         self.feedback = self._feedback_for(report, [])
 
-    def _journaled_attempt(self, ws: Workspace, n: int) -> AttemptReport:
+    def _count_strategy(self, strategy: str | None) -> None:
+        if strategy:
+            self.failed_strategies[strategy] = self.failed_strategies.get(strategy, 0) + 1
+
+    def _journaled_attempt(
+        self, ws: Workspace, n: int, resume_at: Mapping[str, Any] | None = None
+    ) -> AttemptReport:
         seq = self.store.journal_start(self.run_id, "attempt", str(n), {})
-        report = self._attempt(ws, n)
+        self._pending = self._resume_at = self._stop = None
+        report = self._attempt(ws, n, resume_at)
+        return self._record_attempt(seq, report)
+
+    def _record_attempt(self, seq: int, report: AttemptReport) -> AttemptReport:
+        """Journal an attempt's outcome (and its open question), then stop the run if it must."""
+        n = report.attempt
         self.reports.append(report)
-        data = {"report": asdict(report)}
+        data: dict[str, Any] = {"report": asdict(report)}
+        if self._pending is not None:
+            data["pending"] = self._pending
+            wait_for(self.store, self.run_id, self._pending)
+        if self._resume_at is not None:
+            data["resume"] = self._resume_at
         if report.status == "waiting":
             self.store.journal_failed(self.run_id, seq, data)
         else:
             self.store.journal_done(self.run_id, seq, data)
+        if self.meter is not None:
+            self.meter.save(self.budget)
         self.emit("attempt_end", asdict(report))
+        if self._stop is not None:
+            raise self._stop
         if report.status != "failed":
             return report
         self.feedback = self._feedback_for(report, self._gate_results)
@@ -254,16 +310,26 @@ class Runner:
 
     # ----------------------------------------------------------------- one attempt
 
-    def _attempt(self, ws: Workspace, n: int) -> AttemptReport:
+    def _attempt(
+        self, ws: Workspace, n: int, resume_at: Mapping[str, Any] | None = None
+    ) -> AttemptReport:
+        """One attempt; ``resume_at`` (window, code state, steps) continues a paused one."""
         report = AttemptReport(attempt=n)
         self._gate_results = []
-        self.emit("attempt_start", {"attempt": n})
         progress = self._latest_progress()
-        if not (self._fresh and n == 1):
+        if resume_at is not None and self._fresh:
+            resume_at = None  # the workspace is gone, and its window states with it
+        self.emit("attempt_start", {"attempt": n, "resumed_at": resume_at})
+        if resume_at is not None:
+            ws.rollback(str(resume_at["code_state"]))
+        elif not (self._fresh and n == 1):
             ws.rollback(ws.base)
         if progress:
             self._put_progress(ws, progress)
         self.budget.new_attempt()
+        if resume_at is not None:  # the attempt's own budgets continue too
+            self.budget.used_steps = int(resume_at.get("steps", 0))
+            self.budget.used_output = int(resume_at.get("output_bytes", 0))
         watch = TreeWatch.open(ws.path, ws.ignored())  # before anything in the sandbox can write
         try:
             sandbox = self._recorded(role="attempt", attempt=n).start(self._spec(ws))
@@ -285,22 +351,26 @@ class Runner:
             notify=self.notify if self.on_event is not None else None,
         )
         try:
-            self._windows(ws, n, tools, report)
+            self._windows(ws, n, tools, report, resume_at)
         except NeedsHuman as ask:
             report.status, report.reason = "waiting", str(ask)
-            self.store.update(
-                self.run_id, waiting_json=json.dumps({"command": ask.command, "reason": ask.reason})
-            )
+            self._pending = {"kind": "command", "command": ask.command, "reason": ask.reason}
             return report
         except Paused as pause:  # e.g. the model endpoint's circuit opened: wait for `resume`
             report.status, report.failure_domain = "waiting", getattr(pause, "domain", "runtime")
             report.reason = f"{report.failure_domain}: {pause}"
-            self.store.update(self.run_id, waiting_json=json.dumps({"reason": report.reason}))
+            self._pending = {"kind": "paused", "reason": report.reason}
+            # the window's progress and code state, while the sandbox is still up (nothing runs
+            # in it now: the agent waited on the model), so that `resume` continues from them
+            state = self._snapshot_window(ws, n, report.windows)
+            self._resume_at = {"window": report.windows, "code_state": state,
+                               "steps": self.budget.used_steps,
+                               "output_bytes": self.budget.used_output}  # fmt: skip
             return report
         except BudgetExceeded as exc:
-            if exc.resource not in ATTEMPT_BUDGETS:
-                raise  # run-wide budgets end the run
             report.failure_domain, report.reason = "harness", str(exc)
+            if exc.resource not in ATTEMPT_BUDGETS:
+                self._stop = exc  # a run-wide budget ends the run, once this attempt is recorded
         except SandboxError as exc:
             report.failure_domain, report.reason = "runtime", f"sandbox failed: {exc}"
         finally:
@@ -320,21 +390,30 @@ class Runner:
         report.findings = [f"{f.kind}: {f.path} ({f.detail})" for f in h.findings]
         self.store.write_artifact(self.run_id, f"attempt-{n}/patch.diff", h.patch_bytes)
         if report.failure_domain is None:
-            self._judge(ws, n, h, report)
+            try:
+                self._judge(ws, n, h, report)
+            except BudgetExceeded as exc:  # the wall clock ran out during the gates
+                report.failure_domain, report.reason = "harness", str(exc)
+                self._stop = exc
         if report.status != "passed":
             if h.changes:
                 report.strategy = strategy_key(h.patch)
             elif tools.commands:
                 report.strategy = "cmds-" + strategy_key("\n".join(tools.commands))
-            if report.strategy:
-                self.failed_strategies[report.strategy] = (
-                    self.failed_strategies.get(report.strategy, 0) + 1
-                )
+            self._count_strategy(report.strategy)
         return report
 
-    def _windows(self, ws: Workspace, n: int, tools: Tools, report: AttemptReport) -> None:
+    def _windows(
+        self,
+        ws: Workspace,
+        n: int,
+        tools: Tools,
+        report: AttemptReport,
+        resume_at: Mapping[str, Any] | None = None,
+    ) -> None:
         max_windows = self.policy.budgets.windows
-        for w in range(1, max_windows + 1):
+        first = int(resume_at["window"]) if resume_at is not None else 1
+        for w in range(first, max_windows + 1):
             report.windows = w
             self.emit("window_start", {"attempt": n, "window": w})
             ctx = WindowContext(
@@ -345,7 +424,9 @@ class Runner:
                 progress=self._read_progress(ws),
                 feedback=self.feedback,
                 policy_summary=self._policy_summary(),
-                diff_stat=_diff_stat(ws) if w > 1 else "(no changes yet: the tree is at base)",
+                diff_stat=_diff_stat(ws)
+                if w > 1 or resume_at is not None
+                else "(no changes yet: the tree is at base)",
                 tools=tools,
             )
             try:
@@ -355,11 +436,15 @@ class Runner:
             except Exception as exc:  # the agent's own failure: classified, never a crash
                 report.failure_domain = getattr(exc, "domain", "model")
                 report.reason = f"agent error: {exc}"
+                if getattr(exc, "stops_run", False):  # e.g. the endpoint refuses the key
+                    self._stop = RunStopped("failed", report.failure_domain, report.reason)
                 self._snapshot_window(ws, n, w, last=True)
                 return
             self.budget.model(outcome.tokens, outcome.cost_usd)
             finished = outcome.end in ("finished", "agent_error") or tools.finished is not None
             self._snapshot_window(ws, n, w, last=finished or w == max_windows)
+            if self.meter is not None:
+                self.meter.save(self.budget)
             self.emit("window_end", {"attempt": n, "window": w, "end": outcome.end})
             if outcome.end == "finished" or tools.finished is not None:
                 return
@@ -384,6 +469,8 @@ class Runner:
             if self.policy.scope.on_violation == "escalate":
                 report.status = "waiting"
                 report.reason = f"scope violation needs a human: {first}"
+                self._pending = {"kind": "scope", "attempt": n, "commit": h.commit,
+                                 "reason": report.reason, "violations": report.violations[:20]}  # fmt: skip
                 return
             report.failure_domain = "governance"
             report.reason = (
@@ -395,7 +482,10 @@ class Runner:
         if not h.changes:
             report.failure_domain, report.reason = "model", "the attempt changed nothing"
             return
-        results = self._gates(ws, h.commit, f"attempt-{n}")
+        self._judge_gates(ws, n, h.commit, report)
+
+    def _judge_gates(self, ws: Workspace, n: int, commit: str, report: AttemptReport) -> None:
+        results = self._gates(ws, commit, f"attempt-{n}")
         self._gate_results = results
         report.gates = dict(gate_map(results))
         failed = [r for r in results if r.required and not r.passed]
@@ -405,6 +495,36 @@ class Runner:
             return
         report.status = "passed"
         report.reason = "all required gates passed" if results else "no gates configured"
+
+    def _scope_answered(self, ws: Workspace, n: int, step: Step) -> AttemptReport | None:
+        """Attempt ``n`` ended on an escalated scope violation: honour the human's answer.
+
+        Approved: its candidate (the harvest commit, as it was) goes on to the
+        gates. Rejected: the attempt fails as ``governance`` and the next one
+        starts. No answer yet: None (the run keeps waiting).
+        """
+        answer = self.config.scope_answers.get(n)
+        if answer is None:
+            return None
+        report = AttemptReport(**step.data["report"])
+        report.status, report.failure_domain = "failed", "governance"
+        self._pending = self._resume_at = self._stop = None
+        self._gate_results = []
+        seq = self.store.journal_start(self.run_id, "attempt", str(n), {"scope_answer": answer})
+        self.emit("scope_answer", {"attempt": n, "answer": answer, "commit": report.commit})
+        if answer == "approved" and report.commit is not None:
+            try:
+                self._judge_gates(ws, n, report.commit, report)
+            except BudgetExceeded as exc:
+                report.reason, self._stop = str(exc), exc
+            if report.status == "passed":
+                report.failure_domain = None
+                report.reason += " (scope violation approved by a human)"
+        else:
+            report.reason = f"a human rejected the scope violation: {report.reason}"
+        if report.status != "passed":
+            self._count_strategy(report.strategy)
+        return self._record_attempt(seq, report)
 
     # ----------------------------------------------------------------- gates
 
@@ -488,7 +608,8 @@ class Runner:
     def _recorded(self, **role: Any) -> SandboxBackend:
         """``self.backend``, recording each sandbox's effective spec as a ``sandbox_spec`` event."""
         return SpecRecorder(
-            self.backend, lambda spec, sb: self.emit("sandbox_spec", {**role, **spec_record(spec, sb)})
+            self.backend,
+            lambda spec, sb: self.emit("sandbox_spec", {**role, **spec_record(spec, sb)}),
         )
 
     def _policy_summary(self) -> str:
@@ -505,7 +626,7 @@ class Runner:
             return ""
         return path.read_bytes()[: self.policy.progress.max_bytes].decode(errors="replace")
 
-    def _snapshot_window(self, ws: Workspace, n: int, w: int, *, last: bool = False) -> None:
+    def _snapshot_window(self, ws: Workspace, n: int, w: int, *, last: bool = False) -> str | None:
         """Progress file + code state, durably, at the end of a window (host side).
 
         The code state of an attempt's last window is the harvest commit (taken
@@ -524,6 +645,7 @@ class Runner:
             "progress_snapshot",
             {"attempt": n, "window": w, "sha256": digest, "code_state": state or "harvest"},
         )
+        return state
 
     def _latest_progress(self) -> str:
         path = self.store.artifact_path(self.run_id, "progress/latest.md")

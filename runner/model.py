@@ -4,9 +4,14 @@ Retries are ``tenacity``'s (capped exponential backoff with jitter), not the
 SDK's (``max_retries=0``), so that one policy decides: transient failures
 (timeouts, connection resets, 429, 5xx, a reply that is not valid JSON) are
 retried, honouring ``Retry-After``; permanent ones (401/403, 400 with a schema
-error, context too long) are not, and are classified. Consecutive failed
-calls feed a circuit breaker: once open, ``ModelUnavailable`` pauses the run
-(``waiting``) with its state saved, and ``corral resume`` continues later.
+error, context too long) are not, and are classified. A call whose retries
+are spent counts as one failure of the circuit breaker and is tried again
+(never handed to the agent as its failure) until ``circuit_after`` failures
+in a row open the circuit: ``ModelUnavailable`` then pauses the run
+(``waiting``) with its state saved, and ``corral resume`` continues later. So
+``complete`` sends at most ``circuit_after * (max_retries + 1)`` requests.
+Every other ``ModelError`` is permanent (``stops_run``): retrying the same
+request elsewhere in the run would only fail the same way.
 
 Usage and cost are counted per call from the API's ``usage``; prices come from
 ``PRICES`` (US dollars per million tokens), overridable per run. The API key
@@ -52,7 +57,14 @@ KEY_ENV = ("CORRAL_API_KEY", "OPENAI_API_KEY")
 
 
 class ModelError(Exception):
-    """A model call failed for good; ``domain`` is the failure domain it belongs to."""
+    """A model call failed for good; ``domain`` is the failure domain it belongs to.
+
+    ``stops_run``: the runner ends the run (not only the attempt) on it, since
+    every later call would be refused the same way (a bad key, a request the
+    endpoint does not accept, a context the agent did not handle).
+    """
+
+    stops_run = True
 
     def __init__(self, message: str, domain: str = "model") -> None:
         self.domain = domain
@@ -71,6 +83,8 @@ class ModelUnavailable(ModelError, Paused):
 
     Also a ``Paused``: the run waits with its state saved until ``corral resume``.
     """
+
+    stops_run = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message, "runtime")
@@ -178,27 +192,30 @@ class ModelClient:
     def complete(
         self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
     ) -> ModelReply:
-        """One completion. Raises ``ModelUnavailable`` (circuit open), ``ContextTooLong``, ``ModelError``."""
-        if self.failures >= self.config.circuit_after:
-            raise ModelUnavailable(
-                f"model endpoint unavailable ({self.failures} failed calls in a row)"
-            )
-        try:
-            raw = self._with_retries(messages, tools)
-        except openai.APIStatusError as exc:
-            if _transient(exc):
-                self.failures += 1
-            raise self._classify(exc) from None
-        except (openai.APITimeoutError, openai.APIConnectionError, json.JSONDecodeError) as exc:
+        """One completion, tried until it succeeds or the circuit opens (see the module docstring).
+
+        Raises ``ModelUnavailable`` (the circuit is open: transient failures
+        ``circuit_after`` times in a row), ``ContextTooLong`` (400, the context
+        overflowed) and ``ModelError`` for the other permanent refusals
+        (401/403: ``runtime``; another 4xx: ``tool-interface``).
+        """
+        last = f"{self.failures} failed calls in a row"
+        while self.failures < self.config.circuit_after:
+            try:
+                raw = self._with_retries(messages, tools)
+            except openai.APIStatusError as exc:
+                if not _transient(exc):
+                    raise self._classify(exc) from None
+                last = self._say(exc)
+            except (openai.APITimeoutError, openai.APIConnectionError, json.JSONDecodeError) as exc:
+                last = self._say(exc)
+            else:
+                self.failures = 0
+                self.calls += 1
+                return self._reply(raw)
             self.failures += 1
-            if self.failures >= self.config.circuit_after:
-                raise ModelUnavailable(f"model endpoint unavailable: {self._say(exc)}") from None
-            raise ModelError(
-                f"model call failed after retries: {self._say(exc)}", "runtime"
-            ) from None
-        self.failures = 0
-        self.calls += 1
-        return self._reply(raw)
+            log.warning("model call failed after retries (%d in a row): %s", self.failures, last)
+        raise ModelUnavailable(f"model endpoint unavailable: {last}")
 
     def _with_retries(
         self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
@@ -239,10 +256,6 @@ class ModelClient:
                 f"the endpoint refused the API key ({exc.status_code}); check CORRAL_API_KEY",
                 "runtime",
             )
-        if exc.status_code >= 500 or exc.status_code == 429:
-            if self.failures >= self.config.circuit_after:
-                return ModelUnavailable(f"model endpoint unavailable: {text}")
-            return ModelError(f"model call failed after retries: {text}", "runtime")
         return ModelError(
             f"the endpoint rejected the request ({exc.status_code}): {text}", "tool-interface"
         )

@@ -3,7 +3,10 @@
 Everything a run needs is recorded when it starts (task, merged policy and its
 sources, agent, image digest), so ``resume`` rebuilds the same run from the
 store alone. The repository's own policy is read from the base revision, not
-from the (possibly dirty) checkout.
+from the (possibly dirty) checkout. ``resume`` redoes the environment set-up
+when its journal step is not done, seeds an agent CLI's gateway with the
+tokens and cost the run already spent, and runs again a run that failed on an
+infrastructure error (``runner.resume.resumable``).
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ from runner.corral_agent import CorralAgent
 from runner.gateway import runtime_problem
 from runner.loop import RunConfig, Runner, RunResult
 from runner.model import PRICES, ModelClient, ModelConfig, read_api_key
+from runner.resume import decisions, record_runtime_error, resumable
 from runner.scripted import ScriptedAgent
 from runner.store import NewRun, RunStore
 from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect, probe
 from sandbox.envimage import SetupFailed, ensure_env_image
-from sandbox.errors import EngineUnavailable, GitError
+from sandbox.errors import EngineUnavailable, GitError, SandboxError
 from sandbox.git import HostGit, find_git_dirs
 from sandbox.images import ensure_sandbox_image, find_ca_bundle
 from sandbox.paths import worktrees_dir
@@ -214,14 +218,8 @@ def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunR
     """Continue a run from its last completed step (see ``runner.loop``)."""
     store = RunStore(home)
     rec = store.get(run_id)
-    if rec.status in (
-        "ready_for_review",
-        "failed",
-        "budget_exhausted",
-        "approved",
-        "rejected",
-        "merged",
-    ):
+    ended = ("ready_for_review", "failed", "budget_exhausted", "approved", "rejected", "merged")
+    if rec.status in ended and not (rec.status == "failed" and resumable(store, run_id)):
         return result_of(store, run_id)
     stored = json.loads(rec.policy_json)
     try:
@@ -240,15 +238,25 @@ def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunR
         agent_cmd=spec.get("agent_cmd"),
     )  # fmt: skip
     task = read_task(Path(rec.repo), Path(rec.bug_path), rec.base)
-    approved, rejected = _decisions(rec.waiting_json)
+    answers = decisions(rec.waiting_json)
     client = connect()
     check_gateway_runtime(agent, spec.get("runtime"), policy)
+    store.append(run_id, "run_resume", {"approved": sorted(answers.approved),
+                                        "rejected": sorted(answers.rejected),
+                                        "scope": {str(k): v for k, v in answers.scope.items()}})  # fmt: skip
     env_image = spec.get("env_image") or spec["image"]
+    setup_done = any(s.kind == "setup" and s.state == "done" for s in store.journal(run_id))
+    if policy.setup.commands and not setup_done:  # a crash or an engine error during set-up
+        built = _environment(
+            home, store, run_id, client, spec["image"], Path(rec.repo), rec.base, policy
+        )
+        if built is None:
+            return result_of(store, run_id)
+        env_image = built
     config = RunConfig(
         task=task, loaded=loaded, image=env_image, runtime=_runtime(spec.get("runtime")),
-        approved=approved, rejected=rejected,
+        approved=answers.approved, rejected=answers.rejected, scope_answers=answers.scope,
     )  # fmt: skip
-    store.append(run_id, "run_resume", {"approved": sorted(approved), "rejected": sorted(rejected)})
     return _drive(home, store, client, agent, config, run_id, on_event)
 
 
@@ -276,8 +284,12 @@ def _drive(
     runner = Runner(home, store, DockerBackend(client), agent, config, run_id, on_event=on_event)
     if not isinstance(agent, CliAgent):
         return runner.execute()
+    rec = store.get(run_id)  # the gateway counts on from what the run already spent
     with _event_writer(home, store, run_id) as emit:
-        agent.bind(home, run_id, emit, lambda rel, data: store.write_artifact(run_id, rel, data))
+        agent.bind(
+            home, run_id, emit, lambda rel, data: store.write_artifact(run_id, rel, data),
+            used_tokens=rec.tokens, used_cost=rec.cost_usd,
+        )  # fmt: skip
         try:
             return runner.execute()
         finally:
@@ -347,13 +359,6 @@ def _runtime(value: str | None) -> Any:
     return value
 
 
-def _decisions(waiting_json: str | None) -> tuple[frozenset[str], frozenset[str]]:
-    data = json.loads(waiting_json) if waiting_json else {}
-    approved = frozenset(data.get("approved", []))
-    rejected = frozenset(data.get("rejected", []))
-    return approved, rejected
-
-
 def _environment(
     home: Path,
     store: RunStore,
@@ -364,7 +369,12 @@ def _environment(
     base: str,
     policy: Policy,
 ) -> str | None:
-    """The environment image id, or None when set-up failed (the run is then recorded as failed)."""
+    """The environment image id, or None when set-up failed (the run is then recorded as failed).
+
+    A set-up command that fails is the run's end (``runtime``, not resumable); an
+    engine or image error (``SandboxError``) leaves the set-up step unfinished, is
+    recorded with its evidence (``record_runtime_error``) and ``resume`` redoes it.
+    """
     setup = policy.setup
     if not setup.commands:
         return image
@@ -388,6 +398,11 @@ def _environment(
         reason = f"setup command failed (exit {exc.exit_code}): {exc.command}; see setup.log"
         store.append(run_id, "setup_failed", {"command": exc.command, "exit_code": exc.exit_code})
         store.update(run_id, status="failed", failure_domain="runtime", reason=reason)
+        return None
+    except SandboxError as exc:  # the engine or the image build failed, not the set-up commands
+        reason = record_runtime_error(store, run_id, exc, "setup env")
+        store.update(run_id, status="failed", failure_domain="runtime", reason=reason)
+        store.append(run_id, "run_end", {"status": "failed", "reason": reason})
         return None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -67,7 +67,7 @@ StepState = Literal["started", "done", "failed"]
 STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 FAILURE_DOMAINS: tuple[FailureDomain, ...] = get_args(FailureDomain)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 EVENT_VERSION = 1
 GENESIS = "0" * 64
 LOG_NAME = "events.jsonl"
@@ -120,6 +120,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             link TEXT NOT NULL
         )""",
     ),
+    # wall-clock seconds the run's processes have spent (run-wide budget, kept across resumes)
+    ("ALTER TABLE runs ADD COLUMN wall_seconds REAL NOT NULL DEFAULT 0",),
 )
 
 
@@ -188,6 +190,8 @@ class RunRecord:
     current_attempt: int
     current_window: int
     waiting_json: str | None
+    wall_seconds: float = 0.0
+    """Wall-clock seconds spent by the run so far (all its processes; waiting not counted)."""
 
 
 @dataclass(frozen=True, slots=True)

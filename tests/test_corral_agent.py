@@ -70,20 +70,29 @@ def test_permanent_failures_are_classified_not_retried(
     with ScriptedModelServer(replies) as server, pytest.raises(error) as info:
         _ask(_client(server))
     assert server.served == 1 and info.value.domain == domain
+    assert info.value.stops_run  # the runner ends the run: every later call would fail alike
     assert KEY not in str(info.value)
 
 
 def test_circuit_opens_after_consecutive_failures_and_stays_open() -> None:
-    with ScriptedModelServer([ScriptedReply(fault="500")] * 4) as server:
-        client = _client(server, max_retries=0, circuit_after=2)
-        with pytest.raises(ModelError) as first:
-            _ask(client)
-        assert not isinstance(first.value, ModelUnavailable)
-        with pytest.raises(ModelUnavailable):
-            _ask(client)
+    with ScriptedModelServer([ScriptedReply(fault="500")] * 8) as server:
+        client = _client(server, max_retries=1, circuit_after=2)
+        with pytest.raises(ModelUnavailable) as opened:
+            _ask(client)  # a call whose retries failed is tried again until the circuit opens
+        assert server.served == 4 and not opened.value.stops_run  # 2 calls x (1 + 1 retry)
+        assert opened.value.domain == "runtime" and "unavailable" in str(opened.value)
         with pytest.raises(ModelUnavailable):
             _ask(client)  # open: no request is sent
-        assert server.served == 2
+        assert server.served == 4
+
+
+def test_an_outage_shorter_than_the_circuit_is_no_error_of_the_agent() -> None:
+    outage = [ScriptedReply(fault="500"), ScriptedReply(fault="malformed")]
+    with ScriptedModelServer([*outage, ScriptedReply(content="back")]) as server:
+        client = _client(server, max_retries=0)  # the default circuit_after: 3
+        reply = _ask(client)
+    assert reply.content == "back" and server.served == 3  # type: ignore[attr-defined]
+    assert client.failures == 0
 
 
 # ----------------------------------------------------------------- end to end
@@ -257,3 +266,78 @@ def test_a_reply_too_long_is_survived_and_bounded_by_the_token_budget(
         result = run_corral(project, corral_home, server, policy)
     assert result["status"] == "budget_exhausted" and "tokens" in result["reason"], result
     assert server.served == 1  # the runner stopped at the reply that crossed the budget
+
+
+def resume_corral(home: Path, run_id: str) -> dict:
+    env = {**os.environ, "CORRAL_HOME": str(home), "CORRAL_API_KEY": KEY}
+    proc = subprocess.run([sys.executable, "-m", "runner", "resume", run_id, "--json"],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert proc.stdout.strip(), proc.stderr
+    result = json.loads(proc.stdout)
+    result["exit"] = proc.returncode
+    return result
+
+
+#: The default circuit_after (3) and attempts (3); one retry a call keeps the outage short.
+OUTAGE_POLICY = GATES.replace("[budgets]\nattempts = 1\n", "") + "\n[model]\nmax_retries = 1\n"
+
+
+@pytest.mark.docker
+def test_an_outage_mid_attempt_pauses_the_run_and_resume_continues_the_window(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    before = [call("edit_file", path="src/calc.py", old_text="a - b", new_text="a + b"),
+              call("update_progress", content="fixed the operator; next: finish")]  # fmt: skip
+    with ScriptedModelServer(before) as server:  # then the script runs out: 500 on every call
+        waiting = run_corral(project, corral_home, server, OUTAGE_POLICY, "--run-id", "outage")
+        assert waiting["status"] == "waiting" and waiting["exit"] == 3, waiting
+        assert waiting["failure_domain"] == "runtime" and "unavailable" in waiting["reason"]
+        assert len(waiting["attempts"]) == 1  # the outage burned no attempt
+        assert len(server.requests) == 2 + 3 * 2  # two replies, then 3 calls x (1 + 1 retry)
+        server.extend([call("finish", summary="add() adds")])  # the endpoint recovers
+        done = resume_corral(corral_home, "outage")
+    assert done["status"] == "ready_for_review" and done["exit"] == 0, done
+    (only,) = done["attempts"]  # the paused attempt went on, from its window's code state
+    assert only["attempt"] == 1 and only["gates"] == {"tests": True}
+    assert only["changed_files"] == ["src/calc.py"]
+    resumed = server.requests[-1].body["messages"][1]["content"]  # type: ignore[index]
+    assert "fixed the operator; next: finish" in resumed and "src/calc.py" in resumed
+    store = RunStore(corral_home)
+    starts = [e.data for e in store.events("outage") if e.type == "attempt_start"]
+    assert starts[0]["resumed_at"] is None and starts[1]["resumed_at"]["window"] == 1
+    assert store.verify("outage").ok
+
+
+@pytest.mark.docker
+def test_token_budget_counts_across_a_resume(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    policy = OUTAGE_POLICY + "\n[budgets]\ntokens = 300\n"
+    with ScriptedModelServer(
+        [call("bash", command="echo 1"), call("bash", command="echo 2")]
+    ) as server:
+        waiting = run_corral(project, corral_home, server, policy, "--run-id", "metered")
+        assert waiting["status"] == "waiting", waiting
+        assert RunStore(corral_home).get("metered").tokens == 240  # 2 calls x 120, recorded
+        server.extend([call("bash", command=f"echo {i}") for i in range(3, 6)])
+        ended = resume_corral(corral_home, "metered")
+    assert ended["status"] == "budget_exhausted" and ended["exit"] == 1, ended
+    assert "tokens 360/300" in ended["reason"]  # 240 before the resume + 120 after it
+    (attempt,) = ended["attempts"]  # the attempt the budget ended is in the report
+    assert attempt["failure_domain"] == "harness" and "tokens" in attempt["reason"]
+    store = RunStore(corral_home)
+    calls = [e.data for e in store.events("metered") if e.type == "model_call"]
+    assert sum(c["prompt_tokens"] + c["completion_tokens"] for c in calls) == 360
+    assert store.get("metered").tokens == 360 and store.get("metered").wall_seconds > 0
+    assert store.verify("metered").ok
+
+
+@pytest.mark.docker
+def test_a_refused_key_stops_the_run_without_burning_attempts(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    with ScriptedModelServer([ScriptedReply(fault="401")] * 3) as server:
+        result = run_corral(project, corral_home, server, OUTAGE_POLICY)
+    assert result["status"] == "failed" and result["exit"] == 1, result
+    assert result["failure_domain"] == "runtime" and "refused the API key" in result["reason"]
+    assert len(result["attempts"]) == 1 and server.served == 1
