@@ -199,6 +199,11 @@ def _artifact(home: Path, run_id: str, name: str) -> str:
     return RunStore(home).artifact_path(run_id, name).read_text()
 
 
+def _gateway_requests(store: RunStore, run_id: str) -> list[dict[str, Any]]:
+    """The run's ``gateway_request`` events, as the event log on disk holds them."""
+    return [dict(e.data) for e in store.events(run_id) if e.type == "gateway_request"]
+
+
 @pytest.mark.docker
 def test_mini_swe_agent_from_pypi_fixes_the_bug_through_the_gateway(
     project: Path, corral_home: Path, mini_image: str
@@ -217,6 +222,15 @@ def test_mini_swe_agent_from_pypi_fixes_the_bug_through_the_gateway(
     assert store.verify(result["run_id"]).ok
     assert KEY not in store.log_path(result["run_id"]).read_text()
     assert "exit 0" in _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
+    calls = _gateway_requests(store, result["run_id"])
+    assert [(c["method"], c["path"], c["upstream"], c["status"]) for c in calls] == [
+        ("POST", "/v1/chat/completions", "model", 200)
+    ] * 3
+    assert [(c["model"], c["tokens"], c["usage"]) for c in calls] == [
+        ("scripted-model", 120, "reported")
+    ] * 3
+    kinds = [e.type for e in store.events(result["run_id"])]
+    assert "gateway_budget_exhausted" not in kinds and "gateway_refused" not in kinds
 
 
 CALL_MODEL = (
@@ -266,6 +280,19 @@ def test_a_token_budget_stops_the_cli_after_the_call_that_crossed_it(
         result = run_cli(project, corral_home, server, policy, "--agent", "cli:mini-swe-agent")
     assert result["status"] == "budget_exhausted" and "tokens" in result["reason"], result
     assert server.served == 2  # the second call crossed 150; nothing reached the model after it
+    store = RunStore(corral_home)
+    calls = _gateway_requests(store, result["run_id"])
+    assert [(c["status"], c["tokens"]) for c in calls] == [(200, 120), (200, 120)]
+    events = list(store.events(result["run_id"]))
+    spent = [e.data for e in events if e.type == "gateway_budget_exhausted"]
+    assert spent == [{"resource": "tokens", "used": 240, "limit": 150}]
+    refused = [e.data for e in events if e.type == "gateway_refused"]
+    assert all(
+        r["status"] == 403 and "token budget spent (240/150)" in r["reason"] for r in refused
+    )
+    end = next(e.data for e in events if e.type == "run_end")
+    assert end["status"] == "budget_exhausted", end
+    assert store.verify(result["run_id"]).ok
 
 
 @pytest.mark.docker
@@ -588,8 +615,7 @@ def test_a_cli_that_ignores_the_spent_budget_is_killed_not_left_to_its_window(
     assert kill["processes"] >= 2 and "error" not in kill  # the CLI and the forwarder
     (exit_,) = of["agent_exit"]
     assert exit_["killed"] and not exit_["timed_out"] and exit_["exit_code"] == 137, exit_
-    assert kinds.index("gateway_budget_exhausted") < kinds.index("agent_killed")
-    assert kinds.index("agent_killed") < kinds.index("agent_exit")
+    assert kinds.index("agent_killed") < kinds.index("agent_exit")  # both the runner's thread's
     spent = [r for r in of.get("gateway_refused", []) if "budget spent" in r["reason"]]
     log = _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
     calls = [line for line in log.splitlines() if line.startswith("CALL ")]
