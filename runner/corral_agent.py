@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from policies.model import ModelPolicy
 from runner.agent import WindowContext, WindowOutcome
 from runner.model import ContextTooLong, ModelClient, ModelReply, ToolCallRequest
-from runner.tools import Tools
+from runner.tools import Tools, clip
 
 
 class _Args(BaseModel):
@@ -196,13 +196,13 @@ class CorralAgent:
         """Run one tool call: (text for the model, whether it was well-formed, finish summary)."""
         model = TOOL_ARGS.get(call.name)
         if model is None:
-            tools.emit("tool_error", {"tool": call.name, "error": "unknown tool"})
+            tools.emit("tool_error", _error_event(call, "unknown tool"))
             return f"Unknown tool `{call.name}`. Use one of: {', '.join(TOOL_ARGS)}.", False, None
         try:
             raw = json.loads(call.arguments or "{}")
             args = model.model_validate(raw)
         except (ValueError, ValidationError) as exc:
-            tools.emit("tool_error", {"tool": call.name, "error": "malformed arguments"})
+            tools.emit("tool_error", _error_event(call, "malformed arguments"))
             return (
                 f"Malformed arguments for `{call.name}`: {_short(exc)}. Send a JSON object matching its schema.",
                 False,
@@ -229,6 +229,11 @@ def _invoke(tools: Tools, args: _Args) -> Any:
         return tools.progress(args.content)
     assert isinstance(args, FinishArgs)
     return tools.finish(args.summary)
+
+
+def _error_event(call: ToolCallRequest, error: str) -> dict[str, Any]:
+    """A tool call that never reached ``Tools``: its name and raw arguments (clipped)."""
+    return {"tool": clip(call.name, 100), "error": error, "arguments": clip(call.arguments)}
 
 
 def _assistant(reply: ModelReply) -> dict[str, Any]:

@@ -6,10 +6,19 @@ event -> check the tree's changes against the scope and revert at once what is
 out of scope (with a message to the agent). A denied action is recorded and
 never executed. Budgets and a pending human decision end the attempt through
 the small ``StopAttempt`` tree, which agents let pass.
+
+Every call records one event that names its tool (``tool``: ``bash``,
+``read_file``, ``edit_file`` ...) and carries its arguments (``args``, long text
+clipped to ``EVENT_ARG_CHARS``). The kind says what happened: ``command``,
+``read``, ``write`` (also for ``edit_file``), ``patch``, ``progress``,
+``finish``; ``*_denied`` when the policy refused it; ``tool_failed`` when it was
+allowed and failed (no such file, no match for ``old_text``, a diff git cannot
+read). A failure's message to the agent always says what to do instead.
 """
 
 from __future__ import annotations
 
+import base64
 import posixpath
 import re
 import time
@@ -161,7 +170,43 @@ def trim(text: str, limit: int = AGENT_OUTPUT_CHARS) -> str:
 #: What to do about a path that is not there (the sandbox's git sees no repository: no ``git ls-files``).
 _LOOK_AROUND = "List what is there with bash: ls, or find . -name 'PATTERN'"
 
-_DIFF_PATH = re.compile(r"^(?:\+\+\+|---) (?:[ab]/)?(.+?)\s*$", re.MULTILINE)
+#: Largest file ``read_file``/``edit_file`` copy out of the sandbox (the model sees ~12,000 characters).
+READ_FILE_MAX_BYTES = 4 * 1024 * 1024
+
+#: Characters of each text argument kept in a tool call's event (the rest is cut, and counted).
+EVENT_ARG_CHARS = 400
+
+#: ``git apply`` outside any repository: inside the sandbox the tree's ``.git`` pointer leads
+#: nowhere (exit 128 "not a git repository"); with ``GIT_DIR`` set to a path that does not exist,
+#: git applies to the working directory like ``patch`` does, and reads no repository config.
+_NO_REPO = {"GIT_DIR": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
+_RENAMED_FROM = re.compile(r"^rename from (.+?)\s*$", re.MULTILINE)
+
+
+def clip(text: str, limit: int = EVENT_ARG_CHARS) -> str:
+    """``text`` cut to ``limit`` characters for an event, the cut counted."""
+    return text if len(text) <= limit else f"{text[:limit]}[... {len(text) - limit} more]"
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    """Why a file was not read; ``missing``: not there, a directory, or no permission."""
+
+    reason: str
+    missing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One tool call: every event it records names the tool and carries its arguments (clipped)."""
+
+    tools: Tools
+    tool: str
+    args: Mapping[str, Any]
+
+    def record(self, kind: str, **data: Any) -> None:
+        args = {k: clip(v) if isinstance(v, str) else v for k, v in self.args.items()}
+        self.tools.emit(kind, {**data, "tool": self.tool, "args": args})
 
 
 @dataclass
@@ -191,22 +236,23 @@ class Tools:
 
     def run(self, command: str, timeout: float | None = None) -> ToolResult:
         """Run a shell command in the sandbox (``bash -c``), after the policy allows it."""
+        call = _Call(self, "bash", {"command": command})
         self.budget.step()
         verdict = self.validator.check(command)
         if verdict.decision == "ask" and command in self.rejected:
             self.denied.append(command)
-            self.emit("command_denied", {"command": command, "reason": "a human rejected it"})
+            call.record("command_denied", command=command, reason="a human rejected it")
             return ToolResult(
                 False,
                 "Command not run: a human reviewer rejected it; do this another way.",
                 denied=True,
             )
         if verdict.decision == "ask" and command not in self.approved:
-            self.emit("command_ask", {"command": command, "reason": verdict.reason})
+            call.record("command_ask", command=command, reason=verdict.reason)
             raise NeedsHuman(command, verdict.reason)
         if verdict.decision == "deny":
             self.denied.append(command)
-            self.emit("command_denied", {"command": command, "reason": verdict.reason})
+            call.record("command_denied", command=command, reason=verdict.reason)
             self.budget.progress(False)
             return ToolResult(
                 False,
@@ -220,17 +266,15 @@ class Tools:
             self.notify("command_start", {"command": command, "timeout": limit})
         result = self.sandbox.exec(command, timeout=limit)
         self.budget.output(len(result.stdout) + len(result.stderr))
-        self.emit(
+        call.record(
             "command",
-            {
-                "command": command,
-                "exit_code": result.exit_code,
-                "duration_s": round(result.duration_s, 3),
-                "timed_out": result.timed_out,
-                "truncated": result.truncated,
-                "stdout_bytes": len(result.stdout),
-                "stderr_bytes": len(result.stderr),
-            },
+            command=command,
+            exit_code=result.exit_code,
+            duration_s=round(result.duration_s, 3),
+            timed_out=result.timed_out,
+            truncated=result.truncated,
+            stdout_bytes=len(result.stdout),
+            stderr_bytes=len(result.stderr),
         )
         text = result.stdout + (f"\n[stderr]\n{result.stderr}" if result.stderr else "")
         if result.timed_out:
@@ -245,19 +289,26 @@ class Tools:
         self, path: str, start_line: int | None = None, end_line: int | None = None
     ) -> ToolResult:
         """Read a file of the tree, optionally lines ``start_line..end_line`` (1-based, inclusive)."""
+        args = {"path": path, "start_line": start_line, "end_line": end_line}
+        call = _Call(self, "read_file", {k: v for k, v in args.items() if v is not None})
         self.budget.step()
         rel = _relative(path)
         if rel is None:
+            self.denied.append(f"read {path}")
+            call.record("read_denied", path=path, reason="outside the repository")
+            self.budget.progress(False)
             return ToolResult(
                 False,
                 f"Not read: {path} is outside the repository; use a path relative to its root.",
                 denied=True,
             )
-        try:
-            data = self.sandbox.read_file(rel)
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        data = self._load(rel)
+        if isinstance(data, _Unreadable):
+            call.record("tool_failed", path=rel, error=data.reason)
             self.budget.progress(False)
-            return ToolResult(False, f"Not read: {exc}. {_LOOK_AROUND}")
+            return ToolResult(
+                False, f"Not read: {data.reason}." + (f" {_LOOK_AROUND}" if data.missing else "")
+            )
         text = data.decode(errors="replace")
         if start_line is not None or end_line is not None:
             lines = text.splitlines(keepends=True)
@@ -269,72 +320,73 @@ class Tools:
             elif not text:
                 asked = f"{first}..{end_line or ''}"
                 text = f"(no lines {asked}: the file has {len(lines)}; ask within 1..{len(lines)})"
-        self.emit("read", {"path": rel, "bytes": len(data)})
+        call.record("read", path=rel, bytes=len(data))
         self.budget.progress(False)
         return ToolResult(True, trim(text))
 
     def edit(self, path: str, old_text: str, new_text: str) -> ToolResult:
         """Replace the one exact occurrence of ``old_text`` in a file (0 or several: an error)."""
+        call = _Call(self, "edit_file", {"path": path, "old_text": old_text, "new_text": new_text})
         rel = _relative(path)
         if rel is None or not self.scope.may_write(rel):
-            return self.write(path, "")  # the same denial, recorded the same way
-        try:
-            current = self.sandbox.read_file(rel).decode()
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            return self._write(call, path, "")  # the same denial, recorded the same way
+        data = self._load(rel)
+        why, text = "", None
+        if isinstance(data, _Unreadable):
+            why = data.reason + (". Use write_file to create a file" if data.missing else "")
+        elif (text := _utf8(data)) is None:
+            why = f"{rel} is not UTF-8 text; use write_file to replace it whole"
+        elif not old_text:
+            why = "old_text is empty; use write_file to create or replace a whole file"
+        elif (count := text.count(old_text)) == 0:
+            why = "old_text was not found; read the file and copy the exact text (whitespace included)"
+        elif count > 1:
+            why = f"old_text matches {count} places; include more surrounding lines so it matches once"
+        if why or text is None:
             self.budget.step()
             self.budget.progress(False)
-            return ToolResult(False, f"Not edited: {exc}. Use write_file to create a file.")
-        except UnicodeDecodeError:
-            self.budget.step()
-            self.budget.progress(False)
-            return ToolResult(
-                False, f"Not edited: {rel} is not UTF-8 text; use write_file to replace it whole."
-            )
-        count = current.count(old_text) if old_text else 0
-        if count != 1:
-            self.budget.step()
-            self.budget.progress(False)
-            if not old_text:
-                why = "old_text is empty; use write_file to create or replace a whole file"
-            elif count == 0:
-                why = "old_text was not found; read the file and copy the exact text (whitespace included)"
-            else:
-                why = f"old_text matches {count} places; include more surrounding lines so it matches once"
+            call.record("tool_failed", path=rel, error=why)
             return ToolResult(False, f"Not edited: {why}.")
-        return self.write(path, current.replace(old_text, new_text, 1))
+        return self._write(call, path, text.replace(old_text, new_text, 1))
 
     def write(self, path: str, content: str) -> ToolResult:
         """Create or replace a file, if the scope lets the agent write it."""
-        self.budget.step()
-        rel = _relative(path)
-        if rel is None or not self.scope.may_write(rel):
-            why = "outside the repository" if rel is None else self._why_not(rel)
-            self.denied.append(f"write {path}")
-            self.emit("write_denied", {"path": path, "reason": why})
-            self.budget.progress(False)
-            return ToolResult(False, f"Not written: {path} is {why}.", denied=True)
-        try:
-            self.sandbox.write_file(rel, content)
-        except (IsADirectoryError, PermissionError) as exc:
-            return ToolResult(False, f"Not written: {exc}. {self._hint()}")
-        self.emit("write", {"path": rel, "bytes": len(content.encode())})
-        return ToolResult(True, f"wrote {rel}" + self._enforce_scope())
+        return self._write(
+            _Call(self, "write_file", {"path": path, "content": content}), path, content
+        )
 
     def apply_patch(self, diff: str) -> ToolResult:
-        """Apply a unified diff (``git apply`` in the sandbox), if every path it touches is writable."""
+        """Apply a unified diff in the sandbox, if every path it touches is writable.
+
+        ``git apply`` runs with ``GIT_DIR`` pointing nowhere (the tree's ``.git``
+        pointer leads nowhere inside the sandbox), so it works like ``patch`` with
+        git's parser and strictness. The paths checked are git's own reading of the
+        diff (``--numstat``, plus rename sources), checked before anything is
+        applied; the scope check after the action reverts whatever else changed.
+        """
+        call = _Call(self, "apply_patch", {"diff": diff})
         self.budget.step()
-        paths = {p for p in _DIFF_PATH.findall(diff) if p != "/dev/null"}
+        listed = self.sandbox.exec(_git_apply(diff, "--numstat -z"), timeout=60, env=_NO_REPO)
+        if not listed.ok:
+            error = listed.stderr.strip()[:500] or f"git apply exited {listed.exit_code}"
+            call.record("tool_failed", error=error)
+            self.budget.progress(False)
+            return ToolResult(
+                False,
+                f"Patch not applied: git cannot read it: {error}. Send a unified diff"
+                " (--- a/PATH, +++ b/PATH, @@ hunks) of files in the repository.",
+                exit_code=listed.exit_code,
+            )
+        paths = _numstat_paths(listed.stdout) | set(_RENAMED_FROM.findall(diff))
         bad = sorted(p for p in paths if (r := _relative(p)) is None or not self.scope.may_write(r))
         if bad or not paths:
             reason = "it touches " + ", ".join(bad) if bad else "no file paths found in it"
             self.denied.append("patch")
-            self.emit("patch_denied", {"paths": sorted(paths), "reason": reason})
+            call.record("patch_denied", paths=sorted(paths), reason=reason)
             self.budget.progress(False)
-            return ToolResult(False, f"Patch not applied: {reason}.", denied=True)
-        name = f"/tmp/corral-{time.monotonic_ns()}.diff"
-        self.sandbox.write_file(name, diff)
-        result = self.sandbox.exec(f"git apply --verbose --recount {name}", timeout=60)
-        self.emit("patch", {"paths": sorted(paths), "exit_code": result.exit_code})
+            return ToolResult(False, f"Patch not applied: {reason}. {self._hint()}", denied=True)
+        result = self.sandbox.exec(_git_apply(diff, "--verbose"), timeout=60, env=_NO_REPO)
+        call.record("patch", paths=sorted(paths), exit_code=result.exit_code)
         return ToolResult(
             result.ok,
             trim(result.stdout + result.stderr) + self._enforce_scope(),
@@ -343,17 +395,60 @@ class Tools:
 
     def progress(self, content: str) -> ToolResult:
         """Replace the progress file (durable memory for the next window and attempt)."""
+        call = _Call(self, "update_progress", {"content": content})
         self.budget.step()
         self.sandbox.write_file(self.scope.progress_file, content)
-        self.emit("progress", {"bytes": len(content.encode())})
+        call.record("progress", bytes=len(content.encode()))
         self.budget.progress(False)
         return ToolResult(True, f"progress saved to {self.scope.progress_file}")
 
     def finish(self, summary: str) -> ToolResult:
         """End the attempt; the runner then harvests and runs the gates."""
         self.finished = summary
-        self.emit("finish", {"summary": summary})
+        _Call(self, "finish", {"summary": summary}).record("finish", summary=summary)
         return ToolResult(True, "finished; the runner will verify the change")
+
+    # -------------------------------------------------------------- helpers of the actions
+
+    def _write(self, call: _Call, path: str, content: str) -> ToolResult:
+        self.budget.step()
+        rel = _relative(path)
+        if rel is None or not self.scope.may_write(rel):
+            why = "outside the repository" if rel is None else self._why_not(rel)
+            self.denied.append(f"write {path}")
+            call.record("write_denied", path=path, reason=why)
+            self.budget.progress(False)
+            return ToolResult(False, f"Not written: {path} is {why}.", denied=True)
+        try:
+            self.sandbox.write_file(rel, content)
+        except (IsADirectoryError, PermissionError) as exc:
+            call.record("tool_failed", path=rel, error=str(exc))
+            self.budget.progress(False)
+            return ToolResult(False, f"Not written: {exc}. {self._hint()}")
+        call.record("write", path=rel, bytes=len(content.encode()))
+        return ToolResult(True, f"wrote {rel}" + self._enforce_scope())
+
+    def _load(self, rel: str) -> bytes | _Unreadable:
+        """The bytes of ``rel``, or why not: checked first (``stat``), so that a FIFO or a
+        device never hangs the read and a file past ``READ_FILE_MAX_BYTES`` is never
+        copied out (the Docker backend raises a plain ``SandboxError`` past 64 MiB).
+
+        Raises ``SandboxError`` only when the sandbox itself fails, or when the file
+        changed between the check and the read (grew past the backend's limit).
+        """
+        info = self.sandbox.exec(["stat", "-L", "-c", "%F|%s", "--", rel], timeout=10)
+        kind, _, size = info.stdout.strip().rpartition("|")
+        if info.ok and kind not in ("regular file", "regular empty file", "directory"):
+            return _Unreadable(f"{rel} is a {kind or 'special file'}, not a regular file")
+        if info.ok and size.isdigit() and int(size) > READ_FILE_MAX_BYTES:
+            return _Unreadable(
+                f"{rel} is {int(size)} bytes, more than the {READ_FILE_MAX_BYTES} a read returns;"
+                " look at parts of it with bash: head -c N, grep -n, sed -n 'A,Bp'"
+            )
+        try:
+            return self.sandbox.read_file(rel)
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            return _Unreadable(str(exc), missing=True)
 
     # -------------------------------------------------------------- scope enforcement
 
@@ -412,3 +507,36 @@ def _relative(path: str) -> str | None:
     if norm == "." or norm.startswith("../") or norm == "..":
         return None
     return norm
+
+
+def _git_apply(diff: str, options: str) -> str:
+    """``git apply OPTIONS`` reading ``diff`` from stdin (base64 on the way: any bytes, no temp file)."""
+    encoded = base64.encodebytes(diff.encode()).decode()
+    return (
+        f"base64 -d <<'__CORRAL_EOF__' | git apply --recount {options}\n{encoded}__CORRAL_EOF__\n"
+    )
+
+
+def _utf8(data: bytes) -> str | None:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _numstat_paths(out: str) -> set[str]:
+    """Paths in ``git apply --numstat -z`` output: ``added TAB deleted TAB path NUL`` records,
+    or, for a rename, an empty path followed by ``old NUL new NUL``."""
+    fields, paths = out.split("\0"), set()
+    i = 0
+    while i < len(fields):
+        record = fields[i]
+        if record.count("\t") >= 2:
+            path = record.split("\t", 2)[2]
+            if path:
+                paths.add(path)
+            else:
+                paths.update(p for p in fields[i + 1 : i + 3] if p)
+                i += 2
+        i += 1
+    return paths

@@ -15,13 +15,16 @@ from typing import Any
 
 from runner.store import Event
 
-#: Event types that are one agent action each, and the tool they belong to.
+#: Event types that are one agent action each, and the tool they belong to (events since
+#: ``Tools`` named their tool carry it in ``tool``: ``edit_file`` records a ``write``).
 _ACTIONS = {
     "command": "bash", "command_denied": "bash", "command_ask": "bash", "read": "read_file",
-    "write": "write_file", "write_denied": "write_file", "patch": "apply_patch",
-    "patch_denied": "apply_patch", "progress": "update_progress", "finish": "finish",
-    "tool_error": "tool_error",
+    "read_denied": "read_file", "write": "write_file", "write_denied": "write_file",
+    "patch": "apply_patch", "patch_denied": "apply_patch", "progress": "update_progress",
+    "finish": "finish", "tool_failed": "tool_failed", "tool_error": "tool_error",
 }  # fmt: skip
+_DENIED = {"command_denied": "command denied", "write_denied": "write denied",
+           "patch_denied": "patch denied", "read_denied": "read denied"}  # fmt: skip
 _CHANGES = frozenset({"write", "patch"})
 
 
@@ -88,6 +91,8 @@ def read_trajectory(events: list[Event]) -> tuple[Trajectory, dict[int, int], li
         elif e.type == "window_start":
             window = int(d["window"])
         tool = _ACTIONS.get(e.type)
+        if tool is not None and e.type != "tool_error":  # a tool_error's tool is the model's word
+            tool = str(d.get("tool") or tool)
         n = attempt or 0
         if tool is not None:
             steps[n] += 1
@@ -100,11 +105,9 @@ def read_trajectory(events: list[Event]) -> tuple[Trajectory, dict[int, int], li
                                bool(d.get("timed_out")), "", False)  # fmt: skip
             t.failed_commands.append(fc)
             pending.append(fc)
-        if e.type in ("command_denied", "write_denied", "patch_denied"):
+        if e.type in _DENIED:
             what = d.get("command") or d.get("path") or ", ".join(d.get("paths", []))
-            kind = {"command_denied": "command denied", "write_denied": "write denied",
-                    "patch_denied": "patch denied"}[e.type]  # fmt: skip
-            blocked.append(Blocked(n, kind, str(what), str(d.get("reason", ""))))
+            blocked.append(Blocked(n, _DENIED[e.type], str(what), str(d.get("reason", ""))))
         elif e.type == "scope_reverted":
             for p in d.get("paths", []):
                 blocked.append(Blocked(n, "scope violation", str(p), "reverted after the step"))
@@ -156,8 +159,10 @@ def summarize(e: Event) -> str:
         verb = "denied" if t == "command_denied" else "needs a human"
         return f"{verb}: $ {d.get('command')}  ({d.get('reason')})"
     if t in ("read", "write"):
-        return f"{t} {d.get('path')} ({d.get('bytes')} bytes)"
-    if t in ("write_denied", "patch_denied"):
+        return f"{d.get('tool') or t} {d.get('path')} ({d.get('bytes')} bytes)"
+    if t == "tool_failed":
+        return f"{d.get('tool')} failed: {d.get('error')}"
+    if t in ("write_denied", "patch_denied", "read_denied"):
         what = d.get("path") or ", ".join(d.get("paths", []))
         return f"{t.replace('_', ' ')}: {what} ({d.get('reason')})"
     if t == "patch":

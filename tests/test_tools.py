@@ -7,8 +7,9 @@ scripted model server over loopback, so each message is checked as the model rec
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,20 @@ from runner.agent import Task, WindowContext
 from runner.corral_agent import CorralAgent
 from runner.model import ModelClient, ModelConfig
 from runner.modelserver import ScriptedReply, StartServer, ToolCall
-from runner.tools import AGENT_OUTPUT_CHARS, Budget, Tools, trim
+from runner.store import Event
+from runner.tools import (
+    AGENT_OUTPUT_CHARS,
+    EVENT_ARG_CHARS,
+    READ_FILE_MAX_BYTES,
+    Budget,
+    Tools,
+    trim,
+)
+from runner.trajectory import read_trajectory, summarize
+from sandbox.docker_backend import MAX_READ_BYTES as DOCKER_MAX_READ_BYTES
+from sandbox.docker_backend import DockerBackend
 from sandbox.fake import FakeSandbox
+from sandbox.interfaces import Sandbox
 from sandbox.spec import SandboxSpec
 from sandbox.workspace import Workspace
 from tests.gitfixtures import make_repo
@@ -43,22 +56,17 @@ class Rig:
     tools: Tools
     events: list[tuple[str, dict[str, Any]]]
     ws: Workspace
-    sandbox: FakeSandbox
+    sandbox: Sandbox
 
     def kinds(self) -> list[str]:
         return [k for k, _ in self.events]
 
 
-@pytest.fixture
-def rig(tmp_path: Path, corral_home: Path) -> Iterator[Rig]:
-    repo = make_repo(tmp_path / "repo", FILES)
-    ws = Workspace.create(repo, "HEAD", "tools", corral_home)
+def make_tools(ws: Workspace, sandbox: Sandbox, events: list[tuple[str, dict[str, Any]]]) -> Tools:
     policy = load_policy("default").policy
-    sandbox = FakeSandbox(SandboxSpec(image="fake", workspace=str(ws.path)))
-    events: list[tuple[str, dict[str, Any]]] = []
     budget = Budget(steps=200, output_bytes=10**8, tokens=10**9, cost_usd=100.0,
                     deadline=time.monotonic() + 600, idle_steps=200)  # fmt: skip
-    tools = Tools(
+    return Tools(
         sandbox=sandbox,
         workspace=ws,
         scope=Scope(policy),
@@ -67,7 +75,15 @@ def rig(tmp_path: Path, corral_home: Path) -> Iterator[Rig]:
         emit=lambda kind, data: events.append((kind, dict(data))),
         command_timeout=30,
     )
-    yield Rig(tools, events, ws, sandbox)
+
+
+@pytest.fixture
+def rig(tmp_path: Path, corral_home: Path) -> Iterator[Rig]:
+    repo = make_repo(tmp_path / "repo", FILES)
+    ws = Workspace.create(repo, "HEAD", "tools", corral_home)
+    sandbox = FakeSandbox(SandboxSpec(image="fake", workspace=str(ws.path)))
+    events: list[tuple[str, dict[str, Any]]] = []
+    yield Rig(make_tools(ws, sandbox, events), events, ws, sandbox)
     sandbox.close()
     ws.remove()
 
@@ -257,3 +273,177 @@ def test_unknown_tools_and_malformed_arguments_are_answered_with_the_schema(
     )
     errors = [d for k, d in rig.events if k == "tool_error"]
     assert [d["error"] for d in errors] == ["unknown tool"] + ["malformed arguments"] * 3
+
+
+# ------------------------------------------------------------------ files read_file must not copy out
+
+
+def test_an_oversize_file_or_a_fifo_is_refused_with_the_way_to_look_at_it(
+    rig: Rig, scripted_model_server: StartServer
+) -> None:
+    with (rig.ws.path / "big.log").open("wb") as f:
+        f.truncate(READ_FILE_MAX_BYTES + 1)  # sparse: no disk used
+    os.mkfifo(rig.ws.path / "pipe")
+    seen = model_sees(
+        rig,
+        scripted_model_server,
+        ToolCall("read_file", {"path": "big.log", "start_line": 1, "end_line": 2}),
+        ToolCall("edit_file", {"path": "big.log", "old_text": "a", "new_text": "b"}),
+        ToolCall("read_file", {"path": "pipe"}),
+    )
+    size = READ_FILE_MAX_BYTES + 1
+    parts = "look at parts of it with bash: head -c N, grep -n, sed -n 'A,Bp'."
+    assert seen == [
+        f"FAILED: Not read: big.log is {size} bytes, more than the {READ_FILE_MAX_BYTES} a read"
+        f" returns; {parts}",
+        f"FAILED: Not edited: big.log is {size} bytes, more than the {READ_FILE_MAX_BYTES} a read"
+        f" returns; {parts}",
+        "FAILED: Not read: pipe is a fifo, not a regular file.",
+    ]
+    failed = [d for k, d in rig.events if k == "tool_failed"]
+    assert [(d["tool"], d["path"]) for d in failed] == [
+        ("read_file", "big.log"), ("edit_file", "big.log"), ("read_file", "pipe")
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------ one event per tool call
+
+
+def test_every_tool_call_records_one_event_with_the_tool_and_its_arguments(rig: Rig) -> None:
+    long = "x" * (EVENT_ARG_CHARS + 50)
+    t = rig.tools
+    calls: list[Callable[[], object]] = [
+        lambda: t.run("true"),
+        lambda: t.run("curl http://x.invalid"),
+        lambda: t.read("notes.txt", 1, 2),
+        lambda: t.read("../outside"),
+        lambda: t.read("missing.txt"),
+        lambda: t.write("src/new.py", long),
+        lambda: t.write("setup.cfg", "[x]\n"),
+        lambda: t.write("src", "a directory"),
+        lambda: t.edit("src/calc.py", "a - b", "a + b"),
+        lambda: t.edit("src/calc.py", "not there", "y"),
+        lambda: t.progress("notes"),
+        lambda: t.finish("done"),
+    ]
+    recorded = []
+    for c in calls:
+        before = len(rig.events)
+        c()
+        (event,) = [e for e in rig.events[before:] if e[0] != "scope_reverted"]
+        recorded.append((event[0], event[1]["tool"], event[1]["args"]))
+    assert recorded == [
+        ("command", "bash", {"command": "true"}),
+        ("command_denied", "bash", {"command": "curl http://x.invalid"}),
+        ("read", "read_file", {"path": "notes.txt", "start_line": 1, "end_line": 2}),
+        ("read_denied", "read_file", {"path": "../outside"}),
+        ("tool_failed", "read_file", {"path": "missing.txt"}),
+        ("write", "write_file", {"path": "src/new.py", "content": "x" * EVENT_ARG_CHARS + "[... 50 more]"}),
+        ("write_denied", "write_file", {"path": "setup.cfg", "content": "[x]\n"}),
+        ("tool_failed", "write_file", {"path": "src", "content": "a directory"}),
+        ("write", "edit_file", {"path": "src/calc.py", "old_text": "a - b", "new_text": "a + b"}),
+        ("tool_failed", "edit_file", {"path": "src/calc.py", "old_text": "not there", "new_text": "y"}),
+        ("progress", "update_progress", {"content": "notes"}),
+        ("finish", "finish", {"summary": "done"}),
+    ]  # fmt: skip
+    # what review.py reads stays: the kinds, and their own fields
+    kinds = dict(rig.events)
+    assert kinds["read_denied"]["reason"] == "outside the repository"
+    assert kinds["write_denied"]["reason"] == "protected by policy"
+    assert "src: is a directory" in rig.events[7][1]["error"]
+    assert (rig.ws.path / "src/calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+
+
+def test_the_trajectory_counts_edits_as_edit_file_and_lists_denied_reads(rig: Rig) -> None:
+    rig.tools.edit("src/calc.py", "a - b", "a + b")
+    rig.tools.read("/etc/passwd")
+    rig.tools.read("missing.txt")
+    events = [Event(i, "", "", kind, data, "", "") for i, (kind, data) in enumerate(rig.events)]
+    trajectory, _, blocked = read_trajectory(events)
+    assert trajectory.tools == {"edit_file": 1, "read_file": 2}
+    assert [(b.kind, b.what) for b in blocked] == [("read denied", "/etc/passwd")]
+    assert [summarize(e) for e in events] == [
+        "edit_file src/calc.py (32 bytes)",
+        "read denied: /etc/passwd (outside the repository)",
+        "read_file failed: missing.txt: no such file in the sandbox",
+    ]
+
+
+@pytest.mark.docker
+def test_in_docker_a_file_past_the_backends_limit_a_fifo_and_a_device_are_messages(
+    tmp_path: Path, corral_home: Path, docker_client: Any, sandbox_image: str
+) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    ws = Workspace.create(repo, "HEAD", "tools-docker", corral_home)
+    spec = SandboxSpec(image=sandbox_image, workspace=str(ws.path), run_id="tools-docker",
+                       owner_home=str(corral_home))  # fmt: skip
+    try:
+        with DockerBackend(docker_client).start(spec) as sandbox:
+            events: list[tuple[str, dict[str, Any]]] = []
+            tools = make_tools(ws, sandbox, events)
+            size = DOCKER_MAX_READ_BYTES + 1  # DockerSandbox.read_file raises SandboxError past it
+            made = sandbox.exec(
+                f"truncate -s {size} big.bin && mkfifo pipe && ln -s /dev/zero zero"
+            )
+            assert made.ok, made.stderr
+            big, pipe, zero = (tools.read(p).output for p in ("big.bin", "pipe", "zero"))
+            assert big.startswith(f"Not read: big.bin is {size} bytes, more than the")
+            assert pipe == "Not read: pipe is a fifo, not a regular file."
+            assert zero == "Not read: zero is a character special file, not a regular file."
+            assert tools.read("notes.txt").output == FILES["notes.txt"]  # the sandbox still answers
+            assert [k for k, _ in events] == ["tool_failed"] * 3 + ["read"]
+    finally:
+        ws.remove()
+
+
+# ------------------------------------------------------------------ apply_patch (the scripted `patch` action)
+
+FIX_DIFF = """--- a/src/calc.py
++++ b/src/calc.py
+@@ -1,2 +1,2 @@
+ def add(a, b):
+-    return a - b
++    return a + b
+"""
+
+
+def test_a_patch_applies_without_a_repository_and_is_recorded(rig: Rig) -> None:
+    result = rig.tools.apply_patch(FIX_DIFF)
+    assert result.ok, result.output
+    assert (rig.ws.path / "src/calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    ((kind, data),) = [e for e in rig.events if e[0] != "scope_reverted"]
+    assert (kind, data["paths"], data["exit_code"], data["tool"]) == (
+        "patch", ["src/calc.py"], 0, "apply_patch"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("diff", "touched"),
+    [
+        (FIX_DIFF.replace("src/calc.py", "setup.cfg").replace("def add(a, b):", "[tool]"), "setup.cfg"),
+        # git strips one leading component (-p1): this is setup.cfg to git, whatever the text says
+        ("--- src/setup.cfg\n+++ src/setup.cfg\n@@ -1 +1 @@\n-[tool]\n+[evil]\n", "setup.cfg"),
+        # a rename's source is a change too
+        ("diff --git a/setup.cfg b/src/cfg.txt\nsimilarity index 100%\nrename from setup.cfg\n"
+         "rename to src/cfg.txt\n", "setup.cfg"),
+    ],
+)  # fmt: skip
+def test_a_patch_touching_a_protected_file_as_git_reads_it_is_denied(
+    rig: Rig, diff: str, touched: str
+) -> None:
+    result = rig.tools.apply_patch(diff)
+    assert result.denied and result.output.startswith(
+        f"Patch not applied: it touches {touched}. Change only files the policy lets you write;"
+    )
+    assert (rig.ws.path / "setup.cfg").read_text() == FILES["setup.cfg"]
+    assert [k for k, _ in rig.events] == ["patch_denied"]
+
+
+def test_a_patch_git_cannot_read_says_what_to_send(rig: Rig) -> None:
+    result = rig.tools.apply_patch("this is not a diff\n")
+    assert not result.ok and not result.denied
+    assert result.output.startswith("Patch not applied: git cannot read it: ")
+    assert result.output.endswith(
+        "Send a unified diff (--- a/PATH, +++ b/PATH, @@ hunks) of files in the repository."
+    )
+    assert [k for k, _ in rig.events] == ["tool_failed"]
