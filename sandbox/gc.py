@@ -21,7 +21,8 @@ from typing import Any
 from docker.errors import DockerException, NotFound
 
 from sandbox.docker_backend import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
-from sandbox.lease import is_live
+from sandbox.errors import LeaseHeld
+from sandbox.lease import RunLease
 from sandbox.paths import locks_dir
 from sandbox.workspace import list_workspaces, remove_workspace
 
@@ -52,53 +53,74 @@ def collect(
 ) -> GcReport:
     """Remove resources of dead runs of ``home``. ``client`` None: skip containers.
 
-    Never raises for one resource that cannot be removed: the failure is in
-    ``GcReport.errors`` and the rest is still collected.
+    A run is dead when its lease can be taken (non-blocking); ``collect`` then
+    holds that lease until it is done, so a run that starts (or resumes) meanwhile
+    waits for nothing and loses nothing: its ``RunLease.acquire`` fails with
+    ``LeaseHeld`` instead. Never raises for one resource that cannot be
+    removed: the failure is in ``GcReport.errors`` and the rest is still collected.
     """
     report = GcReport()
+    held: dict[str, RunLease] = {}
+    had_lock = {p.name.removesuffix(".lock") for p in _lock_files(home)}
+
+    def claimed(run_id: str) -> bool:
+        """Whether this gc holds the run's lease now (taking it if no live process has it)."""
+        if run_id in held:
+            return True
+        if run_id in report.kept_live:
+            return False
+        try:
+            held[run_id] = RunLease(home, run_id).acquire()
+        except LeaseHeld:
+            report.kept_live.append(run_id)
+            return False
+        except ValueError:  # not a run id corral makes: nobody's to collect
+            return False
+        return True
 
     def dead(run_id: str) -> bool:
-        if is_live(home, run_id):
-            if run_id not in report.kept_live:
-                report.kept_live.append(run_id)
-            return False
-        return not keep(run_id)
+        return claimed(run_id) and not keep(run_id)
 
-    if client is not None:
-        flt = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_HOME}={home}"]}
-        for container in client.containers.list(all=True, filters=flt):
-            run_id = container.labels.get(LABEL_RUN, "")
+    try:
+        if client is not None:
+            flt = {"label": [f"{LABEL_MANAGED}=1", f"{LABEL_HOME}={home}"]}
+            for container in client.containers.list(all=True, filters=flt):
+                run_id = container.labels.get(LABEL_RUN, "")
+                if not dead(run_id):
+                    continue
+                report.containers.append(f"{container.short_id} ({run_id})")
+                if dry_run:
+                    continue
+                try:
+                    container.remove(force=True, v=True)
+                except NotFound:
+                    pass
+                except DockerException as exc:
+                    report.errors.append(f"container {container.short_id}: {exc}")
+        for run_id in list_workspaces(home):
             if not dead(run_id):
                 continue
-            report.containers.append(f"{container.short_id} ({run_id})")
-            if dry_run:
-                continue
-            try:
-                container.remove(force=True, v=True)
-            except NotFound:
-                pass
-            except DockerException as exc:
-                report.errors.append(f"container {container.short_id}: {exc}")
-    for run_id in list_workspaces(home):
-        if not dead(run_id):
-            continue
-        report.workspaces.append(run_id)
-        if not dry_run:
-            try:
-                remove_workspace(home, run_id)
-            except OSError as exc:
-                report.errors.append(f"workspace {run_id}: {exc}")
-    locks = locks_dir(home)
-    for lock in sorted(locks.glob("*.lock")) if locks.is_dir() else []:
-        run_id = lock.name.removesuffix(".lock")
-        if is_live(home, run_id):
-            continue
-        report.leases.append(run_id)
-        if not dry_run:
-            lock.unlink(missing_ok=True)
+            report.workspaces.append(run_id)
+            if not dry_run:
+                try:
+                    remove_workspace(home, run_id)
+                except OSError as exc:
+                    report.errors.append(f"workspace {run_id}: {exc}")
+        for run_id in sorted(had_lock):
+            if claimed(run_id):
+                report.leases.append(run_id)
+    finally:
+        for run_id, lease in held.items():
+            # the lease file is the run's last resource; a dry run keeps any that was there
+            lease.release(remove_file=not (dry_run and run_id in had_lock))
     for err in report.errors:
         log.warning("gc: %s", err)
     return report
+
+
+def _lock_files(home: Path) -> list[Path]:
+    locks = locks_dir(home)
+    return sorted(locks.glob("*.lock")) if locks.is_dir() else []
 
 
 def remove_run_containers(client: Any, home: Path, run_id: str) -> list[str]:

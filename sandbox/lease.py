@@ -20,6 +20,9 @@ import psutil
 from sandbox.errors import LeaseHeld
 from sandbox.paths import locks_dir
 
+#: How often ``acquire`` retries when the file it locked was unlinked by a releasing holder.
+_ACQUIRE_TRIES = 5
+
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -39,26 +42,35 @@ class RunLease:
         self._fd: int | None = None
 
     def acquire(self) -> RunLease:
-        """Take the lease. Raises ``LeaseHeld`` when another live process has it."""
+        """Take the lease (never waits). Raises ``LeaseHeld`` when another live process has it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LeaseHeld(f"run {self.run_id} is owned by a live process ({self.path})") from None
+        for _ in range(_ACQUIRE_TRIES):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise LeaseHeld(
+                    f"run {self.run_id} is owned by a live process ({self.path})"
+                ) from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the holder we waited for unlinked the file on release: lock the new one
+        else:
+            raise LeaseHeld(f"run {self.run_id}: its lease file keeps being replaced ({self.path})")
         me = psutil.Process()
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": me.pid, "create_time": me.create_time()}).encode())
         self._fd = fd
         return self
 
-    def release(self) -> None:
-        """Drop the lease and remove its file. Idempotent."""
+    def release(self, *, remove_file: bool = True) -> None:
+        """Drop the lease and (unless told not to) remove its file. Idempotent."""
         if self._fd is None:
             return
         try:
-            self.path.unlink(missing_ok=True)
+            if remove_file:
+                self.path.unlink(missing_ok=True)
         finally:
             os.close(self._fd)
             self._fd = None
@@ -70,6 +82,16 @@ class RunLease:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (``release`` unlinks it before closing)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino)
 
 
 def is_live(home: Path, run_id: str) -> bool:

@@ -13,8 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from runner.cli import app
-from sandbox.docker_backend import DockerBackend
-from sandbox.gc import collect
+from runner.ops import SmokeRow
+from sandbox.docker_backend import DockerBackend, DockerSandbox
+from sandbox.errors import LeaseHeld
+from sandbox.gc import GcReport, collect
 from sandbox.lease import RunLease, is_live
 from sandbox.spec import SandboxSpec
 from sandbox.workspace import Workspace, list_workspaces
@@ -118,3 +120,61 @@ def test_cli_gc_without_docker(corral_home: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "removed 1 workspaces: crashed" in result.output
     assert list_workspaces(corral_home) == []
+
+
+def test_gc_holds_a_dead_runs_lease_while_it_removes(corral_home: Path, tmp_path: Path) -> None:
+    """A run that starts while gc removes its leftovers cannot take its lease until gc is done."""
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    Workspace.create(repo, "HEAD", "racing", corral_home)
+    seen: list[str] = []
+
+    def keep(run_id: str) -> bool:  # called between gc's claim and the removal
+        assert is_live(corral_home, run_id)
+        with pytest.raises(LeaseHeld):
+            RunLease(corral_home, run_id).acquire()
+        seen.append(run_id)
+        return False
+
+    report = collect(corral_home, None, keep=keep)
+    assert seen == ["racing"] and report.workspaces == ["racing"]
+    with RunLease(corral_home, "racing"):  # released afterwards
+        pass
+
+
+def test_ops_gc_keeps_waiting_runs_trees(
+    corral_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.ops import gc
+    from tests.storefixtures import stored_run
+
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    for run_id, status in (("asks", "waiting"), ("done", "failed"), ("unrecorded", None)):
+        if status is not None:
+            stored_run(corral_home, run_id, status=status).close()
+        Workspace.create(repo, "HEAD", run_id, corral_home)
+    monkeypatch.setenv("CORRAL_HOME", str(corral_home))
+    report = gc(docker=False)
+    assert sorted(report.workspaces) == ["done", "unrecorded"]
+    assert list_workspaces(corral_home) == ["asks"]  # `corral resume asks` still has its tree
+
+
+@pytest.mark.docker
+def test_smoke_holds_a_lease_and_measures_the_fast_path(
+    corral_home: Path, docker_client: Any, sandbox_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runner.ops as ops
+
+    monkeypatch.setenv("CORRAL_HOME", str(corral_home))
+    collected: list[GcReport] = []
+    real = ops._fast_path_row
+
+    def row_then_gc(sb: DockerSandbox) -> SmokeRow:  # a `corral gc` while the smoke runs
+        collected.append(collect(corral_home, docker_client))
+        return real(sb)
+
+    monkeypatch.setattr(ops, "_fast_path_row", row_then_gc)
+    rows = {r.name: r for r in ops.smoke()}
+    assert all(r.ok for r in rows.values()), rows
+    assert collected[0].containers == [] and collected[0].kept_live[0].startswith("smoke-")
+    fast = rows["fast command path"].detail
+    assert "with a docker exec" in fast and "median" in fast
