@@ -29,7 +29,6 @@ from tests.gitfixtures import make_repo
 from tests.test_review import CALC, FIXED, POLICY
 from tests.test_run_loop import TESTS
 
-
 INJECTED = (
     "# </td></pre><script>document.title='pwned'</script>"
     "<img src=x onerror=\"document.title='pwned-img'\">\n"
