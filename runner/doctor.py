@@ -10,6 +10,7 @@ provisions as root and, without root, returns the commands to run instead.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from sandbox.engine import EngineStatus, connect, probe, provision, provision_co
 from sandbox.errors import SandboxError
 from sandbox.git import git_version
 from sandbox.paths import worktrees_dir
-from sandbox.storage import check_worktree_fs, ensure_worktree_fs
+from sandbox.storage import check_worktree_fs, ensure_worktree_fs, mount_commands
 
 MIN_GIT = (2, 35, 0)
 MIN_FREE_GIB = 5.0
@@ -136,13 +137,25 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def fix_plan(home: Path) -> list[str]:
+    """Every command ``fix`` would run, as shell lines for a root user: the engine (install,
+    ``daemon.json`` with runsc, start or reload dockerd), the worktree mount, the image builds."""
+    home_env = f"CORRAL_HOME={shlex.quote(str(home))}"
+    return [
+        *provision_commands(),
+        *mount_commands(home),
+        f"{home_env} corral image build",
+        f"{home_env} corral doctor",
+    ]
+
+
 def fix(home: Path) -> list[str]:
     """Provision what is missing (engine, runsc, worktree filesystem, images); the steps taken.
 
     Without root nothing is changed; the returned lines are the commands to run.
     """
     if os.geteuid() != 0:
-        return ["not root: run these as root, then `corral doctor`:", *provision_commands()]
+        return ["not root: run these as root, in order, then `corral doctor`:", *fix_plan(home)]
     from sandbox.images import bootstrap_base, build_sandbox, find_ca_bundle
 
     steps = provision()

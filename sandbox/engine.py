@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -149,7 +150,7 @@ def provision(
     """
     if os.geteuid() != 0:
         raise EngineUnavailable(
-            "provisioning the engine needs root; as root run: " + " && ".join(provision_commands())
+            "provisioning the engine needs root; as root run: `corral doctor --fix`"
         )
     steps: list[str] = []
     if shutil.which("dockerd") is None:
@@ -194,9 +195,20 @@ def _apt_install(packages: list[str]) -> None:
             )
 
 
-def provision_commands() -> list[str]:
-    """What a root user runs to get what ``provision`` does (printed for non-root users)."""
+def provision_commands(
+    *, daemon_json: Path = DAEMON_JSON, log_path: Path = DOCKERD_LOG, runsc: str = "/usr/bin/runsc"
+) -> list[str]:
+    """The shell commands a root user runs to get what ``provision`` does, in order.
+
+    Printed for non-root users (``corral doctor --fix``); each line runs as it is.
+    The ``daemon.json`` line replaces the file: merge by hand if it holds other settings.
+    """
+    config = json.dumps({"runtimes": {"runsc": {"path": runsc, "runtimeArgs": RUNSC_ARGS}}})
     return [
-        "apt-get install -y docker.io runsc",
-        "corral doctor --fix",
+        "apt-get update && apt-get install -y docker.io runsc",
+        f"mkdir -p {shlex.quote(str(daemon_json.parent))} && printf '%s\\n' {shlex.quote(config)}"
+        f" > {shlex.quote(str(daemon_json))}",
+        f"pidof dockerd && kill -HUP $(pidof dockerd)"
+        f" || (nohup dockerd >> {shlex.quote(str(log_path))} 2>&1 &)",
+        "until docker info >/dev/null 2>&1; do sleep 1; done",
     ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,6 +100,19 @@ def _run(argv: list[str]) -> None:
 
 def _is_mountpoint(path: Path) -> bool:
     return path.exists() and _mount_of(path)[0] == str(path.resolve())
+
+
+def mount_commands(home: Path, size_mb: int = DEFAULT_SIZE_MB) -> list[str]:
+    """The shell commands a root user runs to do what ``ensure_worktree_fs`` does (loop image)."""
+    target = shlex.quote(str(worktrees_dir(home)))
+    image = shlex.quote(str(home / "worktrees.img"))
+    return [
+        f"mkdir -p {target}",
+        f"test -e {image} || (truncate -s {size_mb}M {image}"
+        f" && mkfs.ext4 -q -F -m 0 -E root_owner=0:0 {image})",
+        f"mount -o loop,nosuid,nodev,noatime {image} {target}",
+        f"chmod 711 {target}",
+    ]
 
 
 def ensure_worktree_fs(home: Path, size_mb: int = DEFAULT_SIZE_MB) -> list[str]:

@@ -59,3 +59,36 @@ def test_doctor_fix_is_idempotent_on_a_set_up_machine(sandbox_image: str) -> Non
     assert proc.returncode == 0, proc.stderr
     assert "fix:" not in proc.stderr
     assert all(c["ok"] for c in json.loads(proc.stdout) if c["severity"] == "error")
+
+
+def test_fix_without_root_prints_every_command_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a non-root user `--fix` changes nothing and prints the whole plan, each line valid shell."""
+    from runner.doctor import fix, fix_plan
+    from sandbox.engine import provision_commands
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    lines = fix(tmp_path)
+    assert lines[0].startswith("not root") and lines[1:] == fix_plan(tmp_path)
+    plan = "\n".join(lines[1:])
+    for step in ("apt-get install -y docker.io runsc", "/etc/docker/daemon.json", "dockerd",
+                 "mkfs.ext4", f"mount -o loop,nosuid,nodev,noatime {tmp_path}/worktrees.img "
+                 f"{tmp_path}/worktrees", "corral image build", "corral doctor"):  # fmt: skip
+        assert step in plan, step
+    assert (
+        plan.index("docker.io")
+        < plan.index("dockerd")
+        < plan.index("mount -o")
+        < plan.index("image build")
+    )
+    for line in lines[1:]:
+        subprocess.run(["bash", "-n", "-c", line], check=True)
+    daemon = tmp_path / "etc" / "daemon.json"
+    write = provision_commands(daemon_json=daemon)[1]
+    subprocess.run(["bash", "-c", write], check=True)
+    assert json.loads(daemon.read_text())["runtimes"]["runsc"]["runtimeArgs"] == [
+        "--network=none",
+        "--host-uds=open",
+    ]
+    assert not (tmp_path / "worktrees.img").exists()  # nothing was done

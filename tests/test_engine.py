@@ -35,9 +35,10 @@ def test_broken_daemon_json_is_a_clear_error(tmp_path: Path) -> None:
     assert read_daemon_json(tmp_path / "absent.json") == {}
 
 
-def test_provision_commands_name_the_fix() -> None:
+def test_provision_commands_are_the_whole_engine_setup() -> None:
     cmds = provision_commands()
-    assert any("docker.io" in c for c in cmds) and any("corral doctor --fix" in c for c in cmds)
+    assert "docker.io runsc" in cmds[0] and "daemon.json" in cmds[1]
+    assert "--network=none" in cmds[1] and "dockerd" in cmds[2] and "docker info" in cmds[3]
 
 
 @pytest.mark.docker
