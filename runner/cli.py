@@ -8,6 +8,7 @@ renders the result. Errors become exit codes here and nowhere else:
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -36,7 +37,9 @@ def handles_errors(fn: F) -> F:
     """Map library exceptions to red ``error:`` lines and an exit code (the only place that does).
 
     2: usage or configuration (bad policy, unknown run, bad repo or ref, no
-    engine or image: the line names the fix); 1: something ran and failed.
+    engine or image, an unreadable ``--api-key-file``: the line names the fix);
+    1: something ran and failed. A ``ModelError`` reaching here is set-up (the key
+    file): the loop classifies the errors of model calls itself.
     """
 
     @wraps(fn)
@@ -49,11 +52,29 @@ def handles_errors(fn: F) -> F:
         except (SandboxError, StoreError) as exc:
             _error_lines(exc)
             raise typer.Exit(1) from None
+        except Exception as exc:
+            if not _is_model_error(exc):
+                raise
+            _error_lines(_with_fix(exc))
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def _error_lines(exc: BaseException) -> None:
+def _is_model_error(exc: Exception) -> bool:
+    """``exc`` is a ``runner.model.ModelError`` (not imported here: openai is slow to import,
+    and a command that never loaded the model client cannot have raised one)."""
+    model = sys.modules.get("runner.model")
+    return model is not None and isinstance(exc, model.ModelError)
+
+
+def _with_fix(exc: Exception) -> str:
+    if isinstance(exc.__cause__, OSError):  # the key file could not be read
+        return f"{exc}: give --api-key-file a readable file, or set CORRAL_API_KEY instead"
+    return str(exc)
+
+
+def _error_lines(exc: BaseException | str) -> None:
     from runner.display import markup  # run text in the message: hidden characters escaped too
 
     for line in str(exc).splitlines() or [exc.__class__.__name__]:
