@@ -11,8 +11,9 @@ the docker socket.
 Commands go through one persistent shell per container (``sandbox.shell``);
 ``exec_once`` is a fresh ``docker exec`` for isolated work. The SDK's
 ``exec_run`` has no timeout, so both paths enforce the timeout inside the
-container (``timeout -k``) and on the host (a deadline on the socket, then a
-kill of the process group).
+container (the shell's watchdog subshell for ``exec``, ``timeout -k`` for
+``exec_once``) and on the host (a deadline on the socket, then a kill of the
+process group).
 """
 
 from __future__ import annotations
