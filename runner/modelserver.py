@@ -4,7 +4,7 @@
 ``ThreadingHTTPServer``, bound to 127.0.0.1 only) that answers
 ``POST /v1/chat/completions`` with the next reply of a script: a message, tool
 calls, or a fault (429 with ``Retry-After``, 500, a hang, malformed JSON, a
-``context_length_exceeded`` 400). ``stream: true`` is answered with
+``context_length_exceeded`` 400, a connection reset). ``stream: true`` is answered with
 server-sent events in the API's chunk format. Every request is recorded
 (path, headers, body) so tests can check what a client sent, and the server
 counts usage like the real API does.
@@ -29,6 +29,9 @@ stops them after the test; import it into a ``conftest.py`` to use it::
 from __future__ import annotations
 
 import json
+import os
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +41,8 @@ from typing import Any, Literal
 
 import pytest
 
-Fault = Literal["429", "500", "hang", "malformed", "too_long", "huge", "401"]
+Fault = Literal["429", "500", "hang", "malformed", "too_long", "huge", "401", "reset"]
+"""``reset``: the request is read, then the connection is reset (TCP RST, no response at all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,11 @@ class ScriptedModelServer:
             return reply
 
     def _answer(self, h: Any, reply: ScriptedReply, body: dict[str, Any]) -> None:
+        if reply.fault == "reset":  # linger 0, closed at once: RST instead of FIN
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.close_connection = True
+            os.close(h.connection.detach())  # not .close(): rfile/wfile would keep the fd open
+            return
         if reply.fault == "429":
             h._json(429, {"error": {"message": "rate limited", "type": "rate_limit_error"}},
                     {"Retry-After": f"{reply.retry_after:g}"})  # fmt: skip

@@ -7,7 +7,8 @@ import json
 import openai
 import pytest
 
-from runner.modelserver import ScriptedModelServer, ScriptedReply, ToolCall
+from runner.model import ModelClient, ModelConfig
+from runner.modelserver import ScriptedModelServer, ScriptedReply, StartServer, ToolCall
 
 
 def _client(server: ScriptedModelServer, **kw: object) -> openai.OpenAI:
@@ -66,17 +67,40 @@ def test_streaming_reassembles_content_and_tool_calls() -> None:
     )
 
 
-def test_faults_rate_limit_then_success_with_the_sdk_retrying() -> None:
-    replies = [
-        ScriptedReply(fault="429", retry_after=0.1),
-        ScriptedReply(fault="500"),
-        ScriptedReply(content="ok"),
-    ]
-    with ScriptedModelServer(replies) as server:
-        reply = _client(server, max_retries=3).chat.completions.create(
+def test_faults_rate_limit_then_success_with_the_sdk_retrying(
+    scripted_model_server: StartServer,
+) -> None:
+    server = scripted_model_server(
+        [ScriptedReply(fault="429", retry_after=0.1), ScriptedReply(fault="500"),
+         ScriptedReply(content="ok")]
+    )  # fmt: skip
+    reply = _client(server, max_retries=3).chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "x"}]
+    )
+    assert reply.choices[0].message.content == "ok" and server.served == 3
+
+
+def test_a_connection_reset_is_a_connection_error_without_any_response(
+    scripted_model_server: StartServer,
+) -> None:
+    server = scripted_model_server([ScriptedReply(fault="reset")])
+    with pytest.raises(openai.APIConnectionError) as info:
+        _client(server, max_retries=0).chat.completions.create(
             model="m", messages=[{"role": "user", "content": "x"}]
         )
-        assert reply.choices[0].message.content == "ok" and server.served == 3
+    assert "Connection reset by peer" in str(info.value.__cause__)  # an RST, not a clean close
+    assert not isinstance(info.value, openai.APITimeoutError) and server.served == 1
+
+
+def test_the_model_client_retries_connection_resets(scripted_model_server: StartServer) -> None:
+    server = scripted_model_server(
+        [ScriptedReply(fault="reset"), ScriptedReply(fault="reset"), ScriptedReply(content="ok")]
+    )
+    config = ModelConfig(model="m", base_url=server.base_url, api_key="k", max_retries=2,
+                         max_backoff_s=0.1, timeout_s=5)  # fmt: skip
+    client = ModelClient(config)
+    reply = client.complete([{"role": "user", "content": "x"}], [])
+    assert reply.content == "ok" and server.served == 3 and client.failures == 0
 
 
 @pytest.mark.parametrize(
