@@ -5,7 +5,11 @@ sandbox (not through the command validator: the CLI is the agent, not one of
 its commands), in a process of its own with a timeout, its output kept as an
 artifact. The CLI reads the task from a prompt file the runner writes outside
 the worktree (``/run/corral/agent/prompt.md``, mounted read-only): bug report,
-policy summary, progress file, diff stat and the last gate feedback. It
+policy summary, progress file, diff stat and the last gate feedback. A preset
+that takes the prompt as an argument (``{prompt}``) gets it read from that
+file when the line runs, never inside the ``bash -c`` script (Linux takes at
+most 128 KiB in one argument); its prompt is cut to ``PROMPT_ARG_MAX``, the
+progress file's and the feedback's oldest text first. It
 reaches the model only through the gateway (``runner.gateway``): a unix socket
 bind-mounted into the container and a forwarder on ``127.0.0.1:PORT`` started
 next to the CLI, so the container holds the dummy key only and has no network.
@@ -29,6 +33,7 @@ other exit is an ``agent_error``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import shlex
@@ -63,6 +68,11 @@ VALIDATE_PATH = "/corral/validate"
 _PLACEHOLDER = re.compile(r"\{(model|base_url|prompt|prompt_file|agent_dir|validate_url)\}")
 #: How much of an invocation's output is kept as the window's artifact (head and tail).
 OUTPUT_LIMIT = 1_000_000
+#: The largest prompt passed to a CLI as one argument (``{prompt}``): Linux's per-argument limit
+#: (MAX_ARG_STRLEN) is 128 KiB, and the rest of the line needs a little.
+PROMPT_ARG_MAX = 120 * 1024
+#: The shell variable an invocation's line reads the prompt file into, for ``{prompt}``.
+PROMPT_VAR = "corral_prompt"
 #: Set in every invocation's environment (``a<attempt>-w<window>``): what the budget kill finds.
 WINDOW_VAR = "CORRAL_WINDOW"
 #: Seconds between the watcher's looks at whether the invocation has ended (the budget wakes it).
@@ -206,10 +216,7 @@ class CliAgent:
         """
         root, tools = self._bound(), ctx.tools
         tools.budget.step()
-        text = first_message(ctx, tools.scope.progress_file) + Template(
-            resources.files("runner.agents").joinpath("prompt_tail.md").read_text()
-        ).safe_substitute(progress_file=tools.scope.progress_file)
-        (root / "files" / "prompt.md").write_text(text)
+        (root / "files" / "prompt.md").write_text(self.prompt(ctx))
         b = self.policy.budgets
         timeout = min(b.wall_seconds / b.windows, tools.budget.deadline - time.monotonic())
         tokens0, cost0 = self._gateway.used_tokens, self._gateway.used_cost
@@ -218,7 +225,7 @@ class CliAgent:
         marker = f"{WINDOW_VAR}=a{ctx.attempt}-w{ctx.window}"
         with self._killed_when_spent(tools.sandbox, marker) as kill:
             result = tools.sandbox.exec_once(
-                self.command_line(text),
+                self.command_line(),
                 timeout=max(1.0, timeout),
                 env={**self.environment(), WINDOW_VAR: marker.partition("=")[2]},
                 output_limit=OUTPUT_LIMIT,
@@ -304,17 +311,49 @@ class CliAgent:
 
     # ------------------------------------------------------------ pieces
 
-    def command_line(self, prompt: str) -> str:
-        """The shell line of one invocation: forwarder up, then the CLI in /workspace, then down."""
-        argv = " ".join(shlex.quote(self._fill(a, prompt)) for a in self.preset.argv)
+    def prompt(self, ctx: WindowContext) -> str:
+        """The window's prompt file; cut to ``PROMPT_ARG_MAX`` bytes when the preset passes it as
+        an argument: the progress file's oldest text first, then the feedback's, then the end."""
+        progress_file = ctx.tools.scope.progress_file
+        tail = Template(
+            resources.files("runner.agents").joinpath("prompt_tail.md").read_text()
+        ).safe_substitute(progress_file=progress_file)
+        text = first_message(ctx, progress_file) + tail
+        if not any("{prompt}" in a for a in self.preset.argv):
+            return text
+        over = len(text.encode()) - PROMPT_ARG_MAX
+        if over > 0 and ctx.progress:
+            cut = _cut_head(ctx.progress, over, f"the whole file is {progress_file}")
+            ctx = dataclasses.replace(ctx, progress=cut)
+            text = first_message(ctx, progress_file) + tail
+        over = len(text.encode()) - PROMPT_ARG_MAX
+        if over > 0 and ctx.feedback:
+            cut = _cut_head(ctx.feedback, over, "the whole of it is in the run's gate logs")
+            ctx = dataclasses.replace(ctx, feedback=cut)
+            text = first_message(ctx, progress_file) + tail
+        if len(text.encode()) <= PROMPT_ARG_MAX:
+            return text
+        return text.encode()[:PROMPT_ARG_MAX].decode(errors="ignore")
+
+    def command_line(self) -> str:
+        """The shell line of one invocation: forwarder up, then the CLI in /workspace, then down.
+
+        ``{prompt}`` in an argument is the prompt file, read by the line itself.
+        """
+        argv = " ".join(self._argument(a) for a in self.preset.argv)
+        read = f"{PROMPT_VAR}=$(cat {PROMPT_FILE}); " if "$" + PROMPT_VAR in argv else ""
         socket = f"{GATEWAY_DIR}/{SOCKET}"
         return (
             f"python3 {FORWARDER} --listen 127.0.0.1:{PORT} --socket {socket}"
             " >/tmp/corral-forwarder.log 2>&1 & fwd=$!; "
             f"for _ in $(seq 100); do (: </dev/tcp/127.0.0.1/{PORT}) 2>/dev/null && break; "
-            "sleep 0.05; done; "
+            f"sleep 0.05; done; {read}"
             f"cd /workspace && {argv} </dev/null; rc=$?; kill $fwd 2>/dev/null; exit $rc"
         )
+
+    def _argument(self, arg: str) -> str:
+        """One argument as shell words: placeholders filled, ``{prompt}`` as ``"$corral_prompt"``."""
+        return f'"${PROMPT_VAR}"'.join(shlex.quote(self._fill(p)) for p in arg.split("{prompt}"))
 
     def environment(self) -> dict[str, str]:
         """The invocation's environment: preset variables, base URL, the dummy key."""
@@ -345,12 +384,13 @@ class CliAgent:
         url = str(self._gateway.container_base_url(PORT))
         return url if self.preset.base_url_suffix else url.removesuffix("/v1")
 
-    def _fill(self, text: str, prompt: str = "") -> str:
-        """``text`` with the known ``{placeholders}`` replaced; every other brace stays as it is."""
+    def _fill(self, text: str) -> str:
+        """``text`` with the known ``{placeholders}`` replaced; every other brace stays as it is
+        (``{prompt}``, outside an argument, is empty: the prompt goes in no environment)."""
         values = {
             "model": self.model,
             "base_url": self._base_url() if self._gateway is not None else "",
-            "prompt": prompt,
+            "prompt": "",
             "prompt_file": PROMPT_FILE,
             "agent_dir": AGENT_DIR,
             "validate_url": f"http://127.0.0.1:{PORT}{VALIDATE_PATH}",
@@ -361,6 +401,14 @@ class CliAgent:
         if self._dir is None or self._gateway is None:
             raise RuntimeError("CliAgent used before bind(): the service binds it to its run")
         return self._dir
+
+
+def _cut_head(text: str, over: int, whole: str) -> str:
+    """``text`` without its first ``over`` bytes (and room for the note saying so)."""
+    data = text.encode()
+    note = f"[corral: {{}} bytes cut here to fit the agent CLI's argument limit; {whole}]\n"
+    drop = min(len(data), over + len(note) + 16)
+    return note.format(drop) + data[drop:].decode(errors="ignore")
 
 
 def _tail(text: str, n: int = 300) -> str:

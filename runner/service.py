@@ -73,12 +73,25 @@ class RunRequest:
     """The command of ``--agent cli:custom``."""
 
 
+#: The largest bug report corral takes (bytes): it goes into every window's prompt, and agent CLIs
+#: that take the prompt as one argument get at most 120 KiB (``runner.cli_agent.PROMPT_ARG_MAX``).
+MAX_BUG_BYTES = 64 * 1024
+
+
 def read_task(repo: Path, bug: Path, base: str) -> Task:
-    """The bug report: title from its first heading (or first line), body verbatim."""
+    """The bug report: title from its first heading (or first line), body verbatim.
+
+    Raises ``ValueError`` when it cannot be read or is over ``MAX_BUG_BYTES``.
+    """
     try:
         text = bug.read_text()
     except OSError as exc:
         raise ValueError(f"cannot read bug report {bug} ({exc.strerror}); check --bug") from exc
+    if (size := len(text.encode())) > MAX_BUG_BYTES:
+        raise ValueError(
+            f"bug report {bug} is {size // 1024} KiB, over corral's {MAX_BUG_BYTES // 1024} KiB:"
+            " shorten it (put long logs in a file in the repository and name it)"
+        )
     first = next((line for line in text.splitlines() if line.strip()), "")
     title = first.lstrip("#").strip() or bug.stem
     return Task(title=title[:200], body=text, repo=str(repo), base=base)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -81,9 +82,45 @@ def test_only_known_placeholders_are_filled_in_a_command() -> None:
 
     preset = load_preset(CUSTOM, "awk '{print $1}' {prompt_file} --model {model} {unknown}")
     agent = CliAgent(preset, Policy(), model="m1", base_url=None, api_key=None)
-    line = agent.command_line("the prompt")
+    line = agent.command_line()
     assert "awk '{print $1}' /run/corral/agent/prompt.md --model m1 '{unknown}'" in line
     assert line.index("forwarder.py") < line.index("awk") < line.index("kill $fwd")
+    assert "corral_prompt" not in line  # no {prompt}: the prompt file is not even read
+
+
+def test_a_prompt_argument_is_read_from_the_prompt_file_when_the_line_runs() -> None:
+    """Never inside the ``bash -c`` script: Linux takes at most 128 KiB in one argument."""
+    from policies.model import Policy
+    from runner.cli_agent import CliAgent
+
+    preset = load_preset(CUSTOM, "mini -t {prompt} --task=[{prompt}] {model}")
+    agent = CliAgent(preset, Policy(), model="m1", base_url=None, api_key=None)
+    line, tricky = agent.command_line(), 'it\'s $HOME `x` "q"'
+    assert "corral_prompt=$(cat /run/corral/agent/prompt.md); " in line
+    assert """mini -t ''"$corral_prompt"'' '--task=['"$corral_prompt"']' m1""" in line
+    argv = subprocess.run(
+        ["bash", "-c", "corral_prompt=" + shlex.quote(tricky) + "; " + line.split("cd /workspace && ")[1]
+         .replace("mini", "printf '<%s>'", 1).split(" </dev/null")[0]],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert argv == f"<-t><{tricky}><--task=[{tricky}]><m1>"  # one word each, unexpanded
+
+
+def test_a_bug_report_over_the_limit_is_one_line_and_exit_2(
+    tmp_path: Path, corral_home: Path
+) -> None:
+    make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    (tmp_path / "bug.md").write_text("# huge\n" + "a log line of the failure\n" * 8000)  # ~200 KiB
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "run", "--repo", str(tmp_path / "repo"),
+         "--bug", str(tmp_path / "bug.md"), "--agent", "cli:custom", "--agent-cmd", "true"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "CORRAL_HOME": str(corral_home)},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "bug.md is 203 KiB, over corral's 64 KiB" in proc.stderr and "shorten" in proc.stderr
+    assert not (corral_home / "runs.db").exists() or not RunStore(corral_home).list_runs()
 
 
 def test_agent_image_hash_follows_the_recipe(tmp_path: Path) -> None:
@@ -368,7 +405,7 @@ def test_the_claude_code_hook_asks_the_validator_on_the_host(
         spec = SandboxSpec(image=sandbox_image, mounts=agent.sandbox_mounts(), run_id="hook-test")
         box = backend.start(spec)
         try:
-            result = box.exec_once(agent.command_line(""), timeout=120, env=agent.environment())
+            result = box.exec_once(agent.command_line(), timeout=120, env=agent.environment())
         finally:
             box.close()
     finally:
@@ -535,8 +572,6 @@ def test_a_tool_fetches_from_an_allowed_host_through_the_gateway_and_not_from_an
     one is listed as a literal address, which ``allow_hosts`` takes as meant; the other is a
     port nobody listed. 127.0.0.2 is not in the CLI's NO_PROXY, so urllib uses the proxy.
     """
-    import shlex
-
     from tests.test_gateway import upstream_of
 
     hits: dict[str, list[str]] = {"ok": [], "no": []}
@@ -598,8 +633,6 @@ def test_a_cli_that_ignores_the_spent_budget_is_killed_not_left_to_its_window(
 ) -> None:
     """The gateway refuses every call once the budget is spent; this CLI just keeps calling.
     The runner kills it at once instead of waiting out its 900 s window."""
-    import shlex
-
     policy = GATES.replace("windows = 1", "windows = 1\ntokens = 150\nwall_seconds = 900")
     with ScriptedModelServer([ScriptedReply(content="x")] * 3) as server:
         result = run_cli(project, corral_home, server, policy, "--agent", "cli:custom",
@@ -624,3 +657,34 @@ def test_a_cli_that_ignores_the_spent_budget_is_killed_not_left_to_its_window(
     assert len(calls) - 2 <= len(spent) <= len(calls) - 1  # a refusal may land, unprinted
     assert len(calls) < 2000 and "LOOP_DONE" not in log  # it did not get to end on its own
     assert RunStore(corral_home).verify(result["run_id"]).ok
+
+
+@pytest.mark.docker
+def test_a_prompt_past_the_argument_limit_reaches_a_cli_that_takes_it_as_an_argument(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    """Window 1 leaves a 200 KiB progress file (the policy lets the prompt hold that much);
+    window 2's prompt, passed as an argument (``{prompt}``), is cut to fit (oldest progress
+    first) and the CLI starts with it."""
+    from runner.cli_agent import PROMPT_ARG_MAX
+
+    policy = GATES.replace("windows = 1", "windows = 2\nwall_seconds = 24")  # 12 s a window
+    policy += "\n[progress]\nmax_bytes = 262144\n"  # the window's prompt gets all of it
+    agent = (
+        "sh -c 'if [ -s .corral/progress.md ]; then "
+        'echo ARG_BYTES=$(printf %s "$1" | wc -c); echo CUT=$(printf %s "$1" | grep -c "bytes cut"); '
+        'echo TAIL=$(printf %s "$1" | tail -c 60 | tr -d "\\n"); ' + FIX.replace("'", '"') + "; "
+        'else mkdir -p .corral && python3 -c "print(\\"note \\" * 40960)" > .corral/progress.md'
+        " && sleep 60; fi' _ {prompt}"
+    )
+    with ScriptedModelServer([]) as server:
+        result = run_cli(project, corral_home, server, policy, "--agent", "cli:custom",
+                         "--agent-cmd", agent)  # fmt: skip
+    assert result["status"] == "ready_for_review", result
+    assert result["attempts"][0]["windows"] == 2
+    log = _artifact(corral_home, result["run_id"], "attempt-1/window-2/agent.log")
+    size = int(log.split("ARG_BYTES=")[1].split()[0])
+    assert PROMPT_ARG_MAX - 1024 < size <= PROMPT_ARG_MAX, log  # cut to fit, not dropped
+    assert "CUT=1" in log and "runs the gates on your change." in log, log  # the end survived
+    progress = _artifact(corral_home, result["run_id"], "attempt-1/window-1/progress.md")
+    assert len(progress) > 200 * 1024  # the file itself is whole; only the argument was cut
