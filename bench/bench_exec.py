@@ -9,6 +9,9 @@ Prints medians and ratios (never absolute thresholds):
   ``docker run -d`` + ``docker exec`` (CLI);
 * teardown: ``Sandbox.close()`` vs ``docker rm -f``.
 
+The paths are sampled side by side (round-robin, lifecycles alternated), so a machine
+shared with other work slows all of them alike; the ratios are what to read.
+
 Usage: ``.venv/bin/python bench/bench_exec.py [--n 200] [--lifecycles 10] [--image IMG]``.
 Exit code 1 when the latency target is missed, so CI can run it as a check.
 """
@@ -29,15 +32,20 @@ from sandbox.spec import SandboxSpec
 TARGET_CLI_RATIO = 15.0
 
 
-def _median_s(fn: Callable[[], object], n: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
+def _interleaved(paths: dict[str, tuple[Callable[[], object], int]], n: int) -> dict[str, float]:
+    """Median seconds per path. Round ``i`` times every path whose ``every`` divides ``i``, so
+    all paths are sampled side by side under the same machine load (others share the cores)."""
+    for fn, _ in paths.values():
+        for _ in range(3):  # warm-up
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    for i in range(n):
+        for name, (fn, every) in paths.items():
+            if i % every == 0:
+                t = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t)
+    return {name: statistics.median(xs) for name, xs in samples.items()}
 
 
 def _cli(*args: str) -> str:
@@ -51,6 +59,8 @@ def main() -> int:
     ap.add_argument("--image", help="image to use (default: the sandbox image, built if needed)")
     ap.add_argument("--runtime", default="runc", choices=["runc", "runsc"])
     args = ap.parse_args()
+    if args.n < 4 or args.lifecycles < 1:
+        ap.error("use --n >= 4 and --lifecycles >= 1")
 
     client = connect()
     if args.image:
@@ -80,10 +90,13 @@ def main() -> int:
         def cli_exec() -> None:
             subprocess.run(["docker", "exec", cid, "/bin/true"], check=True)
 
-        corral = _median_s(corral_exec, args.n)
-        sdk = _median_s(sdk_exec, max(args.n // 4, 20))
-        lean = _median_s(sdk_exec_lean, max(args.n // 4, 20))
-        cli = _median_s(cli_exec, max(args.n // 4, 20))
+        slow = 4  # the one-shot paths are sampled every fourth round: n/4 samples each
+        medians = _interleaved(
+            {"corral": (corral_exec, 1), "sdk": (sdk_exec, slow), "lean": (sdk_exec_lean, slow),
+             "cli": (cli_exec, slow)},
+            args.n,
+        )  # fmt: skip
+        corral, sdk, lean, cli = (medians[k] for k in ("corral", "sdk", "lean", "cli"))
 
     def corral_lifecycle() -> tuple[float, float]:
         t = time.perf_counter()
@@ -114,8 +127,10 @@ def main() -> int:
         _cli("rm", "-f", cid)
         return started, time.perf_counter() - t
 
-    ours = [corral_lifecycle() for _ in range(args.lifecycles)]
-    theirs = [docker_lifecycle() for _ in range(args.lifecycles)]
+    ours, theirs = [], []
+    for _ in range(args.lifecycles):  # alternated, so both see the same load
+        ours.append(corral_lifecycle())
+        theirs.append(docker_lifecycle())
     c_start = statistics.median(s for s, _ in ours)
     c_stop = statistics.median(s for _, s in ours)
     d_start = statistics.median(s for s, _ in theirs)

@@ -1,18 +1,35 @@
 """Runner overhead per attempt, as a ratio to the floor measured in the same run.
 
-floor:   per attempt, what any sandboxed attempt costs: Workspace.create + sandbox
-         start + one command + close + harvest + remove.
-runner:  a whole `corral run` of ATTEMPTS attempts, divided by ATTEMPTS. The scripted
-         agent runs the same one command and finishes without a change, so every
-         attempt fails and the next one starts; there are no gates. What is measured
-         is the runner's own work per attempt: run record, policy, journal, hash-chained
-         events, read-only mounts, scope check after the command, progress snapshot,
-         harvest, judge, rollback -- with run-wide costs shared by the attempts as in a
-         real run. Same repository, same image.
+Both sides do the same sandboxed work for N attempts on the same repository and image:
+each attempt starts a container on the worktree, runs the agent's actions (one command
+and one file write), closes the container, harvests the tree, and runs one trivial gate
+in a fresh container; attempts 2..N start with a rollback to base.
 
-Prints medians over N rounds and the ratio runner / floor (target <= 1.1).
+floor:   that work and nothing else, through the sandbox library directly:
+         (Workspace.create + N x (start, actions, close, harvest, gate) + (N-1) x rollback
+         + Workspace.remove) / N.
+runner:  a whole ``corral run`` (``runner.service.start_run``) of N attempts with the
+         scripted agent, plus removing its worktree, divided by N. Its extra work is the
+         runner's overhead: run record, policy, journal, hash-chained events, read-only
+         mounts, per-step scope check, progress snapshots, judging, the gate tree
+         (compose + export), gate logs, and the baseline gate at base (one more gate
+         container per run, shared by the N attempts).
 
-    .venv/bin/python bench/bench_overhead.py [--rounds 9] [--files 200]
+The gate is ``! grep -q bench-change src/f0.py``: it passes at base and fails on every
+candidate (the agent writes that text), so each attempt fails and the next one starts
+(a gate that passes would end the run after attempt 1; one that fails at base too is not
+blamed by corral and passes). The floor's gate is the same command, run with
+``exec_once`` in a fresh container on the read-only tree, as ``runner.gates`` does.
+
+The runner's time is split by probes on the same library calls (worktree, sandbox start
+and close, actions, harvest, gate containers, rollback) and on its own work: the gate
+tree (``Workspace.compose`` + ``export`` + removing it), the event log
+(``RunStore.append``) and artifacts (``RunStore.write_artifact``); ``rest`` is the remainder.
+
+Prints medians over the rounds (floor and runner alternate; the first round warms caches
+and is dropped), the parts of both sides per attempt, and the ratio (target <= 1.1).
+
+    .venv/bin/python bench/bench_overhead.py [--rounds 5] [--files 200] [--attempts 3]
 """
 
 from __future__ import annotations
@@ -22,12 +39,17 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.gitfixtures
 
+import runner.loop
+from bench.probes import Clock, patched
 from runner.service import RunRequest, start_run
-from sandbox.docker_backend import DockerBackend
+from runner.store import RunStore
+from sandbox.docker_backend import DockerBackend, DockerSandbox
 from sandbox.engine import connect
 from sandbox.harvest import harvest
 from sandbox.images import ensure_sandbox_image
@@ -35,69 +57,134 @@ from sandbox.spec import Mount, SandboxSpec
 from sandbox.workspace import Workspace
 from tests.gitfixtures import make_repo
 
-SCRIPT = """
+TARGET = 1.1
+COMMAND = "cat src/f0.py > /dev/null"
+CHANGE = "X0 = 'bench-change'\n"
+GATE = "! grep -q bench-change src/f0.py"
+PARTS = ("worktree", "sandbox", "actions", "harvest", "gate", "rollback")
+RUNNER_PARTS = ("gate tree", "event log", "artifacts")  # the runner's own work, by part
+SCRIPT = f"""
 [[attempt]]
 [[attempt.window]]
-actions = [{ run = "cat src/f0.py > /dev/null" }, { finish = "nothing to change" }]
+actions = [{{ run = "{COMMAND}" }}, {{ write = "src/f0.py", content = "{CHANGE.strip()}\\n" }},
+           {{ finish = "changed f0" }}]
+"""
+POLICY = f"""
+[budgets]
+attempts = {{attempts}}
+repeated_strategy = 100
+
+[[gates]]
+name = "check"
+command = "{GATE}"
 """
 
 
+def probed(clock: Clock) -> AbstractContextManager[None]:
+    """Time the runner's calls into the sandbox library by part (class attributes, restored)."""
+    parts: list[tuple[Any, str, str]] = [
+        (Workspace, "create", "worktree"), (Workspace, "remove", "worktree"),
+        (Workspace, "rollback", "rollback"), (DockerBackend, "start", "sandbox"),
+        (DockerSandbox, "close", "sandbox"), (DockerSandbox, "exec", "actions"),
+        (DockerSandbox, "write_file", "actions"), (runner.loop, "harvest", "harvest"),
+        (runner.loop, "run_gate", "gate"), (Workspace, "compose", "gate tree"),
+        (Workspace, "export", "gate tree"), (runner.loop, "clean_dir", "gate tree"),
+        (RunStore, "append", "event log"), (RunStore, "write_artifact", "artifacts"),
+    ]  # fmt: skip
+    return patched([(obj, name, clock.wrap(part, getattr(obj, name))) for obj, name, part in parts])
+
+
+def floor_attempts(
+    backend: DockerBackend, image: str, repo: Path, home: Path, run_id: str, n: int
+) -> Clock:
+    """The floor: the same sandboxed work as ``n`` attempts of the runner, nothing else."""
+    clock = Clock()
+    with clock.part("worktree"):
+        ws = Workspace.create(repo, "HEAD", run_id, home)
+    spec = SandboxSpec(image=image, workspace=str(ws.path), run_id=run_id, owner_home=str(home),
+                       mounts=(Mount(source=str(ws.path / ".git"), target="/workspace/.git"),))  # fmt: skip
+    gate_spec = spec.model_copy(update={"workspace_read_only": True, "mounts": ()})
+    for attempt in range(1, n + 1):
+        if attempt > 1:
+            with clock.part("rollback"):
+                ws.rollback(ws.base)
+        with clock.part("sandbox"):
+            sb = backend.start(spec)
+        with clock.part("actions"):
+            sb.exec(COMMAND)
+            sb.write_file("src/f0.py", CHANGE)
+        with clock.part("sandbox"):
+            sb.close()
+        with clock.part("harvest"):
+            h = harvest(ws, label=f"attempt-{attempt}")
+        assert [c.path for c in h.changes] == ["src/f0.py"], h.changes
+        with clock.part("gate"):
+            gate = backend.start(gate_spec)
+            try:
+                assert gate.exec_once(GATE, timeout=60).exit_code == 1
+            finally:
+                gate.close()
+    with clock.part("worktree"):
+        ws.remove()
+    return clock
+
+
+def runner_attempts(root: Path, repo: Path, image: str, home: Path, run_id: str, n: int) -> Clock:
+    """A whole ``corral run`` of ``n`` attempts (and removing its worktree), by part."""
+    clock = Clock()
+    req = RunRequest(repo=repo, bug=root / "bug.md", policy=str(root / "policy.toml"),
+                     script=root / "script.toml", image=image, run_id=run_id)  # fmt: skip
+    with probed(clock):
+        result = start_run(home, req)
+        Workspace.open(home, run_id).remove()
+    assert len(result.attempts) == n, result
+    assert all(a.gates == {"check": False} for a in result.attempts), result.attempts
+    return clock
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=9)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--attempts", type=int, default=3)
     args = ap.parse_args()
+    if args.rounds < 1 or not 1 <= args.attempts <= 100 or args.files < 1:
+        ap.error("use --rounds >= 1, --attempts 1..100 and --files >= 1")
     client = connect()
     image = ensure_sandbox_image(client)
     backend = DockerBackend(client)
     root = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     files = {f"src/f{i}.py": f"X{i} = {i}\n" * 20 for i in range(args.files)}
-    files["tests/test_x.py"] = "def test_x():\n    assert True\n"
     repo = make_repo(root / "repo", files)
     (root / "bug.md").write_text("# bench\n")
     (root / "script.toml").write_text(SCRIPT)
-    (root / "policy.toml").write_text(
-        f"[budgets]\nattempts = {args.attempts}\nrepeated_strategy = 100\n"
-    )
-    floor, runner = [], []
+    (root / "policy.toml").write_text(POLICY.format(attempts=args.attempts))
+    n = args.attempts
+    floor: list[tuple[float, Clock]] = []
+    runs: list[tuple[float, Clock]] = []
     for i in range(args.rounds + 1):  # the first round warms caches and is dropped
         home = root / f"home-{i}"
         t0 = time.perf_counter()
-        ws = Workspace.create(repo, "HEAD", f"floor-{i}", home)
-        spec = SandboxSpec(
-            image=image,
-            workspace=str(ws.path),
-            mounts=(Mount(source=str(ws.path / ".git"), target="/workspace/.git"),),
-            run_id=f"floor-{i}",
-        )
-        sb = backend.start(spec)
-        sb.exec("cat src/f0.py > /dev/null")
-        sb.close()
-        harvest(ws, label="a1")
-        ws.remove()
+        f = floor_attempts(backend, image, repo, home, f"floor-{i}", n)
         t1 = time.perf_counter()
-        req = RunRequest(
-            repo=repo,
-            bug=root / "bug.md",
-            policy=str(root / "policy.toml"),
-            script=root / "script.toml",
-            image=image,
-            run_id=f"run-{i}",
-        )
-        result = start_run(home, req)
-        Workspace.open(home, f"run-{i}").remove()
+        r = runner_attempts(root, repo, image, home, f"run-{i}", n)
         t2 = time.perf_counter()
-        assert len(result.attempts) == args.attempts, result
         if i:
-            floor.append(t1 - t0)
-            runner.append((t2 - t1) / args.attempts)
-    f, r = statistics.median(floor), statistics.median(runner)
-    print(f"repository: {args.files} files   rounds: {args.rounds}   attempts/run: {args.attempts}")
-    print(f"  floor  (worktree + container + command + harvest)  {f * 1000:8.1f} ms per attempt")
-    print(f"  runner (whole run / attempts, no gates)            {r * 1000:8.1f} ms per attempt")
-    verdict = "PASS" if r / f <= 1.1 else "MISS"
-    print(f"result: {verdict} runner overhead ratio = {r / f:.2f} (target <= 1.1)")
+            floor.append(((t1 - t0) / n, f))
+            runs.append(((t2 - t1) / n, r))
+    fl = statistics.median(t for t, _ in floor)
+    rn = statistics.median(t for t, _ in runs)
+    print(f"repository: {args.files} files   rounds: {args.rounds}   attempts/run: {n}   "
+          f"gate: {GATE!r}")  # fmt: skip
+    cols = (*PARTS, *RUNNER_PARTS, "rest")
+    print(f"  {'per attempt (median ms)':<24}" + "".join(f"{p:>10}" for p in (*cols, "total")))
+    for label, total, rows in (("floor", fl, floor), ("runner (corral run)", rn, runs)):
+        cells = [statistics.median(c.parts[p] for _, c in rows) / n for p in cols[:-1]]
+        rest = statistics.median(t - sum(c.parts.values()) / n for t, c in rows)
+        print(f"  {label:<24}" + "".join(f"{x * 1000:10.1f}" for x in (*cells, rest, total)))
+    verdict = "PASS" if rn / fl <= TARGET else "MISS"
+    print(f"result: {verdict} runner / floor per attempt = {rn / fl:.2f} (target <= {TARGET}); "
+          f"runner overhead {(rn - fl) * 1000:.0f} ms per attempt")  # fmt: skip
 
 
 if __name__ == "__main__":
