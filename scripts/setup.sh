@@ -49,9 +49,9 @@ step "corral doctor --fix"
 .venv/bin/corral doctor --fix
 
 # The agent images the tests run real agent CLIs in (mini-swe-agent and aider from PyPI, Claude
-# Code from npm, through the CA bundle): built once here, cached by content hash, so a second
-# setup does no work.
-for agent in mini-swe-agent aider claude-code; do
+# Code and Codex from npm, through the CA bundle): built once here, cached by content hash, so a
+# second setup does no work.
+for agent in mini-swe-agent aider claude-code codex; do
   step "corral image build --agent $agent"
   .venv/bin/corral image build --agent "$agent"
 done

@@ -4,6 +4,9 @@ Every request that offers a shell tool (``exec_command``, ``shell_command`` or
 ``shell``, whichever the client declares) gets the next scripted command as a
 ``function_call`` output item with that tool's argument shape; everything else
 (and a request once the script is used up) gets the assistant text ``Done.``.
+A script entry may instead be a function of the request body returning
+``(tool name, arguments)``: any call, built from what the client sent so far
+(Codex's ``write_stdin`` needs the session id its last tool output named).
 ``stream: true`` is answered with the API's server-sent events
 (``response.created``, ``response.output_item.added``/``done``,
 ``response.output_text.delta`` for text, ``response.completed`` carrying the
@@ -16,12 +19,15 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 #: What one scripted response reports (the gateway's count is checked against it).
 INPUT_TOKENS, OUTPUT_TOKENS = 100, 20
 SHELL_TOOLS = ("exec_command", "shell_command", "shell")
+#: A scripted call built from the request: ``(tool name, arguments)``.
+Call = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
 
 
 def shell_arguments(tool: str, command: str) -> dict[str, Any]:
@@ -36,7 +42,7 @@ def shell_arguments(tool: str, command: str) -> dict[str, Any]:
 class ScriptedResponses:
     """Serve ``commands`` as shell function calls on ``127.0.0.1``; use as a context manager."""
 
-    def __init__(self, commands: list[str], *, model: str = "scripted-model") -> None:
+    def __init__(self, commands: list[str | Call], *, model: str = "scripted-model") -> None:
         self.commands = list(commands)
         self.model = model
         self.requests: list[tuple[str, dict[str, str], Any]] = []
@@ -109,12 +115,14 @@ class ScriptedResponses:
         with self._lock:
             self._count += 1
             n = self._count
-            command = self.commands.pop(0) if tool is not None and self.commands else None
+            entry = self.commands.pop(0) if tool is not None and self.commands else None
         item: dict[str, Any]
-        if command is not None and tool is not None:
+        if entry is not None and tool is not None:
+            name, args = (
+                (tool, shell_arguments(tool, entry)) if isinstance(entry, str) else entry(body)
+            )
             item = {"type": "function_call", "id": f"fc_{n}", "call_id": f"call_{n}",
-                    "name": tool, "arguments": json.dumps(shell_arguments(tool, command)),
-                    "status": "completed"}  # fmt: skip
+                    "name": name, "arguments": json.dumps(args), "status": "completed"}  # fmt: skip
         else:
             item = {"type": "message", "id": f"msg_{n}", "role": "assistant",
                     "status": "completed",

@@ -8,6 +8,7 @@ API on loopback), reached only through the gateway's socket and the forwarder.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from runner.cli_agent import CliAgent
 from runner.gateway import Upstream
 from runner.gateway_usage import UsageMeter
 from runner.store import RunStore
-from tests.responses_server import INPUT_TOKENS, OUTPUT_TOKENS, ScriptedResponses, _events
+from tests.responses_server import INPUT_TOKENS, OUTPUT_TOKENS, Call, ScriptedResponses, _events
 from tests.test_cli_agent import FIX, GATES, KEY_PATTERN, _artifact, _gateway_requests, agent_image
 from tests.test_corral_agent import KEY, project, run_corral
 from tests.test_gateway import Rig, rig
@@ -183,3 +184,49 @@ def test_codex_fixes_the_bug_through_the_gateway_with_its_commands_checked(
     assert (record.tokens, record.agent) == (4 * PER_CALL, "cli:codex"), record
     assert store.verify(run_id).ok and KEY not in store.log_path(run_id).read_text()
     assert "exit 0" in _artifact(corral_home, run_id, "attempt-1/window-1/agent.log")
+
+
+def _typed(text: str) -> Call:
+    """A ``write_stdin`` call typing ``text`` into the session the last tool output named."""
+
+    def call(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        last = json.dumps(body["input"][-1])
+        found = re.search(r"session ID (\d+)", last)
+        assert found, last  # the interactive process is still running
+        return "write_stdin", {"session_id": int(found[1]), "chars": text, "yield_time_ms": 2000}
+
+    return call
+
+
+def _interactive(cmd: str) -> Call:
+    return lambda body: ("exec_command", {"cmd": cmd, "tty": True, "yield_time_ms": 2000})
+
+
+@pytest.mark.docker
+def test_codex_input_typed_into_a_running_process_is_not_seen_by_the_hook(
+    project: Path, corral_home: Path, agent_image: Callable[[str], str]
+) -> None:
+    """The documented limit of Codex's hook: it sees each command Codex starts, not what the
+    model then types into it (``write_stdin``). A shell reading stdin is denied by the
+    validator; an interpreter is not, and what is typed into it runs unchecked."""
+    agent_image("codex")
+    policy = GATES + '\n[commands]\ndeny = ["touch"]\n'
+    script: list[str | Call] = [
+        "touch denied.txt",
+        _interactive("bash"),
+        _interactive("python3 -i"),
+        _typed("import os; os.system('touch typed.txt')\nexit()\n"),
+        FIX,
+    ]
+    with ScriptedResponses(script) as server:
+        result = run_codex(project, corral_home, server, policy)
+    assert result["status"] == "ready_for_review", result
+    hooks = [
+        e.data for e in RunStore(corral_home).events(result["run_id"]) if e.type == "command_hook"
+    ]
+    assert [(h["command"], h["decision"]) for h in hooks] == [
+        ("touch denied.txt", "deny"), ("bash", "deny"), ("python3 -i", "allow"), (FIX, "allow"),
+    ]  # fmt: skip
+    assert "shell reading its script from a pipe or stdin" in hooks[1]["reason"]
+    # what was typed ran, unchecked; the scope check, the patch review and the gates still hold
+    assert result["attempts"][0]["changed_files"] == ["src/calc.py", "typed.txt"], result
