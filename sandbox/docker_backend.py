@@ -52,6 +52,7 @@ from sandbox.shell import (
     STDERR,
     FrameStream,
     PersistentShell,
+    ShellEnded,
     build_script,
 )
 from sandbox.spec import SANDBOX_HOME, SandboxSpec
@@ -68,6 +69,9 @@ LABEL_HOME = "corral.home"
 #: How often ``close`` tries to remove a container, and the pause before a retry (x try number).
 REMOVE_ATTEMPTS = 3
 REMOVE_BACKOFF_S = 0.5
+
+#: ``exit_code`` of a command that ended the persistent shell (as if killed by SIGKILL).
+SHELL_ENDED_EXIT = 137
 
 #: Largest file ``read_file`` returns (bytes).
 MAX_READ_BYTES = 64 * 1024 * 1024
@@ -283,6 +287,15 @@ class DockerSandbox:
                     timeout=timeout,
                     env=env,
                     output_limit=output_limit,
+                )
+            except ShellEnded as ended:  # the command's own doing while the container runs on
+                self._reopen_or_raise()
+                note = "[corral] the command ended the sandbox's shell; a new one was started\n"
+                return ExecResult(
+                    exit_code=SHELL_ENDED_EXIT,
+                    stdout=ended.stdout,
+                    stderr=ended.stderr + note,
+                    duration_s=ended.duration_s,
                 )
             except SandboxError:
                 self._reopen_or_raise()

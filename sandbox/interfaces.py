@@ -75,7 +75,9 @@ class Sandbox(Protocol):
 
         Raises ``SandboxClosed`` after ``close()``; ``SandboxError`` when the
         sandbox itself is gone (container removed, engine down). Never raises
-        for the command's own failure.
+        for the command's own failure: a command that kills the persistent
+        shell itself is a result (exit 137, a note on stderr) and the next
+        command gets a new shell.
         """
         ...
 

@@ -94,6 +94,17 @@ def build_script(cmd: Command, cwd: str, env: Mapping[str, str] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+class ShellEnded(SandboxError):
+    """The persistent shell ended during a command (the command killed it, or the sandbox died).
+
+    Carries the output read so far; the backend restarts the shell and makes it a result.
+    """
+
+    def __init__(self, stdout: str, stderr: str, duration_s: float) -> None:
+        self.stdout, self.stderr, self.duration_s = stdout, stderr, duration_s
+        super().__init__("persistent shell ended unexpectedly (sandbox killed?)")
+
+
 class FrameStream:
     """Reads Docker's multiplexed attach stream (8-byte headers) from a socket."""
 
@@ -149,7 +160,8 @@ class PersistentShell:
         env: Mapping[str, str] | None = None,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
     ) -> ExecResult:
-        """Run one command. Raises ``SandboxError`` if the shell died (caller restarts it)."""
+        """Run one command. Raises ``ShellEnded`` if the shell died meanwhile, ``SandboxError``
+        if it was gone already or the command could not be killed (the caller restarts it)."""
         if self.broken:
             raise SandboxError("persistent shell is broken")
         script = build_script(cmd, cwd, env).encode()
@@ -178,7 +190,9 @@ class PersistentShell:
             frames = self.stream.read_frames(deadline)
             if self.stream.eof:
                 self.broken = True
-                raise SandboxError("persistent shell ended unexpectedly (sandbox killed?)")
+                out.add(bytes(raw_out))
+                err.add(bytes(raw_err))
+                raise ShellEnded(out.text(), err.text(), time.monotonic() - start)
             if not frames and time.monotonic() >= deadline:
                 if killed_by_host or pid is None:
                     self.broken = True

@@ -102,14 +102,25 @@ def check_timeout_kills_children(sb: Sandbox, ws: Path) -> None:
     r = sb.exec("sleep 60 & echo $! > child.pid; sleep 60", timeout=1)
     assert r.timed_out and r.exit_code in (124, 137)
     # a zombie awaiting its reaper counts as dead: read the state from /proc
-    alive = sb.exec(
-        "for i in $(seq 50); do s=$(cut -d' ' -f3 /proc/$(cat child.pid)/stat 2>/dev/null);"
-        ' [ -z "$s" ] || [ "$s" = Z ] && { echo dead; exit; }; sleep 0.1; done; echo alive'
-    )
-    assert alive.stdout.strip() == "dead"
+    assert sb.exec(_DEAD).stdout.strip() == "dead"
     assert sb.exec("echo still usable").stdout == "still usable\n"
-    once = sb.exec_once("sleep 60", timeout=1)
-    assert once.timed_out
+    once = sb.exec_once("sleep 60 & echo $! > once.pid; sleep 60", timeout=1)
+    assert once.timed_out and once.exit_code in (124, 137)
+    assert sb.exec(_DEAD.replace("child.pid", "once.pid")).stdout.strip() == "dead"
+
+
+#: Waits up to 5 s for the process in ``child.pid`` to end (a zombie counts as ended).
+_DEAD = (
+    "for i in $(seq 50); do s=$(cut -d' ' -f3 /proc/$(cat child.pid)/stat 2>/dev/null);"
+    ' [ -z "$s" ] || [ "$s" = Z ] && { echo dead; exit; }; sleep 0.1; done; echo alive'
+)
+
+
+@check
+def check_command_that_kills_its_shell_is_a_result(sb: Sandbox, ws: Path) -> None:
+    r = sb.exec("echo before; kill -KILL $$")  # $$: the shell the command was given
+    assert r.exit_code == 137 and not r.timed_out and r.stdout == "before\n"
+    assert sb.exec("echo after").stdout == "after\n"  # a new shell
 
 
 @check

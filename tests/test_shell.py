@@ -14,8 +14,10 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from sandbox.errors import SandboxError
@@ -39,6 +41,7 @@ class _LocalEngine:
             threading.Thread(target=self._pump_out, args=(self.proc.stderr, 2), daemon=True),
         ]
         self._send = threading.Lock()
+        self.killed: list[int] = []
         for t in self._threads:
             t.start()
 
@@ -57,6 +60,7 @@ class _LocalEngine:
                 self.peer.shutdown(socket.SHUT_WR)
 
     def kill_group(self, pid: int) -> None:
+        self.killed.append(pid)
         os.killpg(pid, signal.SIGKILL)
 
     def close(self) -> None:
@@ -67,11 +71,15 @@ class _LocalEngine:
 
 
 @pytest.fixture
-def shell(tmp_path: object) -> Iterator[PersistentShell]:
-    engine = _LocalEngine()
-    sh = PersistentShell(engine.host, engine.kill_group)
-    yield sh
-    engine.close()
+def engine() -> Iterator[_LocalEngine]:
+    e = _LocalEngine()
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def shell(engine: _LocalEngine) -> PersistentShell:
+    return PersistentShell(engine.host, engine.kill_group)
 
 
 def test_runs_commands_in_sequence_and_keeps_output_apart(shell: PersistentShell) -> None:
@@ -139,3 +147,53 @@ def test_build_script_quotes_everything() -> None:
         build_script("true", "/", {"BAD-NAME": "x"})
     with pytest.raises(ValueError):
         build_script([], "/", None)
+
+
+#: Kills every other child of the loop shell ($$): the command's own watchdog subshell.
+KILL_WATCHDOG = (
+    "for s in /proc/[0-9]*/stat; do read -r p _ _ pp _ < $s 2>/dev/null || continue;"
+    ' [ "$pp" = "$$" ] && [ "$p" != "$BASHPID" ] && kill -KILL $p; done; '
+)
+
+
+def test_when_the_in_sandbox_timeout_fails_the_host_kills_the_group(
+    shell: PersistentShell, engine: _LocalEngine
+) -> None:
+    r = shell.run(KILL_WATCHDOG + "sleep 30 & sleep 30", cwd="/", timeout=1)
+    assert len(engine.killed) == 1  # the host's out-of-band kill, after its own deadline
+    assert r.timed_out and r.exit_code == 137 and not shell.broken
+    assert _live_members(engine.killed[0]) == []  # the whole group, the background sleep too
+    assert shell.run("echo next", cwd="/", timeout=10).stdout == "next\n"
+
+
+def test_runaway_output_is_killed_long_before_its_timeout(
+    shell: PersistentShell, engine: _LocalEngine
+) -> None:
+    r = shell.run("yes", cwd="/", timeout=600, output_limit=1000)
+    assert len(engine.killed) == 1  # killed by the host once far past the cap, not by the timeout
+    assert r.truncated and len(r.stdout) == 1000 and r.exit_code == 137 and not r.timed_out
+    assert shell.run("echo next", cwd="/", timeout=10).stdout == "next\n"
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (a killed process waits for its reaper)."""
+    for _ in range(50):
+        live = [p.pid for p in psutil.process_iter() if _pgid(p) == pgid and _running(p)]
+        if not live:
+            return []
+        time.sleep(0.1)
+    return live
+
+
+def _pgid(p: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(p.pid)
+    except ProcessLookupError:
+        return None
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return bool(p.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
