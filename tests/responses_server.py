@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -42,8 +42,8 @@ def shell_arguments(tool: str, command: str) -> dict[str, Any]:
 class ScriptedResponses:
     """Serve ``commands`` as shell function calls on ``127.0.0.1``; use as a context manager."""
 
-    def __init__(self, commands: list[str | Call], *, model: str = "scripted-model") -> None:
-        self.commands = list(commands)
+    def __init__(self, commands: Sequence[str | Call], *, model: str = "scripted-model") -> None:
+        self.commands: list[str | Call] = list(commands)
         self.model = model
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self._lock = threading.Lock()
