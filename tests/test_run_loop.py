@@ -462,10 +462,10 @@ def test_an_engine_error_in_the_gates_fails_the_run_resumably(env: Env) -> None:
     broken = env.run(fix, run_id="engine")
     env.image = good
     assert broken.status == "failed" and broken.failure_domain == "runtime", broken
-    assert broken.exit_code == 1 and "baseline base: ImageError" in broken.reason
+    assert broken.exit_code == 1 and "baseline base: SandboxStartError" in broken.reason
     store = RunStore(env.home)
     assert resumable(store, "engine") and store.get("engine").status == "failed"
-    assert "ImageError" in store.artifact_path("engine", "runtime-error.log").read_text()
+    assert "SandboxStartError" in store.artifact_path("engine", "runtime-error.log").read_text()
     assert json.loads(json.dumps(broken.to_json()))["failure_domain"] == "runtime"
     _repair_image(env, "engine")
     done = resume_run(env.home, "engine")
