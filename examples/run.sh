@@ -3,7 +3,8 @@
 #   bash examples/run.sh [STORY] [corral run options...]
 # STORY is discount (passes first time), quoted-names (a rollback, a denied command, then a fix)
 # or weekend-due-date (never passes). Without options the story's scripted agent runs (no API
-# key); with --model/--base-url a real model works on the same bug instead.
+# key); with --model/--base-url a real model works on the same bug instead (the key from
+# $CORRAL_API_KEY or --api-key-file). Either way the run's review is the last thing shown.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -23,11 +24,7 @@ status=0
 "$corral" run --repo "$work/repo" --bug "$here/bugs/$story.md" --run-id "$run_id" "${agent[@]}" "$@" || status=$?
 [ "$status" -eq 2 ] && exit 2  # bad input: corral said why
 echo
-if "$corral" review --help >/dev/null 2>&1; then
-    "$corral" review "$run_id"
-else
-    "$corral" status "$run_id"
-fi
+"$corral" review "$run_id"
 echo
 echo "repository: $work/repo   run: $run_id"
 [ "$status" -eq 0 ] && echo "next: corral approve $run_id && corral merge $run_id"

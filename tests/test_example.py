@@ -20,17 +20,31 @@ pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_story(story: str, home: Path, tmp: Path) -> tuple[subprocess.CompletedProcess[str], str]:
-    env = {**os.environ, "CORRAL_HOME": str(home), "TMPDIR": str(tmp),
-           "CORRAL": str(Path(sys.executable).with_name("corral"))}  # fmt: skip
+def run_story(
+    story: str, home: Path, tmp: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    env = {**os.environ, **(env or {}), "CORRAL_HOME": str(home), "TMPDIR": str(tmp),
+           "COLUMNS": "200", "CORRAL": str(Path(sys.executable).with_name("corral"))}  # fmt: skip
     with mount_scratch_fs(worktrees_dir(home), size_mb=512):
         proc = subprocess.run(
-            ["bash", str(ROOT / "examples/run.sh"), story],
+            ["bash", str(ROOT / "examples/run.sh"), story, *args],
             env=env, capture_output=True, text=True, timeout=900, check=False,
         )  # fmt: skip
     runs = RunStore(home).list_runs()
     assert len(runs) == 1, proc.stdout + proc.stderr
     return proc, runs[0].run_id
+
+
+def review_on_screen(stdout: str, run_id: str) -> str:
+    """The part of run.sh's output that ``corral review`` printed; asserts it is all there."""
+    start = stdout.find(f"run {run_id}")
+    assert start != -1, stdout
+    review = stdout[start:]
+    for marker in ("status", "event log", "intact", "gates", "run on", "baseline", "attempts",
+                   "blocked and reverted", "trajectory:"):  # fmt: skip
+        assert marker in review, (marker, stdout)
+    assert "repository: " in review and f"run: {run_id}" in review  # run.sh's own last lines
+    return review
 
 
 def test_story_1_passes_on_the_first_attempt_and_ends_with_the_review(
@@ -63,7 +77,11 @@ def test_story_2_rolls_back_a_protected_edit_denies_a_command_then_fixes(
     assert len(second["denied"]) == 1 and "curl" in second["denied"][0]
     denied = [e.data for e in store.events(run_id) if e.type == "command_denied"]
     assert len(denied) == 1 and "curl" in denied[0]["command"]
-    assert "conftest.py" in proc.stdout and f"corral approve {run_id}" in proc.stdout  # the review
+    review = review_on_screen(proc.stdout, run_id)
+    assert "candidate diff" in review and "src/invoicer/lines.py  [writable]" in review
+    assert "+import csv" in review  # the diff itself
+    assert "conftest.py" in review and "curl" in review  # blocked and reverted, denied
+    assert f"corral approve {run_id}" in proc.stdout
     assert store.verify(run_id).ok
 
 
@@ -77,8 +95,51 @@ def test_story_3_never_passes_and_ends_failed_with_a_clear_reason(
     assert rec.reason and rec.reason.startswith("no attempt passed (2 attempts)")
     assert "gate typecheck failed" in rec.reason
     ends = [e.data for e in RunStore(corral_home).events(run_id) if e.type == "attempt_end"]
-    assert "passed at base now fail" in ends[0]["reason"]
+    assert "gate tests failed" in ends[0]["reason"] and "now fail" in ends[0]["reason"]
     assert not RunStore(corral_home).artifact_path(run_id, "candidate.diff").exists()
+    review = review_on_screen(proc.stdout, run_id)
+    assert "failed (model)" in review
+    assert "no attempt passed (2 attempts)" in " ".join(review.split())
+    assert "gate typecheck failed" in " ".join(review.split())
+    assert "diff of the last attempt (attempt-2/patch.diff; not a candidate)" in review
+
+
+def test_readme_second_line_a_model_endpoint_fixes_story_2_and_ends_with_the_review(
+    tmp_path: Path, corral_home: Path, docker_client: Any, sandbox_image: str
+) -> None:
+    """``examples/run.sh quoted-names --model M --base-url http://127.0.0.1:PORT/v1`` with
+    ``CORRAL_API_KEY`` set, against the scripted loopback model server (a model that fixes it)."""
+    import tomllib
+
+    from runner.modelserver import ScriptedModelServer, ScriptedReply, ToolCall
+
+    story = tomllib.loads((ROOT / "examples/agents/quoted-names.toml").read_text())
+    fix = next(a for a in story["attempt"][1]["window"][0]["actions"] if "write" in a)
+    pytest_cmd = "python3 -m pytest -q -p no:cacheprovider tests/test_lines.py"
+    script = [
+        ToolCall("read_file", {"path": "src/invoicer/lines.py"}),
+        ToolCall("write_file", {"path": fix["write"], "content": fix["content"]}),
+        ToolCall("bash", {"command": pytest_cmd}),
+        ToolCall("finish", {"summary": "parse_line reads the record with csv.reader"}),
+    ]
+    key = "sk-example-0123456789"
+    with ScriptedModelServer([ScriptedReply(tool_calls=[c]) for c in script]) as server:
+        url = server.base_url
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        proc, run_id = run_story(
+            "quoted-names", corral_home, tmp_path, "--model", "scripted-model",
+            "--base-url", url, env={"CORRAL_API_KEY": key},
+        )  # fmt: skip
+        served = server.served
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert served == len(script)
+    rec = RunStore(corral_home).get(run_id)
+    assert rec.status == "ready_for_review" and rec.agent == "corral"
+    assert rec.model == "scripted-model" and rec.attempts_done == 1
+    review = review_on_screen(proc.stdout, run_id)
+    assert "model scripted-model" in review and "+import csv" in review
+    assert f"corral approve {run_id}" in proc.stdout
+    assert key not in proc.stdout + proc.stderr
 
 
 def test_setup_refuses_a_non_empty_directory(tmp_path: Path) -> None:
