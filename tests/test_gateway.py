@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import psutil
 import pytest
 
 from runner import gateway_usage
@@ -951,6 +952,22 @@ def gateway_dir(tmp_path: Path) -> Path:
     return d
 
 
+def _bridge_address(docker_client: Any) -> str:
+    """The host's own address on Docker's default bridge (what a container would reach the host by).
+
+    The engine reports it as the IPAM ``Gateway`` only when it was configured explicitly; a fresh
+    dockerd lists just the subnet, so the bridge interface's address is read from the host.
+    """
+    attrs = docker_client.networks.get("bridge").attrs
+    gateway = (attrs["IPAM"]["Config"] or [{}])[0].get("Gateway")
+    if gateway:
+        return str(gateway)
+    name = (attrs.get("Options") or {}).get("com.docker.network.bridge.name", "docker0")
+    addresses = [a.address for a in psutil.net_if_addrs().get(name, []) if a.family == socket.AF_INET]
+    assert addresses, f"no IPv4 address on the bridge interface {name}"
+    return addresses[0]
+
+
 @pytest.mark.docker
 @pytest.mark.parametrize("runtime", ["runc", "runsc"])
 def test_in_the_sandbox_the_forwarder_reaches_the_model_and_nothing_else(
@@ -962,7 +979,7 @@ def test_in_the_sandbox_the_forwarder_reaches_the_model_and_nothing_else(
     assert problem is None, problem
     events = Events()
     host_listener = socket.create_server(("0.0.0.0", 0))  # on every host address, bridge included
-    bridge = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    bridge = _bridge_address(docker_client)
     with ScriptedModelServer([ScriptedReply(content="from the host")]) as srv:
         gw = Gateway(gateway_dir / "gw.sock", [Upstream(srv.base_url, KEY)], on_event=events,
                      max_tokens=None, max_cost_usd=None)  # fmt: skip
