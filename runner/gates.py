@@ -98,7 +98,10 @@ def run_gate(
     run gets a private directory inside it, removed once the container is gone;
     afterwards ``out_dir/<gate>.xml`` holds the accepted junit report of the
     first run, or nothing when there was none the runner accepts.
-    Raises ``SandboxError`` only when the sandbox cannot run at all.
+    Raises ``SandboxError`` only when the sandbox cannot run at all, and
+    ``SandboxNotRemoved`` (a ``SandboxError``) when its container outlives
+    ``close``: the runner then ends the run as ``runtime`` (resumable) rather
+    than trust a verdict while a gate process may still run.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     accepted = out_dir / f"{gate.name}.xml"

@@ -197,7 +197,11 @@ class Runner:
                 reason=result.reason,
                 attempts_done=len(self.reports),
             )
-            self.emit("run_end", {"status": result.status, "reason": result.reason})
+            end: dict[str, Any] = {"status": result.status, "reason": result.reason}
+            if result.patch_path is not None:  # what a reviewer approves is this exact patch
+                patch = Path(result.patch_path).read_bytes()
+                end["candidate_sha256"] = hashlib.sha256(patch).hexdigest()
+            self.emit("run_end", end)
             return result
 
     def _budget_changed(self) -> None:
@@ -384,6 +388,9 @@ class Runner:
                         allow_symlinks=self.policy.scope.allow_symlinks)  # fmt: skip
         except (SandboxNotRemoved, EngineUnavailable) as exc:  # it may still write: not read
             report.failure_domain, report.reason = "runtime", f"tree not harvested: {exc}"
+            # no rollback and no next attempt while a container may still write into the tree;
+            # `corral gc` or `corral resume` removes it once the engine lets go of it
+            self._stop = RunStopped("failed", "runtime", report.reason)
             return report
         report.commit = h.commit
         report.changed_files = [c.path for c in h.changes]

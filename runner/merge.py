@@ -92,9 +92,16 @@ def review_decision(
     digest = (
         _digest(_candidate(store, run_id, rec)) if status == "approved" else _stored(store, run_id)
     )
-    if rec.status == status and (
-        status == "rejected" or _approved_digest(store.events(run_id)) == digest
-    ):
+    events = store.events(run_id)
+    end = _last(events, "run_end")
+    ended = end.data.get("candidate_sha256") if end is not None else None
+    if status == "approved" and ended is not None and ended != digest:
+        raise MergeRefused(
+            f"run {run_id}'s candidate.diff (sha256 {str(digest)[:12]}) is not the patch the run "
+            f"ended with ({str(ended)[:12]}): nothing approved; `corral verify {run_id}` and the "
+            "run folder show what changed"
+        )
+    if rec.status == status and (status == "rejected" or _approved_digest(events) == digest):
         raise MergeRefused(f"run {run_id} is already {status}")
     store.append(
         run_id,

@@ -8,6 +8,7 @@ of a change to it (never committed: the tree is reset afterwards).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Mapping
@@ -56,7 +57,10 @@ def stored_run(
         run_id, status=status, reason=reason, failure_domain=failure_domain,
         attempts_done=len(attempts),
     )  # fmt: skip
-    store.append(run_id, "run_end", {"status": status, "reason": reason})
+    end: dict[str, object] = {"status": status, "reason": reason}
+    if candidate is not None:  # as the runner records it: what the gates verified
+        end["candidate_sha256"] = hashlib.sha256(candidate).hexdigest()
+    store.append(run_id, "run_end", end)
     return store
 
 

@@ -375,13 +375,16 @@ def test_an_approval_holds_only_for_the_candidate_reviewed(
     _one_error_line(refused, "is not the patch that was approved", "corral approve r1")
     assert len(refused.output.strip().splitlines()) == 1
     assert git(repo, "rev-parse", "HEAD") == head and (repo / "README.md").is_file()
-    # Approving what it is now (after reviewing it again) is allowed, and that merges.
-    assert runner.invoke(app, ["approve", "r1"]).exit_code == 0
+    # Nor can the edited candidate be approved: it is not what the run's gates verified.
+    not_verified = runner.invoke(app, ["approve", "r1"])
+    _one_error_line(not_verified, "is not the patch the run ended with", "corral verify r1")
+    # Put back, the reviewed candidate merges, and approving it twice records nothing new.
+    store.artifact_path("r1", "candidate.diff").write_bytes(patch)
     again = runner.invoke(app, ["approve", "r1"])
-    _one_error_line(again, "already approved")  # the same candidate twice: nothing new
+    _one_error_line(again, "already approved")
     merged = runner.invoke(app, ["merge", "r1"])
     assert merged.exit_code == 0, merged.output
-    assert "RATE = 99" in (repo / "src/invoicer/tax.py").read_text()
+    assert "RATE = 20" in (repo / "src/invoicer/tax.py").read_text()
     assert store.verify("r1").ok
 
 

@@ -106,7 +106,7 @@ def test_an_attempt_whose_container_survives_fails_as_runtime_unread(
 
     repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
     (tmp_path / "bug.md").write_text("# x should be 2\n")
-    (tmp_path / "policy.toml").write_text("[budgets]\nattempts = 1\n")
+    (tmp_path / "policy.toml").write_text("[budgets]\nattempts = 2\n")
     (tmp_path / "script.toml").write_text(
         '[[attempt]]\n[[attempt.window]]\nactions = [\n  { write = "a.py", content = "x = 2\\n" },\n'
         '  { finish = "done" },\n]\n'
@@ -116,7 +116,9 @@ def test_an_attempt_whose_container_survives_fails_as_runtime_unread(
                      script=tmp_path / "script.toml", image=sandbox_image)  # fmt: skip
     try:
         result = start_run(corral_home, req)
+        # one attempt only: no rollback and no second attempt while the container may write
         (attempt,) = result.attempts
+        assert (result.status, result.failure_domain) == ("failed", "runtime"), result
         assert attempt.failure_domain == "runtime", attempt
         assert attempt.reason.startswith("tree not harvested: container"), attempt
         assert attempt.commit is None and attempt.changed_files == []

@@ -6,6 +6,7 @@ the user's repository look like afterwards, and that the event chain verifies.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -142,6 +143,9 @@ def test_correct_fix_is_ready_for_review_with_gates_green(env: Env) -> None:
     junit = RunStore(env.home).artifact_path(result.run_id, "attempt-1/junit-tests.xml")
     assert "test_add" in junit.read_text()  # copied in after the gate's container was gone
     assert not list(worktrees_dir(env.home).glob("*.out"))  # the gate's scratch output is removed
+    end = [e for e in RunStore(env.home).events(result.run_id) if e.type == "run_end"][-1]
+    digest = hashlib.sha256(Path(result.patch_path).read_bytes()).hexdigest()
+    assert end.data["candidate_sha256"] == digest  # what an approval is later checked against
     _verified(env, result)
 
 
