@@ -54,7 +54,7 @@ def run(
     agent: str | None = typer.Option(
         None,
         "--agent",
-        help="corral (the default with --model), scripted:FILE, or an agent CLI: cli:NAME "
+        help="corral (the default with --model, or --base-url without --script), scripted:FILE, or an agent CLI: cli:NAME "
         "(aider, mini-swe-agent, claude-code, codex) or cli:custom with --agent-cmd.",
     ),
     script: Path | None = typer.Option(None, "--script", help="Script for --agent scripted."),
@@ -94,7 +94,7 @@ def run(
         bug=bug,
         policy=policy,
         overrides=overrides,
-        agent=agent or ("corral" if model else "scripted"),
+        agent=agent or ("corral" if model or (base_url and not script) else "scripted"),
         script=script,
         base_ref=base,
         runtime=runtime,
@@ -183,13 +183,26 @@ def status(
     out.print(f"  repo {m(rec.repo)} @ {m(rec.base[:12])}  bug: {m(rec.bug_title)}")
     for a in result.attempts:
         out.print(f"  attempt {a.attempt}: {m(a.status)} {m(a.failure_domain or '')} {m(a.reason)}")
-    if rec.status == "waiting" and pending.get("command"):
+    if rec.status != "waiting":
+        return
+    answer = (
+        f"answer with `corral approve {rid}` or `corral reject {rid}`, then `corral resume {rid}`"
+    )
+    if pending.get("command"):
         out.print(
             f"  waiting for a human: `{m(pending['command'])}` ({m(pending.get('reason', ''))})"
         )
-        out.print(
-            f"  answer with `corral approve {rid}` or `corral reject {rid}`, then `corral resume {rid}`"
-        )
+        out.print(f"  {answer}")
+    elif pending.get("kind") == "scope":
+        out.print(f"  waiting for a human: attempt {pending.get('attempt')} went out of scope")
+        for violation in pending.get("violations", []):
+            out.print(f"    {m(violation)}")
+        if pending.get("answer"):
+            out.print(f"  answered: {m(pending['answer'])}; go on with `corral resume {rid}`")
+        else:
+            out.print(f"  {answer} (`corral review {rid}` shows the patch)")
+    elif pending.get("kind") == "paused":
+        out.print(f"  paused: {m(pending.get('reason', ''))}; `corral resume {rid}` goes on")
 
 
 @app.command(name="list")

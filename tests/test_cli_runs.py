@@ -201,6 +201,11 @@ def test_bad_input_is_one_clear_line_and_exit_2(project: Path, corral_home: Path
     assert good.returncode == 0 and "ok:" in good.stdout
     shown = corral(corral_home, "policy", "show", "--policy", "strict")
     assert json.loads(shown.stdout)["policy"]["scope"]["on_violation"] == "escalate"
+    # --base-url without a script means the built-in agent, which then names what it lacks
+    url = corral(corral_home, "run", "--repo", str(project / "repo"), "--bug",
+                 str(project / "bug.md"), "--base-url", "http://127.0.0.1:9/v1")  # fmt: skip
+    assert url.returncode == 2 and "--agent corral needs --model NAME" in url.stderr, url.stderr
+    assert len(url.stderr.strip().splitlines()) == 1
 
 
 NASTY = "[/x] x[/y].py \u202e\x1b[31m\x9b2J"

@@ -395,8 +395,12 @@ def test_an_escalated_scope_violation_waits_and_an_approval_makes_it_the_candida
     pending = json.loads(RunStore(env.home).get("escalated").waiting_json or "{}")
     assert pending["kind"] == "scope" and pending["attempt"] == 1
     assert any("mode" in v for v in pending["violations"])
+    shown = _corral("status", "escalated")
+    assert "attempt 1 went out of scope" in shown.stdout and "corral approve escalated" in shown.stdout
+    assert any(v in shown.stdout for v in pending["violations"]), shown.stdout
     answer = _corral("approve", "escalated", "--comment", "the bit is wanted")
     assert answer.returncode == 0 and "approved the scope violation of attempt 1" in answer.stdout
+    assert "answered: approved" in _corral("status", "escalated").stdout
     done = resume_run(env.home, "escalated")
     assert done.status == "ready_for_review", done
     (first,) = done.attempts  # the escalated attempt itself, judged by the gates
