@@ -90,17 +90,19 @@ def gc(
     ),
 ) -> None:
     """Remove containers, worktrees and leases of runs that no live process owns."""
+    from runner.display import markup
     from runner.ops import gc as run_gc
 
     report = run_gc(dry_run=dry_run, docker=not no_docker)
     verb = "would remove" if dry_run else "removed"
     for kind in ("containers", "workspaces", "leases"):
         items = getattr(report, kind)
-        out.print(f"{verb} {len(items)} {kind}" + (f": {', '.join(items)}" if items else ""))
+        listed = f": {markup(', '.join(items))}" if items else ""
+        out.print(f"{verb} {len(items)} {kind}{listed}")
     if report.kept_live:
-        out.print(f"kept {len(report.kept_live)} live runs: {', '.join(report.kept_live)}")
+        out.print(f"kept {len(report.kept_live)} live runs: {markup(', '.join(report.kept_live))}")
     for line in report.errors:
-        err.print(f"[yellow]warning:[/yellow] {line}")
+        err.print(f"[yellow]warning:[/yellow] {markup(line)}")
     if report.errors:
         raise typer.Exit(1)
 
@@ -111,13 +113,14 @@ def smoke(
     runtime: str = typer.Option("runc", help="OCI runtime: runc or runsc (gVisor)."),
 ) -> None:
     """Start a hardened sandbox, run a few commands in it, and show what it enforces."""
+    from runner.display import markup
     from runner.ops import smoke as run_smoke
 
     rows = run_smoke(runtime=runtime)
     failed = [r for r in rows if not r.ok]
     for r in rows:
         mark = "[green]ok[/green]  " if r.ok else "[red]FAIL[/red]"
-        out.print(f"{mark} {r.name:<28} {r.detail}")
+        out.print(f"{mark} {r.name:<28} {markup(r.detail)}")
     if failed:
         raise typer.Exit(1)
 
