@@ -202,6 +202,7 @@ class Runner:
                 patch = Path(result.patch_path).read_bytes()
                 end["candidate_sha256"] = hashlib.sha256(patch).hexdigest()
             self.emit("run_end", end)
+            self.store.sync(self.run_id)  # the outcome a reviewer or merge relies on: on disk
             return result
 
     def _budget_changed(self) -> None:

@@ -15,15 +15,48 @@ The caller passes ``home``; nothing here reads the environment.
   atomically (temporary file, ``fsync``, ``os.replace``).
 - ``runs/<run>/events.jsonl``: append-only, one canonical JSON object per line
   carrying the SHA-256 of the previous line (``prev``) and of itself without
-  ``hash``. Every append is written through ``O_APPEND`` under an ``flock`` on
-  the log and ``fsync``ed before it returns. ``verify`` recomputes the chain:
-  an edited, removed, reordered or inserted line is found. The database keeps
-  the last event's link (table ``event_heads``), so lines cut from the end or a
-  consistently rewritten tail are found too; the one event between the
-  ``fsync`` and the head update (a crash window) is the only unchecked one. A
-  torn last line (a crash mid-write) is moved aside to
-  ``events.jsonl.torn-<ts>`` on the next append and recorded as a
+  ``hash``. ``verify`` recomputes the chain: an edited, removed, reordered or
+  inserted line is found. A torn last line (a crash mid-write) is moved aside
+  to ``events.jsonl.torn-<ts>`` on the next append and recorded as a
   ``log_repaired`` event, never silently dropped.
+
+Durability of the event log, and what ``verify`` can then say:
+
+- Every append writes its whole line with one ``write(2)`` (``O_APPEND``; only a
+  short write is continued) under
+  an ``flock`` on the log before it returns. From then on every reader sees it,
+  and it survives any crash of the process (Ctrl-C, ``kill -9``, a daemon
+  restart): the kernel holds it.
+- The log is ``fsync``ed at *durable boundaries* only: before ``journal_done`` /
+  ``journal_failed`` and before an ``update`` of a state column (``status``,
+  ``reason``, ``waiting_json``, ...; a counters-only update of ``tokens``,
+  ``cost_usd`` or ``wall_seconds`` is not one), in ``sync`` (callers use it
+  before an effect outside the store that a later reader relies on) and in
+  ``close``. So whatever ``runs.db`` says was done or decided, the events that
+  led to it are on disk first. An fsync per event was the largest part of the
+  per-step overhead and bought only this: after a *power loss* no events since
+  the last boundary are lost. ``resume`` reruns an interrupted attempt from base
+  anyway.
+- ``runs.db`` keeps each log's head (table ``event_heads``): the last event's
+  seq and link, written after each append (a commit, not synced:
+  ``synchronous=NORMAL``), the boot id of the machine then, and the *durable
+  point* (seq and link of the last event at the last boundary, recorded after
+  that ``fsync``). ``verify`` checks the log against it:
+  - the durable point must be in the log, unchanged, always: the log was on disk
+    before the point was recorded, so no crash or power loss explains its loss
+    (only tampering, or a disk that lies about ``fsync``);
+  - the last recorded head must match too when it was recorded in this boot of
+    the machine: then no power loss happened since, so events cut from the end,
+    a rewritten tail or events appended behind the store's back are tampering
+    (one event past the head is allowed: a crash between the write and the head
+    update);
+  - when the head was recorded before the machine last started, a power loss can
+    have cut the log after the durable point or lost the head's latest updates,
+    in either order, and nothing tells that apart from an edit of those events:
+    they are checked by the hash chain alone, and ``VerifyResult.note`` says so
+    when the head does not match (``ok`` stays true).
+  After a power loss the log may also end in a torn line: the next append moves
+  it aside as above.
 
 Nothing of the store is ever mounted into a container: only the runner reads
 and writes it. Callers must not hand a store path (a run folder, an artifact)
@@ -67,7 +100,7 @@ StepState = Literal["started", "done", "failed"]
 STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 FAILURE_DOMAINS: tuple[FailureDomain, ...] = get_args(FailureDomain)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 EVENT_VERSION = 1
 GENESIS = "0" * 64
 LOG_NAME = "events.jsonl"
@@ -122,7 +155,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # wall-clock seconds the run's processes have spent (run-wide budget, kept across resumes)
     ("ALTER TABLE runs ADD COLUMN wall_seconds REAL NOT NULL DEFAULT 0",),
+    # the head's boot id and durable point (older corral fsynced every event before its head)
+    (
+        "ALTER TABLE event_heads ADD COLUMN boot TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE event_heads ADD COLUMN durable_seq INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE event_heads ADD COLUMN durable_link TEXT NOT NULL DEFAULT ''",
+        "UPDATE event_heads SET durable_seq = seq, durable_link = link",
+    ),
 )
+#: ``update`` columns that are counters: an update of only these is not a durable boundary.
+_COUNTERS = frozenset({"tokens", "cost_usd", "wall_seconds"})
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 class StoreError(Exception):
@@ -223,13 +266,34 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class Head:
+    """What ``runs.db`` recorded of a log: the last append and the last durable point.
+
+    ``seq``/``link``: the last event appended through the store, recorded in the
+    boot ``boot`` of the machine (``""``: unknown). ``durable_seq``/``durable_link``:
+    the last event when the log was last ``fsync``ed (0 and ``""``: never).
+    """
+
+    seq: int
+    link: str
+    boot: str = ""
+    durable_seq: int = 0
+    durable_link: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyResult:
-    """The chain check: ``ok``, how many events verified, and the first bad one and why."""
+    """The chain check: ``ok``, how many events verified, and the first bad one and why.
+
+    ``note``: with ``ok``, what could not be checked (see the module docstring:
+    after a restart of the machine, events past the durable point).
+    """
 
     ok: bool
     events: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    note: str | None = None
 
 
 _UPDATABLE = frozenset(f.name for f in fields(RunRecord)) - {"run_id", "created", "updated"}
@@ -276,20 +340,32 @@ def check_artifact_name(name: str) -> str:
     return name
 
 
-def verify_log(path: Path, run_id: str, head: tuple[int, str] | None = None) -> VerifyResult:
+def boot_id() -> str:
+    """This boot of the machine (Linux's ``boot_id``; ``""`` where there is none)."""
+    try:
+        return _BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+def verify_log(
+    path: Path, run_id: str, head: Head | None = None, boot: str | None = None
+) -> VerifyResult:
     """Check an event log file: canonical lines, ``seq`` 1..n, ``prev`` links and hashes.
 
-    ``head`` is the ``(seq, link)`` the store recorded for the last append; with
-    it, events removed from the end, a rewritten tail and events appended
-    behind the store's back are found too. Never raises for a bad log; an
-    unreadable file raises ``OSError``.
+    ``head`` is what the store recorded (see ``Head``); with it, events removed
+    from the end, a rewritten tail and events appended behind the store's back
+    are found too: up to the durable point always, up to the last head only
+    when it was recorded in this boot (``boot``, default: ``boot_id()``), as a
+    power loss explains a different tail (then ``note`` says what was not
+    checked). Never raises for a bad log; an unreadable file raises ``OSError``.
     """
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         if head is None:
             return VerifyResult(True, 0)
-        return VerifyResult(False, 0, 1, f"the event log is missing; the store recorded {head[0]}")
+        return VerifyResult(False, 0, 1, f"the event log is missing; the store recorded {head.seq}")
     lines = raw.split(b"\n")
     tail = lines.pop()  # b"" when the file ends with a newline, as it should
     prev = GENESIS
@@ -299,6 +375,10 @@ def verify_log(path: Path, run_id: str, head: tuple[int, str] | None = None) -> 
             return VerifyResult(False, seq - 1, seq, problem)
         prev = link(line)
     n = len(lines)
+    if head is not None and head.durable_seq > 0:
+        bad = _head_problem(lines, head.durable_seq, head.durable_link, "synced")
+        if bad is not None:
+            return VerifyResult(False, bad[0] - 1, *bad)
     if tail:
         return VerifyResult(
             False,
@@ -306,21 +386,31 @@ def verify_log(path: Path, run_id: str, head: tuple[int, str] | None = None) -> 
             n + 1,
             "the last line is incomplete (a torn write); the next append moves it aside",
         )
-    if head is not None:
-        seq, recorded = head
-        if n < seq:
-            return VerifyResult(
-                False, n, n + 1, f"the log ends at event {n} but the store recorded {seq} (removed)"
-            )
-        if link(lines[seq - 1]) != recorded:
-            return VerifyResult(
-                False, seq - 1, seq, "differs from the event the store recorded (a rewritten tail)"
-            )
-        if n > seq + 1:  # seq + 1 alone may be a crash between fsync and the head update
-            return VerifyResult(
-                False, seq, seq + 1, f"events after {seq} were not appended through the store"
-            )
-    return VerifyResult(True, n)
+    if head is None:
+        return VerifyResult(True, n)
+    bad = _head_problem(lines, head.seq, head.link, "recorded")
+    if bad is None and n > head.seq + 1:  # head.seq + 1: a crash between write and head update
+        bad = (head.seq + 1, f"events after {head.seq} were not appended through the store")
+    if bad is None:
+        return VerifyResult(True, n)
+    if head.boot == (boot_id() if boot is None else boot):
+        return VerifyResult(False, bad[0] - 1, *bad)
+    return VerifyResult(
+        True,
+        n,
+        note=f"not checked: events after {head.durable_seq} (the last synced) against the "
+        f"store's record ({bad[1]}); the machine restarted since, and a power loss explains it",
+    )
+
+
+def _head_problem(lines: list[bytes], seq: int, recorded: str, what: str) -> tuple[int, str] | None:
+    """Whether event ``seq`` of ``lines`` is the one the store recorded: (bad seq, why) if not."""
+    n = len(lines)
+    if n < seq:
+        return n + 1, f"the log ends at event {n} but the store {what} {seq} (removed)"
+    if link(lines[seq - 1]) != recorded:
+        return seq, f"differs from the event the store {what} (a rewritten tail)"
+    return None
 
 
 def _line_problem(line: bytes, seq: int, prev: str, run_id: str) -> str | None:
@@ -367,6 +457,17 @@ def _last_line(fd: int, size: int) -> tuple[int, bytes]:
     return 0, buf
 
 
+def _last_event(fd: int, size: int) -> tuple[int, str] | None:
+    """``(seq, link)`` of the file's last line if it is a complete event line, else None."""
+    if size == 0:
+        return None
+    _, last = _last_line(fd, size)
+    obj = _parse(last[:-1]) if last.endswith(b"\n") else None
+    if obj is None or type(obj.get("seq")) is not int:
+        return None
+    return obj["seq"], link(last[:-1])
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -406,6 +507,8 @@ class RunStore:
         self.home = Path(home)
         self.runs_dir = self.home / "runs"
         self._conn: sqlite3.Connection | None = None
+        self._unsynced: set[str] = set()  # runs this store appended to since their last sync
+        self._boot = boot_id()
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -446,7 +549,19 @@ class RunStore:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
-        """Close the database connection. Idempotent; the store reopens on next use."""
+        """Sync the event logs appended to since their last boundary, close the database.
+
+        Idempotent; the store reopens on next use. ``OSError`` from the disk
+        passes through (the connection is closed all the same).
+        """
+        try:
+            for run_id in sorted(self._unsynced):
+                self.sync(run_id)
+        finally:
+            self._unsynced.clear()
+            self._close_db()
+
+    def _close_db(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -521,6 +636,8 @@ class RunStore:
             raise ValueError(
                 f"unknown failure domain {domain!r}: one of {', '.join(FAILURE_DOMAINS)}"
             )
+        if set(values) - _COUNTERS:
+            self.sync(run_id)  # a state change: the events that led to it go to disk first
         values["updated"] = time.time()
         columns = ", ".join(f"{name} = ?" for name in values)  # names checked above
         with _tx(self._db) as db:
@@ -570,6 +687,7 @@ class RunStore:
 
     def _finish_step(self, run_id: str, seq: int, state: StepState, data: dict[str, Any]) -> None:
         data_json = json.dumps(data, sort_keys=True)
+        self.sync(run_id)  # a finished step: what it recorded goes to disk first
         with _tx(self._db) as db:
             cur = db.execute(
                 "UPDATE steps SET state = ?, finished = ?, data_json = ?"
@@ -637,9 +755,11 @@ class RunStore:
         return self.run_dir(run_id) / LOG_NAME
 
     def append(self, run_id: str, type: str, data: dict[str, Any]) -> Event:
-        """Append one event to the run's chain; it is on disk when this returns.
+        """Append one event to the run's chain with one ``write(2)``; not synced (see ``sync``).
 
-        Safe across processes (``flock`` on the log). A torn last line is first
+        When this returns, every reader sees the event and it survives a crash of
+        this process; it survives a power loss once the next durable boundary
+        has synced it. Safe across processes (``flock`` on the log). A torn last line is first
         moved aside and a ``log_repaired`` event recorded. Raises ``TypeError``
         or ``ValueError`` when ``data`` is not strict JSON (nothing is written),
         ``LogCorrupt`` when the last line is JSON but not an event.
@@ -653,7 +773,46 @@ class RunStore:
             event, _ = self._write(fd, path, run_id, seq, prev, type, data)
         finally:
             os.close(fd)
+        self._unsynced.add(run_id)
         return event
+
+    def sync(self, run_id: str) -> None:
+        """A durable boundary: ``fsync`` the run's event log, then record its durable point.
+
+        Every event appended so far (by any process) is on disk when this
+        returns. No log yet: nothing to do. ``OSError`` passes through; a
+        durable point that cannot be recorded is logged (``verify`` then checks
+        against the previous one).
+        """
+        path = self.log_path(run_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # no append between the fsync and the point read
+            os.fsync(fd)
+            point = _last_event(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+        self._unsynced.discard(run_id)
+        if point is None:  # empty, or a torn last line that the next append repairs
+            return
+        try:
+            with _tx(self._db) as db:
+                row = db.execute(
+                    "SELECT durable_seq FROM event_heads WHERE run_id = ?", (run_id,)
+                ).fetchone()
+                if row is None or row[0] == 0:
+                    _fsync_dir(path.parent)  # the log's first boundary: its directory entry too
+                db.execute(
+                    "INSERT INTO event_heads (run_id, seq, link, boot, durable_seq, durable_link)"
+                    " VALUES (?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE SET"
+                    " durable_seq = excluded.durable_seq, durable_link = excluded.durable_link",
+                    (run_id, *point, self._boot, *point),
+                )
+        except sqlite3.Error as exc:
+            log.warning("run %s: durable point %d not recorded: %s", run_id, point[0], exc)
 
     def _tail(self, fd: int, path: Path, run_id: str) -> tuple[int, str]:
         """(next seq, link of the last line), moving a torn last line aside first."""
@@ -693,21 +852,21 @@ class RunStore:
                                "type": type, "data": data, "prev": prev}  # fmt: skip
         obj["hash"] = event_hash(obj)
         line = canonical(obj)
-        new_file = os.fstat(fd).st_size == 0
         _write_all(fd, line + b"\n")
-        os.fsync(fd)
-        if new_file:
-            _fsync_dir(path.parent)
         after = link(line)
         try:
+            # Within a boot the head only moves forward (a log cut behind the store's back
+            # stays found); the first append after a restart replaces a head that a power
+            # loss may have left ahead of the log. The durable point is kept either way.
             with _tx(self._db) as db:
                 db.execute(
-                    "INSERT INTO event_heads (run_id, seq, link) VALUES (?,?,?) ON CONFLICT(run_id)"
-                    " DO UPDATE SET seq = excluded.seq, link = excluded.link"
-                    " WHERE excluded.seq > event_heads.seq",
-                    (run_id, seq, after),
+                    "INSERT INTO event_heads (run_id, seq, link, boot) VALUES (?,?,?,?)"
+                    " ON CONFLICT(run_id) DO UPDATE SET seq = excluded.seq, link = excluded.link,"
+                    " boot = excluded.boot"
+                    " WHERE excluded.seq > event_heads.seq OR excluded.boot != event_heads.boot",
+                    (run_id, seq, after, self._boot),
                 )
-        except sqlite3.Error as exc:  # the event is durable; verify tolerates one unrecorded
+        except sqlite3.Error as exc:  # the event is written; verify tolerates one unrecorded
             log.warning("run %s: event %d written but its head not recorded: %s", run_id, seq, exc)
         return Event(seq, ts, run_id, type, data, prev, obj["hash"]), after
 
@@ -740,10 +899,11 @@ class RunStore:
     def verify(self, run_id: str) -> VerifyResult:
         """Recompute the run's chain (see ``verify_log``), checked against the recorded head."""
         row = self._db.execute(
-            "SELECT seq, link FROM event_heads WHERE run_id = ?", (run_id,)
+            "SELECT seq, link, boot, durable_seq, durable_link FROM event_heads WHERE run_id = ?",
+            (run_id,),
         ).fetchone()
-        head = (int(row["seq"]), str(row["link"])) if row is not None else None
-        return verify_log(self.log_path(run_id), run_id, head)
+        head = Head(*row) if row is not None else None
+        return verify_log(self.log_path(run_id), run_id, head, self._boot)
 
 
 def _next_after(obj: dict[str, Any], line: bytes, run_id: str) -> tuple[int, str]:

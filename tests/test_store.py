@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -422,3 +427,178 @@ def test_a_log_copied_from_another_run_does_not_verify(store: RunStore) -> None:
     res = store.verify(run_b)
     assert (res.ok, res.first_bad_seq) == (False, 1)
     assert run_a in (res.problem or "")
+
+
+# ----------------------------------------------------------------- durability
+
+
+def _reader(home: str, run: str, conn: object) -> None:
+    with RunStore(Path(home)) as s:
+        conn.send(([e.type for e in s.events(run)], s.verify(run).ok))  # type: ignore[attr-defined]
+
+
+def test_an_event_is_readable_by_another_process_right_after_append(store: RunStore) -> None:
+    run = store.create(_new())
+    store.append(run, "one", {})
+    store.append(run, "two", {"x": 1})  # no close, no sync: the write alone must be enough
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    p = ctx.Process(target=_reader, args=(str(store.home), run, theirs))
+    p.start()
+    assert ours.poll(120)
+    assert ours.recv() == (["one", "two"], True)
+    p.join(60)
+    assert p.exitcode == 0
+
+
+_KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+from runner.store import RunStore
+store = RunStore(Path(sys.argv[1]))
+for i in range(int(sys.argv[3])):
+    store.append(sys.argv[2], "step", {"i": i})
+print("appended", flush=True)
+time.sleep(600)
+"""
+
+
+def test_kill_9_after_n_appends_leaves_n_verified_events(store: RunStore) -> None:
+    run = store.create(_new())
+    store.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(store.home), run, "25"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "appended\n"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+    assert proc.returncode == -signal.SIGKILL
+    res = store.verify(run)
+    assert (res.ok, res.events, res.problem) == (True, 25, None)
+    assert [e.data["i"] for e in store.events(run)] == list(range(25))
+    assert store.append(run, "resumed", {}).seq == 26  # the next process appends on
+    assert store.verify(run).ok
+
+
+@pytest.fixture
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The names of the files ``os.fsync`` is called on (the real fsync runs)."""
+    names: list[str] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        names.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    yield names
+
+
+def test_the_log_is_fsynced_at_durable_boundaries_only(store: RunStore, fsynced: list[str]) -> None:
+    run = store.create(_new())
+    for i in range(5):
+        store.append(run, "step", {"i": i})
+    seq = store.journal_start(run, "attempt", "1", {})
+    store.update(run, tokens=10, cost_usd=0.5, wall_seconds=3.0)  # counters only
+    assert "events.jsonl" not in fsynced
+    store.journal_done(run, seq, {})
+    assert fsynced.count("events.jsonl") == 1
+    store.append(run, "step", {"i": 5})
+    store.update(run, status="running")
+    assert fsynced.count("events.jsonl") == 2
+    seq = store.journal_start(run, "attempt", "2", {})
+    store.journal_failed(run, seq, {})
+    store.sync(run)
+    assert fsynced.count("events.jsonl") == 4
+    store.close()  # nothing appended since the last boundary
+    assert fsynced.count("events.jsonl") == 4
+    store.append(run, "run_end", {})
+    store.close()
+    assert fsynced.count("events.jsonl") == 5
+    assert store.verify(run).ok
+
+
+def test_a_boundary_records_the_durable_point_from_the_log(store: RunStore) -> None:
+    run, log = _chain(store, 4)
+    store.update(run, status="running")
+    with sqlite3.connect(store.home / "runs.db") as db:
+        row = db.execute(
+            "SELECT seq, durable_seq, durable_link FROM event_heads WHERE run_id = ?", (run,)
+        ).fetchone()
+    assert row == (4, 4, link(log.read_bytes().split(b"\n")[3]))
+
+
+def _restarted(store: RunStore, run: str) -> None:
+    """What runs.db holds when its head was recorded before the machine last started."""
+    with sqlite3.connect(store.home / "runs.db") as db:
+        db.execute("UPDATE event_heads SET boot = 'an-earlier-boot' WHERE run_id = ?", (run,))
+
+
+def _synced_chain(store: RunStore, synced: int, after: int = 0) -> tuple[str, Path]:
+    """A chain of ``synced`` events, a boundary (the durable point), then ``after`` more."""
+    run, log = _chain(store, synced)
+    store.update(run, status="running")
+    for i in range(after):
+        store.append(run, "step", {"i": i})
+    return run, log
+
+
+def _cut(log: Path, keep: int) -> None:
+    log.write_bytes(b"".join(line + b"\n" for line in log.read_bytes().split(b"\n")[:keep]))
+
+
+def test_a_tail_cut_after_the_durable_point_is_tampering_in_the_same_boot(
+    store: RunStore,
+) -> None:
+    run, log = _synced_chain(store, 3, 3)
+    _cut(log, 4)
+    res = store.verify(run)
+    assert (res.ok, res.first_bad_seq) == (False, 5)
+    assert "removed" in (res.problem or "")
+
+
+def test_after_a_restart_a_power_loss_explains_a_tail_lost_after_the_durable_point(
+    store: RunStore,
+) -> None:
+    run, log = _synced_chain(store, 3, 3)
+    _restarted(store, run)
+    _cut(log, 4)  # events 5 and 6 were never written back
+    res = store.verify(run)
+    assert (res.ok, res.events, res.problem) == (True, 4, None)
+    assert res.note is not None and "after 3" in res.note and "power loss" in res.note
+    event = store.append(run, "run_resume", {})  # the next boot appends on from the log
+    assert event.seq == 5
+    res = store.verify(run)
+    assert (res.ok, res.note) == (True, None)  # the head is this boot's again: checked in full
+
+
+def test_after_a_restart_a_head_behind_the_log_is_explained_too(store: RunStore) -> None:
+    run, _ = _synced_chain(store, 3)
+    with sqlite3.connect(store.home / "runs.db") as db:  # runs.db lost its last commits
+        db.execute("UPDATE event_heads SET seq = 1, link = ? WHERE run_id = ?", ("0" * 64, run))
+    assert not store.verify(run).ok  # in this boot that is tampering
+    _restarted(store, run)
+    res = store.verify(run)
+    assert res.ok and res.note is not None
+
+
+def test_the_durable_point_is_checked_whatever_the_boot(store: RunStore) -> None:
+    run, log = _synced_chain(store, 4)  # durable point: event 4, on disk
+    _restarted(store, run)
+    _cut(log, 2)
+    res = store.verify(run)
+    assert (res.ok, res.first_bad_seq) == (False, 3)
+    assert "synced 4" in (res.problem or "")
+    run2, log2 = _synced_chain(store, 4)
+    _restarted(store, run2)
+    lines = log2.read_bytes().split(b"\n")[:-1]
+    obj = json.loads(lines[3])
+    obj["data"] = {"i": "rewritten"}
+    obj["hash"] = event_hash(obj)
+    log2.write_bytes(b"\n".join([*lines[:3], canonical(obj)]) + b"\n")
+    res = store.verify(run2)
+    assert (res.ok, res.first_bad_seq) == (False, 4)
+    assert "synced" in (res.problem or "")
