@@ -1,4 +1,5 @@
-"""``corral image``: bootstrap the base image offline and build the sandbox image (both idempotent).
+"""``corral image``: make the base image (offline, or ``--from`` a pulled image) and build the
+sandbox image on it (all idempotent).
 
 ``runner.cli`` imports this module at its very end, after ``handles_errors`` and
 ``out`` exist, and mounts ``image_app`` as ``corral image``.
@@ -38,7 +39,8 @@ def _bundle(ca_bundle: Path | None, no_ca_bundle: bool) -> Path | None:
 
 def _progress() -> None:
     """Show the library's progress lines: a bootstrap takes minutes."""
-    logging.getLogger("sandbox.images").setLevel(logging.INFO)
+    for name in ("sandbox.images", "sandbox.pulled_base"):
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def _show(r: ImageResult) -> None:
@@ -55,16 +57,30 @@ def bootstrap(
     ),
     ca_bundle: Path | None = typer.Option(None, "--ca-bundle", help=_CA_HELP),
     no_ca_bundle: bool = typer.Option(False, "--no-ca-bundle", help="Give debootstrap no bundle."),
+    from_ref: str | None = typer.Option(
+        None,
+        "--from",
+        metavar="REF",
+        help="Build the base FROM this Debian bookworm image (e.g. debian:bookworm-slim): the"
+        " local one, else pulled; apt installs the packages (needs the mirror, gets the bundle).",
+    ),
 ) -> None:
-    """Make the Debian base image with debootstrap + docker import (root; no registry needed)."""
+    """Make the Debian base image: debootstrap + docker import (root; no registry needed), or
+    built --from a local or pulled image."""
     from sandbox.engine import connect
     from sandbox.images import bootstrap_base
+    from sandbox.pulled_base import bootstrap_from
 
+    if from_ref is not None and mirror is not None:
+        raise ValueError("give either --mirror (offline bootstrap) or --from REF, not both")
     bundle = _bundle(ca_bundle, no_ca_bundle)
     _progress()
     client = connect()
     try:
-        _show(bootstrap_base(client, mirror=mirror, ca_bundle=bundle, force=force))
+        if from_ref is None:
+            _show(bootstrap_base(client, mirror=mirror, ca_bundle=bundle, force=force))
+        else:
+            _show(bootstrap_from(client, from_ref, ca_bundle=bundle, force=force))
     finally:
         client.close()
 

@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 BASE_IMAGE = "corral/base:bookworm"
 SANDBOX_IMAGE = "corral/sandbox:latest"
 LABEL_CONTENT_HASH = "corral.content-hash"
+#: On a base made ``--from`` an image (``sandbox.pulled_base``): the ref given, and its image id.
+LABEL_BASE_FROM = "corral.base-from"
+LABEL_BASE_FROM_ID = "corral.base-from-id"
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -162,10 +165,70 @@ def base_hash(suite: str = SUITE, packages: Sequence[str] = BASE_PACKAGES) -> st
 
 def sandbox_hash(base_id: str, context: Path) -> str:
     """The sandbox recipe's hash: every file of the build context (names and bytes) + the base id."""
-    h = hashlib.sha256(base_id.encode())
+    return _context_hash(base_id, context)
+
+
+def pulled_base_hash(
+    source_id: str, packages: Sequence[str] = BASE_PACKAGES, context: Path | None = None
+) -> str:
+    """The hash of a base made ``--from`` an image: its image id, the package set, the recipe
+    version and the files of ``images/base`` (the Dockerfile).
+
+    Raises ``ImageError`` when ``images/`` is missing.
+    """
+    recipe = {"from": source_id, "packages": sorted(set(packages)), "recipe": RECIPE_VERSION}
+    return _context_hash(json.dumps(recipe, sort_keys=True), context or images_dir() / "base")
+
+
+def _context_hash(seed: str, context: Path) -> str:
+    """``seed`` and every file of ``context`` (names and bytes), hashed."""
+    h = hashlib.sha256(seed.encode())
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
         h.update(str(path.relative_to(context)).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:24]
+
+
+def base_is_current(
+    labels: Mapping[str, str] | None, suite: str = SUITE, packages: Sequence[str] = BASE_PACKAGES
+) -> bool:
+    """Do a base image's labels say it was made from the current recipe, either way?
+
+    Offline (``bootstrap_base``): the hash of suite and packages. ``--from`` an image
+    (``sandbox.pulled_base``): the hash of the image id it names and the packages;
+    whether that ref now points elsewhere is not asked (``--from`` again does).
+    Raises ``ImageError`` when the labels name a source but ``images/`` is missing.
+    """
+    labels = labels or {}
+    found = labels.get(LABEL_CONTENT_HASH)
+    if found is None:
+        return False
+    if found == base_hash(suite, packages):
+        return True
+    source_id = labels.get(LABEL_BASE_FROM_ID)
+    if not source_id or suite != SUITE:
+        return False
+    return found == pulled_base_hash(source_id, packages)
+
+
+def current_base(
+    client: docker.DockerClient, suite: str = SUITE, packages: Sequence[str] = BASE_PACKAGES
+) -> Any | None:
+    """``BASE_IMAGE`` if it was made from the current recipe (``base_is_current``), else None.
+
+    Raises ``ImageError`` when the engine cannot be asked.
+    """
+    image = local_image(client, BASE_IMAGE)
+    return image if image is not None and base_is_current(image.labels, suite, packages) else None
+
+
+def local_image(client: docker.DockerClient, ref: str) -> Any | None:
+    """The image ``ref`` in the local engine, or None. Raises ``ImageError`` when it cannot be asked."""
+    try:
+        return client.images.get(ref)
+    except ImageNotFound:
+        return None
+    except DockerException as exc:
+        raise ImageError(f"cannot inspect {ref}: {exc}; check the engine (corral doctor)") from exc
 
 
 def labelled_image(client: docker.DockerClient, ref: str, content_hash: str) -> Any | None:
@@ -173,12 +236,9 @@ def labelled_image(client: docker.DockerClient, ref: str, content_hash: str) -> 
 
     Raises ``ImageError`` when the engine cannot be asked.
     """
-    try:
-        image = client.images.get(ref)
-    except ImageNotFound:
+    image = local_image(client, ref)
+    if image is None:
         return None
-    except DockerException as exc:
-        raise ImageError(f"cannot inspect {ref}: {exc}; check the engine (corral doctor)") from exc
     return image if (image.labels or {}).get(LABEL_CONTENT_HASH) == content_hash else None
 
 
@@ -198,18 +258,21 @@ def bootstrap_base(
     debootstrap's wget (for an https mirror); ``workdir`` holds the temporary
     root filesystem (default ``/var/tmp``), which is removed on every exit path
     (after a kill -9, by the next bootstrap).
-    Idempotent: an image tagged ``BASE_IMAGE`` with the current recipe's hash is
-    returned as is (``built=False``), unless ``force``. Concurrent callers on one
-    machine are serialised by a lock file in ``workdir``.
+    Idempotent: an image tagged ``BASE_IMAGE`` made from the current recipe is
+    returned as is (``built=False``), unless ``force``; a base made ``--from`` an
+    image (``sandbox.pulled_base``) counts too (``base_is_current``), so
+    ``build_sandbox`` and ``corral doctor --fix`` build on it; ``force`` replaces
+    it with the offline base. Concurrent callers on one machine are serialised by
+    a lock file in ``workdir``.
 
     Raises ``ImageError`` with the fix: not root, debootstrap missing, the
     mirror failing, the engine refusing the import.
     """
     started = time.monotonic()
     digest = base_hash(suite, packages)
-    found = None if force else labelled_image(client, BASE_IMAGE, digest)
+    found = None if force else current_base(client, suite, packages)
     if found is not None:
-        return ImageResult(BASE_IMAGE, found.id, digest, False, time.monotonic() - started)
+        return _found(found, started)
     if os.geteuid() != 0:
         raise ImageError(
             "bootstrapping the base image needs root: run `corral image bootstrap` as root"
@@ -218,9 +281,9 @@ def bootstrap_base(
         raise ImageError("debootstrap is not installed: apt-get install debootstrap")
     parent = workdir or DEFAULT_WORKDIR
     with _lock(parent / "corral-images.lock") as lock_fd:
-        found = None if force else labelled_image(client, BASE_IMAGE, digest)
+        found = None if force else current_base(client, suite, packages)
         if found is not None:  # another process made it while we waited
-            return ImageResult(BASE_IMAGE, found.id, digest, False, time.monotonic() - started)
+            return _found(found, started)
         stale_trees = list(
             parent.glob(f"{_WORK_PREFIX}*")
         )  # a killed bootstrap's; we hold the lock
@@ -261,6 +324,12 @@ def bootstrap_base(
     seconds = time.monotonic() - started
     log.info("made %s %s in %.1fs", BASE_IMAGE, image.id, seconds)
     return ImageResult(BASE_IMAGE, image.id, digest, True, seconds)
+
+
+def _found(image: Any, started: float) -> ImageResult:
+    """The current base found as it is (no work done)."""
+    digest = str((image.labels or {}).get(LABEL_CONTENT_HASH, ""))
+    return ImageResult(BASE_IMAGE, image.id, digest, False, time.monotonic() - started)
 
 
 def _wget_env(work: Path, ca_bundle: Path | None) -> dict[str, str]:
@@ -518,8 +587,10 @@ def image_status(client: docker.DockerClient) -> list[ImageStatus]:
     if base is None:
         out.append(ImageStatus(BASE_IMAGE, False, None, False, "missing: `corral image bootstrap`"))
     else:
-        ok = (base.labels or {}).get(LABEL_CONTENT_HASH) == base_hash()
-        detail = "current" if ok else "recipe changed: `corral image bootstrap`"
+        ok = base_is_current(base.labels)
+        source = (base.labels or {}).get(LABEL_BASE_FROM)
+        made = f" (from {source})" if source else ""
+        detail = f"current{made}" if ok else f"recipe changed{made}: `corral image bootstrap`"
         out.append(ImageStatus(BASE_IMAGE, True, base.id, ok, detail))
     if sandbox is None:
         out.append(ImageStatus(SANDBOX_IMAGE, False, None, False, "missing: `corral image build`"))

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from docker.errors import ImageNotFound
 from typer.testing import CliRunner
 
 import sandbox.images as images
+import sandbox.pulled_base as pulled_base
 from runner.cli import app
 from sandbox.errors import ImageError
 from sandbox.images import (
     BASE_IMAGE,
     BASE_PACKAGES,
+    LABEL_BASE_FROM,
+    LABEL_BASE_FROM_ID,
     LABEL_CONTENT_HASH,
     SANDBOX_IMAGE,
     base_hash,
+    base_is_current,
     bootstrap_base,
     build_sandbox,
     ensure_sandbox_image,
@@ -28,8 +35,10 @@ from sandbox.images import (
     image_digest,
     image_status,
     images_dir,
+    pulled_base_hash,
     sandbox_hash,
 )
+from sandbox.pulled_base import bootstrap_from
 
 DEBIAN_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -187,3 +196,130 @@ def test_the_sandbox_image_holds_no_host_ca_bundle_and_no_secrets(
     assert "bundle-from-package" in out and "local=0" in out, out
     if host is not None:
         assert hashlib.sha256(host.read_bytes()).hexdigest() not in out
+
+
+# --- the pulled base: `corral image bootstrap --from REF` ---------------------------------------
+
+FROM_LOCAL = "corral-test/from:local"  # a test-only name for the real base, untagged afterwards
+FROM_TARGET = "corral-test/base:from"  # where the test base goes: never the real BASE_IMAGE
+TEST_SANDBOX = "corral-test/sandbox:from"
+#: A registry on a closed loopback port: the engine's pull fails at once, and reaches nothing else.
+UNPULLABLE = "127.0.0.1:9/corral-test/absent:none"
+
+
+def test_pulled_base_hash_follows_the_source_image_packages_and_dockerfile(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    shutil.copytree(images_dir() / "base", ctx)
+    first = pulled_base_hash("sha256:one", BASE_PACKAGES, ctx)
+    assert pulled_base_hash("sha256:one", tuple(reversed(BASE_PACKAGES)), ctx) == first
+    assert pulled_base_hash("sha256:two", BASE_PACKAGES, ctx) != first  # REF moved: rebuild
+    assert pulled_base_hash("sha256:one", (*BASE_PACKAGES, "curl"), ctx) != first
+    assert pulled_base_hash("sha256:one", BASE_PACKAGES) == first  # images/base by default
+    with (ctx / "Dockerfile").open("a") as f:
+        f.write("# changed\n")
+    assert pulled_base_hash("sha256:one", BASE_PACKAGES, ctx) != first
+    assert first != base_hash()
+
+
+def test_a_base_is_current_made_either_way() -> None:
+    pulled = {LABEL_CONTENT_HASH: pulled_base_hash("sha256:one"), LABEL_BASE_FROM_ID: "sha256:one"}
+    assert base_is_current({LABEL_CONTENT_HASH: base_hash()})
+    assert base_is_current(pulled)
+    assert not base_is_current({**pulled, LABEL_BASE_FROM_ID: "sha256:two"})
+    assert not base_is_current(pulled, packages=(*BASE_PACKAGES, "curl"))
+    assert not base_is_current({LABEL_CONTENT_HASH: "stale"})
+    assert not base_is_current(None)
+
+
+def test_cli_from_and_mirror_are_exclusive() -> None:
+    result = CliRunner().invoke(
+        app, ["image", "bootstrap", "--from", FROM_LOCAL, "--mirror", "http://127.0.0.1:9/debian"]
+    )
+    assert result.exit_code == 2 and "not both" in result.output, result.output
+
+
+@pytest.fixture
+def local_source(docker_client: Any, sandbox_image: str) -> Iterator[str]:
+    """The real base under a test-only name; that name and the test's target tag are removed
+    afterwards (the real base and sandbox image are never retagged or removed)."""
+
+    def untag() -> None:
+        for ref in (TEST_SANDBOX, FROM_TARGET, FROM_LOCAL):
+            with contextlib.suppress(ImageNotFound):
+                docker_client.images.remove(ref)
+
+    untag()  # left by an interrupted run
+    docker_client.images.get(BASE_IMAGE).tag(FROM_LOCAL)
+    yield FROM_LOCAL
+    untag()
+    assert docker_client.images.get(BASE_IMAGE) and docker_client.images.get(SANDBOX_IMAGE)
+
+
+@pytest.mark.docker
+def test_bootstrap_from_a_local_image_installs_the_packages_once(
+    docker_client: Any, local_source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_base = docker_client.images.get(BASE_IMAGE).id
+    source_id = docker_client.images.get(local_source).id
+    made = bootstrap_from(docker_client, local_source, tag=FROM_TARGET, workdir=tmp_path)
+    assert made.built and made.name == FROM_TARGET
+    image = docker_client.images.get(FROM_TARGET)
+    assert image.id == made.image_id and image.id != source_id
+    labels = image.labels
+    assert labels[LABEL_CONTENT_HASH] == made.content_hash == pulled_base_hash(source_id)
+    assert labels[LABEL_BASE_FROM] == local_source and labels[LABEL_BASE_FROM_ID] == source_id
+    assert base_is_current(labels)
+    config = image.attrs["Config"]
+    assert config["Cmd"] == ["/bin/bash"] and "LANG=C.UTF-8" in config["Env"]
+    assert len(image.attrs["RootFS"]["Layers"]) == 1  # flattened: the install stage is not in it
+    script = (
+        f"dpkg-query -W -f '${{Package}} ${{Status}}\\n' {' '.join(BASE_PACKAGES)};"
+        " test -e /tmp/corral-ca.pem && echo bundle-left || echo no-bundle;"
+        " ls /var/lib/apt/lists | grep -vx -e lock -e partial | wc -l"
+    )
+    out = docker_client.containers.run(
+        image.id, ["bash", "-c", script], remove=True, network_mode="none"
+    ).decode()
+    installed = {line.split()[0] for line in out.splitlines() if "install ok installed" in line}
+    assert installed == set(BASE_PACKAGES), out
+    assert out.splitlines()[-2:] == ["no-bundle", "0"], out
+    # the sandbox image's own build (network none, what `corral image build` runs) works on it
+    context = images_dir() / "sandbox"
+    built = images.build_image(
+        docker_client, context, TEST_SANDBOX, {"BASE": image.id},
+        sandbox_hash(image.id, context),
+    )  # fmt: skip
+    assert built.attrs["Config"]["User"] == "65532:65532"
+
+    def tripwire(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a build or pull ran although the base is current")
+
+    monkeypatch.setattr(pulled_base, "build_image", tripwire)
+    monkeypatch.setattr(pulled_base, "_pull", tripwire)
+    again = bootstrap_from(docker_client, local_source, tag=FROM_TARGET, workdir=tmp_path)
+    assert not again.built and again.image_id == made.image_id
+    assert list(tmp_path.iterdir()) == []  # the build context is gone
+    assert docker_client.images.get(BASE_IMAGE).id == real_base
+
+
+@pytest.mark.docker
+def test_from_an_image_that_cannot_be_pulled_is_one_line_and_exit_2(
+    docker_client: Any, sandbox_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pulled_base, "PULL_TIMEOUT_S", 120.0)  # a bound, should the engine hang
+    real_base = docker_client.images.get(BASE_IMAGE).id
+    result = CliRunner().invoke(app, ["image", "bootstrap", "--from", UNPULLABLE])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    assert f"cannot pull {UNPULLABLE}" in errors[0]
+    assert "`corral image bootstrap` without --from builds the base offline" in errors[0]
+    assert docker_client.images.list(name=UNPULLABLE.rsplit(":", 1)[0]) == []
+    assert docker_client.images.get(BASE_IMAGE).id == real_base
+
+
+@pytest.mark.docker
+def test_from_a_malformed_ref_names_the_form(docker_client: Any) -> None:
+    for bad in ("Bad Ref", "UPPER:case"):
+        result = CliRunner().invoke(app, ["image", "bootstrap", "--from", bad])
+        assert result.exit_code == 2 and "is not an image reference" in result.output, result.output
