@@ -1,5 +1,8 @@
 """Images without a registry: an offline-bootstrapped Debian base, and the sandbox image on it.
 
+(Where a registry is reachable the base can be built from a pulled image instead:
+``sandbox.pulled_base``; ``base_is_current`` accepts a base made either way.)
+
 ``bootstrap_base`` makes ``corral/base:bookworm`` with ``debootstrap`` from the
 host's own Debian mirror (so it works wherever the host's apt works) and
 imports the root filesystem with the docker SDK
