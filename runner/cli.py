@@ -27,8 +27,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-err = Console(stderr=True, soft_wrap=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True, emoji=False)  # run text: ":x:" stays ":x:"
+out = Console(emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -195,6 +195,8 @@ def test_bad_input_is_one_clear_line_and_exit_2(project: Path, corral_home: Path
     unknown = corral(corral_home, "status", "no-such-run")
     assert unknown.returncode == 2 and "`corral list` shows runs" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
+    coded = corral(corral_home, "status", "UPPER:x:")  # run text is no emoji code either
+    assert coded.returncode == 2 and "UPPER:x:" in coded.stderr and "\u274c" not in coded.stderr
     missing = corral(corral_home, "run", "--repo", str(project), "--bug", str(project / "bug.md"))
     assert missing.returncode == 2 and "not a git repository" in missing.stderr
     good = corral(corral_home, "policy", "check", str(project / "policy.toml"))
