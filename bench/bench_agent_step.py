@@ -6,9 +6,10 @@ built-in agent against a zero-latency scripted model on loopback, with a real
 ``/dev/null`` (what ``corral run`` shows when stderr is not a terminal). One window of N
 steps: commands, reads, and every fifth step a file write. Every step takes the real
 path: ``Tools`` (budget, validation, sandbox, ``Runner.emit`` -> ``RunStore.append``:
-flock, write, fsync, SQLite head update; ``Runner.notify`` for the live-only notices;
-scope check). Timing probes wrap ``ModelClient.complete`` and the sandbox's ``exec``,
-``read_file`` and ``write_file``; they change no behaviour.
+flock, one write, SQLite head update; the log is fsynced at durable boundaries, not per
+event; ``Runner.notify`` for the live-only notices; scope check). Timing probes wrap
+``ModelClient.complete`` and the sandbox's ``exec``, ``read_file`` and ``write_file``;
+they change no behaviour.
 
 overhead of a step = time from the end of one model call to the start of the next,
                      minus the time spent in the sandbox (the command, the read or write).
@@ -18,7 +19,7 @@ baseline           = ``Sandbox.exec("true")`` on the run's own sandbox, sampled 
 
 The run is done twice: with the inotify tree watch corral uses (``sandbox.watch``) and
 with a full scan after every step. Per step, the overhead is split into the event log
-(``RunStore.append``), the display (``on_event``), the scope check
+(``RunStore.append`` and ``sync``), the display (``on_event``), the scope check
 (``Tools._enforce_scope``) and the rest (agent loop, validation, budget).
 
     .venv/bin/python bench/bench_agent_step.py [--steps 100] [--files 200]
@@ -128,6 +129,7 @@ def probed(probes: Probes, *, watch: bool) -> AbstractContextManager[None]:
         (DockerBackend, "start", start),
         (ModelClient, "complete", complete),
         (RunStore, "append", clock.wrap("event log", RunStore.append)),
+        (RunStore, "sync", clock.wrap("event log", RunStore.sync)),
         (Tools, "_enforce_scope", clock.wrap("scope check", Tools._enforce_scope)),
     ]
     patches += [(DockerSandbox, n, clock.wrap("sandbox", getattr(DockerSandbox, n)))

@@ -12,8 +12,9 @@ runner:  a whole ``corral run`` (``runner.service.start_run``) of N attempts wit
          scripted agent, plus removing its worktree, divided by N. Its extra work is the
          runner's overhead: run record, policy, journal, hash-chained events, read-only
          mounts, per-step scope check, progress snapshots, judging, the gate tree
-         (compose + export), gate logs, and the baseline gate at base (one more gate
-         container per run, shared by the N attempts).
+         (compose, then one tree per run updated in place and checked before and after
+         each gate), gate logs, and the baseline gate at base (one more gate container
+         per run, shared by the N attempts).
 
 The gate is ``! grep -q bench-change src/f0.py``: it passes at base and fails on every
 candidate (the agent writes that text), so each attempt fails and the next one starts
@@ -23,8 +24,8 @@ blamed by corral and passes). The floor's gate is the same command, run with
 
 The runner's time is split by probes on the same library calls (worktree, sandbox start
 and close, actions, harvest, gate containers, rollback) and on its own work: the gate
-tree (``Workspace.compose`` + ``export`` + removing it), the event log
-(``RunStore.append``) and artifacts (``RunStore.write_artifact``); ``rest`` is the remainder.
+tree (``Workspace.compose``, ``GateTree.checkout``/``unchanged``, removing it and the
+junit scratch directory), the event log (``RunStore.append`` and ``sync``) and artifacts (``RunStore.write_artifact``); ``rest`` is the remainder.
 
 Prints medians over the rounds (floor and runner alternate; the first round warms caches
 and is dropped), the parts of both sides per attempt, and the ratio (target <= 1.1).
@@ -51,6 +52,7 @@ from runner.service import RunRequest, start_run
 from runner.store import RunStore
 from sandbox.docker_backend import DockerBackend, DockerSandbox
 from sandbox.engine import connect
+from sandbox.gatetree import GateTree
 from sandbox.harvest import harvest
 from sandbox.images import ensure_sandbox_image
 from sandbox.spec import Mount, SandboxSpec
@@ -88,8 +90,10 @@ def probed(clock: Clock) -> AbstractContextManager[None]:
         (DockerSandbox, "close", "sandbox"), (DockerSandbox, "exec", "actions"),
         (DockerSandbox, "write_file", "actions"), (runner.loop, "harvest", "harvest"),
         (runner.loop, "run_gate", "gate"), (Workspace, "compose", "gate tree"),
-        (Workspace, "export", "gate tree"), (runner.loop, "clean_dir", "gate tree"),
-        (RunStore, "append", "event log"), (RunStore, "write_artifact", "artifacts"),
+        (GateTree, "checkout", "gate tree"), (GateTree, "unchanged", "gate tree"),
+        (runner.loop, "remove_gate_tree", "gate tree"), (runner.loop, "clean_dir", "gate tree"),
+        (RunStore, "append", "event log"), (RunStore, "sync", "event log"),
+        (RunStore, "write_artifact", "artifacts"),
     ]  # fmt: skip
     return patched([(obj, name, clock.wrap(part, getattr(obj, name))) for obj, name, part in parts])
 

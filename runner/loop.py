@@ -44,7 +44,8 @@ from runner.gates import MAX_JUNIT_BYTES, GateResult, clean_dir, feedback, gate_
 from runner.resume import RunMeter, record_runtime_error, wait_for
 from runner.store import RunStore, Step
 from runner.tools import ATTEMPT_BUDGETS, Budget, BudgetExceeded, NeedsHuman, Paused, Tools
-from sandbox.errors import EngineUnavailable, SandboxError, SandboxNotRemoved
+from sandbox.errors import EngineUnavailable, SandboxError, SandboxNotRemoved, WorkspaceError
+from sandbox.gatetree import GateTree, remove_gate_tree
 from sandbox.gc import remove_run_containers
 from sandbox.harvest import Harvest, harvest
 from sandbox.interfaces import SandboxBackend
@@ -157,6 +158,7 @@ class Runner:
         self.feedback = ""
         self.reports: list[AttemptReport] = []
         self._gate_results: list[GateResult] = []
+        self._gate_tree: GateTree | None = None  # the gates' input, kept across gate runs
         self._fresh = False
         self._pending: dict[str, Any] | None = None  # the question an attempt ended waiting on
         self._resume_at: dict[str, Any] | None = None  # where a paused attempt continues
@@ -190,6 +192,7 @@ class Runner:
                 result = self._result("failed", "runtime", reason, None)
             finally:
                 self.meter.save(self.budget)
+                self._remove_gate_tree()
             self.store.update(
                 self.run_id,
                 status=result.status,
@@ -556,13 +559,13 @@ class Runner:
         gate_rev = ws.compose(
             rev, lambda p: self.scope.classify(p) == "protected", f"gate input {label}"
         )
-        tree = worktrees_dir(self.home) / f"{self.run_id}.{label}.gate"
+        listing = ws.tree_listing(gate_rev)
+        if self._gate_tree is None:
+            self._gate_tree = ws.gate_tree()
         # junit XML lands in a scratch directory, never in the run store (nothing of the
         # store is mounted into a container); it is copied in once the container is gone.
         out = worktrees_dir(self.home) / f"{self.run_id}.{label}.out"
-        clean_dir(tree)
         clean_dir(out)
-        ws.export(gate_rev, tree)
         results = []
         try:
             for gate in self.policy.gates:
@@ -570,7 +573,14 @@ class Runner:
                 self.emit("gate_start", {"label": label, "gate": gate.name})
                 prior = self.baseline.get(gate.name) if baseline else None
                 backend = self._recorded(role="gate", label=label, gate=gate.name)
+                # exactly gate_rev, checked: updated in place, or rebuilt if anything changed it
+                tree = self._gate_tree.checkout(gate_rev, listing)
                 r = run_gate(backend, self._spec(ws, gate=True), gate, tree, out, prior)
+                if not self._gate_tree.unchanged():
+                    raise WorkspaceError(
+                        f"the gate tree changed while gate {gate.name} ran; its verdict is not"
+                        f" trusted: `corral resume {self.run_id}` runs the gates again"
+                    )
                 self.store.write_artifact(self.run_id, f"{label}/gate-{gate.name}.log", r.log)
                 junit = out / f"{gate.name}.xml"
                 if junit.is_file() and not junit.is_symlink():
@@ -585,9 +595,17 @@ class Runner:
                                        "comparison": _comparison_counts(r)})  # fmt: skip
                 results.append(r)
         finally:
-            clean_dir(tree)
             clean_dir(out)
         return results
+
+    def _remove_gate_tree(self) -> None:
+        """The run's gate tree goes at its end; one left by a crash goes with ``corral gc``."""
+        try:
+            remove_gate_tree(self.home, self.run_id)
+        except OSError as exc:
+            log.warning(
+                "run %s: gate tree not removed (corral gc removes it): %s", self.run_id, exc
+            )
 
     # ----------------------------------------------------------------- sandbox, progress
 

@@ -8,6 +8,7 @@ Layout (all under the state directory ``home``, never in the user's checkout)::
     home/worktrees/<run>/      the tree the sandbox mounts at /workspace, owned by
                                the sandbox user; its ``.git`` is a pointer file to
                                the private git dir, mounted read-only in the sandbox
+    home/worktrees/.gates/<run>.gate   the gates' input tree (``sandbox.gatetree``)
 
 The user's repository gains one ref, ``refs/corral/runs/<run>/base``, so its gc
 keeps the base objects alive; its index, HEAD, branches and config are never
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Literal
 
 from sandbox.errors import GitError, WorkspaceError
+from sandbox.gatetree import GateTree, delete_path, list_gate_trees, remove_gate_tree
 from sandbox.git import HostGit, find_git_dirs, split_z
 from sandbox.lease import check_run_id
 from sandbox.paths import workspaces_dir, worktrees_dir
@@ -265,12 +267,20 @@ class Workspace:
         """A commit of ``rev``'s tree in which the paths ``from_base`` selects are as in base.
 
         Gates run on this: test and tool configuration come from the base
-        revision whatever the candidate did to them.
+        revision whatever the candidate did to them. ``rev`` itself when no
+        selected path differs from base (base itself, most candidates).
         """
         base = self.tree_listing(self.base)
-        listing = {p: v for p, v in self.tree_listing(rev).items() if not from_base(p)}
+        tree = self.tree_listing(rev)
+        if all(tree.get(p) == base.get(p) for p in tree.keys() | base.keys() if from_base(p)):
+            return rev
+        listing = {p: v for p, v in tree.items() if not from_base(p)}
         listing.update({p: v for p, v in base.items() if from_base(p)})
         return self._commit_listing(listing, message)
+
+    def gate_tree(self) -> GateTree:
+        """This run's gate tree (``sandbox.gatetree``): the gates' input, kept and updated in place."""
+        return GateTree.of(self.git_dir.parent.parent, self.run_id, self.git_dir)
 
     def _commit_listing(self, listing: Mapping[str, tuple[str, str]], message: str) -> str:
         """Commit ``path -> (mode, sha)`` (objects already stored) through a temporary index."""
@@ -589,6 +599,7 @@ def list_workspaces(home: Path) -> list[str]:
         runs.update(p.name for p in trees.iterdir() if p.is_dir() and not p.is_symlink())
     if gits.is_dir():
         runs.update(p.name.removesuffix(".git") for p in gits.glob("*.git"))
+    runs.update(list_gate_trees(home))
     return sorted(r for r in runs if _is_run_id(r))
 
 
@@ -601,9 +612,9 @@ def _is_run_id(name: str) -> bool:
 
 
 def remove_workspace(home: Path, run_id: str) -> None:
-    """Remove whatever exists of ``run_id``'s workspace; also a half-made one. Idempotent.
+    """Remove whatever exists of ``run_id``'s workspace (its gate tree too); also a half-made one.
 
-    Raises ``OSError`` only if a path exists and cannot be deleted.
+    Idempotent. Raises ``OSError`` only if a path exists and cannot be deleted.
     """
     check_run_id(run_id)
     git_dir = workspaces_dir(home) / f"{run_id}.git"
@@ -616,7 +627,5 @@ def remove_workspace(home: Path, run_id: str) -> None:
             log.warning("run %s: keep-alive ref not removed: %s", run_id, exc)
     tree = worktrees_dir(home) / run_id
     for path in (tree, git_dir):
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
-            shutil.rmtree(path)
+        delete_path(path)
+    remove_gate_tree(home, run_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.errors import GitError, WorkspaceError
+from sandbox.gatetree import GateTree, gate_tree_path, remove_gate_tree
 from sandbox.harvest import harvest
 from sandbox.spec import SANDBOX_UID
 from sandbox.workspace import Change, Workspace, list_workspaces, remove_workspace
@@ -273,3 +274,150 @@ def test_compose_takes_selected_paths_from_base_and_export_writes_a_plain_tree(
     assert not (dest / "conftest.py").exists() and not (dest / ".git").exists()
     with pytest.raises(WorkspaceError, match="exists"):
         ws.export(gate, dest)
+
+
+def test_compose_returns_the_revision_itself_when_no_selected_path_differs(ws: Workspace) -> None:
+    def tests(p: str) -> bool:
+        return p.startswith("tests/")
+
+    assert ws.compose(ws.base, tests, "gate input") == ws.base
+    (ws.path / "src/calc.py").write_text("fixed\n")
+    candidate = ws.checkpoint("cand")
+    assert ws.compose(candidate, tests, "gate input") == candidate
+    (ws.path / "tests/test_new.py").write_text("def test_x():\n    pass\n")  # added: differs
+    added = ws.checkpoint("added")
+    gate = ws.compose(added, tests, "gate input")
+    assert gate != added and {c.path for c in ws.changes(gate)} == {"src/calc.py"}
+
+
+def _listing_on_disk(root: Path) -> dict[str, bytes]:
+    """Every non-directory under ``root`` with its bytes (a link: its target), nothing followed."""
+    return {
+        str(p.relative_to(root)): os.fsencode(os.readlink(p)) if p.is_symlink() else p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_symlink() or not p.is_dir()
+    }
+
+
+def _expected(ws: Workspace, rev: str) -> dict[str, bytes]:
+    """What ``_listing_on_disk`` must find for ``rev``: each blob read from the private git dir."""
+    cat = ["git", f"--git-dir={ws.git_dir}", "cat-file", "blob"]
+    return {
+        path: subprocess.run([*cat, sha], capture_output=True, check=True).stdout
+        for path, (_, sha) in ws.tree_listing(rev).items()
+    }
+
+
+@pytest.fixture
+def revs(ws: Workspace) -> tuple[str, str]:
+    """A candidate (one file changed, one added, one deleted) beside base."""
+    (ws.path / "src/calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (ws.path / "src/new.py").write_text("NEW = 1\n")
+    (ws.path / "src/util/strings.py").unlink()
+    return ws.base, ws.checkpoint("cand")
+
+
+def test_the_gate_tree_is_updated_in_place_to_exactly_each_revision(
+    ws: Workspace, revs: tuple[str, str], corral_home: Path
+) -> None:
+    base, cand = revs
+    tree = ws.gate_tree()
+    path = tree.checkout(base, ws.tree_listing(base))
+    assert path == gate_tree_path(corral_home, ws.run_id) and not (path / ".git").exists()
+    assert (path / "src/util/strings.py").is_file()
+    kept = os.stat(path / "tests/test_calc.py").st_ino
+    assert tree.checkout(cand, ws.tree_listing(cand)) == path
+    assert (path / "src/calc.py").read_text().endswith("a + b\n")
+    assert (path / "src/new.py").is_file() and not (path / "src/util/strings.py").exists()
+    assert os.stat(path / "tests/test_calc.py").st_ino == kept  # untouched: not written again
+    assert tree.checkout(base, ws.tree_listing(base)) == path  # and back
+    assert (path / "src/util/strings.py").read_text() == FILES["src/util/strings.py"]
+    assert not (path / "src/new.py").exists() and tree.unchanged()
+    assert os.stat(path / "tests/test_calc.py").st_ino == kept
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["plant_file", "edit_same_size_and_mtime", "plant_dir", "swap_dir_for_link", "chmod"],
+)
+def test_anything_that_changed_the_gate_tree_makes_it_rebuilt(
+    ws: Workspace, revs: tuple[str, str], tmp_path: Path, tamper: str
+) -> None:
+    base, cand = revs
+    tree = ws.gate_tree()
+    path = tree.checkout(base, ws.tree_listing(base))
+    target = path / "src/calc.py"
+    if tamper == "plant_file":
+        (path / "src/conftest.py").write_text("import os; os._exit(0)\n")
+    elif tamper == "edit_same_size_and_mtime":
+        st = os.stat(target)
+        data = target.read_bytes()
+        target.write_bytes(data.replace(b"-", b"+"))
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # ctime still moves
+    elif tamper == "plant_dir":
+        (path / "tests/__pycache__").mkdir()
+    elif tamper == "swap_dir_for_link":
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        shutil.rmtree(path / "src/util")
+        (path / "src/util").symlink_to(outside)
+    else:
+        target.chmod(0o777)
+    assert not tree.unchanged()
+    for rev in (base, cand):  # the same revision or the next one: built afresh, exact
+        assert tree.checkout(rev, ws.tree_listing(rev)) == path
+        assert _listing_on_disk(path) == _expected(ws, rev)
+        assert os.stat(path / "src/calc.py").st_mode & 0o777 == 0o644
+        assert tree.unchanged()
+    if tamper == "swap_dir_for_link":
+        assert list((tmp_path / "outside").iterdir()) == []  # nothing written through the link
+
+
+def test_a_new_process_rebuilds_the_gate_tree_once(ws: Workspace, revs: tuple[str, str]) -> None:
+    base, _ = revs
+    path = ws.gate_tree().checkout(base, ws.tree_listing(base))
+    (path / "stale.txt").write_text("left by an earlier process\n")
+    fresh = GateTree.of(ws.git_dir.parent.parent, ws.run_id, ws.git_dir)
+    assert not fresh.unchanged()
+    fresh.checkout(base, ws.tree_listing(base))
+    assert _listing_on_disk(path) == _expected(ws, base)
+
+
+def test_gate_trees_are_listed_and_removed_with_the_workspace(
+    ws: Workspace, revs: tuple[str, str], corral_home: Path
+) -> None:
+    base, _ = revs
+    path = ws.gate_tree().checkout(base, ws.tree_listing(base))
+    remove_gate_tree(corral_home, ws.run_id)
+    assert not path.exists()
+    remove_gate_tree(corral_home, ws.run_id)  # idempotent
+    ws.gate_tree().checkout(base, ws.tree_listing(base))
+    shutil.rmtree(ws.path)
+    shutil.rmtree(ws.git_dir)  # a crash left only the gate tree
+    assert list_workspaces(corral_home) == [ws.run_id]
+    remove_workspace(corral_home, ws.run_id)
+    assert not path.exists() and list_workspaces(corral_home) == []
+
+
+def test_a_gate_tree_that_cannot_become_the_revision_is_an_error(
+    ws: Workspace, revs: tuple[str, str]
+) -> None:
+    base, cand = revs
+    with pytest.raises(WorkspaceError, match="did not become"):
+        ws.gate_tree().checkout(base, ws.tree_listing(cand))  # git writes base, not that listing
+
+
+def test_gc_removes_a_dead_runs_gate_tree_and_keeps_a_live_ones(
+    ws: Workspace, revs: tuple[str, str], corral_home: Path
+) -> None:
+    from sandbox.gc import collect
+    from sandbox.lease import RunLease
+
+    base, _ = revs
+    path = ws.gate_tree().checkout(base, ws.tree_listing(base))
+    with RunLease(corral_home, ws.run_id):  # a live run: nothing of it is touched
+        report = collect(corral_home, None)
+        assert report.kept_live == [ws.run_id] and path.is_dir()
+    report = collect(corral_home, None)  # its process is gone (a crash): all of it goes
+    assert report.workspaces == [ws.run_id]
+    assert not path.exists() and not ws.path.exists() and not ws.git_dir.exists()
