@@ -3,9 +3,10 @@
 Gates run on a plain tree (no ``.git``) mounted read-only into a fresh
 container. Exporting, and later deleting, a whole tree for every gate run was
 most of the runner's cost per attempt; instead each run keeps one directory,
-``worktrees/.gates/<run>.gate`` (beside the worktrees, on their ``nosuid,nodev``
-mount when there is one; the leading dot keeps it from ever being taken for a
-run's tree), and an index for it in the run's private git dir
+``worktrees/.<run>.gate`` (beside the worktrees, on their ``nosuid,nodev``
+mount when there is one; run ids start with a letter or digit, so the leading
+dot keeps it from ever being taken for a run's tree, and no shared parent
+directory is left behind), and an index for it in the run's private git dir
 (``gitdirs/<run>.git/gate-index``, never mounted). ``GateTree.checkout(rev)``
 moves the directory to ``rev`` with ``read-tree --reset -u`` through the
 hardened ``HostGit`` (no hooks, filters or repository config; git writes only
@@ -39,7 +40,6 @@ from sandbox.scan import MODE_GITLINK, MODE_LINK, scan
 
 log = logging.getLogger(__name__)
 
-GATE_TREES = ".gates"
 _SUFFIX = ".gate"
 INDEX_NAME = "gate-index"
 
@@ -48,7 +48,7 @@ _Stamp = dict[str, tuple[int, int, int, int, int]]
 
 def gate_tree_path(home: Path, run_id: str) -> Path:
     """Where ``run_id``'s gate tree lives (not created here). ``ValueError`` for a bad run id."""
-    return worktrees_dir(home) / GATE_TREES / f"{check_run_id(run_id)}{_SUFFIX}"
+    return worktrees_dir(home) / f".{check_run_id(run_id)}{_SUFFIX}"
 
 
 def remove_gate_tree(home: Path, run_id: str) -> None:
@@ -65,11 +65,11 @@ def delete_path(path: Path) -> None:
 
 
 def list_gate_trees(home: Path) -> list[str]:
-    """Run ids that have a gate tree under ``home``."""
-    root = worktrees_dir(home) / GATE_TREES
+    """The names of the gate trees under ``home`` (run ids, unless someone else put one there)."""
+    root = worktrees_dir(home)
     if not root.is_dir():
         return []
-    return sorted(p.name.removesuffix(_SUFFIX) for p in root.iterdir() if p.name.endswith(_SUFFIX))
+    return sorted(p.name[1:].removesuffix(_SUFFIX) for p in root.glob(f".*{_SUFFIX}"))
 
 
 @dataclass(slots=True)

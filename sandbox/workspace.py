@@ -8,7 +8,7 @@ Layout (all under the state directory ``home``, never in the user's checkout)::
     home/worktrees/<run>/      the tree the sandbox mounts at /workspace, owned by
                                the sandbox user; its ``.git`` is a pointer file to
                                the private git dir, mounted read-only in the sandbox
-    home/worktrees/.gates/<run>.gate   the gates' input tree (``sandbox.gatetree``)
+    home/worktrees/.<run>.gate the gates' input tree (``sandbox.gatetree``)
 
 The user's repository gains one ref, ``refs/corral/runs/<run>/base``, so its gc
 keeps the base objects alive; its index, HEAD, branches and config are never
