@@ -155,6 +155,8 @@ def verify(run_id: str = typer.Argument(..., help="The run whose event log to ch
     res = store.verify(run_id)
     if res.ok:
         out.print(f"ok: {res.events} events, chain intact")
+        if res.note:  # after a power loss: what could not be checked against the store
+            out.print(f"  note: {m(res.note)}")
         return
     err.print(f"[red]broken:[/red] event {res.first_bad_seq}: {m(res.problem)}")
     raise typer.Exit(1)
