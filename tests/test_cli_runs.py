@@ -135,7 +135,8 @@ def test_kill_9_mid_attempt_then_resume_finishes_and_the_chain_verifies(
     assert corral(corral_home, "verify", "killme").returncode == 0
     types = [e.type for e in store.events("killme")]
     assert "run_resume" in types and "orphan_removed" in types
-    leftover = docker_client.containers.list(all=True, filters={"label": "corral.run=killme"})
+    mine = ["corral.run=killme", f"corral.home={corral_home}"]  # not another test run's
+    leftover = docker_client.containers.list(all=True, filters={"label": mine})
     assert leftover == []
 
 
