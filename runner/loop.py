@@ -1,8 +1,9 @@
 """The control loop: bounded attempts, each judged by the runner, rolled back when it fails.
 
-    run:      create record -> workspace -> environment -> baseline gates -> attempts
+    run:      create record -> workspace -> environment -> baseline gates (background) -> attempts
     attempt:  clean tree (+ progress) -> sandbox -> windows -> kill sandbox -> harvest -> judge
-    judge:    findings -> patch scope -> empty? -> repeated strategy? -> gates vs baseline
+    judge:    findings -> patch scope -> empty? -> repeated strategy? -> wait for the baseline
+              -> gates vs baseline
     outcome:  ready_for_review | failed(domain) | budget_exhausted | waiting(for a human)
 
 Expected exits are the ``StopAttempt`` tree from ``runner.tools`` and
@@ -18,7 +19,9 @@ outcome first: a run-wide budget (``harness``), an agent error that says
 ``stops_run`` (a permanent model refusal), a repeated strategy. An
 infrastructure failure (``SandboxError``: engine, image, host git) outside an
 attempt's windows ends the run as ``failed`` (``runtime``), resumable
-(``runner.resume``). Run-wide budget usage is saved to the record as it is
+(``runner.resume``); so does one in the baseline gates, which run on a thread
+of their own while attempt 1 works (``runner.baseline``) and are waited for by
+the first judge that runs gates. Run-wide budget usage is saved to the record as it is
 spent and seeds the next process's ``Budget`` (``RunMeter``).
 """
 
@@ -29,6 +32,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -40,6 +44,7 @@ from policies.load import LoadedPolicy
 from policies.model import Policy
 from policies.scope import Scope, check_patch
 from runner.agent import Agent, Task, WindowContext
+from runner.baseline import BackgroundBaseline, BaselineStopped, Emit
 from runner.gates import MAX_JUNIT_BYTES, GateResult, clean_dir, feedback, gate_map, run_gate
 from runner.resume import RunMeter, record_runtime_error, wait_for
 from runner.store import RunStore, Step
@@ -159,6 +164,7 @@ class Runner:
         self.reports: list[AttemptReport] = []
         self._gate_results: list[GateResult] = []
         self._gate_tree: GateTree | None = None  # the gates' input, kept across gate runs
+        self._background: BackgroundBaseline | None = None  # the baseline gates, until joined
         self._fresh = False
         self._pending: dict[str, Any] | None = None  # the question an attempt ended waiting on
         self._resume_at: dict[str, Any] | None = None  # where a paused attempt continues
@@ -179,18 +185,16 @@ class Runner:
             self.store.update(self.run_id, status="running")
             try:
                 ws = self._workspace()
-                self._baseline(ws)
+                self._start_baseline(ws)
                 result = self._attempts(ws)
             except RunStopped as stop:
                 result = self._result(stop.status, stop.domain, stop.reason, None)
             except BudgetExceeded as exc:
                 result = self._result("budget_exhausted", "harness", str(exc), None)
             except SandboxError as exc:  # the engine, an image or host git failed, not the agent
-                step = self.store.last_incomplete(self.run_id)
-                where = f"{step.kind} {step.key}" if step is not None else "workspace"
-                reason = record_runtime_error(self.store, self.run_id, exc, where)
-                result = self._result("failed", "runtime", reason, None)
+                result = self._runtime_failure(exc)
             finally:
+                self._stop_baseline()  # before the gate tree goes: the baseline may still use it
                 self.meter.save(self.budget)
                 self._remove_gate_tree()
             self.store.update(
@@ -207,6 +211,16 @@ class Runner:
             self.emit("run_end", end)
             self.store.sync(self.run_id)  # the outcome a reviewer or merge relies on: on disk
             return result
+
+    def _runtime_failure(self, exc: SandboxError) -> RunResult:
+        """Record an infrastructure failure; a failed baseline's comes first (the earlier step)."""
+        step = self.store.last_incomplete(self.run_id)
+        where = f"{step.kind} {step.key}" if step is not None else "workspace"
+        failed = self._stop_baseline()
+        if isinstance(failed, SandboxError):
+            exc, where = failed, "baseline base"
+        reason = record_runtime_error(self.store, self.run_id, exc, where)
+        return self._result("failed", "runtime", reason, None)
 
     def _budget_changed(self) -> None:
         """After each counted step and model charge: save a charge, show the counters."""
@@ -340,7 +354,7 @@ class Runner:
             self.budget.used_output = int(resume_at.get("output_bytes", 0))
         watch = TreeWatch.open(ws.path, ws.ignored())  # before anything in the sandbox can write
         try:
-            sandbox = self._recorded(role="attempt", attempt=n).start(self._spec(ws))
+            sandbox = self._recorded(self.emit, role="attempt", attempt=n).start(self._spec(ws))
         except BaseException:
             if watch is not None:
                 watch.close()
@@ -496,7 +510,8 @@ class Runner:
         self._judge_gates(ws, n, h.commit, report)
 
     def _judge_gates(self, ws: Workspace, n: int, commit: str, report: AttemptReport) -> None:
-        results = self._gates(ws, commit, f"attempt-{n}")
+        self._await_baseline()  # the baseline is done with the gate tree before these start
+        results = self._gates(ws, commit, f"attempt-{n}", self.baseline, self.store, self.emit)
         self._gate_results = results
         report.gates = dict(gate_map(results))
         failed = [r for r in results if r.required and not r.passed]
@@ -539,21 +554,57 @@ class Runner:
 
     # ----------------------------------------------------------------- gates
 
-    def _baseline(self, ws: Workspace) -> None:
+    def _start_baseline(self, ws: Workspace) -> None:
+        """The gates at base: from the journal if done, else started in the background.
+
+        Attempt 1 works meanwhile; ``_await_baseline`` (the first judge with
+        gates to run) waits for it, ``_stop_baseline`` (the run's end) stops it.
+        """
         if any(s.kind == "baseline" and s.state == "done" for s in self.store.journal(self.run_id)):
             data = json.loads(self.store.artifact_path(self.run_id, "baseline.json").read_text())
             self.baseline = {k: _gate_from_json(v) for k, v in data.items()}
             return
         seq = self.store.journal_start(self.run_id, "baseline", "base", {})
-        results = self._gates(ws, ws.base, "baseline", baseline=False)
-        self.baseline = {r.name: r for r in results}
-        payload = {r.name: _gate_to_json(r) for r in results}
-        self.store.write_artifact(self.run_id, "baseline.json", json.dumps(payload, indent=1))
-        self.store.journal_done(self.run_id, seq, {"gates": dict(gate_map(results))})
+
+        def work(store: RunStore, emit: Emit, cancel: threading.Event) -> dict[str, GateResult]:
+            results = self._gates(ws, ws.base, "baseline", {}, store, emit, cancel)
+            payload = {r.name: _gate_to_json(r) for r in results}
+            store.write_artifact(self.run_id, "baseline.json", json.dumps(payload, indent=1))
+            store.journal_done(self.run_id, seq, {"gates": dict(gate_map(results))})
+            return {r.name: r for r in results}
+
+        timeouts = [g.timeout for g in self.policy.gates]  # a gate may run twice (confirmation)
+        wait = 2.0 * max(timeouts, default=0) + 60.0
+        self._background = BackgroundBaseline(self.store, self.run_id, work, join_timeout=wait)
+        self._background.start()
+
+    def _await_baseline(self) -> None:
+        """Wait for the background baseline; raises what it raised (``SandboxError``, a budget)."""
+        if self._background is not None:  # kept on failure: the run's end reports it (stop)
+            self.baseline = self._background.result(self.on_event)
+            self._background = None
+
+    def _stop_baseline(self) -> BaseException | None:
+        """The run ends: stop a baseline still running (bounded); what it failed with, if it did."""
+        if self._background is None:
+            return None
+        background, self._background = self._background, None
+        failed = background.stop(self.on_event)
+        if failed is not None:
+            log.warning("run %s: baseline gates failed: %s", self.run_id, failed)
+        return failed
 
     def _gates(
-        self, ws: Workspace, rev: str, label: str, *, baseline: bool = True
+        self,
+        ws: Workspace,
+        rev: str,
+        label: str,
+        baseline: Mapping[str, GateResult],
+        store: RunStore,
+        emit: Emit,
+        cancel: threading.Event | None = None,
     ) -> list[GateResult]:
+        """Each gate on ``rev`` against ``baseline``; ``store`` and ``emit`` of the calling thread."""
         if not self.policy.gates:
             return []
         gate_rev = ws.compose(
@@ -569,10 +620,12 @@ class Runner:
         results = []
         try:
             for gate in self.policy.gates:
+                if cancel is not None and cancel.is_set():
+                    raise BaselineStopped(f"the run ended before gate {gate.name} ({label})")
                 self.budget.check_wall()
-                self.emit("gate_start", {"label": label, "gate": gate.name})
-                prior = self.baseline.get(gate.name) if baseline else None
-                backend = self._recorded(role="gate", label=label, gate=gate.name)
+                emit("gate_start", {"label": label, "gate": gate.name})
+                prior = baseline.get(gate.name)
+                backend = self._recorded(emit, role="gate", label=label, gate=gate.name)
                 # exactly gate_rev, checked: updated in place, or rebuilt if anything changed it
                 tree = self._gate_tree.checkout(gate_rev, listing)
                 r = run_gate(backend, self._spec(ws, gate=True), gate, tree, out, prior)
@@ -581,15 +634,15 @@ class Runner:
                         f"the gate tree changed while gate {gate.name} ran; its verdict is not"
                         f" trusted: `corral resume {self.run_id}` runs the gates again"
                     )
-                self.store.write_artifact(self.run_id, f"{label}/gate-{gate.name}.log", r.log)
+                store.write_artifact(self.run_id, f"{label}/gate-{gate.name}.log", r.log)
                 junit = out / f"{gate.name}.xml"
                 if junit.is_file() and not junit.is_symlink():
-                    self.store.write_artifact(
+                    store.write_artifact(
                         self.run_id,
                         f"{label}/junit-{gate.name}.xml",
                         junit.read_bytes()[:MAX_JUNIT_BYTES],
                     )
-                self.emit("gate_end", {"label": label, "gate": gate.name, "passed": r.passed,
+                emit("gate_end", {"label": label, "gate": gate.name, "passed": r.passed,
                                        "exit_code": r.exit_code, "reason": r.reason,
                                        "baseline_passed": prior.passed if prior else None,
                                        "comparison": _comparison_counts(r)})  # fmt: skip
@@ -631,11 +684,10 @@ class Runner:
             owner_home=str(self.home),
         )
 
-    def _recorded(self, **role: Any) -> SandboxBackend:
+    def _recorded(self, emit: Emit, **role: Any) -> SandboxBackend:
         """``self.backend``, recording each sandbox's effective spec as a ``sandbox_spec`` event."""
         return SpecRecorder(
-            self.backend,
-            lambda spec, sb: self.emit("sandbox_spec", {**role, **spec_record(spec, sb)}),
+            self.backend, lambda spec, sb: emit("sandbox_spec", {**role, **spec_record(spec, sb)})
         )
 
     def _policy_summary(self) -> str:

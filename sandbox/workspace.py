@@ -35,6 +35,7 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -68,6 +69,7 @@ NEUTRAL_ATTRIBUTES = "* !text !eol !crlf !filter !diff !merge !ident !working-tr
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 #: ``(git dir, commit id) -> listing``: a commit's tree never changes, so its listing is cached.
 _LISTINGS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+_LISTINGS_LOCK = threading.Lock()
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _META = "corral-workspace.json"
 
@@ -198,13 +200,16 @@ class Workspace:
         Listings of full object ids are immutable and cached (a copy is returned).
         """
         key = (str(self.git_dir), rev)
-        if _FULL_SHA.match(rev) and key in _LISTINGS:
-            return dict(_LISTINGS[key])
+        with _LISTINGS_LOCK:  # the baseline gates list trees on a thread of their own
+            cached = _LISTINGS.get(key)
+        if cached is not None and _FULL_SHA.match(rev):
+            return dict(cached)
         listing = self._list_tree(rev)
         if _FULL_SHA.match(rev):
-            if len(_LISTINGS) >= 64:
-                _LISTINGS.pop(next(iter(_LISTINGS)))
-            _LISTINGS[key] = listing
+            with _LISTINGS_LOCK:
+                if len(_LISTINGS) >= 64:
+                    _LISTINGS.pop(next(iter(_LISTINGS)))
+                _LISTINGS[key] = listing
         return dict(listing)
 
     def _list_tree(self, rev: str) -> dict[str, tuple[str, str]]:

@@ -20,7 +20,7 @@ import pytest
 
 from runner.loop import RunResult
 from runner.resume import answer_pending, resumable
-from runner.service import RunRequest, resume_run, start_run
+from runner.service import OnEvent, RunRequest, resume_run, start_run
 from runner.store import RunStore
 from sandbox.paths import worktrees_dir
 from sandbox.storage import mount_scratch_fs
@@ -70,7 +70,9 @@ class Env:
         """Take the user's repository state as it is now (after a test's own git set-up)."""
         self.before = _user_state(self.repo)
 
-    def run(self, script: str, *, policy: str = POLICY, **kw: Any) -> RunResult:
+    def run(
+        self, script: str, *, policy: str = POLICY, on_event: OnEvent | None = None, **kw: Any
+    ) -> RunResult:
         (self.tmp / "script.toml").write_text(textwrap.dedent(script))
         (self.tmp / "policy.toml").write_text(policy)
         req = RunRequest(
@@ -81,7 +83,7 @@ class Env:
             image=self.image,
             **kw,
         )
-        return start_run(self.home, req)
+        return start_run(self.home, req, on_event=on_event)
 
     def events(self, run_id: str) -> list[str]:
         return [e.type for e in RunStore(self.home).events(run_id)]
