@@ -71,7 +71,7 @@ COMMAND = "cat src/f0.py > /dev/null"
 CHANGE = "X0 = 'bench-change'\n"
 GATE = "! grep -q bench-change src/f0.py"
 PARTS = ("worktree", "sandbox", "actions", "harvest", "gate", "rollback")
-RUNNER_PARTS = ("gate tree", "event log", "artifacts", "baseline wait")  # the runner's own, by part
+RUNNER_PARTS = ("gate tree", "event log", "artifacts", "base wait")  # the runner's own, by part
 SCRIPT = f"""
 [[attempt]]
 [[attempt.window]]
@@ -103,8 +103,8 @@ def probed(clock: Clock, background: Clock) -> AbstractContextManager[None]:
         (GateTree, "checkout", "gate tree"), (GateTree, "unchanged", "gate tree"),
         (runner.loop, "remove_gate_tree", "gate tree"), (runner.loop, "clean_dir", "gate tree"),
         (RunStore, "append", "event log"), (RunStore, "sync", "event log"),
-        (RunStore, "write_artifact", "artifacts"), (BackgroundBaseline, "result", "baseline wait"),
-        (BackgroundBaseline, "stop", "baseline wait"),
+        (RunStore, "write_artifact", "artifacts"), (BackgroundBaseline, "result", "base wait"),
+        (BackgroundBaseline, "stop", "base wait"),
     ]  # fmt: skip
 
     def timed(part: str, fn: Any) -> Any:
@@ -215,7 +215,7 @@ def main() -> None:
         rest = statistics.median(t - sum(c.parts.values()) / n for t, c in rows)
         print(f"  {label:<24}" + "".join(f"{x * 1000:10.1f}" for x in (*cells, rest, total)))
     on_thread = statistics.median(sum(b.parts.values()) for b in baselines)
-    waited = statistics.median(c.parts["baseline wait"] for _, c in runs)
+    waited = statistics.median(c.parts["base wait"] for _, c in runs)
     parts = ", ".join(f"{p} {statistics.median(b.parts[p] for b in baselines) * 1000:.0f}"
                       for p in sorted(baselines[0].parts))  # fmt: skip
     print(f"  baseline (its own thread, per run): {on_thread * 1000:.0f} ms ({parts}); "
