@@ -8,7 +8,8 @@ Threads: the baseline gets its own ``RunStore`` (a SQLite connection belongs to
 the thread that opened it; the event log takes appends from any thread, under
 its ``flock``), so its events are in the log as they happen. The live display
 (``on_event``) is only ever called on the runner's thread: the baseline's
-events reach it at ``result`` or ``stop``, in order.
+events reach it before the runner's next event of its own, and at ``result``
+or ``stop``, in order.
 
 Failure: whatever the baseline raised (``SandboxError``, ``BudgetExceeded``)
 is raised again by ``result``, and returned by ``stop``; the runner reports it
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,7 +45,8 @@ class BackgroundBaseline:
         self._home, self._run_id, self._work = store.home, run_id, work
         self._join_timeout = join_timeout
         self._cancel = threading.Event()
-        self._notices: list[tuple[str, dict[str, Any]]] = []  # for on_event, on the runner's thread
+        # for on_event, on the runner's thread (deque: appended here, popped there)
+        self._notices: deque[tuple[str, dict[str, Any]]] = deque()
         self._gates: dict[str, GateResult] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"corral-baseline-{run_id}")
@@ -54,7 +57,7 @@ class BackgroundBaseline:
     def result(self, on_event: Emit | None) -> dict[str, GateResult]:
         """Wait for the baseline; its gates by name. Raises what the baseline raised."""
         self._thread.join()  # bounded: every gate is (its timeout, on the host and in the container)
-        self._deliver(on_event)
+        self.deliver(on_event)
         if self._error is not None:
             raise self._error
         assert self._gates is not None
@@ -72,7 +75,7 @@ class BackgroundBaseline:
             if self._thread.is_alive():
                 log.warning("run %s: baseline gates still running after %.0f s",
                             self._run_id, self._join_timeout)  # fmt: skip
-        self._deliver(on_event)
+        self.deliver(on_event)
         return None if isinstance(self._error, BaselineStopped) else self._error
 
     def _run(self) -> None:
@@ -90,8 +93,13 @@ class BackgroundBaseline:
         finally:
             store.close()
 
-    def _deliver(self, on_event: Emit | None) -> None:
-        while self._notices and on_event is not None:
-            on_event(*self._notices.pop(0))
-        if on_event is None:
-            self._notices.clear()
+    def deliver(self, on_event: Emit | None) -> None:
+        """Hand the baseline's events so far to ``on_event``, on the caller's (the runner's) thread.
+
+        The runner calls it before each of its own events, so the display shows
+        the baseline's gates about as they happen and in order with the rest.
+        """
+        while self._notices:
+            kind, data = self._notices.popleft()
+            if on_event is not None:
+                on_event(kind, data)

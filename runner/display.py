@@ -2,7 +2,7 @@
 
 Every mode is one callable, ``on_event(kind, data)``, fed by ``Runner.emit``
 (events of the log) and ``Runner.notify`` (live-only notices: ``run_limits``,
-``command_start``, ``budget``):
+``command_start``, ``budget``, ``baseline_started``):
 
 - ``live``: a rich ``Live`` panel (attempt i/N, window j/M, the current step and
   command, gates vs their baseline, budgets used vs limits, elapsed time). An
@@ -60,7 +60,7 @@ LINE_CHARS = 240
 #: Recent events listed under the panel.
 RECENT = 5
 #: Notices that reach the display but are not in the event log.
-LIVE_ONLY = frozenset({"run_limits", "command_start", "budget"})
+LIVE_ONLY = frozenset({"run_limits", "command_start", "budget", "baseline_started"})
 
 #: What ``runner.review.plain`` leaves (it escapes the C0, C1 and bidi table of ``policies.scope``)
 #: that would still break a one-line display.
@@ -144,6 +144,9 @@ class RunView:
             )
         elif kind == "budget":
             self.budget.update(data)
+        elif kind == "baseline_started":  # on its own thread, while attempt 1 works
+            for name in data.get("gates", ()):
+                self.gates.setdefault(str(name), GateView()).baseline = "running"
         elif kind == "attempt_start":
             self.attempt, self.window, self.phase = int(data["attempt"]), 0, "agent"
             self.command = self.command_state = ""
@@ -224,6 +227,8 @@ def describe(kind: str, d: Mapping[str, Any]) -> str | None:
         line = f"attempt {d.get('attempt')} window {d.get('window')}"
     elif kind == "gate_start":
         line = f"gate {d.get('gate')} [{d.get('label')}] running"
+    elif kind == "baseline_started":
+        line = f"baseline gates running alongside attempt 1: {', '.join(d.get('gates', ()))}"
     else:
         line = summarize(Event(0, "", "", kind, dict(d), "", ""))
         if kind == "gate_end" and d.get("baseline_passed") is not None:

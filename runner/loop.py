@@ -577,6 +577,7 @@ class Runner:
         wait = 2.0 * max(timeouts, default=0) + 60.0
         self._background = BackgroundBaseline(self.store, self.run_id, work, join_timeout=wait)
         self._background.start()
+        self.notify("baseline_started", {"gates": [g.name for g in self.policy.gates]})
 
     def _await_baseline(self) -> None:
         """Wait for the background baseline; raises what it raised (``SandboxError``, a budget)."""
@@ -736,17 +737,23 @@ class Runner:
 
     def emit(self, kind: str, data: Mapping[str, Any]) -> None:
         self.store.append(self.run_id, kind, dict(data))
+        self._show(kind, data)
+
+    def _show(self, kind: str, data: Mapping[str, Any]) -> None:
+        """``on_event``, after what the background baseline recorded meanwhile (same thread)."""
+        if self._background is not None:
+            self._background.deliver(self.on_event)
         if self.on_event is not None:
             self.on_event(kind, data)
 
     def notify(self, kind: str, data: Mapping[str, Any]) -> None:
         """A live-only notice for ``on_event`` (the display), not recorded in the event log.
 
-        ``run_limits``, ``command_start`` and ``budget`` are this kind: the log keeps
-        what happened, the display also wants what is happening now.
+        ``run_limits``, ``command_start``, ``budget`` and ``baseline_started`` are
+        this kind: the log keeps what happened, the display also wants what is
+        happening now.
         """
-        if self.on_event is not None:
-            self.on_event(kind, data)
+        self._show(kind, data)
 
     def _limits(self) -> dict[str, Any]:
         b = self.policy.budgets
