@@ -378,7 +378,7 @@ def test_logs_renders_events_per_attempt_and_gate_logs(runs: Path) -> None:
     assert "run started: add() subtracts" in whole.stdout
     assert "write denied: conftest.py (protected by policy)" in whole.stdout
     second = corral(runs, "logs", "protected", "--attempt", "2").stdout
-    assert "write src/calc.py" in second and "conftest.py" not in second
+    assert "write_file src/calc.py" in second and "conftest.py" not in second  # the tool's name
     assert all(" a2" in line for line in second.strip().splitlines())
     gate = corral(runs, "logs", "pass", "--gate", "tests").stdout
     assert (
@@ -450,7 +450,7 @@ def test_review_of_a_built_in_agent_run_shows_model_tokens_and_cost(
     assert data["tokens"] > 0 and data["cost_usd"] > 0
     assert data["budgets"]["tokens"]["used"] == data["tokens"]
     tools = data["trajectory"]["tools"]
-    assert tools == {"bash": 2, "read_file": 1, "write_file": 1, "finish": 1}  # edit_file writes
+    assert tools == {"bash": 2, "read_file": 1, "edit_file": 1, "finish": 1}  # by the tool's name
     assert "model_call" in [e["type"] for e in data["trajectory"]["timeline"]]
     text = corral(corral_home, "review", "model").stdout
     assert "model gpt-4o-mini" in text and f"{data['tokens']} / $" in text
