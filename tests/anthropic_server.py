@@ -14,6 +14,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests import loopback
+
 
 class ScriptedAnthropic:
     """Serve ``commands`` as Bash tool calls on ``127.0.0.1``; use as a context manager."""
@@ -26,8 +28,7 @@ class ScriptedAnthropic:
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return loopback.base_url(self._server)
 
     def __enter__(self) -> ScriptedAnthropic:
         outer = self
@@ -134,14 +135,11 @@ class ScriptedAnthropic:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = loopback.serve(H)
         return self
 
     def __exit__(self, *a: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        loopback.stop(self._server)
 
     def _next(self, body: dict[str, Any]) -> dict[str, Any]:
         tools = [t.get("name") for t in body.get("tools", [])]

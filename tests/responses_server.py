@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests import loopback
+
 #: What one scripted response reports (the gateway's count is checked against it).
 INPUT_TOKENS, OUTPUT_TOKENS = 100, 20
 SHELL_TOOLS = ("exec_command", "shell_command", "shell")
@@ -52,8 +54,7 @@ class ScriptedResponses:
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "server not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return loopback.base_url(self._server)
 
     @property
     def served(self) -> int:
@@ -98,15 +99,11 @@ class ScriptedResponses:
                 self.wfile.write(data)
                 self.wfile.flush()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = loopback.serve(H)
         return self
 
     def __exit__(self, *a: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        loopback.stop(self._server)
 
     def _respond(self, body: dict[str, Any]) -> dict[str, Any]:
         """The next scripted response object (``status: completed``, with usage)."""
