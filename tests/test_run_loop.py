@@ -398,7 +398,9 @@ def test_an_escalated_scope_violation_waits_and_an_approval_makes_it_the_candida
     assert pending["kind"] == "scope" and pending["attempt"] == 1
     assert any("mode" in v for v in pending["violations"])
     shown = _corral("status", "escalated")
-    assert "attempt 1 went out of scope" in shown.stdout and "corral approve escalated" in shown.stdout
+    assert (
+        "attempt 1 went out of scope" in shown.stdout and "corral approve escalated" in shown.stdout
+    )
     assert any(v in shown.stdout for v in pending["violations"]), shown.stdout
     answer = _corral("approve", "escalated", "--comment", "the bit is wanted")
     assert answer.returncode == 0 and "approved the scope violation of attempt 1" in answer.stdout
@@ -483,19 +485,22 @@ def test_an_engine_error_in_the_gates_fails_the_run_resumably(env: Env) -> None:
     _verified(env, done)
 
 
+ENV_SCRIPT = f"""
+    [[attempt]]
+    [[attempt.window]]
+    actions = [
+      {{ run = "test -f /opt/env/marker && echo env-ok > src/env.txt" }},
+      {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+      {{ finish = "fixed" }},
+    ]
+    """
+"""An attempt that proves it ran on the environment image (the setup's marker) and fixes add()."""
+
+
 def test_resume_redoes_an_environment_set_up_that_did_not_finish(env: Env) -> None:
     policy = POLICY + '\n[setup]\ncommands = ["echo ok > $VIRTUAL_ENV/marker"]\n'
-    script = f"""
-        [[attempt]]
-        [[attempt.window]]
-        actions = [
-          {{ run = "test -f /opt/env/marker && echo env-ok > src/env.txt" }},
-          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
-          {{ finish = "fixed" }},
-        ]
-        """
     env.image, good = MISSING_IMAGE, env.image
-    broken = env.run(script, policy=policy, run_id="setup")
+    broken = env.run(ENV_SCRIPT, policy=policy, run_id="setup")
     env.image = good
     assert broken.status == "failed" and broken.failure_domain == "runtime", broken
     assert "setup env: ImageError" in broken.reason
@@ -510,17 +515,8 @@ def test_resume_redoes_an_environment_set_up_that_did_not_finish(env: Env) -> No
 
 def test_environment_setup_runs_once_and_is_cached(env: Env) -> None:
     policy = POLICY + "\n[setup]\ncommands = [\"python3 -c 'print(42)' > $VIRTUAL_ENV/marker\"]\n"
-    script = f"""
-        [[attempt]]
-        [[attempt.window]]
-        actions = [
-          {{ run = "test -f /opt/env/marker && echo env-ok > src/env.txt" }},
-          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
-          {{ finish = "fixed" }},
-        ]
-        """
-    first = env.run(script, policy=policy)
-    second = env.run(script, policy=policy)
+    first = env.run(ENV_SCRIPT, policy=policy)
+    second = env.run(ENV_SCRIPT, policy=policy)
     assert first.status == second.status == "ready_for_review"
     assert (
         "src/env.txt" in first.attempts[0].changed_files
