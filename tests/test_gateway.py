@@ -963,7 +963,9 @@ def _bridge_address(docker_client: Any) -> str:
     if gateway:
         return str(gateway)
     name = (attrs.get("Options") or {}).get("com.docker.network.bridge.name", "docker0")
-    addresses = [a.address for a in psutil.net_if_addrs().get(name, []) if a.family == socket.AF_INET]
+    addresses = [
+        a.address for a in psutil.net_if_addrs().get(name, []) if a.family == socket.AF_INET
+    ]
     assert addresses, f"no IPv4 address on the bridge interface {name}"
     return addresses[0]
 
