@@ -11,7 +11,10 @@ directory is left behind), and an index for it in the run's private git dir
 moves the directory to ``rev`` with ``read-tree --reset -u`` through the
 hardened ``HostGit`` (no hooks, filters or repository config; git writes only
 what differs), then requires corral's own ``lstat`` scan of the directory to
-equal ``rev``'s listing, else empties it and checks out again.
+equal ``rev``'s listing, else empties it and checks out again. That scan hashes
+only the files git wrote: the others keep the blob ids of the previous scan while
+their inode stamps stand (``sandbox.scan.HashCache``; nothing maps this tree
+writable, every container sees it read-only).
 
 The tree is reused only while it is provably what was checked: after every
 checkout a stamp of every entry (mode, inode, size, mtime, ctime; nothing
@@ -36,7 +39,7 @@ from sandbox.errors import WorkspaceError
 from sandbox.git import HostGit
 from sandbox.lease import check_run_id
 from sandbox.paths import worktrees_dir
-from sandbox.scan import MODE_GITLINK, MODE_LINK, scan
+from sandbox.scan import MODE_GITLINK, MODE_LINK, HashCache, scan
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class GateTree:
     rev: str | None = None
     _stamp: _Stamp | None = field(default=None, repr=False)
     _links: dict[str, str] = field(default_factory=dict, repr=False)
+    _hashes: HashCache = field(default_factory=HashCache, repr=False)
 
     @classmethod
     def of(cls, home: Path, run_id: str, git_dir: Path) -> GateTree:
@@ -110,7 +114,7 @@ class GateTree:
             HostGit(self.git_dir, self.path).run(
                 "read-tree", "--reset", "-u", rev, index_file=self.git_dir / INDEX_NAME
             )
-            if _matches(self.path, listing):
+            if _matches(self.path, listing, self._hashes):
                 self.rev, self._stamp, self._links = rev, _stamp_of(self.path), links
                 return self.path
             log.warning("gate tree %s did not match %s; checking out afresh", self.path, rev[:12])
@@ -126,8 +130,8 @@ class GateTree:
             return False
 
 
-def _matches(root: Path, listing: dict[str, tuple[str, str]]) -> bool:
-    snap = scan(root, base=listing)
+def _matches(root: Path, listing: dict[str, tuple[str, str]], hashes: HashCache) -> bool:
+    snap = scan(root, base=listing, hashes=hashes)
     got = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
     want = {p: v for p, v in listing.items() if v[0] != MODE_GITLINK}
     return snap.complete and not snap.findings and got == want

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -109,6 +110,8 @@ def bad_name_reason(name: str) -> str | None:
     """Why a path component is refused, or None. Option-like, control, bidi or undecodable."""
     if name.startswith("-"):
         return "starts with '-' (reads as an option)"
+    if name.isascii() and name.isprintable():  # most names: no control, bidi or surrogate here
+        return None
     for ch in name:
         if ch in _BIDI:
             return f"bidi control U+{ord(ch):04X}"
@@ -117,6 +120,52 @@ def bad_name_reason(name: str) -> str | None:
         if unicodedata.category(ch) in ("Cc", "Cf") and ch != "\u200d":
             return f"control character U+{ord(ch):04X}"
     return None
+
+
+#: A file changed this recently before a scan started may change again within the same
+#: timestamp tick (the kernel stamps inodes from a clock that advances once per tick, up to
+#: 10 ms), unseen by its stamp: ``HashCache`` does not keep its blob id.
+RACY_NS = 100_000_000
+
+_Stamp = tuple[int, int, int, int, int, int]
+
+
+class HashCache:
+    """Blob ids from earlier scans of one tree, reused while a file's inode stamp is unchanged.
+
+    The stamp is (device, inode, mode, size, mtime, ctime). Every write,
+    truncate, chmod, rename or link through the file system moves ctime to the
+    current time, and no system call sets it back, so an unchanged stamp means
+    unchanged content; a file whose ctime was within ``RACY_NS`` of the scan
+    that hashed it is not kept (it could change again unseen within the same
+    tick). A write through a shared ``mmap`` of a page that is already dirty does
+    not move ctime: only scans that are defence in depth (the per-step scope
+    check) or of trees that nothing can map writable (the gate tree, read-only in
+    every container) use a cache; the harvest and the rollback check hash every
+    file. Bounded: past ``max_entries`` the cache starts again empty.
+    """
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self.max_entries = max_entries
+        self._ids: dict[str, tuple[_Stamp, str]] = {}
+
+    def lookup(self, rel: str, st: os.stat_result) -> str | None:
+        """The blob id kept for ``rel`` if its stamp is still ``st``'s, else None."""
+        kept = self._ids.get(rel)
+        return kept[1] if kept is not None and kept[0] == _stamp(st) else None
+
+    def keep(self, rel: str, st: os.stat_result, sha: str, scan_started_ns: int) -> None:
+        """Remember ``sha`` for ``rel`` as ``st`` describes it, unless it changed too recently."""
+        if st.st_ctime_ns >= scan_started_ns - RACY_NS:
+            self._ids.pop(rel, None)
+            return
+        if len(self._ids) >= self.max_entries:
+            self._ids.clear()
+        self._ids[rel] = (_stamp(st), sha)
+
+
+def _stamp(st: os.stat_result) -> _Stamp:
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(slots=True)
@@ -128,6 +177,8 @@ class _Walk:
     allow_symlinks: bool
     limits: ScanLimits
     exclude: Callable[[str], str | None] | None = None
+    hashes: HashCache | None = None
+    started_ns: int = 0
     entries: dict[str, Entry] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     seen: int = 0
@@ -146,6 +197,7 @@ def scan(
     allow_symlinks: bool = False,
     limits: ScanLimits | None = None,
     exclude: Callable[[str], str | None] | None = None,
+    hashes: HashCache | None = None,
 ) -> Snapshot:
     """Scan ``root`` without following links.
 
@@ -156,10 +208,12 @@ def scan(
     sha)``; base gitlinks are skipped, in-tree symlinks and hardlinks already in
     base are not flagged. ``exclude(path)`` (directories end in ``/``) keeps a
     path out: a non-empty reason makes it an ``ignored_file`` finding, ``""``
-    skips it silently (the progress file). Raises ``OSError`` only if ``root`` itself cannot be
-    opened as a directory.
+    skips it silently (the progress file). ``hashes``: blob ids of earlier scans of
+    this tree to reuse (see ``HashCache`` for when that is sound). Raises ``OSError``
+    only if ``root`` itself cannot be opened as a directory.
     """
     limits = limits or ScanLimits()
+    started = time.time_ns()
     fd = os.open(root, _DIR_FLAGS)
     try:
         walk = _Walk(
@@ -170,6 +224,8 @@ def scan(
             allow_symlinks=allow_symlinks,
             limits=limits,
             exclude=exclude,
+            hashes=hashes,
+            started_ns=started,
         )
         _scan_dir(walk, fd, "", 0)
     finally:
@@ -280,12 +336,16 @@ def _scan_file(walk: _Walk, dfd: int, name: str, rel: str, st: os.stat_result) -
         admissible = False
     if not admissible:
         return
-    try:
-        sha = hash_file(dfd, name, st)
-    except OSError as exc:
-        walk.flag("unreadable", rel, exc.strerror or str(exc))
-        walk.complete = False
-        return
+    sha = walk.hashes.lookup(rel, st) if walk.hashes is not None else None
+    if sha is None:
+        try:
+            sha = hash_file(dfd, name, st)
+        except OSError as exc:
+            walk.flag("unreadable", rel, exc.strerror or str(exc))
+            walk.complete = False
+            return
+        if walk.hashes is not None:
+            walk.hashes.keep(rel, st, sha, walk.started_ns)
     git_mode = MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE
     walk.entries[rel] = Entry(rel, git_mode, sha, st.st_size)
 

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 from inotify_simple import INotify
 from inotify_simple import flags as F
@@ -60,6 +62,15 @@ MAX_WATCHES = 20_000
 MAX_DEPTH = 64
 #: Reads of the event queue per ``changed()`` call before it counts as an overflow.
 MAX_READS = 64
+
+
+class _Closed:
+    """Stands in for a closed instance: ``fd`` -1, as ``INotify`` has once closed."""
+
+    fd = -1
+
+
+_CLOSED: Any = _Closed()
 
 
 class TreeWatch:
@@ -116,9 +127,19 @@ class TreeWatch:
         return seen or self.degraded
 
     def close(self) -> None:
-        if self._inotify.fd >= 0:
-            self._inotify.close()
+        """Stop watching; ``changed()`` says "changed" from now on.
+
+        The kernel's teardown of an inotify instance waits for an RCU grace
+        period (from a fraction of a millisecond to tens of milliseconds), time
+        the runner would spend between an attempt's container and its harvest.
+        The instance is closed on a short-lived daemon thread instead: nothing
+        reads it any more, and a process that exits first has it closed by the
+        kernel.
+        """
+        inotify, self._inotify = self._inotify, _CLOSED
         self._paths.clear()
+        if inotify.fd >= 0:
+            threading.Thread(target=inotify.close, name="corral-watch-close", daemon=True).start()
 
     def __enter__(self) -> TreeWatch:
         return self

@@ -51,6 +51,7 @@ from sandbox.scan import (
     MODE_GITLINK,
     MODE_LINK,
     Entry,
+    HashCache,
     ScanLimits,
     Snapshot,
     blob_sha,
@@ -179,10 +180,13 @@ class Workspace:
         allow_symlinks: bool = False,
         limits: ScanLimits | None = None,
         exclude: Callable[[str], str | None] | None = None,
+        hashes: HashCache | None = None,
     ) -> Snapshot:
         """Scan the tree now (see ``sandbox.scan``), against the base revision.
 
         ``exclude`` (default: the one ``with_exclude`` set) keeps paths out.
+        ``hashes``: blob ids to reuse, for scans that are defence in depth only
+        (``HashCache`` says why the harvest must not pass one).
         """
         return scan(
             self.path,
@@ -192,6 +196,7 @@ class Workspace:
             allow_symlinks=allow_symlinks,
             limits=limits,
             exclude=exclude or self.exclude,
+            hashes=hashes,
         )
 
     def tree_listing(self, rev: str) -> dict[str, tuple[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from sandbox.scan import (
     MODE_EXEC,
     MODE_FILE,
     MODE_LINK,
+    RACY_NS,
+    HashCache,
     ScanLimits,
     _link_stays_inside,
     bad_name_reason,
@@ -174,3 +177,76 @@ def test_ignored_paths_are_reported_not_admitted(tmp_path: Path) -> None:
         ("ignored_file", "a.pyc"),
     }
     assert set(snap.entries) == {"keep.py"}
+
+
+def _settled(*paths: Path) -> None:
+    """Wait until the files' last change is older than the racy window of ``HashCache``."""
+    newest = max(p.lstat().st_ctime_ns for p in paths)
+    while time.time_ns() <= newest + RACY_NS:
+        time.sleep(0.02)
+
+
+def test_a_hash_cache_reuses_ids_of_files_whose_stamp_stands(tmp_path: Path) -> None:
+    build_tree(tmp_path, {"a.py": "a = 1\n", "d/b.py": "b = 2\n"})
+    _settled(tmp_path / "a.py", tmp_path / "d" / "b.py")
+    hashes = HashCache()
+    first = scan(tmp_path, pointer=None, hashes=hashes)
+    kept = hashes.lookup("a.py", (tmp_path / "a.py").lstat())
+    assert kept == blob_sha(b"a = 1\n") == first.entries["a.py"].sha
+    assert scan(tmp_path, pointer=None, hashes=hashes).entries == first.entries
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda f: f.write_text("a = 9\n"),  # same size, new content
+        lambda f: os.utime(f, ns=(f.lstat().st_atime_ns, f.lstat().st_mtime_ns)),  # mtime put back
+        lambda f: (f.unlink(), f.write_text("a = 7\n")),  # a new inode under the same name
+        lambda f: f.chmod(0o755),
+    ],
+    ids=["rewrite", "utime-back", "replace", "chmod"],
+)
+def test_any_change_through_the_file_system_is_hashed_again(tmp_path: Path, change: object) -> None:
+    f = tmp_path / "a.py"
+    f.write_text("a = 1\n")
+    _settled(f)
+    hashes = HashCache()
+    scan(tmp_path, pointer=None, hashes=hashes)
+    old = os.stat_result(f.lstat())
+    change(f)  # type: ignore[operator]
+    assert hashes.lookup("a.py", f.lstat()) is None, "a moved ctime retires the kept id"
+    got = scan(tmp_path, pointer=None, hashes=hashes).entries["a.py"]
+    assert got.sha == blob_sha(f.read_bytes())
+    assert f.lstat().st_ctime_ns != old.st_ctime_ns
+
+
+def test_a_file_changed_just_before_the_scan_is_not_kept(tmp_path: Path) -> None:
+    f = tmp_path / "a.py"
+    f.write_text("a = 1\n")  # within the racy window of the scan below
+    hashes = HashCache()
+    scan(tmp_path, pointer=None, hashes=hashes)
+    assert hashes.lookup("a.py", f.lstat()) is None
+
+
+def test_the_hash_cache_is_bounded(tmp_path: Path) -> None:
+    build_tree(tmp_path, {f"f{i}.py": str(i) for i in range(5)})
+    _settled(*(tmp_path / f"f{i}.py" for i in range(5)))
+    hashes = HashCache(max_entries=3)
+    scan(tmp_path, pointer=None, hashes=hashes)
+    assert len(hashes._ids) <= 3
+
+
+def test_a_scan_without_a_cache_sees_writes_through_a_shared_mapping(tmp_path: Path) -> None:
+    """Why the harvest never passes a ``HashCache``: a write into a page of a shared mapping
+    that is already dirty leaves ctime where it was, so only reading the bytes sees it."""
+    import mmap
+
+    f = tmp_path / "a.py"
+    f.write_bytes(b"a = 1\n")
+    with open(f, "r+b") as fh, mmap.mmap(fh.fileno(), 0) as mapped:
+        mapped[:5] = b"a = 2"  # the page's first write: ctime moves
+        _settled(f)
+        hashes = HashCache()
+        scan(tmp_path, pointer=None, hashes=hashes)
+        mapped[:5] = b"a = 3"  # the page is dirty already: ctime may stay put
+        assert scan(tmp_path, pointer=None).entries["a.py"].sha == blob_sha(b"a = 3\n")

@@ -9,6 +9,7 @@ writes made from inside a real container (runc and gVisor).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,18 @@ def test_writes_from_inside_the_container_are_seen(
                 assert w.changed()
         finally:
             ws.remove()
+
+
+def test_close_releases_the_instance_and_reports_changed_after(tree: Path) -> None:
+    w = TreeWatch(tree)
+    fd = w._inotify.fd
+    os.fstat(fd)  # open
+    w.close()
+    assert w.changed(), "a closed watch can no longer vouch for anything"
+    assert w.watches == 0
+    closers = [t for t in threading.enumerate() if t.name == "corral-watch-close"]
+    for t in closers:
+        t.join(timeout=30)
+    with pytest.raises(OSError):  # the inotify instance is closed, not leaked
+        os.fstat(fd)
+    w.close()  # twice is harmless
