@@ -42,8 +42,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from runner.eventlog import Event
 from runner.review import plain
-from runner.store import Event
 from runner.trajectory import summarize
 
 log = logging.getLogger(__name__)

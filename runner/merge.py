@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from policies.model import Policy
+from runner.eventlog import Event
 from runner.loop import AttemptReport
 from runner.review import gather, plain
 from runner.service import result_of
-from runner.store import Event, RunRecord, RunStore
+from runner.store import RunRecord, RunStore
 from sandbox.errors import GitError
 from sandbox.git import HostGit, find_git_dirs, split_z
 from sandbox.lease import RunLease

@@ -25,8 +25,9 @@ from typing import Any
 
 from policies.model import Policy
 from policies.scope import HIDDEN_CHARACTERS, Scope
+from runner.eventlog import Event
 from runner.gates import TestOutcomes, compare, parse_junit
-from runner.store import Event, RunStore
+from runner.store import RunStore
 from runner.trajectory import Blocked, Trajectory, read_trajectory
 
 REVIEW_FORMAT = 1

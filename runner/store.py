@@ -13,50 +13,27 @@ The caller passes ``home``; nothing here reads the environment.
   concurrency we need between processes.
 - ``runs/<run>/``: artifacts (patches, gate logs, progress snapshots), written
   atomically (temporary file, ``fsync``, ``os.replace``).
-- ``runs/<run>/events.jsonl``: append-only, one canonical JSON object per line
-  carrying the SHA-256 of the previous line (``prev``) and of itself without
-  ``hash``. ``verify`` recomputes the chain: an edited, removed, reordered or
-  inserted line is found. A torn last line (a crash mid-write) is moved aside
-  to ``events.jsonl.torn-<ts>`` on the next append and recorded as a
-  ``log_repaired`` event, never silently dropped.
+- ``runs/<run>/events.jsonl``: the run's hash-chained, append-only event log
+  (``runner.eventlog``: its format, ``verify_log`` and what a torn line becomes).
+  ``RunStore`` appends through ``EventLog`` and keeps the log's head in
+  ``runs.db``.
 
-Durability of the event log, and what ``verify`` can then say:
+The event log's durable boundaries, and its head in ``runs.db``:
 
-- Every append writes its whole line with one ``write(2)`` (``O_APPEND``; only a
-  short write is continued) under
-  an ``flock`` on the log before it returns. From then on every reader sees it,
-  and it survives any crash of the process (Ctrl-C, ``kill -9``, a daemon
-  restart): the kernel holds it.
-- The log is ``fsync``ed at *durable boundaries* only: before ``journal_done`` /
-  ``journal_failed`` and before an ``update`` of a state column (``status``,
-  ``reason``, ``waiting_json``, ...; a counters-only update of ``tokens``,
-  ``cost_usd`` or ``wall_seconds`` is not one), in ``sync`` (callers use it
-  before an effect outside the store that a later reader relies on) and in
-  ``close``. So whatever ``runs.db`` says was done or decided, the events that
-  led to it are on disk first. An fsync per event was the largest part of the
-  per-step overhead and bought only this: after a *power loss* no events since
-  the last boundary are lost. ``resume`` reruns an interrupted attempt from base
-  anyway.
+- An append is not synced. The log is ``fsync``ed at *durable boundaries* only:
+  before ``journal_done`` / ``journal_failed`` and before an ``update`` of a
+  state column (``status``, ``reason``, ``waiting_json``, ...; a counters-only
+  update of ``tokens``, ``cost_usd`` or ``wall_seconds`` is not one), in
+  ``sync`` (callers use it before an effect outside the store that a later
+  reader relies on) and in ``close``. So whatever ``runs.db`` says was done or
+  decided, the events that led to it are on disk first. ``resume`` reruns an
+  interrupted attempt from base anyway.
 - ``runs.db`` keeps each log's head (table ``event_heads``): the last event's
   seq and link, written after each append (a commit, not synced:
-  ``synchronous=NORMAL``), the boot id of the machine then, and the *durable
-  point* (seq and link of the last event at the last boundary, recorded after
-  that ``fsync``). ``verify`` checks the log against it:
-  - the durable point must be in the log, unchanged, always: the log was on disk
-    before the point was recorded, so no crash or power loss explains its loss
-    (only tampering, or a disk that lies about ``fsync``);
-  - the last recorded head must match too when it was recorded in this boot of
-    the machine: then no power loss happened since, so events cut from the end,
-    a rewritten tail or events appended behind the store's back are tampering
-    (one event past the head is allowed: a crash between the write and the head
-    update);
-  - when the head was recorded before the machine last started, a power loss can
-    have cut the log after the durable point or lost the head's latest updates,
-    in either order, and nothing tells that apart from an edit of those events:
-    they are checked by the hash chain alone, and ``VerifyResult.note`` says so
-    when the head does not match (``ok`` stays true).
-  After a power loss the log may also end in a torn line: the next append moves
-  it aside as above.
+  ``synchronous=NORMAL``), the boot id of the machine then (``boot_id``), and
+  the *durable point* (seq and link of the last event at the last boundary,
+  recorded after that ``fsync``). ``verify`` checks the log against it (see
+  ``runner.eventlog`` for what that can find after a crash or a power loss).
 
 Nothing of the store is ever mounted into a container: only the runner reads
 and writes it. Callers must not hand a store path (a run folder, an artifact)
@@ -70,8 +47,7 @@ one thread, and ``close()`` it (or use ``with``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
+import functools
 import json
 import logging
 import os
@@ -87,6 +63,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, get_args
 
+from runner.eventlog import (
+    LOG_NAME,
+    Event,
+    EventLog,
+    Head,
+    VerifyResult,
+    fsync_dir,
+    verify_log,
+    write_all,
+)
+from runner.eventlog import StoreError as StoreError
 from sandbox.lease import check_run_id
 
 log = logging.getLogger(__name__)
@@ -101,12 +88,7 @@ STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 FAILURE_DOMAINS: tuple[FailureDomain, ...] = get_args(FailureDomain)
 
 SCHEMA_VERSION = 4
-EVENT_VERSION = 1
-GENESIS = "0" * 64
-LOG_NAME = "events.jsonl"
-_EVENT_KEYS = frozenset({"v", "seq", "ts", "run_id", "type", "data", "prev", "hash"})
 _ARTIFACT_PART = re.compile(r"^[A-Za-z0-9._-]+$")
-_TAIL_CHUNK = 64 * 1024
 
 # _MIGRATIONS[n] takes a database from user_version n to n + 1.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -168,10 +150,6 @@ _COUNTERS = frozenset({"tokens", "cost_usd", "wall_seconds"})
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
-class StoreError(Exception):
-    """Base of the run store's errors."""
-
-
 class UnknownRun(StoreError, LookupError):
     """No run with that id in this store."""
 
@@ -186,10 +164,6 @@ class DuplicateRun(StoreError, ValueError):
             super().__init__(f"run {run_id} already exists: choose another run id")
         else:
             super().__init__(f"idempotency key {key!r} already belongs to run {run_id}")
-
-
-class LogCorrupt(StoreError, ValueError):
-    """The event log holds a line that is not an event (not a torn write): see ``verify``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,69 +225,7 @@ class Step:
     data: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One line of the event log."""
-
-    seq: int
-    ts: str
-    run_id: str
-    type: str
-    data: dict[str, Any]
-    prev: str
-    hash: str
-    v: int = EVENT_VERSION
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    """What ``runs.db`` recorded of a log: the last append and the last durable point.
-
-    ``seq``/``link``: the last event appended through the store, recorded in the
-    boot ``boot`` of the machine (``""``: unknown). ``durable_seq``/``durable_link``:
-    the last event when the log was last ``fsync``ed (0 and ``""``: never).
-    """
-
-    seq: int
-    link: str
-    boot: str = ""
-    durable_seq: int = 0
-    durable_link: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyResult:
-    """The chain check: ``ok``, how many events verified, and the first bad one and why.
-
-    ``note``: with ``ok``, what could not be checked (see the module docstring:
-    after a restart of the machine, events past the durable point).
-    """
-
-    ok: bool
-    events: int
-    first_bad_seq: int | None = None
-    problem: str | None = None
-    note: str | None = None
-
-
 _UPDATABLE = frozenset(f.name for f in fields(RunRecord)) - {"run_id", "created", "updated"}
-
-
-def canonical(obj: dict[str, Any]) -> bytes:
-    """The bytes of an event line and of what is hashed: sorted keys, no spaces, UTF-8, strict JSON."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
-
-
-def event_hash(obj: dict[str, Any]) -> str:
-    """An event's ``hash``: SHA-256 of its canonical JSON without the ``hash`` key."""
-    return hashlib.sha256(canonical({k: v for k, v in obj.items() if k != "hash"})).hexdigest()
-
-
-def link(line: bytes) -> str:
-    """The ``prev`` of the event after ``line``: SHA-256 of the line's bytes (no newline)."""
-    return hashlib.sha256(line).hexdigest()
 
 
 def new_run_id() -> str:
@@ -346,140 +258,6 @@ def boot_id() -> str:
         return _BOOT_ID.read_text().strip()
     except OSError:
         return ""
-
-
-def verify_log(
-    path: Path, run_id: str, head: Head | None = None, boot: str | None = None
-) -> VerifyResult:
-    """Check an event log file: canonical lines, ``seq`` 1..n, ``prev`` links and hashes.
-
-    ``head`` is what the store recorded (see ``Head``); with it, events removed
-    from the end, a rewritten tail and events appended behind the store's back
-    are found too: up to the durable point always, up to the last head only
-    when it was recorded in this boot (``boot``, default: ``boot_id()``), as a
-    power loss explains a different tail (then ``note`` says what was not
-    checked). Never raises for a bad log; an unreadable file raises ``OSError``.
-    """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        if head is None:
-            return VerifyResult(True, 0)
-        return VerifyResult(False, 0, 1, f"the event log is missing; the store recorded {head.seq}")
-    lines = raw.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline, as it should
-    prev = GENESIS
-    for seq, line in enumerate(lines, start=1):
-        problem = _line_problem(line, seq, prev, run_id)
-        if problem is not None:
-            return VerifyResult(False, seq - 1, seq, problem)
-        prev = link(line)
-    n = len(lines)
-    if head is not None and head.durable_seq > 0:
-        bad = _head_problem(lines, head.durable_seq, head.durable_link, "synced")
-        if bad is not None:
-            return VerifyResult(False, bad[0] - 1, *bad)
-    if tail:
-        return VerifyResult(
-            False,
-            n,
-            n + 1,
-            "the last line is incomplete (a torn write); the next append moves it aside",
-        )
-    if head is None:
-        return VerifyResult(True, n)
-    bad = _head_problem(lines, head.seq, head.link, "recorded")
-    if bad is None and n > head.seq + 1:  # head.seq + 1: a crash between write and head update
-        bad = (head.seq + 1, f"events after {head.seq} were not appended through the store")
-    if bad is None:
-        return VerifyResult(True, n)
-    if head.boot == (boot_id() if boot is None else boot):
-        return VerifyResult(False, bad[0] - 1, *bad)
-    return VerifyResult(
-        True,
-        n,
-        note=f"not checked: events after {head.durable_seq} (the last synced) against the "
-        f"store's record ({bad[1]}); the machine restarted since, and a power loss explains it",
-    )
-
-
-def _head_problem(lines: list[bytes], seq: int, recorded: str, what: str) -> tuple[int, str] | None:
-    """Whether event ``seq`` of ``lines`` is the one the store recorded: (bad seq, why) if not."""
-    n = len(lines)
-    if n < seq:
-        return n + 1, f"the log ends at event {n} but the store {what} {seq} (removed)"
-    if link(lines[seq - 1]) != recorded:
-        return seq, f"differs from the event the store {what} (a rewritten tail)"
-    return None
-
-
-def _line_problem(line: bytes, seq: int, prev: str, run_id: str) -> str | None:
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return "not valid JSON"
-    if not isinstance(obj, dict) or set(obj) != _EVENT_KEYS:
-        return "not an event (missing or extra fields)"
-    if obj["v"] != EVENT_VERSION:
-        return f"event format {obj['v']!r}, expected {EVENT_VERSION}"
-    if type(obj["seq"]) is not int or obj["seq"] != seq:
-        return f"sequence number {obj['seq']!r} where {seq} was expected (lines removed or moved)"
-    if obj["run_id"] != run_id:
-        return f"belongs to run {obj['run_id']!r}"
-    if obj["prev"] != prev:
-        return "does not link to the line before it (a line was changed, removed or inserted)"
-    if obj["hash"] != event_hash(obj):
-        return "content does not match its hash (the line was edited)"
-    if canonical(obj) != line:
-        return "not in canonical form (the line was re-encoded)"
-    return None
-
-
-def _parse(line: bytes) -> dict[str, Any] | None:
-    """The event object of a complete line, or None if it is not JSON at all."""
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def _last_line(fd: int, size: int) -> tuple[int, bytes]:
-    """Offset and bytes of the file's last line (its newline included when it has one)."""
-    pos, buf = size, b""
-    while pos > 0:
-        step = min(_TAIL_CHUNK, pos)
-        pos -= step
-        buf = os.pread(fd, step, pos) + buf
-        cut = buf.rfind(b"\n", 0, len(buf) - 1)  # a newline before the file's last byte
-        if cut != -1:
-            return pos + cut + 1, buf[cut + 1 :]
-    return 0, buf
-
-
-def _last_event(fd: int, size: int) -> tuple[int, str] | None:
-    """``(seq, link)`` of the file's last line if it is a complete event line, else None."""
-    if size == 0:
-        return None
-    _, last = _last_line(fd, size)
-    obj = _parse(last[:-1]) if last.endswith(b"\n") else None
-    if obj is None or type(obj.get("seq")) is not int:
-        return None
-    return obj["seq"], link(last[:-1])
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 @contextlib.contextmanager
@@ -735,7 +513,7 @@ class RunStore:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             os.fchmod(fd, 0o644)
-            _write_all(fd, payload)
+            write_all(fd, payload)
             os.fsync(fd)
             os.close(fd)
             fd = -1
@@ -745,7 +523,7 @@ class RunStore:
                 os.close(fd)
             Path(tmp).unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return path
 
     # ----------------------------------------------------------------- event log
@@ -764,15 +542,7 @@ class RunStore:
         or ``ValueError`` when ``data`` is not strict JSON (nothing is written),
         ``LogCorrupt`` when the last line is JSON but not an event.
         """
-        path = self.log_path(run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # released by close, also when the process dies
-            seq, prev = self._tail(fd, path, run_id)
-            event, _ = self._write(fd, path, run_id, seq, prev, type, data)
-        finally:
-            os.close(fd)
+        event = self._log(run_id).append(type, data)
         self._unsynced.add(run_id)
         return event
 
@@ -784,19 +554,9 @@ class RunStore:
         durable point that cannot be recorded is logged (``verify`` then checks
         against the previous one).
         """
-        path = self.log_path(run_id)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # no append between the fsync and the point read
-            os.fsync(fd)
-            point = _last_event(fd, os.fstat(fd).st_size)
-        finally:
-            os.close(fd)
+        point = self._log(run_id).fsync_point()
         self._unsynced.discard(run_id)
-        if point is None:  # empty, or a torn last line that the next append repairs
+        if point is None:  # no log, empty, or a torn last line that the next append repairs
             return
         try:
             with _tx(self._db) as db:
@@ -804,7 +564,7 @@ class RunStore:
                     "SELECT durable_seq FROM event_heads WHERE run_id = ?", (run_id,)
                 ).fetchone()
                 if row is None or row[0] == 0:
-                    _fsync_dir(path.parent)  # the log's first boundary: its directory entry too
+                    fsync_dir(self.run_dir(run_id))  # the log's first boundary: its entry too
                 db.execute(
                     "INSERT INTO event_heads (run_id, seq, link, boot, durable_seq, durable_link)"
                     " VALUES (?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE SET"
@@ -814,46 +574,19 @@ class RunStore:
         except sqlite3.Error as exc:
             log.warning("run %s: durable point %d not recorded: %s", run_id, point[0], exc)
 
-    def _tail(self, fd: int, path: Path, run_id: str) -> tuple[int, str]:
-        """(next seq, link of the last line), moving a torn last line aside first."""
-        size = os.fstat(fd).st_size
-        if size == 0:
-            return 1, GENESIS
-        start, last = _last_line(fd, size)
-        if last.endswith(b"\n") and (obj := _parse(last[:-1])) is not None:
-            return _next_after(obj, last[:-1], run_id)
-        moved = f"{LOG_NAME}.torn-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
-        aside = os.open(path.with_name(moved), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            _write_all(aside, last)
-            os.fsync(aside)
-        finally:
-            os.close(aside)
-        _fsync_dir(path.parent)
-        os.ftruncate(fd, start)
-        os.fsync(fd)
-        log.warning("run %s: torn last line of the event log moved to %s", run_id, moved)
-        seq, prev = 1, GENESIS
-        if start > 0:
-            _, before = _last_line(fd, start)
-            if (obj := _parse(before[:-1])) is None:
-                raise LogCorrupt(f"event log of run {run_id} is damaged: `corral verify {run_id}`")
-            seq, prev = _next_after(obj, before[:-1], run_id)
-        data = {"moved_to": moved, "bytes": len(last), "sha256": link(last), "offset": start}
-        repaired, after = self._write(fd, path, run_id, seq, prev, "log_repaired", data)
-        return repaired.seq + 1, after
+    def events(self, run_id: str) -> list[Event]:
+        """The log's events in file order (``verify`` says whether they are genuine).
 
-    def _write(
-        self, fd: int, path: Path, run_id: str, seq: int, prev: str, type: str, data: dict[str, Any]
-    ) -> tuple[Event, str]:
-        """Write one event line under the caller's lock; return it and its link."""
-        ts = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-        obj: dict[str, Any] = {"v": EVENT_VERSION, "seq": seq, "ts": ts, "run_id": run_id,
-                               "type": type, "data": data, "prev": prev}  # fmt: skip
-        obj["hash"] = event_hash(obj)
-        line = canonical(obj)
-        _write_all(fd, line + b"\n")
-        after = link(line)
+        A torn last line (no newline, or not JSON) is left out, as ``append``
+        would move it aside; any other line that is not an event raises ``LogCorrupt``.
+        """
+        return self._log(run_id).events()
+
+    def _log(self, run_id: str) -> EventLog:
+        return EventLog(self.log_path(run_id), run_id, functools.partial(self._record_head, run_id))
+
+    def _record_head(self, run_id: str, seq: int, after: str) -> None:
+        """Record event ``seq`` (just written, link ``after``) as the log's head."""
         try:
             # Within a boot the head only moves forward (a log cut behind the store's back
             # stays found); the first append after a restart replaces a head that a power
@@ -868,33 +601,6 @@ class RunStore:
                 )
         except sqlite3.Error as exc:  # the event is written; verify tolerates one unrecorded
             log.warning("run %s: event %d written but its head not recorded: %s", run_id, seq, exc)
-        return Event(seq, ts, run_id, type, data, prev, obj["hash"]), after
-
-    def events(self, run_id: str) -> list[Event]:
-        """The log's events in file order (``verify`` says whether they are genuine).
-
-        A torn last line (no newline, or not JSON) is left out, as ``append``
-        would move it aside; any other line that is not an event raises ``LogCorrupt``.
-        """
-        try:
-            raw = self.log_path(run_id).read_bytes()
-        except FileNotFoundError:
-            return []
-        lines = raw.split(b"\n")
-        lines.pop()  # b"", or a torn last line
-        if lines and _parse(lines[-1]) is None:
-            lines.pop()  # a torn last line that got its newline: not JSON at all
-        out = []
-        for n, line in enumerate(lines, start=1):
-            obj = _parse(line)
-            if obj is None or not set(obj) >= _EVENT_KEYS:
-                raise LogCorrupt(
-                    f"line {n} of the event log of run {run_id} is not an event: "
-                    f"`corral verify {run_id}` shows the damage"
-                )
-            out.append(Event(obj["seq"], obj["ts"], obj["run_id"], obj["type"], obj["data"],
-                             obj["prev"], obj["hash"], obj["v"]))  # fmt: skip
-        return out
 
     def verify(self, run_id: str) -> VerifyResult:
         """Recompute the run's chain (see ``verify_log``), checked against the recorded head."""
@@ -904,15 +610,6 @@ class RunStore:
         ).fetchone()
         head = Head(*row) if row is not None else None
         return verify_log(self.log_path(run_id), run_id, head, self._boot)
-
-
-def _next_after(obj: dict[str, Any], line: bytes, run_id: str) -> tuple[int, str]:
-    seq = obj.get("seq")
-    if type(seq) is not int:
-        raise LogCorrupt(
-            f"the last line of run {run_id}'s event log is not an event: `corral verify {run_id}`"
-        )
-    return seq + 1, link(line)
 
 
 def _step(row: sqlite3.Row) -> Step:

@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
+from runner.eventlog import Event
 from runner.loop import RunResult
 from runner.resume import resumable
 from runner.service import OnEvent, resume_run
-from runner.store import Event, RunStore
+from runner.store import RunStore
 from sandbox.gatetree import gate_tree_path
 from sandbox.paths import worktrees_dir
 from tests import test_run_loop

@@ -14,19 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from runner.eventlog import GENESIS, LogCorrupt, canonical, event_hash, link
 from runner.store import (
     FAILURE_DOMAINS,
-    GENESIS,
     STATUSES,
     DuplicateRun,
-    LogCorrupt,
     NewRun,
     RunStore,
     StoreError,
     UnknownRun,
-    canonical,
-    event_hash,
-    link,
 )
 
 

@@ -22,9 +22,9 @@ from policies.model import ModelPolicy
 from policies.scope import Scope
 from runner.agent import Task, WindowContext
 from runner.corral_agent import CorralAgent
+from runner.eventlog import Event
 from runner.model import ModelClient, ModelConfig
 from runner.modelserver import ScriptedReply, StartServer, ToolCall
-from runner.store import Event
 from runner.tools import (
     AGENT_OUTPUT_CHARS,
     EVENT_ARG_CHARS,
