@@ -41,6 +41,7 @@ and is dropped), the parts of both sides per attempt, and the ratio (target <= 1
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -184,6 +185,14 @@ def main() -> None:
     image = ensure_sandbox_image(client)
     backend = DockerBackend(client)
     root = Path(tempfile.mkdtemp(prefix="corral-bench-"))
+    try:
+        measure(args, backend, image, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, backend: DockerBackend, image: str, root: Path) -> None:
+    """The rounds of floor and runner in ``root``, and the table and result line they give."""
     files = {f"src/f{i}.py": f"X{i} = {i}\n" * 20 for i in range(args.files)}
     repo = make_repo(root / "repo", files)
     (root / "bug.md").write_text("# bench\n")

@@ -99,6 +99,8 @@ def gc(
         items = getattr(report, kind)
         listed = f": {markup(', '.join(items))}" if items else ""
         out.print(f"{verb} {len(items)} {kind}{listed}")
+    if report.ram_trees:
+        out.print(f"{verb} {len(report.ram_trees)} gate trees in RAM of deleted homes")
     if report.kept_live:
         out.print(f"kept {len(report.kept_live)} live runs: {markup(', '.join(report.kept_live))}")
     for line in report.errors:

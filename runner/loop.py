@@ -177,7 +177,8 @@ class Runner:
         with RunLease(self.home, self.run_id):
             self.notify("run_limits", self._limits())
             client = getattr(self.backend, "client", None)
-            if client is not None:  # leftovers of a crashed earlier process of this run
+            resumed = bool(self.store.journal(self.run_id))  # else no process ran it before
+            if client is not None and resumed:  # leftovers of a crashed earlier process
                 for cid in remove_run_containers(client, self.home, self.run_id):
                     self.emit("orphan_removed", {"container": cid})
             self.meter = RunMeter.open(self.store, self.run_id)

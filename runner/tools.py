@@ -29,7 +29,6 @@ from typing import Any
 from policies.commands import CommandValidator
 from policies.scope import Scope
 from sandbox.interfaces import Sandbox
-from sandbox.scan import HashCache
 from sandbox.watch import TreeWatch
 from sandbox.workspace import Workspace, compare
 
@@ -231,8 +230,6 @@ class Tools:
     """Skips the full scan after an action that raised no inotify event (``sandbox.watch``)."""
     notify: Emit | None = None
     """Live-only notices (``command_start``) for the display; not recorded in the event log."""
-    hashes: HashCache = field(default_factory=HashCache)
-    """Blob ids the per-step scans reuse (defence in depth; the harvest hashes everything)."""
     _state: int | None = None
 
     # -------------------------------------------------------------- actions
@@ -471,7 +468,7 @@ class Tools:
         if self.watch is not None and not self.watch.changed():
             self.budget.progress(False)
             return ""
-        snap = self.workspace.snapshot(hashes=self.hashes)
+        snap = self.workspace.snapshot(reuse=True)  # defence in depth: the harvest hashes all
         state = hash(tuple(sorted((p, e.sha, e.mode) for p, e in snap.entries.items())))
         base = self.workspace.tree_listing(self.workspace.base)
         now = {p: (e.mode, e.sha) for p, e in snap.entries.items()}

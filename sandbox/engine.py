@@ -34,9 +34,8 @@ def connect(timeout: float = 120.0) -> docker.DockerClient:
     Raises ``EngineUnavailable`` with the fix (``corral doctor --fix``) when no
     engine answers.
     """
-    try:
+    try:  # negotiating the API version asks the engine (``/version``): no ping needed
         client = docker.from_env(timeout=int(timeout))
-        client.ping()
     except DockerException as exc:
         raise EngineUnavailable(
             f"no Docker engine answers ({exc.__class__.__name__}); run `corral doctor --fix`"

@@ -2,12 +2,25 @@
 
 Gates run on a plain tree (no ``.git``) mounted read-only into a fresh
 container. Exporting, and later deleting, a whole tree for every gate run was
-most of the runner's cost per attempt; instead each run keeps one directory,
-``worktrees/.<run>.gate`` (beside the worktrees, on their ``nosuid,nodev``
+most of the runner's cost per attempt; instead each run keeps one directory
+and an index for it in the run's private git dir
+(``gitdirs/<run>.git/gate-index``, never mounted).
+
+Where the directory lives: it is disposable (git rebuilds it from the run's
+objects at any time) and only git writes it, so it holds nothing but plain
+files, directories and symlinks (never a setuid file or a device node). A tree
+of at most ``RAM_MAX_BYTES`` that fits four times into the free space of the
+``/dev/shm`` tmpfs lives there, as ``/dev/shm/corral-<uid>/<home key>-<run>.gate``
+(the parent ``0700`` and owned by the user, checked without following links;
+the home key is a hash of ``$CORRAL_HOME``, whose path ``<home key>.home`` beside
+the trees records, so that ``corral gc`` can remove the trees of a home that was
+deleted: ``sweep_ram``): writing and deleting a tree in RAM
+costs no disk I/O (on a disk that discards freed blocks, deleting an
+attempt-sized tree took tens of milliseconds). Larger trees, a ``/dev/shm``
+mounted ``noexec`` or read-only, or a parent that is not the user's own put it
+beside the worktrees as ``worktrees/.<run>.gate`` (on their ``nosuid,nodev``
 mount when there is one; run ids start with a letter or digit, so the leading
-dot keeps it from ever being taken for a run's tree, and no shared parent
-directory is left behind), and an index for it in the run's private git dir
-(``gitdirs/<run>.git/gate-index``, never mounted). ``GateTree.checkout(rev)``
+dot keeps it from ever being taken for a run's tree). ``GateTree.checkout(rev)``
 moves the directory to ``rev`` with ``read-tree --reset -u`` through the
 hardened ``HostGit`` (no hooks, filters or repository config; git writes only
 what differs), then requires corral's own ``lstat`` scan of the directory to
@@ -23,15 +36,20 @@ file added, removed or changed since (by anything: the containers see the
 tree read-only, so it would have to be the host) changes the stamp, as ctime
 cannot be set back from user space, and the tree is then rebuilt from empty.
 A new process (``resume``) knows no stamp and rebuilds once. The directory is
-removed at the run's end (``remove_gate_tree``), and by ``corral gc`` with the
-rest of a dead run's workspace (``sandbox.workspace.remove_workspace``).
+removed at the run's end (``remove_gate_tree``, from both places), and by
+``corral gc`` with the rest of a dead run's workspace
+(``sandbox.workspace.remove_workspace``); a reboot empties ``/dev/shm`` anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import shutil
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,18 +63,127 @@ log = logging.getLogger(__name__)
 
 _SUFFIX = ".gate"
 INDEX_NAME = "gate-index"
+#: The tmpfs that holds small gate trees, and the largest tree it is given.
+RAM_ROOT = Path("/dev/shm")
+RAM_MAX_BYTES = 256 * 1024 * 1024
 
 _Stamp = dict[str, tuple[int, int, int, int, int]]
 
 
-def gate_tree_path(home: Path, run_id: str) -> Path:
-    """Where ``run_id``'s gate tree lives (not created here). ``ValueError`` for a bad run id."""
+def disk_path(home: Path, run_id: str) -> Path:
+    """The gate tree's place beside the worktrees. ``ValueError`` for a bad run id."""
     return worktrees_dir(home) / f".{check_run_id(run_id)}{_SUFFIX}"
 
 
+def ram_path(home: Path, run_id: str) -> Path:
+    """The gate tree's place in RAM (``/dev/shm``). ``ValueError`` for a bad run id."""
+    return _ram_dir() / f"{home_key(home)}-{check_run_id(run_id)}{_SUFFIX}"
+
+
+def gate_tree_path(home: Path, run_id: str) -> Path | None:
+    """Where ``run_id``'s gate tree is now (RAM first), or None when there is none."""
+    for path in (ram_path(home, run_id), disk_path(home, run_id)):
+        if path.is_dir() and not path.is_symlink():
+            return path
+    return None
+
+
+def home_key(home: Path) -> str:
+    """The short hash of ``home`` that names its gate trees in RAM."""
+    return hashlib.sha256(os.fsencode(str(home.resolve()))).hexdigest()[:16]
+
+
 def remove_gate_tree(home: Path, run_id: str) -> None:
-    """Delete the run's gate tree if there is one (idempotent; ``OSError`` if it cannot go)."""
-    delete_path(gate_tree_path(home, run_id))
+    """Delete the run's gate tree from both places (idempotent; ``OSError`` if it cannot go)."""
+    delete_path(ram_path(home, run_id))
+    delete_path(disk_path(home, run_id))
+
+
+def place(home: Path, run_id: str, tree_bytes: int) -> Path:
+    """Where a gate tree of ``tree_bytes`` goes: RAM when it is small and RAM suits, else disk.
+
+    The other place is emptied, so that one run never has two trees.
+    """
+    ram, disk = ram_path(home, run_id), disk_path(home, run_id)
+    chosen = ram if _ram_takes(tree_bytes) and _record_home(home) else disk
+    delete_path(disk if chosen == ram else ram)
+    return chosen
+
+
+def sweep_ram(
+    gone: Callable[[Path], bool] = lambda home: not home.is_dir(), *, dry_run: bool = False
+) -> list[str]:
+    """Remove the RAM gate trees of every home that ``gone`` says is gone; their names.
+
+    By default a home is gone when its directory no longer exists (nothing can
+    own its runs then). ``dry_run``: only name them. Raises ``OSError`` only
+    when a tree cannot be deleted.
+    """
+    top = _ram_dir()
+    if not top.is_dir() or top.is_symlink():
+        return []
+    removed = []
+    for record in sorted(top.glob("*.home")):
+        try:
+            home = Path(record.read_text())
+        except (OSError, UnicodeDecodeError):
+            continue
+        if not gone(home):
+            continue
+        key = record.name.removesuffix(".home")
+        for tree in sorted(top.glob(f"{key}-*{_SUFFIX}")):
+            if not dry_run:
+                delete_path(tree)
+            removed.append(tree.name)
+        if not dry_run:
+            record.unlink(missing_ok=True)
+    return removed
+
+
+def _record_home(home: Path) -> bool:
+    """Write ``<home key>.home`` (the home's path) once; False if it cannot be written."""
+    record = _ram_dir() / f"{home_key(home)}.home"
+    text = str(home.resolve())
+    try:
+        if record.is_file() and not record.is_symlink() and record.read_text() == text:
+            return True
+        tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, record)
+    except (OSError, UnicodeDecodeError) as exc:
+        log.info("gate trees stay on disk: %s not written (%s)", record, exc)
+        return False
+    return True
+
+
+def _ram_dir() -> Path:
+    return RAM_ROOT / f"corral-{os.geteuid()}"
+
+
+def _ram_takes(tree_bytes: int) -> bool:
+    """Whether ``/dev/shm`` suits a tree of ``tree_bytes``: small, exec-able, writable, ours."""
+    if tree_bytes > RAM_MAX_BYTES:
+        return False
+    try:
+        vfs = os.statvfs(RAM_ROOT)
+        if vfs.f_flag & (os.ST_NOEXEC | os.ST_RDONLY):
+            return False
+        if tree_bytes * 4 > vfs.f_bavail * vfs.f_frsize:
+            return False
+        top = _ram_dir()
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(top, 0o700)
+        st = os.lstat(top)
+    except OSError as exc:
+        log.info("gate trees stay on disk: %s unusable (%s)", RAM_ROOT, exc)
+        return False
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        log.warning(
+            "gate trees stay on disk: %s is not a private directory of uid %d",
+            top, os.geteuid(),
+        )  # fmt: skip
+        return False
+    return True
 
 
 def delete_path(path: Path) -> None:
@@ -68,11 +195,19 @@ def delete_path(path: Path) -> None:
 
 
 def list_gate_trees(home: Path) -> list[str]:
-    """The names of the gate trees under ``home`` (run ids, unless someone else put one there)."""
+    """The names of ``home``'s gate trees, in both places (run ids, unless someone else put one there)."""
+    names: set[str] = set()
     root = worktrees_dir(home)
-    if not root.is_dir():
-        return []
-    return sorted(p.name[1:].removesuffix(_SUFFIX) for p in root.glob(f".*{_SUFFIX}"))
+    if root.is_dir():
+        names.update(p.name[1:].removesuffix(_SUFFIX) for p in root.glob(f".*{_SUFFIX}"))
+    key = home_key(home)
+    ram = _ram_dir()
+    if ram.is_dir() and not ram.is_symlink():
+        names.update(
+            p.name.removeprefix(f"{key}-").removesuffix(_SUFFIX)
+            for p in ram.glob(f"{key}-*{_SUFFIX}")
+        )
+    return sorted(names)
 
 
 @dataclass(slots=True)
@@ -87,9 +222,12 @@ class GateTree:
     _hashes: HashCache = field(default_factory=HashCache, repr=False)
 
     @classmethod
-    def of(cls, home: Path, run_id: str, git_dir: Path) -> GateTree:
-        """The gate tree of ``run_id`` (nothing is created until ``checkout``)."""
-        return cls(gate_tree_path(home, run_id), git_dir)
+    def of(cls, home: Path, run_id: str, git_dir: Path, tree_bytes: int) -> GateTree:
+        """The gate tree of ``run_id``, placed for a tree of ``tree_bytes`` (see ``place``).
+
+        Nothing is created until ``checkout``.
+        """
+        return cls(place(home, run_id, tree_bytes), git_dir)
 
     def checkout(self, rev: str, listing: dict[str, tuple[str, str]]) -> Path:
         """Make the directory exactly ``rev``'s tree (``listing``: its ``path -> (mode, sha)``).

@@ -4,7 +4,8 @@ A resource belongs to a run (container label ``corral.run`` + ``corral.home``,
 worktree and git dir named by run id, lease file). A run is *dead* when no live
 process holds its lease (``sandbox.lease``); the kernel releases leases on any
 exit, ``kill -9`` included. ``collect`` removes the dead runs' containers,
-workspaces and lease files, and nothing else: containers without corral's
+workspaces and lease files, and the gate trees in RAM of homes that no longer
+exist (``sandbox.gatetree``), and nothing else: containers without corral's
 labels, of another ``$CORRAL_HOME``, or of a live run are never touched, and
 images are never removed. ``keep(run_id)`` lets the caller spare dead runs
 that can still be resumed (a run waiting for a human keeps its worktree).
@@ -22,6 +23,7 @@ from docker.errors import DockerException, NotFound
 
 from sandbox.docker_backend import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
 from sandbox.errors import LeaseHeld
+from sandbox.gatetree import sweep_ram
 from sandbox.lease import RunLease
 from sandbox.paths import locks_dir
 from sandbox.workspace import list_workspaces, remove_workspace
@@ -38,10 +40,12 @@ class GcReport:
     leases: list[str] = field(default_factory=list)
     kept_live: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    ram_trees: list[str] = field(default_factory=list)
+    """Gate trees in RAM of homes that no longer exist (``sandbox.gatetree.sweep_ram``)."""
 
     @property
     def removed_anything(self) -> bool:
-        return bool(self.containers or self.workspaces or self.leases)
+        return bool(self.containers or self.workspaces or self.leases or self.ram_trees)
 
 
 def collect(
@@ -109,6 +113,10 @@ def collect(
         for run_id in sorted(had_lock):
             if claimed(run_id):
                 report.leases.append(run_id)
+        try:  # any home's: a home that is gone owns nothing any more
+            report.ram_trees = sweep_ram(dry_run=dry_run)
+        except OSError as exc:
+            report.errors.append(f"gate trees in RAM: {exc}")
     finally:
         for run_id, lease in held.items():
             # the lease file is the run's last resource; a dry run keeps any that was there

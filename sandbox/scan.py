@@ -125,7 +125,7 @@ def bad_name_reason(name: str) -> str | None:
 #: A file changed this recently before a scan started may change again within the same
 #: timestamp tick (the kernel stamps inodes from a clock that advances once per tick, up to
 #: 10 ms), unseen by its stamp: ``HashCache`` does not keep its blob id.
-RACY_NS = 100_000_000
+RACY_NS = 50_000_000
 
 _Stamp = tuple[int, int, int, int, int, int]
 
@@ -178,6 +178,7 @@ class _Walk:
     limits: ScanLimits
     exclude: Callable[[str], str | None] | None = None
     hashes: HashCache | None = None
+    reuse: bool = True
     started_ns: int = 0
     entries: dict[str, Entry] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
@@ -198,6 +199,7 @@ def scan(
     limits: ScanLimits | None = None,
     exclude: Callable[[str], str | None] | None = None,
     hashes: HashCache | None = None,
+    reuse: bool = True,
 ) -> Snapshot:
     """Scan ``root`` without following links.
 
@@ -209,8 +211,9 @@ def scan(
     base are not flagged. ``exclude(path)`` (directories end in ``/``) keeps a
     path out: a non-empty reason makes it an ``ignored_file`` finding, ``""``
     skips it silently (the progress file). ``hashes``: blob ids of earlier scans of
-    this tree to reuse (see ``HashCache`` for when that is sound). Raises ``OSError``
-    only if ``root`` itself cannot be opened as a directory.
+    this tree, reused (see ``HashCache`` for when that is sound) and added to;
+    ``reuse=False`` hashes every file and only adds. Raises ``OSError`` only if
+    ``root`` itself cannot be opened as a directory.
     """
     limits = limits or ScanLimits()
     started = time.time_ns()
@@ -225,6 +228,7 @@ def scan(
             limits=limits,
             exclude=exclude,
             hashes=hashes,
+            reuse=reuse,
             started_ns=started,
         )
         _scan_dir(walk, fd, "", 0)
@@ -336,7 +340,7 @@ def _scan_file(walk: _Walk, dfd: int, name: str, rel: str, st: os.stat_result) -
         admissible = False
     if not admissible:
         return
-    sha = walk.hashes.lookup(rel, st) if walk.hashes is not None else None
+    sha = walk.hashes.lookup(rel, st) if walk.hashes is not None and walk.reuse else None
     if sha is None:
         try:
             sha = hash_file(dfd, name, st)

@@ -173,22 +173,14 @@ def unmount_worktree_fs(home: Path) -> bool:
 
 
 @contextmanager
-def mount_scratch_fs(path: Path, size_mb: int) -> Iterator[Path]:
-    """A ``nosuid,nodev`` tmpfs at ``path`` for the block's duration (tests, throwaway homes)."""
+def mount_scratch_fs(path: Path, size_mb: int, *, noexec: bool = False) -> Iterator[Path]:
+    """A ``nosuid,nodev`` (and ``noexec`` if asked) tmpfs at ``path`` for the block's duration
+    (tests, throwaway homes)."""
     if os.geteuid() != 0:
         raise StorageError(f"mounting {path} needs root")
     path.mkdir(parents=True, exist_ok=True)
-    _run(
-        [
-            "mount",
-            "-t",
-            "tmpfs",
-            "-o",
-            f"nosuid,nodev,size={size_mb}m,mode=0711",
-            "tmpfs",
-            str(path),
-        ]
-    )
+    flags = "nosuid,nodev,noexec" if noexec else "nosuid,nodev"
+    _run(["mount", "-t", "tmpfs", "-o", f"{flags},size={size_mb}m,mode=0711", "tmpfs", str(path)])
     try:
         yield path
     finally:

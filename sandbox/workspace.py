@@ -8,7 +8,8 @@ Layout (all under the state directory ``home``, never in the user's checkout)::
     home/worktrees/<run>/      the tree the sandbox mounts at /workspace, owned by
                                the sandbox user; its ``.git`` is a pointer file to
                                the private git dir, mounted read-only in the sandbox
-    home/worktrees/.<run>.gate the gates' input tree (``sandbox.gatetree``)
+    home/worktrees/.<run>.gate the gates' input tree (``sandbox.gatetree``), or in RAM
+                               as ``/dev/shm/corral-<uid>/<home key>-<run>.gate``
 
 The user's repository gains one ref, ``refs/corral/runs/<run>/base``, so its gc
 keeps the base objects alive; its index, HEAD, branches and config are never
@@ -102,6 +103,8 @@ class Workspace:
     repo_git_dir: Path
     base: str
     exclude: Callable[[str], str | None] | None = field(default=None, compare=False)
+    hashes: HashCache = field(default_factory=HashCache, compare=False, repr=False)
+    """Blob ids every scan of the tree adds to; only ``snapshot(reuse=True)`` takes from it."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -180,13 +183,14 @@ class Workspace:
         allow_symlinks: bool = False,
         limits: ScanLimits | None = None,
         exclude: Callable[[str], str | None] | None = None,
-        hashes: HashCache | None = None,
+        reuse: bool = False,
     ) -> Snapshot:
         """Scan the tree now (see ``sandbox.scan``), against the base revision.
 
         ``exclude`` (default: the one ``with_exclude`` set) keeps paths out.
-        ``hashes``: blob ids to reuse, for scans that are defence in depth only
-        (``HashCache`` says why the harvest must not pass one).
+        ``reuse``: take blob ids of files whose inode stamp stands from earlier
+        scans, for scans that are defence in depth only (``HashCache`` says why
+        the harvest must not); by default every file is hashed.
         """
         return scan(
             self.path,
@@ -196,7 +200,8 @@ class Workspace:
             allow_symlinks=allow_symlinks,
             limits=limits,
             exclude=exclude or self.exclude,
-            hashes=hashes,
+            hashes=self.hashes,
+            reuse=reuse,
         )
 
     def tree_listing(self, rev: str) -> dict[str, tuple[str, str]]:
@@ -289,8 +294,18 @@ class Workspace:
         return self._commit_listing(listing, message)
 
     def gate_tree(self) -> GateTree:
-        """This run's gate tree (``sandbox.gatetree``): the gates' input, kept and updated in place."""
-        return GateTree.of(self.git_dir.parent.parent, self.run_id, self.git_dir)
+        """This run's gate tree (``sandbox.gatetree``): the gates' input, kept and updated in place.
+
+        Placed (RAM or disk) by the size of the base tree.
+        """
+        home = self.git_dir.parent.parent
+        return GateTree.of(home, self.run_id, self.git_dir, self.tree_bytes(self.base))
+
+    def tree_bytes(self, rev: str) -> int:
+        """The total size of the blobs in ``rev``'s tree (what a checkout of it writes)."""
+        out = self._git().run("ls-tree", "-r", "-l", "-z", "--full-tree", rev)
+        sizes = (record.partition(b"\t")[0].split()[3] for record in split_z(out))
+        return sum(int(size) for size in sizes if size.isdigit())
 
     def _commit_listing(self, listing: Mapping[str, tuple[str, str]], message: str) -> str:
         """Commit ``path -> (mode, sha)`` (objects already stored) through a temporary index."""
@@ -376,7 +391,7 @@ class Workspace:
         self._git().run("update-ref", f"refs/corral/{name}", sha)
 
     def _matches(self, target: Mapping[str, tuple[str, str]]) -> bool:
-        snap = scan(self.path, pointer=self._pointer_bytes())
+        snap = scan(self.path, pointer=self._pointer_bytes(), hashes=self.hashes, reuse=False)
         got = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
         want = {p: v for p, v in target.items() if v[0] != MODE_GITLINK}
         return snap.complete and not snap.findings and got == want

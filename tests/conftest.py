@@ -11,6 +11,16 @@ import pytest
 
 # A fixture, imported the way users import it: ``scripted_model_server(replies)`` starts a server.
 from runner.modelserver import scripted_model_server  # noqa: F401
+from sandbox.gatetree import sweep_ram
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ram_gate_trees_of_test_homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Gate trees live in RAM, outside ``tmp_path``: the session removes those of its homes
+    (a run killed on purpose leaves its tree for ``corral gc``, as a crash would)."""
+    yield
+    base = tmp_path_factory.getbasetemp().resolve()
+    sweep_ram(gone=lambda home: home.is_relative_to(base))
 
 
 @pytest.fixture

@@ -128,7 +128,9 @@ def test_a_baseline_failure_ends_the_run_as_runtime_at_the_judge_and_resume_reru
     def tamper_during_baseline(kind: str, data: Mapping[str, Any]) -> None:
         if kind == "window_start" and data["attempt"] == 1:
             _wait_for(env.home, "broken", _gate_box("baseline"))  # its container holds on `go`
-            (gate_tree_path(env.home, "broken") / "planted.py").write_text("x = 1\n")
+            tree = gate_tree_path(env.home, "broken")
+            assert tree is not None
+            (tree / "planted.py").write_text("x = 1\n")
             _release(env.home, "broken", "baseline")
 
     broken = _run(env, "broken", tamper_during_baseline, HELD_POLICY)
@@ -141,7 +143,7 @@ def test_a_baseline_failure_ends_the_run_as_runtime_at_the_judge_and_resume_reru
     assert not any(e.type == "gate_start" and e.data["label"] == "attempt-1"
                    for e in store.events("broken"))  # fmt: skip
     assert _no_baseline_thread() and _run_containers(docker_client, "broken") == []
-    assert not gate_tree_path(env.home, "broken").exists()
+    assert gate_tree_path(env.home, "broken") is None
 
     done = resume_run(env.home, "broken", on_event=_releaser(env.home, "broken"))
     assert done.status == "ready_for_review", done
@@ -163,6 +165,6 @@ def test_a_run_that_ends_before_the_judge_stops_the_baseline(env: Env, docker_cl
     result = _run(env, "asks", _releaser(env.home, "asks"), policy, ask)
     assert result.status == "waiting", result
     assert _no_baseline_thread() and _run_containers(docker_client, "asks") == []
-    assert not gate_tree_path(env.home, "asks").exists()
+    assert gate_tree_path(env.home, "asks") is None
     gate_ends = [e for e in RunStore(env.home).events("asks") if e.type == "gate_end"]
     assert [e.data["label"] for e in gate_ends] == ["baseline"]

@@ -103,7 +103,7 @@ def test_nothing_a_gate_or_the_candidate_left_reaches_the_next_gate(
     assert result.attempts[0].gates == {"writer": True, "check": True}
     base = json.loads(store.artifact_path(result.run_id, "baseline.json").read_text())
     assert base["check"]["passed"] is False  # at base the tree holds a - b, as it should
-    assert not gate_tree_path(corral_home, result.run_id).exists()  # removed at the run's end
+    assert gate_tree_path(corral_home, result.run_id) is None  # removed at the run's end
     assert store.verify(result.run_id).ok
 
 
@@ -119,7 +119,9 @@ def test_a_gate_tree_changed_on_the_host_during_a_gate_gives_no_verdict(
     def on_event(kind: str, data: Mapping[str, Any]) -> None:
         if kind == "gate_start" and data.get("label") == "attempt-1" and not planted:
             run_id = RunStore(corral_home).list_runs(limit=1)[0].run_id
-            planted.append(gate_tree_path(corral_home, run_id) / "planted-by-host")
+            tree = gate_tree_path(corral_home, run_id)
+            assert tree is not None  # the baseline checked it out
+            planted.append(tree / "planted-by-host")
             threading.Thread(target=plant, args=(run_id,), daemon=True).start()
 
     def plant(run_id: str) -> None:
@@ -135,4 +137,4 @@ def test_a_gate_tree_changed_on_the_host_during_a_gate_gives_no_verdict(
     result = run(on_event)
     assert planted and (result.status, result.failure_domain) == ("failed", "runtime")
     assert "gate tree changed while gate writer ran" in (result.reason or "")
-    assert not gate_tree_path(corral_home, result.run_id).exists()
+    assert gate_tree_path(corral_home, result.run_id) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from runner.cli import app
 from runner.ops import SmokeRow
 from sandbox.docker_backend import DockerBackend, DockerSandbox
 from sandbox.errors import LeaseHeld
+from sandbox.gatetree import ram_path
 from sandbox.gc import GcReport, collect
 from sandbox.lease import RunLease, is_live
 from sandbox.spec import SandboxSpec
@@ -178,3 +180,21 @@ def test_smoke_holds_a_lease_and_measures_the_fast_path(
     assert collected[0].containers == [] and collected[0].kept_live[0].startswith("smoke-")
     fast = rows["fast command path"].detail
     assert "with a docker exec" in fast and "median" in fast
+
+
+def test_gc_removes_ram_gate_trees_of_deleted_homes_only(corral_home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    gone_home = tmp_path / "deleted-home"
+    trees = {}
+    for home in (gone_home, corral_home):
+        ws = Workspace.create(repo, "HEAD", "r1", home)
+        trees[home] = ws.gate_tree().checkout(ws.base, ws.tree_listing(ws.base))
+        assert trees[home] == ram_path(home, "r1")
+    shutil.rmtree(gone_home)  # `rm -rf` of a whole $CORRAL_HOME: its RAM trees are orphans
+    with RunLease(corral_home, "r1"):  # a live run of this home keeps its tree
+        preview = collect(corral_home, None, dry_run=True)
+        assert preview.ram_trees == [trees[gone_home].name] and trees[gone_home].is_dir()
+        report = collect(corral_home, None)
+    assert report.ram_trees == [trees[gone_home].name] and report.removed_anything
+    assert not trees[gone_home].exists() and trees[corral_home].is_dir()
+    assert collect(corral_home, None, keep=lambda run_id: True).ram_trees == []

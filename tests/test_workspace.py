@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -10,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from sandbox import gatetree
 from sandbox.errors import GitError, WorkspaceError
-from sandbox.gatetree import GateTree, gate_tree_path, remove_gate_tree
+from sandbox.gatetree import GateTree, gate_tree_path, ram_path, remove_gate_tree
 from sandbox.harvest import harvest
+from sandbox.paths import worktrees_dir
 from sandbox.spec import SANDBOX_UID
+from sandbox.storage import mount_scratch_fs
 from sandbox.workspace import Change, Workspace, list_workspaces, remove_workspace
 from tests.gitfixtures import build_tree, commit, git, make_repo, tree_digest
 
@@ -377,7 +381,7 @@ def test_a_new_process_rebuilds_the_gate_tree_once(ws: Workspace, revs: tuple[st
     base, _ = revs
     path = ws.gate_tree().checkout(base, ws.tree_listing(base))
     (path / "stale.txt").write_text("left by an earlier process\n")
-    fresh = GateTree.of(ws.git_dir.parent.parent, ws.run_id, ws.git_dir)
+    fresh = GateTree.of(ws.git_dir.parent.parent, ws.run_id, ws.git_dir, ws.tree_bytes(base))
     assert not fresh.unchanged()
     fresh.checkout(base, ws.tree_listing(base))
     assert _listing_on_disk(path) == _expected(ws, base)
@@ -397,6 +401,54 @@ def test_gate_trees_are_listed_and_removed_with_the_workspace(
     assert list_workspaces(corral_home) == [ws.run_id]
     remove_workspace(corral_home, ws.run_id)
     assert not path.exists() and list_workspaces(corral_home) == []
+
+
+def test_a_small_gate_tree_lives_in_ram_and_a_large_one_on_disk(
+    ws: Workspace, revs: tuple[str, str], corral_home: Path
+) -> None:
+    base, _ = revs
+    assert ws.tree_bytes(base) == sum(
+        len(v if isinstance(v, bytes) else v.encode()) for v in FILES.values()
+    )
+    path = ws.gate_tree().checkout(base, ws.tree_listing(base))
+    assert path == ram_path(corral_home, ws.run_id) == gate_tree_path(corral_home, ws.run_id)
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert list_workspaces(corral_home) == [ws.run_id]
+    # a new process judges a tree too large for RAM: the RAM copy goes, one tree is left
+    big = GateTree.of(corral_home, ws.run_id, ws.git_dir, gatetree.RAM_MAX_BYTES + 1)
+    assert not path.exists() and big.path == worktrees_dir(corral_home) / f".{ws.run_id}.gate"
+    assert big.checkout(base, ws.tree_listing(base)) == big.path
+    assert gate_tree_path(corral_home, ws.run_id) == big.path
+    assert _listing_on_disk(big.path) == _expected(ws, base)
+    remove_gate_tree(corral_home, ws.run_id)
+    assert gate_tree_path(corral_home, ws.run_id) is None
+
+
+@pytest.mark.parametrize("parent", ["shared_mode", "symlink", "other_owner", "noexec"])
+def test_gate_trees_stay_on_disk_unless_the_ram_directory_is_private_and_usable(
+    ws: Workspace, revs: tuple[str, str], corral_home: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, parent: str,
+) -> None:  # fmt: skip
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    monkeypatch.setattr(gatetree, "RAM_ROOT", shm)
+    top = shm / f"corral-{os.geteuid()}"
+    if parent == "shared_mode":
+        top.mkdir(mode=0o755)
+        top.chmod(0o777)  # anyone could plant a tree the gates then trust
+    elif parent == "symlink":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        top.symlink_to(tmp_path / "elsewhere")
+    elif parent == "other_owner":
+        top.mkdir(mode=0o700)
+        os.chown(top, 12345, 12345)
+    base, _ = revs
+    with contextlib.ExitStack() as stack:
+        if parent == "noexec":  # tests may run scripts of the tree: a noexec tmpfs will not do
+            stack.enter_context(mount_scratch_fs(shm, 16, noexec=True))
+        path = ws.gate_tree().checkout(base, ws.tree_listing(base))
+        assert path == worktrees_dir(corral_home) / f".{ws.run_id}.gate"
+        assert not any(p.name.endswith(".gate") for p in shm.rglob("*"))
 
 
 def test_a_gate_tree_that_cannot_become_the_revision_is_an_error(
