@@ -353,7 +353,9 @@ class Runner:
         if resume_at is not None:  # the attempt's own budgets continue too
             self.budget.used_steps = int(resume_at.get("steps", 0))
             self.budget.used_output = int(resume_at.get("output_bytes", 0))
-        watch = TreeWatch.open(ws.path, ws.ignored())  # before anything in the sandbox can write
+        # before anything in the sandbox can write; a rolled-back or fresh tree holds nothing
+        # untracked, so no ignored directory to leave unwatched
+        watch = TreeWatch.open(ws.path)
         try:
             sandbox = self._recorded(self.emit, role="attempt", attempt=n).start(self._spec(ws))
         except BaseException:

@@ -40,7 +40,7 @@ from runner.store import NewRun, RunStore
 from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect, probe
 from sandbox.envimage import SetupFailed, ensure_env_image
-from sandbox.errors import EngineUnavailable, GitError, SandboxError
+from sandbox.errors import EngineUnavailable, SandboxError
 from sandbox.git import HostGit, find_git_dirs
 from sandbox.images import ensure_sandbox_image, find_ca_bundle
 from sandbox.paths import worktrees_dir
@@ -97,15 +97,27 @@ def read_task(repo: Path, bug: Path, base: str) -> Task:
     return Task(title=title[:200], body=text, repo=str(repo), base=base)
 
 
-def repo_policy_files(repo: Path, base: str) -> dict[str, bytes | None]:
-    """``.corral.toml`` and ``pyproject.toml`` as committed at ``base`` (None where absent)."""
-    _, common = find_git_dirs(repo)
-    git = HostGit(common)
+def repo_policy_files(repo: Path, base: str, common: Path | None = None) -> dict[str, bytes | None]:
+    """``.corral.toml`` and ``pyproject.toml`` as committed at ``base`` (None where absent).
+
+    ``common``: the repository's common git dir, when the caller found it already.
+    One ``git cat-file --batch`` reads both. Raises ``GitError`` when git fails.
+    """
+    if common is None:
+        _, common = find_git_dirs(repo)
+    names = (REPO_FILE, "pyproject.toml")
+    query = "".join(f"{base}:{name}\n" for name in names).encode()
+    out = HostGit(common).run("cat-file", "--batch", input=query)
     files: dict[str, bytes | None] = {}
-    for name in (REPO_FILE, "pyproject.toml"):
-        try:
-            files[name] = git.run("cat-file", "blob", f"{base}:{name}")
-        except GitError:
+    for name in names:  # "<id> blob <size>\n<bytes>\n", or "<query> missing\n" (or "ambiguous")
+        header, _, out = out.partition(b"\n")
+        fields = header.split()
+        if len(fields) == 3 and fields[1] == b"blob" and fields[2].isdigit():
+            size = int(fields[2])
+            files[name], out = out[:size], out[size + 1 :]
+        elif len(fields) == 3 and fields[2].isdigit():  # a tree or another object: no file
+            files[name], out = None, out[int(fields[2]) + 1 :]
+        else:
             files[name] = None
     return files
 
@@ -172,7 +184,7 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
     base = HostGit(common).rev_parse(req.base_ref)
     task = read_task(repo, req.bug, base)
     loaded = load_policy(
-        req.policy, repo_files=repo_policy_files(repo, base), overrides=req.overrides
+        req.policy, repo_files=repo_policy_files(repo, base, common), overrides=req.overrides
     )
     agent = make_agent(
         req.agent, req.script, loaded.policy,

@@ -465,11 +465,14 @@ class Workspace:
         if os.geteuid() != 0:
             log.warning("not root: %s stays owned by uid %d", self.path, os.geteuid())
             return
-        for rel in _walk_paths(self.path):
+        owner = (SANDBOX_UID, SANDBOX_GID)
+        for rel in ("", *_walk_paths(self.path)):
             if rel == ".git":
                 continue
-            os.lchown(self.path / rel, SANDBOX_UID, SANDBOX_GID)
-        os.lchown(self.path, SANDBOX_UID, SANDBOX_GID)
+            path = self.path / rel
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != owner:  # a chown moves ctime: only where it changes
+                os.lchown(path, *owner)
 
 
 def compare(old: Mapping[str, tuple[str, str]], new: Mapping[str, tuple[str, str]]) -> list[Change]:

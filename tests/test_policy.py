@@ -9,6 +9,8 @@ import pytest
 from policies.load import PRESETS, PolicyError, load_policy
 from policies.model import Policy
 from policies.scope import Scope, check_patch, hidden_characters
+from runner.service import repo_policy_files
+from tests.gitfixtures import commit, git, make_repo
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -156,3 +158,27 @@ def test_patch_checks_scope_links_modes_and_hidden_characters(scope: Scope) -> N
         ("hidden_character", "src/calc.py"),
     }
     assert hidden_characters("+++ b/a.py\n+\tindented = 1\n") == []
+
+
+def test_the_repo_layer_is_read_from_the_base_commit_not_the_checkout(tmp_path: Path) -> None:
+    corral_toml = b"[budgets]\nattempts = 2\n\n\n"  # trailing blank lines are content too
+    pyproject = b'[project]\nname = "x"\n\xe2\x80\x94\n'
+    repo = make_repo(tmp_path / "r", {".corral.toml": corral_toml, "pyproject.toml": pyproject})
+    base = git(repo, "rev-parse", "HEAD")
+    (repo / ".corral.toml").write_text("[budgets]\nattempts = 9\n")  # uncommitted: not the base
+    assert repo_policy_files(repo, base) == {
+        ".corral.toml": corral_toml,
+        "pyproject.toml": pyproject,
+    }
+    commit(repo, {"src/a.py": "a"}, "more")
+    git(repo, "rm", "-q", ".corral.toml")
+    git(repo, "commit", "-q", "-m", "drop it")
+    later = git(repo, "rev-parse", "HEAD")
+    assert repo_policy_files(repo, later) == {".corral.toml": None, "pyproject.toml": pyproject}
+    assert repo_policy_files(repo, base)[".corral.toml"] == corral_toml  # the base decides
+
+
+def test_a_directory_where_the_repo_policy_would_be_is_no_policy(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {".corral.toml/x": "not a file", "pyproject.toml": "[x]\n"})
+    files = repo_policy_files(repo, git(repo, "rev-parse", "HEAD"))
+    assert files == {".corral.toml": None, "pyproject.toml": b"[x]\n"}
