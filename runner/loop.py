@@ -159,6 +159,7 @@ class Runner:
         self.budget.on_change = self._budget_changed
         self.meter: RunMeter | None = None
         self.baseline: dict[str, GateResult] = {}
+        self._baseline_started = False
         self.failed_strategies: dict[str, int] = {}
         self.feedback = ""
         self.reports: list[AttemptReport] = []
@@ -186,7 +187,8 @@ class Runner:
             self.store.update(self.run_id, status="running")
             try:
                 ws = self._workspace()
-                self._start_baseline(ws)
+                if not self._baseline_started:  # a resumed run's workspace was opened
+                    self._start_baseline(ws)
                 result = self._attempts(ws)
             except RunStopped as stop:
                 result = self._result(stop.status, stop.domain, stop.reason, None)
@@ -238,8 +240,9 @@ class Runner:
         except SandboxError:
             self._fresh = True  # a tree just checked out at base: attempt 1 needs no rollback
             ws = Workspace.create(
-                Path(self.config.task.repo), self.config.task.base, self.run_id, self.home
-            )
+                Path(self.config.task.repo), self.config.task.base, self.run_id, self.home,
+                before_checkout=self._start_baseline,  # it needs the git dir, not the tree
+            )  # fmt: skip
             self.emit("workspace", {"path": str(ws.path), "base": ws.base})
             return ws.with_exclude(exclude)
 
@@ -562,7 +565,9 @@ class Runner:
 
         Attempt 1 works meanwhile; ``_await_baseline`` (the first judge with
         gates to run) waits for it, ``_stop_baseline`` (the run's end) stops it.
+        A new run starts it while its tree is checked out (it needs only the git dir).
         """
+        self._baseline_started = True
         if any(s.kind == "baseline" and s.state == "done" for s in self.store.journal(self.run_id)):
             data = json.loads(self.store.artifact_path(self.run_id, "baseline.json").read_text())
             self.baseline = {k: _gate_from_json(v) for k, v in data.items()}

@@ -152,7 +152,7 @@ class DockerBackend:
         return self._client
 
     def start(self, spec: SandboxSpec) -> DockerSandbox:
-        """Create and start a container for ``spec`` and open its persistent shell.
+        """Create and start a container for ``spec`` (its persistent shell opens on first ``exec``).
 
         Raises ``ImageError`` (image missing: build it with ``corral image
         build``), ``EngineUnavailable``, ``SandboxStartError``.
@@ -166,13 +166,9 @@ class DockerBackend:
             raise SandboxStartError(f"could not start sandbox: {exc.explanation or exc}") from exc
         except DockerException as exc:
             raise EngineUnavailable(f"engine error starting sandbox: {exc}") from exc
-        sandbox = DockerSandbox(self.client, container, spec)
-        try:
-            sandbox.open_shell()
-        except BaseException:
-            sandbox.close()
-            raise
-        return sandbox
+        # The persistent shell opens with the first ``exec``: a gate's container only ever
+        # runs ``exec_once`` and never needs one (an exec the engine would do for nothing).
+        return DockerSandbox(self.client, container, spec)
 
 
 class DockerSandbox:
@@ -277,6 +273,8 @@ class DockerSandbox:
     ) -> ExecResult:
         with self._lock:
             self._check_open()
+            if self._shell is None:
+                self.open_shell()
             assert self._shell is not None
             if self._shell.broken:
                 self._reopen_or_raise()

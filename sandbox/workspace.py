@@ -92,6 +92,14 @@ def _run_ref(run_id: str) -> str:
     return f"refs/corral/runs/{run_id}/base"
 
 
+_GIT_CONFIG = """[core]
+\tbare = false
+\tlogAllRefUpdates = false
+\tcheckStat = minimal
+\ttrustctime = false
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Workspace:
     """A run's tree and private git dir. Create with ``create``, find again with ``open``."""
@@ -110,12 +118,22 @@ class Workspace:
 
     @classmethod
     def create(
-        cls, repo: Path, base_ref: str, run_id: str, home: Path, *, owned: bool = True
+        cls,
+        repo: Path,
+        base_ref: str,
+        run_id: str,
+        home: Path,
+        *,
+        owned: bool = True,
+        before_checkout: Callable[[Workspace], None] | None = None,
     ) -> Workspace:
         """Check out ``base_ref`` of the repository at ``repo`` into a fresh workspace.
 
         ``owned``: hand the tree to the sandbox user (uid/gid 65532); needs root,
-        and is skipped with a warning otherwise. Raises ``GitError`` when ``repo``
+        and is skipped with a warning otherwise. ``before_checkout(ws)`` is called
+        once the private git dir is complete and the tree's directory exists but is
+        still empty (what needs only the git dir, such as the baseline gates'
+        tree, can start while the tree is written). Raises ``GitError`` when ``repo``
         is not a repository or ``base_ref`` names no commit, and
         ``WorkspaceError`` when the run already has a workspace. A failure part
         way leaves nothing behind.
@@ -145,6 +163,8 @@ class Workspace:
             user_git.run("update-ref", _run_ref(run_id), base)
             tree.parent.mkdir(parents=True, exist_ok=True)
             tree.mkdir(mode=0o755)
+            if before_checkout is not None:
+                before_checkout(ws)
             ws._git().run("read-tree", "--reset", "-u", base)
             ws._write_pointer()
             if owned:
@@ -354,11 +374,11 @@ class Workspace:
                 _clear_tree(self.path, keep=_keepers(target))
             git.run("read-tree", "--reset", "-u", rev)
             self._write_pointer()
+            self._give_to_sandbox()  # before the scan: a chown moves the ctime the scan keeps
             if self._matches(target):
                 break
         else:
             raise WorkspaceError(f"rollback of run {self.run_id} to {rev[:12]} did not converge")
-        self._give_to_sandbox()
 
     def with_exclude(self, exclude: Callable[[str], str | None]) -> Workspace:
         """This workspace with a policy's exclusion (artifacts, the progress file) for every scan."""
@@ -409,8 +429,13 @@ class Workspace:
         self.git_dir.mkdir(mode=0o700)
         HostGit(self.git_dir).run("init", "--bare", "--quiet")
         git = HostGit(self.git_dir)
-        for key, value in (("core.bare", "false"), ("core.logAllRefUpdates", "false")):
-            git.run("config", key, value)
+        # Appended to what init wrote (for a key set twice git takes the last). The index's
+        # stat check looks at whole-second mtime and size only: handing the tree to the
+        # sandbox user moves ctime and owner, and with the default check every rollback
+        # rewrote every file. Nothing rests on it: a rollback is proven by corral's own
+        # scan of the tree, which hashes every file.
+        with open(self.git_dir / "config", "a") as config:
+            config.write(_GIT_CONFIG)
         info = self.git_dir / "objects" / "info"
         info.mkdir(parents=True, exist_ok=True)
         (info / "alternates").write_text(f"{self.repo_git_dir / 'objects'}\n")
