@@ -31,7 +31,8 @@ import re
 import secrets
 import shlex
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,10 +92,15 @@ def run_gate(
     tree: Path,
     out_dir: Path,
     baseline: GateResult | None = None,
+    prepare: Callable[[], object] | None = None,
 ) -> GateResult:
     """Run ``gate`` on ``tree`` in a fresh sandbox made from ``spec``; judge it against ``baseline``.
 
-    ``out_dir`` is a host directory the runner owns; it is never mounted. Each
+    ``prepare()`` fills ``tree`` (a directory that exists already and that it
+    must not replace) on a thread of its own while the container starts; the
+    gate's command runs only once it has returned, and what it raises is
+    raised here, the container closed. ``out_dir`` is a host directory the
+    runner owns; it is never mounted. Each
     run gets a private directory inside it, removed once the container is gone;
     afterwards ``out_dir/<gate>.xml`` holds the accepted junit report of the
     first run, or nothing when there was none the runner accepts.
@@ -106,7 +112,7 @@ def run_gate(
     out_dir.mkdir(parents=True, exist_ok=True)
     accepted = out_dir / f"{gate.name}.xml"
     accepted.unlink(missing_ok=True)
-    first = _run(backend, spec, gate, tree, out_dir)
+    first = _run(backend, spec, gate, tree, out_dir, prepare=prepare)
     if first.outcomes is not None and first.report is not None:
         accepted.write_bytes(first.report)
     passed, reason, comparison, new_lines = judge(
@@ -148,8 +154,12 @@ def _run(
     tree: Path,
     out_dir: Path,
     extra: Sequence[str] = (),
+    prepare: Callable[[], object] | None = None,
 ) -> _Run:
-    """Start the gate's command in a new container; read its junit report after it is gone."""
+    """Start the gate's command in a new container; read its junit report after it is gone.
+
+    ``prepare`` runs on a worker thread while the container starts (see ``run_gate``).
+    """
     private = out_dir / f".run-{secrets.token_hex(8)}"
     private.mkdir(mode=0o700)
     report_name, suite = f"junit-{secrets.token_hex(8)}.xml", f"corral-{secrets.token_hex(16)}"
@@ -171,11 +181,15 @@ def _run(
                 "env": env,
             }
         )
-        sb = backend.start(gate_spec)
-        try:
-            result = sb.exec_once(gate.command, timeout=gate.timeout)
-        finally:
-            sb.close()
+        with ThreadPoolExecutor(1, thread_name_prefix="corral-gate-tree") as pool:
+            prepared = pool.submit(prepare) if prepare is not None else None
+            sb = backend.start(gate_spec)  # leaving the block waits for `prepare`, also on errors
+            try:
+                if prepared is not None:
+                    prepared.result()
+                result = sb.exec_once(gate.command, timeout=gate.timeout)
+            finally:
+                sb.close()
         report = read_report(private / report_name) if is_pytest(gate) else None
     finally:
         shutil.rmtree(private, ignore_errors=True)

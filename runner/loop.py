@@ -616,12 +616,22 @@ class Runner:
         """Each gate on ``rev`` against ``baseline``; ``store`` and ``emit`` of the calling thread."""
         if not self.policy.gates:
             return []
-        gate_rev = ws.compose(
-            rev, lambda p: self.scope.classify(p) == "protected", f"gate input {label}"
-        )
-        listing = ws.tree_listing(gate_rev)
         if self._gate_tree is None:
             self._gate_tree = ws.gate_tree()
+        tree = self._gate_tree
+        composed: list[tuple[str, dict[str, tuple[str, str]]]] = []
+
+        def prepare() -> None:
+            """The gate tree at exactly ``rev`` with protected paths from base, checked: updated
+            in place, or rebuilt if anything changed it. Runs while the container starts."""
+            if not composed:
+                protected = self.scope.classify
+                gate_rev = ws.compose(
+                    rev, lambda p: protected(p) == "protected", f"gate input {label}"
+                )
+                composed.append((gate_rev, ws.tree_listing(gate_rev)))
+            tree.checkout(*composed[0])
+
         # junit XML lands in a scratch directory, never in the run store (nothing of the
         # store is mounted into a container); it is copied in once the container is gone.
         out = worktrees_dir(self.home) / f"{self.run_id}.{label}.out"
@@ -635,10 +645,9 @@ class Runner:
                 emit("gate_start", {"label": label, "gate": gate.name})
                 prior = baseline.get(gate.name)
                 backend = self._recorded(emit, role="gate", label=label, gate=gate.name)
-                # exactly gate_rev, checked: updated in place, or rebuilt if anything changed it
-                tree = self._gate_tree.checkout(gate_rev, listing)
-                r = run_gate(backend, self._spec(ws, gate=True), gate, tree, out, prior)
-                if not self._gate_tree.unchanged():
+                spec = self._spec(ws, gate=True)
+                r = run_gate(backend, spec, gate, tree.root(), out, prior, prepare=prepare)
+                if not tree.unchanged():
                     raise WorkspaceError(
                         f"the gate tree changed while gate {gate.name} ran; its verdict is not"
                         f" trusted: `corral resume {self.run_id}` runs the gates again"

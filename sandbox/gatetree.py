@@ -220,6 +220,7 @@ class GateTree:
     _stamp: _Stamp | None = field(default=None, repr=False)
     _links: dict[str, str] = field(default_factory=dict, repr=False)
     _hashes: HashCache = field(default_factory=HashCache, repr=False)
+    _root: tuple[int, int] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, home: Path, run_id: str, git_dir: Path, tree_bytes: int) -> GateTree:
@@ -229,26 +230,51 @@ class GateTree:
         """
         return cls(place(home, run_id, tree_bytes), git_dir)
 
+    def root(self) -> Path:
+        """The directory, made a real one if it is not (contents aside); what a container mounts.
+
+        ``checkout`` keeps this very directory (it empties it rather than replace
+        it), so a gate's container may start on it while the tree is checked out.
+        """
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            st = None
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            delete_path(self.path)
+            self.path.mkdir(mode=0o755, parents=True)
+            self.rev, self._stamp = None, None
+            st = os.lstat(self.path)
+        self._root = (st.st_dev, st.st_ino)
+        return self.path
+
     def checkout(self, rev: str, listing: dict[str, tuple[str, str]]) -> Path:
         """Make the directory exactly ``rev``'s tree (``listing``: its ``path -> (mode, sha)``).
 
         Returns the directory. Nothing is written when it is at ``rev`` and
         unchanged since the last checkout; git updates it in place when it is
         unchanged and the two revisions hold the same symlinks (so no path can
-        lead through a link git replaces); otherwise it is built from empty. Raises ``GitError`` from git and
-        ``WorkspaceError`` when even a checkout from empty does not give ``rev``.
+        lead through a link git replaces); otherwise it is emptied and built
+        again. The directory itself is the one ``root`` gave, never replaced.
+        Raises ``GitError`` from git and ``WorkspaceError`` when even a checkout
+        from empty does not give ``rev``, or when the directory ``root`` gave was
+        replaced meanwhile (a container started on it would see another tree).
         """
+        root = self.root_id()
+        if self._root is not None and root != self._root:
+            raise WorkspaceError(f"the gate tree {self.path} was replaced while it was in use")
         unchanged = self.unchanged()
         if unchanged and self.rev == rev:
             return self.path
         links = {p: sha for p, (mode, sha) in listing.items() if mode == MODE_LINK}
         in_place = unchanged and links == self._links
         self.rev, self._stamp = None, None
+        if root is None:
+            self.root()
         for fresh in (not in_place, True):
             if fresh:
-                delete_path(self.path)
+                _empty(self.path)
                 (self.git_dir / INDEX_NAME).unlink(missing_ok=True)
-                self.path.mkdir(mode=0o755, parents=True)
             HostGit(self.git_dir, self.path).run(
                 "read-tree", "--reset", "-u", rev, index_file=self.git_dir / INDEX_NAME
             )
@@ -258,6 +284,14 @@ class GateTree:
             log.warning("gate tree %s did not match %s; checking out afresh", self.path, rev[:12])
         raise WorkspaceError(f"the gate tree of {self.path.name} did not become {rev[:12]}")
 
+    def root_id(self) -> tuple[int, int] | None:
+        """``(device, inode)`` of the directory when it is a real one (no link followed), else None."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
     def unchanged(self) -> bool:
         """Whether the directory is exactly as the last checkout left it (False: none yet)."""
         if self._stamp is None:
@@ -266,6 +300,18 @@ class GateTree:
             return _stamp_of(self.path) == self._stamp
         except OSError:
             return False
+
+
+def _empty(root: Path) -> None:
+    """Delete everything inside the real directory ``root`` (nothing followed); keep ``root``."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        with os.scandir(fd) as it:
+            names = [e.name for e in it]
+    finally:
+        os.close(fd)
+    for name in names:
+        delete_path(root / name)
 
 
 def _matches(root: Path, listing: dict[str, tuple[str, str]], hashes: HashCache) -> bool:

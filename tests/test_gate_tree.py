@@ -138,3 +138,41 @@ def test_a_gate_tree_changed_on_the_host_during_a_gate_gives_no_verdict(
     assert planted and (result.status, result.failure_domain) == ("failed", "runtime")
     assert "gate tree changed while gate writer ran" in (result.reason or "")
     assert gate_tree_path(corral_home, result.run_id) is None
+
+
+def test_a_gate_tree_that_cannot_be_prepared_runs_no_gate_and_leaves_no_container(
+    tmp_path: Path, docker_client: Any, sandbox_image: str
+) -> None:
+    from policies.model import GatePolicy
+    from runner.gates import run_gate
+    from sandbox.docker_backend import DockerBackend, DockerSandbox
+    from sandbox.spec import SandboxSpec
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    started: list[DockerSandbox] = []
+    ran: list[str] = []
+
+    class Watched(DockerBackend):  # the real backend; it notes what reached the container
+        def start(self, spec: SandboxSpec) -> DockerSandbox:
+            sb = super().start(spec)
+            started.append(sb)
+            real = sb.exec_once
+
+            def exec_once(cmd: Any, **kw: Any) -> Any:
+                ran.append(str(cmd))
+                return real(cmd, **kw)
+
+            sb.exec_once = exec_once  # type: ignore[method-assign]
+            return sb
+
+    def prepare() -> None:
+        raise OSError("no space left for the gate tree")
+
+    gate = GatePolicy(name="marker", command="true")
+    spec = SandboxSpec(image=sandbox_image, run_id="prep-fails", owner_home=str(tmp_path))
+    with pytest.raises(OSError, match="no space left"):
+        run_gate(Watched(docker_client), spec, gate, tree, tmp_path / "out", prepare=prepare)
+    assert len(started) == 1 and ran == [], "the gate's command never runs on an unprepared tree"
+    flt = {"label": ["corral.run=prep-fails"]}
+    assert docker_client.containers.list(all=True, filters=flt) == []  # closed all the same

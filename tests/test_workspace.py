@@ -473,3 +473,21 @@ def test_gc_removes_a_dead_runs_gate_tree_and_keeps_a_live_ones(
     report = collect(corral_home, None)  # its process is gone (a crash): all of it goes
     assert report.workspaces == [ws.run_id]
     assert not path.exists() and not ws.path.exists() and not ws.git_dir.exists()
+
+
+def test_the_gate_tree_directory_stays_the_one_a_container_mounted(
+    ws: Workspace, revs: tuple[str, str]
+) -> None:
+    base, cand = revs
+    tree = ws.gate_tree()
+    root = tree.root()  # what a gate's container mounts before the checkout fills it
+    inode = root.stat().st_ino
+    tree.checkout(base, ws.tree_listing(base))
+    (root / "src/conftest.py").write_text("planted\n")  # forces a rebuild from empty
+    tree.checkout(cand, ws.tree_listing(cand))
+    assert root.stat().st_ino == inode and not (root / "src/conftest.py").exists()
+    assert _listing_on_disk(root) == _expected(ws, cand)
+    shutil.rmtree(root)  # replaced behind the container's back: no tree is trusted
+    root.mkdir()
+    with pytest.raises(WorkspaceError, match="replaced while it was in use"):
+        tree.checkout(base, ws.tree_listing(base))
