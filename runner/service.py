@@ -38,7 +38,7 @@ from runner.resume import decisions, record_runtime_error, resumable
 from runner.scripted import ScriptedAgent
 from runner.store import NewRun, RunStore
 from sandbox.docker_backend import DockerBackend
-from sandbox.engine import connect, probe
+from sandbox.engine import connect, connect_soon, probe
 from sandbox.envimage import SetupFailed, ensure_env_image
 from sandbox.errors import EngineUnavailable, SandboxError
 from sandbox.git import HostGit, find_git_dirs
@@ -180,6 +180,7 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
     repo = req.repo.resolve()
     if not repo.is_dir():
         raise ValueError(f"--repo {req.repo} is not a directory")
+    engine = connect_soon()  # the engine answers while the policy and the store are read
     _, common = find_git_dirs(repo)
     base = HostGit(common).rev_parse(req.base_ref)
     task = read_task(repo, req.bug, base)
@@ -196,7 +197,7 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
         existing = store.find_by_key(req.idempotency_key)
         if existing is not None:
             return result_of(store, existing)
-    client = connect()
+    client = engine()
     check_gateway_runtime(agent, req.runtime, loaded.policy)
     if isinstance(agent, CliAgent):
         ca = find_ca_bundle(os.environ)

@@ -16,7 +16,9 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,35 @@ def connect(timeout: float = 120.0) -> docker.DockerClient:
         raise EngineUnavailable(
             f"no Docker engine answers ({exc.__class__.__name__}); run `corral doctor --fix`"
         ) from exc
+    return client
+
+
+def connect_soon(timeout: float = 120.0) -> Callable[[], docker.DockerClient]:
+    """Start ``connect`` on a daemon thread now; the returned function waits for its client.
+
+    For a caller with other work to do first (the engine takes tens of
+    milliseconds to answer the version request): the function returns the
+    client or raises what ``connect`` raised, every time it is called. A
+    caller that never asks leaves a thread that ends with ``connect``.
+    """
+    box: list[docker.DockerClient | BaseException] = []
+
+    def work() -> None:
+        try:
+            box.append(connect(timeout))
+        except BaseException as exc:  # handed to the caller, who raises it
+            box.append(exc)
+
+    thread = threading.Thread(target=work, name="corral-connect", daemon=True)
+    thread.start()
+
+    def client() -> docker.DockerClient:
+        thread.join()
+        got = box[0]
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
     return client
 
 

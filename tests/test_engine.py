@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.engine import probe, provision, provision_commands, read_daemon_json, register_runsc
+from sandbox.engine import (
+    connect_soon,
+    probe,
+    provision,
+    provision_commands,
+    read_daemon_json,
+    register_runsc,
+)
 from sandbox.errors import EngineUnavailable
 
 
@@ -61,3 +68,20 @@ def test_probe_of_a_dead_socket_reports_instead_of_raising(
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
     st = probe()
     assert not st.reachable and "corral doctor --fix" in st.error
+
+
+def test_connect_soon_hands_over_the_failure_to_whoever_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    client = connect_soon(timeout=5)
+    for _ in range(2):  # every time, not only the first
+        with pytest.raises(EngineUnavailable, match="corral doctor --fix"):
+            client()
+
+
+@pytest.mark.docker
+def test_connect_soon_gives_a_working_client(docker_client: object) -> None:
+    client = connect_soon()()
+    assert client.ping()
+    assert client.version()["ApiVersion"] == client.api.api_version  # negotiated
