@@ -356,9 +356,10 @@ class Runner:
         if resume_at is not None:  # the attempt's own budgets continue too
             self.budget.used_steps = int(resume_at.get("steps", 0))
             self.budget.used_output = int(resume_at.get("output_bytes", 0))
-        # before anything in the sandbox can write; a rolled-back or fresh tree holds nothing
-        # untracked, so no ignored directory to leave unwatched
-        watch = TreeWatch.open(ws.path)
+        # before anything in the sandbox can write. A rolled-back or fresh tree holds nothing
+        # untracked but the progress file (which every scan leaves out): no ignored directory
+        # to leave unwatched, no ignored path for the scope check to list yet
+        watch = TreeWatch.open(ws.path, settled=True)
         try:
             sandbox = self._recorded(self.emit, role="attempt", attempt=n).start(self._spec(ws))
         except BaseException:
@@ -377,6 +378,7 @@ class Runner:
             rejected=self.config.rejected,
             watch=watch,
             notify=self.notify if self.on_event is not None else None,
+            ignored=frozenset(),
         )
         try:
             self._windows(ws, n, tools, report, resume_at)

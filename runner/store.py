@@ -12,7 +12,8 @@ The caller passes ``home``; nothing here reads the environment.
   small tables need no ORM, and WAL plus ``BEGIN IMMEDIATE`` give the
   concurrency we need between processes.
 - ``runs/<run>/``: artifacts (patches, gate logs, progress snapshots), written
-  atomically (temporary file, ``fsync``, ``os.replace``).
+  atomically (temporary file, ``os.replace``) and made durable with the run's
+  events: the next durable boundary ``fsync``s them (and their folders) first.
 - ``runs/<run>/events.jsonl``: the run's hash-chained, append-only event log
   (``runner.eventlog``: its format, ``verify_log`` and what a torn line becomes).
   ``RunStore`` appends through ``EventLog`` and keeps the log's head in
@@ -26,7 +27,7 @@ The event log's durable boundaries, and its head in ``runs.db``:
   update of ``tokens``, ``cost_usd`` or ``wall_seconds`` is not one), in
   ``sync`` (callers use it before an effect outside the store that a later
   reader relies on) and in ``close``. So whatever ``runs.db`` says was done or
-  decided, the events that led to it are on disk first. ``resume`` reruns an
+  decided, the events and the artifacts that led to it are on disk first. ``resume`` reruns an
   interrupted attempt from base anyway.
 - ``runs.db`` keeps each log's head (table ``event_heads``): the last event's
   seq and link, written after each append (a commit, not synced:
@@ -286,6 +287,7 @@ class RunStore:
         self.runs_dir = self.home / "runs"
         self._conn: sqlite3.Connection | None = None
         self._unsynced: set[str] = set()  # runs this store appended to since their last sync
+        self._unsynced_files: dict[str, set[Path]] = {}  # artifacts written since then, by run
         self._boot = boot_id()
 
     @property
@@ -502,10 +504,12 @@ class RunStore:
         return self.run_dir(run_id) / check_artifact_name(name)
 
     def write_artifact(self, run_id: str, name: str, data: bytes | str) -> Path:
-        """Write an artifact atomically and durably (``str`` as UTF-8); return its path.
+        """Write an artifact atomically (``str`` as UTF-8); return its path.
 
-        Readers see the old content or the new, never a part. Raises
-        ``ValueError`` for a bad name and ``OSError`` from the disk.
+        Readers see the old content or the new, never a part. It is durable
+        once the run's next durable boundary (``sync``) has returned, as the
+        events are. Raises ``ValueError`` for a bad name and ``OSError`` from
+        the disk.
         """
         path = self.artifact_path(run_id, name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -514,7 +518,6 @@ class RunStore:
         try:
             os.fchmod(fd, 0o644)
             write_all(fd, payload)
-            os.fsync(fd)
             os.close(fd)
             fd = -1
             os.replace(tmp, path)
@@ -523,8 +526,27 @@ class RunStore:
                 os.close(fd)
             Path(tmp).unlink(missing_ok=True)
             raise
-        fsync_dir(path.parent)
+        self._unsynced_files.setdefault(run_id, set()).add(path)
+        self._unsynced.add(run_id)
         return path
+
+    def _sync_artifacts(self, run_id: str) -> None:
+        """``fsync`` the artifacts written since the last boundary, then their folders up to
+        the run's (a folder made for them is an entry of its parent)."""
+        paths = self._unsynced_files.pop(run_id, set())
+        for path in sorted(paths):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except FileNotFoundError:  # replaced or removed since: nothing of it to keep
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        top = self.run_dir(run_id)
+        folders = {f for p in paths for f in p.parents if f == top or top in f.parents}
+        for folder in sorted(folders, reverse=True):  # a new folder's own entry: its parent
+            fsync_dir(folder)
 
     # ----------------------------------------------------------------- event log
 
@@ -549,11 +571,13 @@ class RunStore:
     def sync(self, run_id: str) -> None:
         """A durable boundary: ``fsync`` the run's event log, then record its durable point.
 
-        Every event appended so far (by any process) is on disk when this
-        returns. No log yet: nothing to do. ``OSError`` passes through; a
+        Every event appended so far (by any process), and every artifact this
+        store wrote for the run, is on disk when this returns (artifacts first).
+        No log yet: only the artifacts. ``OSError`` passes through; a
         durable point that cannot be recorded is logged (``verify`` then checks
         against the previous one).
         """
+        self._sync_artifacts(run_id)
         point = self._log(run_id).fsync_point()
         self._unsynced.discard(run_id)
         if point is None:  # no log, empty, or a torn last line that the next append repairs

@@ -230,6 +230,10 @@ class Tools:
     """Skips the full scan after an action that raised no inotify event (``sandbox.watch``)."""
     notify: Emit | None = None
     """Live-only notices (``command_start``) for the display; not recorded in the event log."""
+    ignored: frozenset[str] | None = None
+    """The tree's ignored untracked paths when known (a tree just rolled back holds none);
+    None: listed at the first scope check. Listed again whenever the watch saw a path come,
+    go or be renamed."""
     _state: int | None = None
 
     # -------------------------------------------------------------- actions
@@ -468,7 +472,11 @@ class Tools:
         if self.watch is not None and not self.watch.changed():
             self.budget.progress(False)
             return ""
-        snap = self.workspace.snapshot(reuse=True)  # defence in depth: the harvest hashes all
+        renamed = self.watch is None or self.watch.names_changed()  # asked every time: it resets
+        if self.ignored is None or renamed:
+            self.ignored = self.workspace.ignored()
+        # defence in depth: the harvest hashes everything and lists ignored paths afresh
+        snap = self.workspace.snapshot(reuse=True, ignored=self.ignored)
         state = hash(tuple(sorted((p, e.sha, e.mode) for p, e in snap.entries.items())))
         base = self.workspace.tree_listing(self.workspace.base)
         now = {p: (e.mode, e.sha) for p, e in snap.entries.items()}

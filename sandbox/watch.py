@@ -56,6 +56,11 @@ MASK = (
     | F.EXCL_UNLINK
 )
 
+#: Events that add, remove or rename a path (or lose events): the ignored set may differ.
+_RENAMING = (
+    F.CREATE | F.DELETE | F.MOVED_FROM | F.MOVED_TO | F.DELETE_SELF | F.MOVE_SELF | F.Q_OVERFLOW
+)
+
 #: Watches per tree before the watch gives up and reports every step as a change.
 MAX_WATCHES = 20_000
 #: Depth bound of the directory walk (deeper directories: degraded).
@@ -76,14 +81,19 @@ _CLOSED: Any = _Closed()
 class TreeWatch:
     """inotify watches on every (non-ignored) directory of ``root``; see the module docstring."""
 
-    def __init__(self, root: Path, ignored: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, root: Path, ignored: frozenset[str] = frozenset(), *, settled: bool = False
+    ) -> None:
         """Watch ``root``; ``ignored`` holds tree-relative directories (ending in ``/``) to leave out.
 
+        ``settled``: the caller knows the tree's paths as they are now (it just
+        checked the tree out), so ``names_changed`` starts from "no change".
         Raises ``OSError`` if inotify is unavailable (no instances left, for example).
         """
         self.root = root
         self.ignored = ignored
         self.degraded = False
+        self._renamed = not settled
         self._paths: dict[int, str] = {}
         self._inotify = INotify()
         try:
@@ -93,10 +103,12 @@ class TreeWatch:
             raise
 
     @classmethod
-    def open(cls, root: Path, ignored: frozenset[str] = frozenset()) -> TreeWatch | None:
+    def open(
+        cls, root: Path, ignored: frozenset[str] = frozenset(), *, settled: bool = False
+    ) -> TreeWatch | None:
         """A watch, or None (logged) where inotify cannot be used: callers then scan every step."""
         try:
-            return cls(root, ignored)
+            return cls(root, ignored, settled=settled)
         except OSError as exc:
             log.info("no inotify watch on %s (%s); the scope check scans every step", root, exc)
             return None
@@ -126,6 +138,16 @@ class TreeWatch:
             self._overflow()
         return seen or self.degraded
 
+    def names_changed(self) -> bool:
+        """Whether a path may have been created, removed or renamed, or a ``.gitignore``
+        changed, since the last call (or since opening); call after ``changed()``.
+
+        False means the tree's untracked and ignored paths are as they were: the
+        scope check keeps the ignored set it had (listing it is a git process).
+        """
+        renamed, self._renamed = self._renamed or self.degraded or self._inotify.fd < 0, False
+        return renamed
+
     def close(self) -> None:
         """Stop watching; ``changed()`` says "changed" from now on.
 
@@ -150,6 +172,8 @@ class TreeWatch:
     # -------------------------------------------------------------- internals
 
     def _note(self, wd: int, mask: int, name: str) -> None:
+        if mask & _RENAMING or name == ".gitignore":
+            self._renamed = True
         if mask & F.Q_OVERFLOW:
             self._overflow()
         elif mask & F.IGNORED:
@@ -160,6 +184,7 @@ class TreeWatch:
 
     def _overflow(self) -> None:
         """Events were lost (new directories among them): watch the whole tree again."""
+        self._renamed = True
         self._add_tree("", 0)
 
     def _add_tree(self, rel: str, depth: int) -> None:

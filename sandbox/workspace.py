@@ -204,18 +204,20 @@ class Workspace:
         limits: ScanLimits | None = None,
         exclude: Callable[[str], str | None] | None = None,
         reuse: bool = False,
+        ignored: frozenset[str] | None = None,
     ) -> Snapshot:
         """Scan the tree now (see ``sandbox.scan``), against the base revision.
 
         ``exclude`` (default: the one ``with_exclude`` set) keeps paths out.
         ``reuse``: take blob ids of files whose inode stamp stands from earlier
         scans, for scans that are defence in depth only (``HashCache`` says why
-        the harvest must not); by default every file is hashed.
+        the harvest must not); by default every file is hashed. ``ignored``: the
+        set ``ignored()`` gave, when the caller knows no path changed since.
         """
         return scan(
             self.path,
             pointer=self._pointer_bytes(),
-            ignored=self.ignored(),
+            ignored=self.ignored() if ignored is None else ignored,
             base=self.tree_listing(self.base),
             allow_symlinks=allow_symlinks,
             limits=limits,

@@ -517,6 +517,25 @@ def test_the_log_is_fsynced_at_durable_boundaries_only(store: RunStore, fsynced:
     assert store.verify(run).ok
 
 
+def test_artifacts_are_fsynced_at_the_next_boundary_before_the_log(
+    store: RunStore, fsynced: list[str]
+) -> None:
+    run = store.create(_new())
+    seq = store.journal_start(run, "attempt", "1", {})
+    patch = store.write_artifact(run, "attempt-1/patch.diff", "diff\n")
+    store.write_artifact(run, "attempt-1/gate-tests.log", "ok\n")
+    store.write_artifact(run, "attempt-1/patch.diff", "diff 2\n")  # rewritten: synced once
+    store.append(run, "attempt_end", {})
+    assert fsynced == [] and patch.read_text() == "diff 2\n"  # readers see it at once
+    store.journal_done(run, seq, {})  # the boundary: what the step wrote is on disk first
+    assert fsynced[:2] == ["gate-tests.log", "patch.diff"]
+    assert fsynced[2:5] == ["attempt-1", run, "events.jsonl"]
+    store.write_artifact(run, "candidate.diff", "x\n")
+    store.close()  # the run's last writes are synced by close too
+    assert fsynced[-3:] == ["candidate.diff", run, "events.jsonl"]
+    assert not list(store.run_dir(run).rglob("*.tmp"))
+
+
 def test_a_boundary_records_the_durable_point_from_the_log(store: RunStore) -> None:
     run, log = _chain(store, 4)
     store.update(run, status="running")

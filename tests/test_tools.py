@@ -447,3 +447,44 @@ def test_a_patch_git_cannot_read_says_what_to_send(rig: Rig) -> None:
         "Send a unified diff (--- a/PATH, +++ b/PATH, @@ hunks) of files in the repository."
     )
     assert [k for k, _ in rig.events] == ["tool_failed"]
+
+
+def test_the_scope_check_lists_ignored_paths_again_whenever_a_path_appears(
+    tmp_path: Path, corral_home: Path
+) -> None:
+    """With a tree watch, a step that only edits files keeps the ignored set; one that
+    creates a path lists it again, so new build output is never taken for a change."""
+    from policies.model import Policy
+    from sandbox.watch import TreeWatch
+
+    repo = make_repo(tmp_path / "repo", {**FILES, ".gitignore": "build/\n"})
+    ws = Workspace.create(repo, "HEAD", "ignored", corral_home)
+    sandbox = FakeSandbox(SandboxSpec(image="fake", workspace=str(ws.path)))
+    events: list[tuple[str, dict[str, Any]]] = []
+    policy = Policy.model_validate({"scope": {"writable": ["src/**"]}})
+    tools = make_tools(ws, sandbox, events)
+    tools.scope = Scope(policy)
+    listed: list[frozenset[str]] = []
+    real_ignored = ws.ignored
+
+    class Counting(Workspace):  # the same workspace; it notes each listing of ignored paths
+        def ignored(self) -> frozenset[str]:
+            listed.append(real_ignored())
+            return listed[-1]
+
+    tools.workspace = Counting(**{f: getattr(ws, f) for f in ws.__dataclass_fields__})
+    tools.watch = TreeWatch.open(ws.path)
+    try:
+        tools.write("src/calc.py", "def add(a, b):\n    return a + b\n")
+        tools.write("src/calc.py", "def add(a, b):\n    return b + a\n")
+        assert len(listed) == 1, "an edit of a file that exists changes no ignored path"
+        assert tools.run("mkdir -p build && echo obj > build/out.o").ok
+        assert len(listed) == 2 and "build/" in listed[-1]
+        assert (ws.path / "build/out.o").is_file(), "build output is ignored, not reverted"
+        tools.run("echo x > notes.txt")  # outside the writable scope: reverted
+        assert (ws.path / "notes.txt").read_text() == FILES["notes.txt"]
+        assert [d["paths"] for k, d in events if k == "scope_reverted"] == [["notes.txt"]]
+    finally:
+        tools.watch.close()
+        sandbox.close()
+        ws.remove()

@@ -197,3 +197,45 @@ def test_close_releases_the_instance_and_reports_changed_after(tree: Path) -> No
     with pytest.raises(OSError):  # the inotify instance is closed, not leaked
         os.fstat(fd)
     w.close()  # twice is harmless
+
+
+@pytest.mark.parametrize(
+    ("act", "renamed"),
+    [
+        (lambda t: (t / "src" / "pkg" / "mod.py").write_text("x = 3\n"), False),
+        (lambda t: (t / "README.md").chmod(0o600), False),
+        (lambda t: (t / "src" / "pkg" / "new.py").write_text(""), True),
+        (lambda t: (t / "README.md").unlink(), True),
+        (lambda t: (t / "README.md").rename(t / "src" / "README.md"), True),
+        (lambda t: (t / "src" / "sub").mkdir(), True),
+        (lambda t: (t / "src" / ".gitignore").write_text("*.py\n"), True),
+    ],
+    ids=["modify", "chmod", "create", "delete", "rename", "mkdir", "gitignore"],
+)
+def test_names_changed_says_when_the_ignored_set_may_differ(
+    tree: Path, act: Any, renamed: bool
+) -> None:
+    (tree / "src" / ".gitignore").write_text("*.pyc\n")
+    with TreeWatch(tree, ignored=frozenset({"build/"})) as w:
+        assert w.names_changed(), "nothing is known of a fresh watch"
+        assert not w.changed() and not w.names_changed()
+        act(tree)
+        assert w.changed()
+        assert w.names_changed() is renamed
+        assert not w.names_changed(), "reported once"
+
+
+def test_names_changed_after_lost_events_or_without_a_watch(tree: Path) -> None:
+    w = TreeWatch(tree)
+    w.names_changed()
+    w._overflow()  # what a full event queue leads to
+    assert w.names_changed()
+    w.close()
+    assert w.names_changed() and w.names_changed(), "a closed watch knows nothing"
+
+
+def test_a_settled_watch_starts_from_no_name_change(tree: Path) -> None:
+    with TreeWatch(tree, settled=True) as w:
+        assert not w.names_changed()
+        (tree / "src" / "pkg" / "made.py").write_text("")
+        assert w.changed() and w.names_changed()
