@@ -12,9 +12,9 @@ files, directories and symlinks (never a setuid file or a device node). A tree
 of at most ``RAM_MAX_BYTES`` that fits four times into the free space of the
 ``/dev/shm`` tmpfs lives there, as ``/dev/shm/corral-<uid>/<home key>-<run>.gate``
 (the parent ``0700`` and owned by the user, checked without following links;
-the home key is a hash of ``$CORRAL_HOME``, whose path ``<home key>.home`` beside
-the trees records, so that ``corral gc`` can remove the trees of a home that was
-deleted: ``sweep_ram``): writing and deleting a tree in RAM
+the home key is a hash of ``$CORRAL_HOME``; ``<tree>.home`` beside each tree
+records the home's path, so that ``corral gc`` can remove the trees of a home
+that was deleted: ``sweep_ram``): writing and deleting a tree in RAM
 costs no disk I/O (on a disk that discards freed blocks, deleting an
 attempt-sized tree took tens of milliseconds). Larger trees, a ``/dev/shm``
 mounted ``noexec`` or read-only, or a parent that is not the user's own put it
@@ -95,7 +95,9 @@ def home_key(home: Path) -> str:
 
 def remove_gate_tree(home: Path, run_id: str) -> None:
     """Delete the run's gate tree from both places (idempotent; ``OSError`` if it cannot go)."""
-    delete_path(ram_path(home, run_id))
+    ram = ram_path(home, run_id)
+    delete_path(ram)
+    _record_of(ram).unlink(missing_ok=True)  # after the tree: a tree never lacks its owner
     delete_path(disk_path(home, run_id))
 
 
@@ -105,8 +107,12 @@ def place(home: Path, run_id: str, tree_bytes: int) -> Path:
     The other place is emptied, so that one run never has two trees.
     """
     ram, disk = ram_path(home, run_id), disk_path(home, run_id)
-    chosen = ram if _ram_takes(tree_bytes) and _record_home(home) else disk
-    delete_path(disk if chosen == ram else ram)
+    chosen = ram if _ram_takes(tree_bytes) and _record_home(ram, home) else disk
+    if chosen == ram:
+        delete_path(disk)
+    else:
+        delete_path(ram)
+        _record_of(ram).unlink(missing_ok=True)
     return chosen
 
 
@@ -123,34 +129,33 @@ def sweep_ram(
     if not top.is_dir() or top.is_symlink():
         return []
     removed = []
-    for record in sorted(top.glob("*.home")):
+    for record in sorted(top.glob(f"*{_SUFFIX}.home")):
         try:
             home = Path(record.read_text())
         except (OSError, UnicodeDecodeError):
             continue
         if not gone(home):
             continue
-        key = record.name.removesuffix(".home")
-        for tree in sorted(top.glob(f"{key}-*{_SUFFIX}")):
-            if not dry_run:
-                delete_path(tree)
-            removed.append(tree.name)
+        tree = record.with_name(record.name.removesuffix(".home"))
+        removed.append(tree.name)
         if not dry_run:
+            delete_path(tree)
             record.unlink(missing_ok=True)
     return removed
 
 
-def _record_home(home: Path) -> bool:
-    """Write ``<home key>.home`` (the home's path) once; False if it cannot be written."""
-    record = _ram_dir() / f"{home_key(home)}.home"
-    text = str(home.resolve())
+def _record_of(tree: Path) -> Path:
+    return tree.with_name(f"{tree.name}.home")
+
+
+def _record_home(tree: Path, home: Path) -> bool:
+    """Write ``<tree>.home`` (the home's path) before the tree exists; False if it cannot be."""
+    record = _record_of(tree)
     try:
-        if record.is_file() and not record.is_symlink() and record.read_text() == text:
-            return True
         tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
+        tmp.write_text(str(home.resolve()))
         os.replace(tmp, record)
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         log.info("gate trees stay on disk: %s not written (%s)", record, exc)
         return False
     return True
