@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -44,18 +42,17 @@ from policies.load import LoadedPolicy
 from policies.model import Policy
 from policies.scope import Scope, check_patch
 from runner.agent import Agent, Task, WindowContext
-from runner.baseline import BackgroundBaseline, BaselineStopped, Emit
-from runner.gates import MAX_JUNIT_BYTES, GateResult, clean_dir, feedback, gate_map, run_gate
+from runner.baseline import Emit
+from runner.gates import GateResult, feedback, gate_map
+from runner.judge import GateJudge
 from runner.resume import RunMeter, record_runtime_error, wait_for
 from runner.store import RunStore, Step
 from runner.tools import ATTEMPT_BUDGETS, Budget, BudgetExceeded, NeedsHuman, Paused, Tools
-from sandbox.errors import EngineUnavailable, SandboxError, SandboxNotRemoved, WorkspaceError
-from sandbox.gatetree import GateTree, remove_gate_tree
+from sandbox.errors import EngineUnavailable, SandboxError, SandboxNotRemoved
 from sandbox.gc import remove_run_containers
 from sandbox.harvest import Harvest, harvest
 from sandbox.interfaces import SandboxBackend
 from sandbox.lease import RunLease
-from sandbox.paths import worktrees_dir
 from sandbox.recording import SpecRecorder, spec_record
 from sandbox.spec import Limits, Mount, SandboxSpec
 from sandbox.watch import TreeWatch
@@ -158,14 +155,15 @@ class Runner:
         )
         self.budget.on_change = self._budget_changed
         self.meter: RunMeter | None = None
-        self.baseline: dict[str, GateResult] = {}
-        self._baseline_started = False
+        self.gates = GateJudge(
+            home, store, run_id, self.policy, self.budget,
+            protected=lambda p: self.scope.classify(p) == "protected",
+            recorded=self._recorded, spec=lambda ws: self._spec(ws, gate=True), on_event=on_event,
+        )  # fmt: skip
         self.failed_strategies: dict[str, int] = {}
         self.feedback = ""
         self.reports: list[AttemptReport] = []
         self._gate_results: list[GateResult] = []
-        self._gate_tree: GateTree | None = None  # the gates' input, kept across gate runs
-        self._background: BackgroundBaseline | None = None  # the baseline gates, until joined
         self._fresh = False
         self._pending: dict[str, Any] | None = None  # the question an attempt ended waiting on
         self._resume_at: dict[str, Any] | None = None  # where a paused attempt continues
@@ -187,8 +185,7 @@ class Runner:
             self.store.update(self.run_id, status="running")
             try:
                 ws = self._workspace()
-                if not self._baseline_started:  # a resumed run's workspace was opened
-                    self._start_baseline(ws)
+                self.gates.start_baseline(ws)  # a resumed run's workspace was opened, else no-op
                 result = self._attempts(ws)
             except RunStopped as stop:
                 result = self._result(stop.status, stop.domain, stop.reason, None)
@@ -197,9 +194,9 @@ class Runner:
             except SandboxError as exc:  # the engine, an image or host git failed, not the agent
                 result = self._runtime_failure(exc)
             finally:
-                self._stop_baseline()  # before the gate tree goes: the baseline may still use it
+                self.gates.stop_baseline()  # before the gate tree goes: the baseline may use it
                 self.meter.save(self.budget)
-                self._remove_gate_tree()
+                self.gates.remove_tree()
             self.store.update(
                 self.run_id,
                 status=result.status,
@@ -219,7 +216,7 @@ class Runner:
         """Record an infrastructure failure; a failed baseline's comes first (the earlier step)."""
         step = self.store.last_incomplete(self.run_id)
         where = f"{step.kind} {step.key}" if step is not None else "workspace"
-        failed = self._stop_baseline()
+        failed = self.gates.stop_baseline()
         if isinstance(failed, SandboxError):
             exc, where = failed, "baseline base"
         reason = record_runtime_error(self.store, self.run_id, exc, where)
@@ -241,7 +238,7 @@ class Runner:
             self._fresh = True  # a tree just checked out at base: attempt 1 needs no rollback
             ws = Workspace.create(
                 Path(self.config.task.repo), self.config.task.base, self.run_id, self.home,
-                before_checkout=self._start_baseline,  # it needs the git dir, not the tree
+                before_checkout=self.gates.start_baseline,  # it needs the git dir, not the tree
             )  # fmt: skip
             self.emit("workspace", {"path": str(ws.path), "base": ws.base})
             return ws.with_exclude(exclude)
@@ -518,8 +515,7 @@ class Runner:
         self._judge_gates(ws, n, h.commit, report)
 
     def _judge_gates(self, ws: Workspace, n: int, commit: str, report: AttemptReport) -> None:
-        self._await_baseline()  # the baseline is done with the gate tree before these start
-        results = self._gates(ws, commit, f"attempt-{n}", self.baseline, self.store, self.emit)
+        results = self.gates.run(ws, commit, f"attempt-{n}", self.emit)  # after the baseline
         self._gate_results = results
         report.gates = dict(gate_map(results))
         failed = [r for r in results if r.required and not r.passed]
@@ -559,126 +555,6 @@ class Runner:
         if report.status != "passed":
             self._count_strategy(report.strategy)
         return self._record_attempt(seq, report)
-
-    # ----------------------------------------------------------------- gates
-
-    def _start_baseline(self, ws: Workspace) -> None:
-        """The gates at base: from the journal if done, else started in the background.
-
-        Attempt 1 works meanwhile; ``_await_baseline`` (the first judge with
-        gates to run) waits for it, ``_stop_baseline`` (the run's end) stops it.
-        A new run starts it while its tree is checked out (it needs only the git dir).
-        """
-        self._baseline_started = True
-        if any(s.kind == "baseline" and s.state == "done" for s in self.store.journal(self.run_id)):
-            data = json.loads(self.store.artifact_path(self.run_id, "baseline.json").read_text())
-            self.baseline = {k: _gate_from_json(v) for k, v in data.items()}
-            return
-        seq = self.store.journal_start(self.run_id, "baseline", "base", {})
-
-        def work(store: RunStore, emit: Emit, cancel: threading.Event) -> dict[str, GateResult]:
-            results = self._gates(ws, ws.base, "baseline", {}, store, emit, cancel)
-            payload = {r.name: _gate_to_json(r) for r in results}
-            store.write_artifact(self.run_id, "baseline.json", json.dumps(payload, indent=1))
-            store.journal_done(self.run_id, seq, {"gates": dict(gate_map(results))})
-            return {r.name: r for r in results}
-
-        timeouts = [g.timeout for g in self.policy.gates]  # a gate may run twice (confirmation)
-        wait = 2.0 * max(timeouts, default=0) + 60.0
-        self._background = BackgroundBaseline(self.store, self.run_id, work, join_timeout=wait)
-        self._background.start()
-        self.notify("baseline_started", {"gates": [g.name for g in self.policy.gates]})
-
-    def _await_baseline(self) -> None:
-        """Wait for the background baseline; raises what it raised (``SandboxError``, a budget)."""
-        if self._background is not None:  # kept on failure: the run's end reports it (stop)
-            self.baseline = self._background.result(self.on_event)
-            self._background = None
-
-    def _stop_baseline(self) -> BaseException | None:
-        """The run ends: stop a baseline still running (bounded); what it failed with, if it did."""
-        if self._background is None:
-            return None
-        background, self._background = self._background, None
-        failed = background.stop(self.on_event)
-        if failed is not None:
-            log.warning("run %s: baseline gates failed: %s", self.run_id, failed)
-        return failed
-
-    def _gates(
-        self,
-        ws: Workspace,
-        rev: str,
-        label: str,
-        baseline: Mapping[str, GateResult],
-        store: RunStore,
-        emit: Emit,
-        cancel: threading.Event | None = None,
-    ) -> list[GateResult]:
-        """Each gate on ``rev`` against ``baseline``; ``store`` and ``emit`` of the calling thread."""
-        if not self.policy.gates:
-            return []
-        if self._gate_tree is None:
-            self._gate_tree = ws.gate_tree()
-        tree = self._gate_tree
-        composed: list[tuple[str, dict[str, tuple[str, str]]]] = []
-
-        def prepare() -> None:
-            """The gate tree at exactly ``rev`` with protected paths from base, checked: updated
-            in place, or rebuilt if anything changed it. Runs while the container starts."""
-            if not composed:
-                protected = self.scope.classify
-                gate_rev = ws.compose(
-                    rev, lambda p: protected(p) == "protected", f"gate input {label}"
-                )
-                composed.append((gate_rev, ws.tree_listing(gate_rev)))
-            tree.checkout(*composed[0])
-
-        # junit XML lands in a scratch directory, never in the run store (nothing of the
-        # store is mounted into a container); it is copied in once the container is gone.
-        out = worktrees_dir(self.home) / f"{self.run_id}.{label}.out"
-        clean_dir(out)
-        results = []
-        try:
-            for gate in self.policy.gates:
-                if cancel is not None and cancel.is_set():
-                    raise BaselineStopped(f"the run ended before gate {gate.name} ({label})")
-                self.budget.check_wall()
-                emit("gate_start", {"label": label, "gate": gate.name})
-                prior = baseline.get(gate.name)
-                backend = self._recorded(emit, role="gate", label=label, gate=gate.name)
-                spec = self._spec(ws, gate=True)
-                r = run_gate(backend, spec, gate, tree.root(), out, prior, prepare=prepare)
-                if not tree.unchanged():
-                    raise WorkspaceError(
-                        f"the gate tree changed while gate {gate.name} ran; its verdict is not"
-                        f" trusted: `corral resume {self.run_id}` runs the gates again"
-                    )
-                store.write_artifact(self.run_id, f"{label}/gate-{gate.name}.log", r.log)
-                junit = out / f"{gate.name}.xml"
-                if junit.is_file() and not junit.is_symlink():
-                    store.write_artifact(
-                        self.run_id,
-                        f"{label}/junit-{gate.name}.xml",
-                        junit.read_bytes()[:MAX_JUNIT_BYTES],
-                    )
-                emit("gate_end", {"label": label, "gate": gate.name, "passed": r.passed,
-                                       "exit_code": r.exit_code, "reason": r.reason,
-                                       "baseline_passed": prior.passed if prior else None,
-                                       "comparison": _comparison_counts(r)})  # fmt: skip
-                results.append(r)
-        finally:
-            clean_dir(out)
-        return results
-
-    def _remove_gate_tree(self) -> None:
-        """The run's gate tree goes at its end; one left by a crash goes with ``corral gc``."""
-        try:
-            remove_gate_tree(self.home, self.run_id)
-        except OSError as exc:
-            log.warning(
-                "run %s: gate tree not removed (corral gc removes it): %s", self.run_id, exc
-            )
 
     # ----------------------------------------------------------------- sandbox, progress
 
@@ -760,8 +636,7 @@ class Runner:
 
     def _show(self, kind: str, data: Mapping[str, Any]) -> None:
         """``on_event``, after what the background baseline recorded meanwhile (same thread)."""
-        if self._background is not None:
-            self._background.deliver(self.on_event)
+        self.gates.deliver()
         if self.on_event is not None:
             self.on_event(kind, data)
 
@@ -813,36 +688,3 @@ def strategy_key(patch: str) -> str:
 def _diff_stat(ws: Workspace) -> str:
     changes = ws.changes()
     return "\n".join(f"{c.status:>12} {c.path}" for c in changes) or "(no changes yet)"
-
-
-def _gate_to_json(r: GateResult) -> dict[str, Any]:
-    data = asdict(r)
-    if r.outcomes is not None:
-        data["outcomes"] = {k: sorted(v) for k, v in asdict(r.outcomes).items()}
-    return data
-
-
-def _comparison_counts(r: GateResult) -> dict[str, int] | None:
-    """Per-test counts of a gate vs its baseline (fixed, still failing, newly failing, missing)."""
-    c = r.comparison
-    if c is None:
-        return None
-    return {"fixed": len(c.fixed), "still_failing": len(c.still_failing),
-            "newly_failing": len(c.newly_failing), "missing": len(c.missing)}  # fmt: skip
-
-
-def _gate_from_json(data: Mapping[str, Any]) -> GateResult:
-    from runner.gates import Comparison, TestOutcomes
-
-    outcomes = data.get("outcomes")
-    comparison = data.get("comparison")
-    return GateResult(
-        **{k: v for k, v in data.items() if k not in ("outcomes", "comparison", "new_lines")},
-        outcomes=TestOutcomes(**{k: frozenset(v) for k, v in outcomes.items()})
-        if outcomes
-        else None,
-        comparison=Comparison(**{k: tuple(v) for k, v in comparison.items()})
-        if comparison
-        else None,
-        new_lines=tuple(data.get("new_lines", ())),
-    )
