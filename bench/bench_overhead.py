@@ -12,10 +12,12 @@ runner:  a whole ``corral run`` (``runner.service.start_run``) of N attempts wit
          scripted agent, plus removing its worktree, divided by N. Its extra work is the
          runner's overhead: run record, policy, journal, hash-chained events, read-only
          mounts, per-step scope check, progress snapshots, judging, the gate tree
-         (compose, then one tree per run updated in place and checked before and after
-         each gate), gate logs, and waiting for the baseline gate at base (one more gate
-         container per run, shared by the N attempts; it runs on a thread of its own
-         while attempt 1 works, and attempt 1's judge waits for what is left of it).
+         (compose, then one tree per run, in RAM when small, updated in place while
+         each gate's container starts and checked before and after each gate), gate
+         logs, and waiting for the baseline gate at base (one more gate container per
+         run, shared by the N attempts; it starts on a thread of its own as soon as the
+         run's git dir exists, while attempt 1 is set up and works, and attempt 1's
+         judge waits for what is left of it).
 
 The gate is ``! grep -q bench-change src/f0.py``: it passes at base and fails on every
 candidate (the agent writes that text), so each attempt fails and the next one starts
@@ -53,6 +55,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.gitfixtures
 
+import runner.judge
 import runner.loop
 from bench.probes import Clock, patched
 from runner.baseline import BackgroundBaseline
@@ -100,9 +103,9 @@ def probed(clock: Clock, background: Clock) -> AbstractContextManager[None]:
         (Workspace, "rollback", "rollback"), (DockerBackend, "start", "sandbox"),
         (DockerSandbox, "close", "sandbox"), (DockerSandbox, "exec", "actions"),
         (DockerSandbox, "write_file", "actions"), (runner.loop, "harvest", "harvest"),
-        (runner.loop, "run_gate", "gate"), (Workspace, "compose", "gate tree"),
+        (runner.judge, "run_gate", "gate"), (Workspace, "compose", "gate tree"),
         (GateTree, "checkout", "gate tree"), (GateTree, "unchanged", "gate tree"),
-        (runner.loop, "remove_gate_tree", "gate tree"), (runner.loop, "clean_dir", "gate tree"),
+        (runner.judge, "remove_gate_tree", "gate tree"), (runner.judge, "clean_dir", "gate tree"),
         (RunStore, "append", "event log"), (RunStore, "sync", "event log"),
         (RunStore, "write_artifact", "artifacts"), (BackgroundBaseline, "result", "base wait"),
         (BackgroundBaseline, "stop", "base wait"),

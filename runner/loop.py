@@ -45,6 +45,7 @@ from runner.agent import Agent, Task, WindowContext
 from runner.baseline import Emit
 from runner.gates import GateResult, feedback, gate_map
 from runner.judge import GateJudge
+from runner.outcome import AttemptReport, RunResult, RunStopped
 from runner.resume import RunMeter, record_runtime_error, wait_for
 from runner.store import RunStore, Step
 from runner.tools import ATTEMPT_BUDGETS, Budget, BudgetExceeded, NeedsHuman, Paused, Tools
@@ -60,53 +61,7 @@ from sandbox.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-EXIT_CODES = {"ready_for_review": 0, "failed": 1, "budget_exhausted": 1, "waiting": 3}
 _HUNK = re.compile(r"^(index |@@ ).*$", re.MULTILINE)
-
-
-class RunStopped(Exception):
-    """The run ends now (not only the attempt): ``status`` and ``domain`` say how."""
-
-    def __init__(self, status: str, domain: str | None, reason: str) -> None:
-        self.status, self.domain, self.reason = status, domain, reason
-        super().__init__(reason)
-
-
-@dataclass(slots=True)
-class AttemptReport:
-    """What one attempt did and how it was judged (the shape of ``--json``'s ``attempts``)."""
-
-    attempt: int
-    status: str = "failed"
-    failure_domain: str | None = None
-    reason: str = ""
-    changed_files: list[str] = field(default_factory=list)
-    gates: dict[str, bool] = field(default_factory=dict)
-    violations: list[str] = field(default_factory=list)
-    denied: list[str] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)
-    commit: str | None = None
-    windows: int = 0
-    strategy: str | None = None
-
-
-@dataclass(slots=True)
-class RunResult:
-    """The end of ``execute``: the one JSON object ``corral run --json`` prints."""
-
-    run_id: str
-    status: str
-    failure_domain: str | None
-    reason: str
-    patch_path: str | None
-    attempts: list[AttemptReport]
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES.get(self.status, 1)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from typing import Any
 
 from policies.model import Policy
 from runner.eventlog import Event
-from runner.loop import AttemptReport
+from runner.outcome import AttemptReport
 from runner.review import gather, plain
 from runner.service import result_of
 from runner.store import RunRecord, RunStore

@@ -32,8 +32,9 @@ from runner.agents.image import build_agent_image
 from runner.cli_agent import CliAgent
 from runner.corral_agent import CorralAgent
 from runner.gateway import runtime_problem
-from runner.loop import RunConfig, Runner, RunResult
+from runner.loop import RunConfig, Runner
 from runner.model import PRICES, ModelClient, ModelConfig, read_api_key
+from runner.outcome import AttemptReport, RunResult
 from runner.resume import decisions, record_runtime_error, resumable
 from runner.scripted import ScriptedAgent
 from runner.store import NewRun, RunStore
@@ -360,8 +361,6 @@ def _event_writer(home: Path, store: RunStore, run_id: str) -> Iterator[OnEvent]
 
 def result_of(store: RunStore, run_id: str) -> RunResult:
     """A finished (or waiting) run's result, from the store."""
-    from runner.loop import AttemptReport
-
     rec = store.get(run_id)
     reports = [
         AttemptReport(**s.data["report"])

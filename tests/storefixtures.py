@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
-from runner.loop import AttemptReport
+from runner.outcome import AttemptReport
 from runner.store import NewRun, RunStore
 from tests.gitfixtures import build_tree, git, make_repo
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from runner.eventlog import Event
-from runner.loop import RunResult
+from runner.outcome import RunResult
 from runner.resume import resumable
 from runner.service import OnEvent, resume_run
 from runner.store import RunStore

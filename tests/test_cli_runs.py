@@ -224,7 +224,7 @@ def _shows_nasty_escaped(text: str) -> None:
 def test_run_text_is_printed_as_text_with_hidden_characters_escaped(
     project: Path, corral_home: Path
 ) -> None:
-    from runner.loop import AttemptReport
+    from runner.outcome import AttemptReport
     from tests.storefixtures import stored_run
 
     report = AttemptReport(attempt=1, reason=f"out of scope: {NASTY}", failure_domain="governance")

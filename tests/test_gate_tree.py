@@ -19,7 +19,7 @@ from typing import Any
 import docker
 import pytest
 
-from runner.loop import RunResult
+from runner.outcome import RunResult
 from runner.service import RunRequest, start_run
 from runner.store import RunStore
 from sandbox.gatetree import gate_tree_path

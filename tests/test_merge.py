@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runner.cli import app
-from runner.loop import AttemptReport
+from runner.outcome import AttemptReport
 from runner.service import RunRequest, start_run
 from runner.store import RunStore
 from sandbox.paths import worktrees_dir

@@ -256,8 +256,8 @@ def test_c1_controls_are_one_table_for_the_patch_checker_and_every_display() -> 
 def test_a_c1_control_in_a_diff_line_is_escaped_in_review_html_and_pr_body(
     tmp_path: Path,
 ) -> None:
-    from runner.loop import AttemptReport
     from runner.merge import pr_body
+    from runner.outcome import AttemptReport
     from runner.report_html import render_html
     from tests.storefixtures import stored_run
 

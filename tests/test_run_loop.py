@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from runner.loop import RunResult
+from runner.outcome import RunResult
 from runner.resume import answer_pending, resumable
 from runner.service import OnEvent, RunRequest, resume_run, start_run
 from runner.store import RunStore
