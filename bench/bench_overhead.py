@@ -37,7 +37,7 @@ except the wait.
 Prints medians over the rounds (floor and runner alternate; the first round warms caches
 and is dropped), the parts of both sides per attempt, and the ratio (target <= 1.1).
 
-    .venv/bin/python bench/bench_overhead.py [--rounds 5] [--files 200] [--attempts 3]
+    .venv/bin/python bench/bench_overhead.py [--rounds 9] [--files 200] [--attempts 3]
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def runner_attempts(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--attempts", type=int, default=3)
     args = ap.parse_args()
