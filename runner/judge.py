@@ -25,6 +25,7 @@ run's end never raises (an ``OSError`` is logged; ``corral gc`` removes it).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -188,15 +189,17 @@ class GateJudge:
         if self._tree is None:
             self._tree = ws.gate_tree()
         tree = self._tree
-        composed: list[tuple[str, dict[str, tuple[str, str]]]] = []
+
+        @functools.cache
+        def gate_input() -> tuple[str, dict[str, tuple[str, str]]]:
+            """``rev`` with protected paths from base, and its listing (once per call of ``_gates``)."""
+            gate_rev = ws.compose(rev, self.protected, f"gate input {label}")
+            return gate_rev, ws.tree_listing(gate_rev)
 
         def prepare() -> None:
-            """The gate tree at exactly ``rev`` with protected paths from base, checked: updated
-            in place, or rebuilt if anything changed it. Runs while the container starts."""
-            if not composed:
-                gate_rev = ws.compose(rev, self.protected, f"gate input {label}")
-                composed.append((gate_rev, ws.tree_listing(gate_rev)))
-            tree.checkout(*composed[0])
+            """The gate tree at exactly the gate input, checked: updated in place, or rebuilt
+            if anything changed it. Runs while the container starts."""
+            tree.checkout(*gate_input())
 
         # junit XML lands in a scratch directory, never in the run store (nothing of the
         # store is mounted into a container); it is copied in once the container is gone.

@@ -241,16 +241,13 @@ class GateTree:
         ``checkout`` keeps this very directory (it empties it rather than replace
         it), so a gate's container may start on it while the tree is checked out.
         """
-        try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            st = None
-        if st is None or not stat.S_ISDIR(st.st_mode):
+        root = self.root_id()
+        if root is None:
             delete_path(self.path)
             self.path.mkdir(mode=0o755, parents=True)
             self.rev, self._stamp = None, None
-            st = os.lstat(self.path)
-        self._root = (st.st_dev, st.st_ino)
+            root = self.root_id()
+        self._root = root
         return self.path
 
     def checkout(self, rev: str, listing: dict[str, tuple[str, str]]) -> Path:

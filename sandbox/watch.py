@@ -56,10 +56,9 @@ MASK = (
     | F.EXCL_UNLINK
 )
 
-#: Events that add, remove or rename a path (or lose events): the ignored set may differ.
-_RENAMING = (
-    F.CREATE | F.DELETE | F.MOVED_FROM | F.MOVED_TO | F.DELETE_SELF | F.MOVE_SELF | F.Q_OVERFLOW
-)
+#: Events that add, remove or rename a path: the ignored set may differ (lost events too,
+#: which ``_overflow`` notes).
+_RENAMING = F.CREATE | F.DELETE | F.MOVED_FROM | F.MOVED_TO | F.DELETE_SELF | F.MOVE_SELF
 
 #: Watches per tree before the watch gives up and reports every step as a change.
 MAX_WATCHES = 20_000

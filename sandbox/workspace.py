@@ -70,7 +70,7 @@ NEUTRAL_ATTRIBUTES = "* !text !eol !crlf !filter !diff !merge !ident !working-tr
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 #: ``(git dir, commit id) -> listing``: a commit's tree never changes, so its listing is cached.
-_LISTINGS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
+_LISTINGS: dict[tuple[str, str], tuple[dict[str, tuple[str, str]], int]] = {}
 _LISTINGS_LOCK = threading.Lock()
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _META = "corral-workspace.json"
@@ -231,27 +231,37 @@ class Workspace:
 
         Listings of full object ids are immutable and cached (a copy is returned).
         """
+        return dict(self._listed(rev)[0])
+
+    def tree_bytes(self, rev: str) -> int:
+        """The total size of the blobs in ``rev``'s tree (what a checkout of it writes)."""
+        return self._listed(rev)[1]
+
+    def _listed(self, rev: str) -> tuple[dict[str, tuple[str, str]], int]:
+        """``rev``'s listing and the total size of its blobs: one ``ls-tree``, cached by full id."""
         key = (str(self.git_dir), rev)
         with _LISTINGS_LOCK:  # the baseline gates list trees on a thread of their own
             cached = _LISTINGS.get(key)
         if cached is not None and _FULL_SHA.match(rev):
-            return dict(cached)
-        listing = self._list_tree(rev)
+            return cached
+        listed = self._list_tree(rev)
         if _FULL_SHA.match(rev):
             with _LISTINGS_LOCK:
                 if len(_LISTINGS) >= 64:
                     _LISTINGS.pop(next(iter(_LISTINGS)))
-                _LISTINGS[key] = listing
-        return dict(listing)
+                _LISTINGS[key] = listed
+        return listed
 
-    def _list_tree(self, rev: str) -> dict[str, tuple[str, str]]:
-        out = self._git().run("ls-tree", "-r", "-z", "--full-tree", rev)
+    def _list_tree(self, rev: str) -> tuple[dict[str, tuple[str, str]], int]:
+        out = self._git().run("ls-tree", "-r", "-l", "-z", "--full-tree", rev)
         listing: dict[str, tuple[str, str]] = {}
+        total = 0
         for record in split_z(out):
             meta, _, path = record.partition(b"\t")
-            mode, _kind, sha = meta.decode().split(" ")
+            mode, _kind, sha, size = meta.decode().split()  # size: "-" for a gitlink
             listing[os.fsdecode(path)] = (mode, sha)
-        return listing
+            total += int(size) if size.isdigit() else 0
+        return listing, total
 
     def changes(self, rev: str | None = None, *, against: str | None = None) -> list[Change]:
         """Paths that differ between ``against`` (default: base) and ``rev`` (default: the tree now)."""
@@ -322,12 +332,6 @@ class Workspace:
         """
         home = self.git_dir.parent.parent
         return GateTree.of(home, self.run_id, self.git_dir, self.tree_bytes(self.base))
-
-    def tree_bytes(self, rev: str) -> int:
-        """The total size of the blobs in ``rev``'s tree (what a checkout of it writes)."""
-        out = self._git().run("ls-tree", "-r", "-l", "-z", "--full-tree", rev)
-        sizes = (record.partition(b"\t")[0].split()[3] for record in split_z(out))
-        return sum(int(size) for size in sizes if size.isdigit())
 
     def _commit_listing(self, listing: Mapping[str, tuple[str, str]], message: str) -> str:
         """Commit ``path -> (mode, sha)`` (objects already stored) through a temporary index."""
