@@ -1,6 +1,6 @@
 """Per-step overhead of the built-in agent loop, as a ratio to the bare sandbox exec path.
 
-A whole ``corral run`` (``runner.service.start_run``, as the CLI calls it) drives the
+A whole ``corral run`` (``runner.ops.service.start_run``, as the CLI calls it) drives the
 built-in agent against a zero-latency scripted model on loopback, with a real
 ``RunStore`` in a temporary ``CORRAL_HOME`` and the plain-lines run display writing to
 ``/dev/null`` (what ``corral run`` shows when stderr is not a terminal). One window of N
@@ -38,22 +38,22 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.gitfixtures
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support.gitfixtures
 
 from rich.console import Console
 
-import runner.loop
+import runner.loop.runner
 from bench.probes import Clock, patched
-from runner.display import run_display
-from runner.model import ModelClient
-from runner.modelserver import ScriptedModelServer, ScriptedReply, ToolCall
-from runner.service import RunRequest, start_run
-from runner.store import RunStore
-from runner.tools import Tools
+from runner.llm.client import ModelClient
+from runner.llm.scripted_server import ScriptedModelServer, ScriptedReply, ToolCall
+from runner.loop.tools import Tools
+from runner.ops.service import RunRequest, start_run
+from runner.review.display import run_display
+from runner.store.runs import RunStore
 from sandbox.docker_backend import DockerBackend, DockerSandbox
 from sandbox.engine import connect
 from sandbox.images import ensure_sandbox_image
-from tests.gitfixtures import make_repo
+from tests.support.gitfixtures import make_repo
 
 TARGET = 1.2
 PARTS = ("event log", "display", "scope check")
@@ -135,7 +135,7 @@ def probed(probes: Probes, *, watch: bool) -> AbstractContextManager[None]:
     patches += [(DockerSandbox, n, clock.wrap("sandbox", getattr(DockerSandbox, n)))
                 for n in ("exec", "read_file", "write_file")]  # fmt: skip
     if not watch:
-        patches.append((runner.loop, "TreeWatch", NoWatch))
+        patches.append((runner.loop.runner, "TreeWatch", NoWatch))
     return patched(patches)
 
 

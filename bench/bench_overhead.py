@@ -8,7 +8,7 @@ in a fresh container; attempts 2..N start with a rollback to base.
 floor:   that work and nothing else, through the sandbox library directly:
          (Workspace.create + N x (start, actions, close, harvest, gate) + (N-1) x rollback
          + Workspace.remove) / N.
-runner:  a whole ``corral run`` (``runner.service.start_run``) of N attempts with the
+runner:  a whole ``corral run`` (``runner.ops.service.start_run``) of N attempts with the
          scripted agent, plus removing its worktree, divided by N. Its extra work is the
          runner's overhead: run record, policy, journal, hash-chained events, read-only
          mounts, per-step scope check, progress snapshots, judging, the gate tree
@@ -23,7 +23,7 @@ The gate is ``! grep -q bench-change src/f0.py``: it passes at base and fails on
 candidate (the agent writes that text), so each attempt fails and the next one starts
 (a gate that passes would end the run after attempt 1; one that fails at base too is not
 blamed by corral and passes). The floor's gate is the same command, run with
-``exec_once`` in a fresh container on the read-only tree, as ``runner.gates`` does.
+``exec_once`` in a fresh container on the read-only tree, as ``runner.loop.gates`` does.
 
 The runner's time is split by probes on the same library calls (worktree, sandbox start
 and close, actions, harvest, gate containers, rollback) and on its own work: the gate
@@ -53,14 +53,14 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.gitfixtures
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support.gitfixtures
 
-import runner.judge
-import runner.loop
+import runner.loop.judge
+import runner.loop.runner
 from bench.probes import Clock, patched
-from runner.baseline import BackgroundBaseline
-from runner.service import RunRequest, start_run
-from runner.store import RunStore
+from runner.loop.baseline import BackgroundBaseline
+from runner.ops.service import RunRequest, start_run
+from runner.store.runs import RunStore
 from sandbox.docker_backend import DockerBackend, DockerSandbox
 from sandbox.engine import connect
 from sandbox.gatetree import GateTree
@@ -68,7 +68,7 @@ from sandbox.harvest import harvest
 from sandbox.images import ensure_sandbox_image
 from sandbox.spec import Mount, SandboxSpec
 from sandbox.workspace import Workspace
-from tests.gitfixtures import make_repo
+from tests.support.gitfixtures import make_repo
 
 TARGET = 1.1
 COMMAND = "cat src/f0.py > /dev/null"
@@ -102,10 +102,10 @@ def probed(clock: Clock, background: Clock) -> AbstractContextManager[None]:
         (Workspace, "create", "worktree"), (Workspace, "remove", "worktree"),
         (Workspace, "rollback", "rollback"), (DockerBackend, "start", "sandbox"),
         (DockerSandbox, "close", "sandbox"), (DockerSandbox, "exec", "actions"),
-        (DockerSandbox, "write_file", "actions"), (runner.loop, "harvest", "harvest"),
-        (runner.judge, "run_gate", "gate"), (Workspace, "compose", "gate tree"),
+        (DockerSandbox, "write_file", "actions"), (runner.loop.runner, "harvest", "harvest"),
+        (runner.loop.judge, "run_gate", "gate"), (Workspace, "compose", "gate tree"),
         (GateTree, "checkout", "gate tree"), (GateTree, "unchanged", "gate tree"),
-        (runner.judge, "remove_gate_tree", "gate tree"), (runner.judge, "clean_dir", "gate tree"),
+        (runner.loop.judge, "remove_gate_tree", "gate tree"), (runner.loop.judge, "clean_dir", "gate tree"),
         (RunStore, "append", "event log"), (RunStore, "sync", "event log"),
         (RunStore, "write_artifact", "artifacts"), (BackgroundBaseline, "result", "base wait"),
         (BackgroundBaseline, "stop", "base wait"),

@@ -54,7 +54,7 @@ from typing import Literal
 import tree_sitter as ts
 import tree_sitter_bash as tsb
 
-from policies.model import CommandPolicy
+from policies.policy import CommandPolicy
 
 Decision = Literal["allow", "deny", "ask"]
 

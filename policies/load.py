@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from policies.model import Policy
+from policies.policy import Policy
 
 PRESETS: tuple[str, ...] = ("default", "strict", "python")
 ACCUMULATING: tuple[tuple[str, str], ...] = (("commands", "deny"), ("scope", "protected"))

@@ -22,7 +22,7 @@ from typing import Literal
 
 import pathspec
 
-from policies.model import BUILTIN_PROTECTED, Policy
+from policies.policy import BUILTIN_PROTECTED, Policy
 
 ScopeClass = Literal["writable", "protected", "read_only", "artifact", "progress"]
 Severity = Literal["block", "warn"]
@@ -31,7 +31,7 @@ Severity = Literal["block", "warn"]
 #: regex character-class body: C0 controls but tab, newline and carriage return; DEL and the C1
 #: controls (U+0080-U+009F: U+009B is a terminal's CSI, U+0085 a line break to some readers); the
 #: bidi embeddings, overrides, isolates and marks. The one table: the patch checker uses it, and
-#: every display of run text (``runner.review.visible``) escapes it and a few more.
+#: every display of run text (``runner.review.evidence.visible``) escapes it and a few more.
 HIDDEN_CHARACTERS = (
     "\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
     "\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"

@@ -1,7 +1,7 @@
 """A cheap "did anything in the tree change?" for the per-step scope check, from inotify.
 
 After every agent action the runner checks the tree against the file scope
-(``runner.tools``). Most actions change nothing (reads, greps, test runs), and
+(``runner.loop.tools``). Most actions change nothing (reads, greps, test runs), and
 a full ``lstat`` scan with hashing costs milliseconds per step on a modest
 repository. ``TreeWatch`` keeps an inotify watch on every directory of the
 worktree on the host; the kernel reports writes made from inside the container

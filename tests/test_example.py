@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from runner.store import RunStore
+from runner.store.runs import RunStore
 from sandbox.paths import worktrees_dir
-from sandbox.storage import mount_scratch_fs
+from sandbox.treefs import mount_scratch_fs
 
 pytestmark = pytest.mark.docker
 
@@ -111,7 +111,7 @@ def test_readme_second_line_a_model_endpoint_fixes_story_2_and_ends_with_the_rev
     ``CORRAL_API_KEY`` set, against the scripted loopback model server (a model that fixes it)."""
     import tomllib
 
-    from runner.modelserver import ScriptedModelServer, ScriptedReply, ToolCall
+    from runner.llm.scripted_server import ScriptedModelServer, ScriptedReply, ToolCall
 
     story = tomllib.loads((ROOT / "examples/agents/quoted-names.toml").read_text())
     fix = next(a for a in story["attempt"][1]["window"][0]["actions"] if "write" in a)

@@ -1,0 +1,34 @@
+"""The ``corral`` command line: one module per group of commands, all on one Typer ``app``.
+
+Thin on purpose: each command builds its config, calls one library function and
+renders the result. Errors become exit codes in ``runner.cli.app.handles_errors``
+and nowhere else: 0 success, 1 the thing ran and failed, 2 usage or configuration
+error (3: a run waits for a human).
+
+    app      the Typer app, the consoles, ``handles_errors``
+    run      run, resume, verify, status, list, approve, reject, policy
+    review   review, report, log
+    merge    merge, export
+    image    image build / bootstrap / list
+    ops      gc, smoke, doctor
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from runner.cli.app import app
+from runner.cli.image import image_app
+
+# Each module registers its commands on ``app`` as it is imported, in the order ``--help`` lists.
+for _module in ("run", "review", "merge", "ops"):
+    importlib.import_module(f"runner.cli.{_module}")
+app.add_typer(image_app, name="image")
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app(prog_name="corral")

@@ -1,0 +1,9 @@
+"""Operating corral: starting and resuming runs, and looking after the machine.
+
+    service      ``start_run`` / ``resume_run``: from a request (or the store) to a driven ``Runner``
+    maintenance  ``gc`` (what no live process owns) and ``smoke`` (a hardened sandbox, checked)
+    doctor       the machine's checks and ``--fix``
+
+Nothing is re-exported: each command imports the one module it needs (``service``
+pulls in every agent and the engine).
+"""

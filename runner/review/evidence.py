@@ -1,0 +1,392 @@
+"""What a reviewer reads about a run, gathered from the run store (records, journal, events, artifacts).
+
+``gather(store, run_id)`` returns one ``Review``: the header (status, agent,
+model, policy sources, budgets used vs limits, tokens, cost, duration), the
+diff parsed per file with each file's scope class, the gates (baseline vs each
+attempt that ran them, per test from the junit artifacts), what was blocked in
+every attempt, why attempts failed, and a trajectory summary built from the
+event log (``runner.store.trajectory``). ``corral review`` (rich), ``corral review --json`` and ``corral
+report --html`` all render this one object, so they cannot disagree.
+
+Nothing here writes to the store or runs anything; text from the run (diff,
+bug title, command lines, logs) is kept as it was recorded, and each renderer
+escapes it for its medium. ``visible`` splits text into plain parts and the
+control, C1 or bidi characters that must be shown escaped (the table of
+``policies.scope``, plus carriage return, zero-width and line-separator marks).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from policies.policy import Policy
+from policies.scope import HIDDEN_CHARACTERS, Scope
+from runner.loop.gates import TestOutcomes, compare, parse_junit
+from runner.store.eventlog import Event
+from runner.store.runs import RunStore
+from runner.store.trajectory import Blocked, Trajectory, read_trajectory
+
+REVIEW_FORMAT = 1
+
+#: Shown escaped wherever run text is displayed: the patch checker's table and a few more
+#: characters that hide or move text on screen without being "controls" to the checker.
+_SHOWN = re.compile(f"[{HIDDEN_CHARACTERS}\r\u200b-\u200d\u2028\u2029\ufeff]")
+
+
+def visible(text: str) -> list[tuple[str, bool]]:
+    """``text`` as (part, is_escaped) pairs: hidden characters become ``<U+XXXX>`` parts."""
+    out: list[tuple[str, bool]] = []
+    pos = 0
+    for m in _SHOWN.finditer(text):
+        if m.start() > pos:
+            out.append((text[pos : m.start()], False))
+        out.append((f"<U+{ord(m.group()):04X}>", True))
+        pos = m.end()
+    if pos < len(text):
+        out.append((text[pos:], False))
+    return out
+
+
+def plain(text: str) -> str:
+    """``text`` with hidden characters written as ``<U+XXXX>`` (for one-line plain output)."""
+    return "".join(part for part, _ in visible(text))
+
+
+@dataclass(slots=True)
+class DiffLine:
+    """One line of a file's diff: ``kind`` is add, del, context, hunk or meta."""
+
+    kind: str
+    text: str
+    old: int | None = None
+    new: int | None = None
+
+
+@dataclass(slots=True)
+class FileDiff:
+    """One file of the patch, with the scope class its path has under the run's policy."""
+
+    path: str
+    scope: str
+    status: str
+    added: int = 0
+    removed: int = 0
+    hidden: int = 0
+    lines: list[DiffLine] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class GateRow:
+    """One gate in one attempt (or at base), with per-test results against the baseline."""
+
+    label: str
+    name: str
+    passed: bool | None
+    exit_code: int | None
+    reason: str
+    baseline_passed: bool | None
+    fixed: list[str] = field(default_factory=list)
+    still_failing: list[str] = field(default_factory=list)
+    newly_failing: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    log: str = ""
+    baseline_log: str = ""
+
+
+@dataclass(slots=True)
+class AttemptView:
+    """One attempt: outcome, what it changed, and what was blocked."""
+
+    attempt: int
+    status: str
+    failure_domain: str | None
+    reason: str
+    changed_files: list[str]
+    findings: list[str]
+    evidence: list[str]
+    windows: int
+    steps: int
+    gates: dict[str, bool]
+
+
+@dataclass(slots=True)
+class Review:
+    """Everything ``corral review`` shows; ``to_json`` is ``--json``."""
+
+    run_id: str
+    status: str
+    failure_domain: str | None
+    reason: str
+    bug_title: str
+    repo: str
+    base: str
+    agent: str
+    model: str | None
+    policy_sources: list[str]
+    created: float
+    duration_s: float
+    attempts_done: int
+    budgets: dict[str, dict[str, float | None]]
+    tokens: int
+    cost_usd: float
+    diff_source: str | None
+    files: list[FileDiff]
+    gates: list[GateRow]
+    attempts: list[AttemptView]
+    blocked: list[Blocked]
+    trajectory: Trajectory
+    chain_ok: bool
+    chain_problem: str | None = None
+    format: int = REVIEW_FORMAT
+    """The version of this shape (``--json`` consumers check it)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gather(store: RunStore, run_id: str) -> Review:
+    """The review of ``run_id``. Raises ``UnknownRun`` for an id the store does not have."""
+    rec = store.get(run_id)
+    stored = json.loads(rec.policy_json)
+    policy = Policy.model_validate(stored["policy"])
+    events = store.events(run_id)
+    reports = [
+        s.data["report"]
+        for s in store.journal(run_id)
+        if s.kind == "attempt" and s.data and "report" in s.data
+    ]
+    trajectory, per_attempt_steps, blocked = read_trajectory(events)
+    attempts = [
+        AttemptView(
+            attempt=r["attempt"],
+            status=r["status"],
+            failure_domain=r.get("failure_domain"),
+            reason=r.get("reason", ""),
+            changed_files=list(r.get("changed_files", [])),
+            findings=list(r.get("findings", [])),
+            evidence=[],
+            windows=r.get("windows", 0),
+            steps=per_attempt_steps.get(r["attempt"], 0),
+            gates=dict(r.get("gates", {})),
+        )
+        for r in reports
+    ]
+    _patch_violations(attempts, reports, blocked)
+    gates = _gates(store, run_id, events)
+    _evidence(attempts, reports, gates)
+    diff_source, patch = _patch(store, run_id, attempts)
+    b = policy.budgets
+    duration = _duration(events, rec.created, rec.updated)
+    steps_used = max(per_attempt_steps.values(), default=0)
+    budgets: dict[str, dict[str, float | None]] = {
+        "attempts": {"used": rec.attempts_done, "limit": b.attempts},
+        "steps (most in one attempt)": {"used": steps_used, "limit": b.steps},
+        "tokens": {"used": rec.tokens, "limit": b.tokens},
+        "cost_usd": {"used": round(rec.cost_usd, 6), "limit": b.cost_usd},
+        "wall_seconds": {"used": round(duration, 1), "limit": b.wall_seconds},
+    }
+    chain = store.verify(run_id)
+    return Review(
+        run_id=run_id, status=rec.status, failure_domain=rec.failure_domain,
+        reason=rec.reason or "", bug_title=rec.bug_title, repo=rec.repo, base=rec.base,
+        agent=rec.agent, model=rec.model, policy_sources=list(stored.get("sources", [])),
+        created=rec.created, duration_s=round(duration, 3), attempts_done=rec.attempts_done,
+        budgets=budgets, tokens=rec.tokens, cost_usd=rec.cost_usd, diff_source=diff_source,
+        files=parse_diff(patch, Scope(policy)), gates=gates,
+        attempts=attempts, blocked=blocked, trajectory=trajectory, chain_ok=chain.ok,
+        chain_problem=chain.problem,
+    )  # fmt: skip
+
+
+def _patch(store: RunStore, run_id: str, attempts: list[AttemptView]) -> tuple[str | None, str]:
+    """The candidate patch, else the last attempt's (named so the reader knows which)."""
+    candidate = store.artifact_path(run_id, "candidate.diff")
+    if candidate.is_file():
+        return "candidate.diff", candidate.read_bytes().decode(errors="replace")
+    for a in reversed(attempts):
+        path = store.artifact_path(run_id, f"attempt-{a.attempt}/patch.diff")
+        if path.is_file():
+            return f"attempt-{a.attempt}/patch.diff", path.read_bytes().decode(errors="replace")
+    return None, ""
+
+
+def _duration(events: list[Event], created: float, updated: float) -> float:
+    if len(events) >= 2:
+        first = datetime.fromisoformat(events[0].ts.replace("Z", "+00:00"))
+        last = datetime.fromisoformat(events[-1].ts.replace("Z", "+00:00"))
+        return (last - first).total_seconds()
+    return max(0.0, updated - created)
+
+
+_DIFF_GIT = re.compile(r'^diff --git (?:a/(.*) b/(.*)|"a/(.*)" "b/(.*)")$')
+_C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+
+
+def unquote_path(text: str) -> str:
+    """A path as git writes it inside double quotes (C escapes, octal bytes) -> the path."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt in "01234567" and re.match(r"[0-7]{3}", text[i + 1 : i + 4]):
+                out.append(int(text[i + 1 : i + 4], 8))
+                i += 4
+                continue
+            if nxt in _C_ESCAPES:
+                out.append(_C_ESCAPES[nxt])
+                i += 2
+                continue
+        out += c.encode()
+        i += 1
+    return out.decode(errors="replace")
+
+
+_HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+
+
+def parse_diff(patch: str, scope: Scope) -> list[FileDiff]:
+    """A unified git diff, per file, with line numbers; lines split on ``\\n`` only.
+
+    ``str.splitlines`` would also split on the very characters (form feed,
+    separators) a reviewer must see escaped inside the line.
+    """
+    files: list[FileDiff] = []
+    cur: FileDiff | None = None
+    old = new = 0
+    in_hunk = False
+    for line in patch.split("\n"):
+        m = _DIFF_GIT.match(line)
+        if m:
+            path = m.group(2) if m.group(2) is not None else unquote_path(m.group(4))
+            cur = FileDiff(path=path, scope=scope.classify(path), status="modified")
+            files.append(cur)
+            cur.lines.append(DiffLine("meta", line))
+            in_hunk = False
+            continue
+        if cur is None:
+            continue
+        h = _HUNK.match(line)
+        if h:
+            old, new, in_hunk = int(h.group(1)), int(h.group(2)), True
+            cur.lines.append(DiffLine("hunk", line))
+        elif not in_hunk:
+            if line.startswith("new file mode"):
+                cur.status = "added"
+            elif line.startswith("deleted file mode"):
+                cur.status = "deleted"
+            elif line.startswith("rename to "):
+                cur.status = "renamed"
+            if line:
+                cur.lines.append(DiffLine("meta", line))
+        elif line.startswith("+"):
+            cur.lines.append(DiffLine("add", line[1:], None, new))
+            cur.added += 1
+            cur.hidden += len(_SHOWN.findall(line[1:]))
+            new += 1
+        elif line.startswith("-"):
+            cur.lines.append(DiffLine("del", line[1:], old, None))
+            cur.removed += 1
+            old += 1
+        elif line.startswith(" "):
+            cur.lines.append(DiffLine("context", line[1:], old, new))
+            old, new = old + 1, new + 1
+        elif line.startswith("\\"):
+            cur.lines.append(DiffLine("meta", line))
+    return files
+
+
+def _gates(store: RunStore, run_id: str, events: list[Event]) -> list[GateRow]:
+    """Baseline rows, then each attempt's rows, per test from the junit artifacts."""
+    base_path = store.artifact_path(run_id, "baseline.json")
+    baseline = json.loads(base_path.read_text()) if base_path.is_file() else {}
+    rows: list[GateRow] = []
+    for name, g in baseline.items():
+        rows.append(GateRow(label="baseline", name=name, passed=g["passed"],
+                            exit_code=g["exit_code"], reason=g["reason"], baseline_passed=None,
+                            log=_artifact(store, run_id, f"baseline/gate-{name}.log")))  # fmt: skip
+    latest: dict[tuple[str, str], GateRow] = {}  # a resumed attempt's gates replace its earlier
+    for e in events:
+        if e.type != "gate_end" or e.data.get("label") == "baseline":
+            continue
+        label, name = str(e.data["label"]), str(e.data["gate"])
+        base = baseline.get(name)
+        row = GateRow(
+            label=label, name=name, passed=e.data.get("passed"), exit_code=e.data.get("exit_code"),
+            reason=str(e.data.get("reason", "")),
+            baseline_passed=base["passed"] if base else None,
+            log=_artifact(store, run_id, f"{label}/gate-{name}.log"),
+            baseline_log=_artifact(store, run_id, f"baseline/gate-{name}.log"),
+        )  # fmt: skip
+        before = _junit(store, run_id, f"baseline/junit-{name}.xml")
+        after = _junit(store, run_id, f"{label}/junit-{name}.xml")
+        if before is not None and after is not None:
+            c = compare(before, after)
+            row.fixed, row.still_failing = list(c.fixed), list(c.still_failing)
+            row.newly_failing, row.missing = list(c.newly_failing), list(c.missing)
+        latest.pop((label, name), None)
+        latest[(label, name)] = row
+    return rows + list(latest.values())
+
+
+def _evidence(
+    attempts: list[AttemptView], reports: list[dict[str, Any]], gates: list[GateRow]
+) -> None:
+    """Why each failed attempt failed, beyond its reason: broken tests, violations, denials."""
+    for view, r in zip(attempts, reports, strict=True):
+        if view.status == "passed":
+            continue
+        for g in gates:
+            if g.label == f"attempt-{view.attempt}" and not g.passed:
+                view.evidence += [f"{g.name}: newly failing {t}" for t in g.newly_failing]
+                view.evidence += [f"{g.name}: missing {t}" for t in g.missing]
+                view.evidence += [f"{g.name}: still failing {t}" for t in g.still_failing]
+                if not (g.newly_failing or g.missing or g.still_failing):
+                    view.evidence.append(f"{g.name}: {g.reason}")
+        view.evidence += [f"violation {v}" for v in r.get("violations", [])]
+        view.evidence += [f"denied {d}" for d in r.get("denied", [])]
+        view.evidence += [f"finding {f}" for f in r.get("findings", [])]
+
+
+def number(value: float | None) -> str:
+    """A budget figure for people: ``2,000,000``, ``5``, ``0.0123``."""
+    if value is None:
+        return "-"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def _artifact(store: RunStore, run_id: str, name: str) -> str:
+    """An artifact's text, or "" when it is missing or its name is not a valid artifact name."""
+    try:
+        path = store.artifact_path(run_id, name)
+    except ValueError:
+        return ""
+    return path.read_bytes().decode(errors="replace") if path.is_file() else ""
+
+
+def _junit(store: RunStore, run_id: str, name: str) -> TestOutcomes | None:
+    try:
+        return parse_junit(store.artifact_path(run_id, name))
+    except ValueError:
+        return None
+
+
+def _patch_violations(
+    attempts: list[AttemptView], reports: list[dict[str, Any]], blocked: list[Blocked]
+) -> None:
+    """Violations found on the final patch (not reverted per step) join the blocked list."""
+    seen = {(b.attempt, b.what) for b in blocked}
+    for view, r in zip(attempts, reports, strict=True):
+        for v in r.get("violations", []):
+            if (view.attempt, v) not in seen:
+                blocked.append(Blocked(view.attempt, "scope violation", v, "in the patch"))
+        for f in r.get("findings", []):
+            blocked.append(Blocked(view.attempt, "harvest finding", f, "kept out of the patch"))
+    blocked.sort(key=lambda b: b.attempt)

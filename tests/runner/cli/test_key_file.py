@@ -1,0 +1,34 @@
+"""``--api-key-file`` that cannot be read: one line naming the fix and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.gitfixtures import make_repo
+
+
+@pytest.mark.parametrize(
+    ("key_file", "why"), [("missing/key", "No such file or directory"), ("a-dir", "Is a directory")]
+)
+def test_an_unreadable_api_key_file_is_one_line_naming_the_fix(
+    tmp_path: Path, corral_home: Path, key_file: str, why: str
+) -> None:
+    make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    (tmp_path / "bug.md").write_text("# bug\n")
+    (tmp_path / "a-dir").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "run", "--repo", "repo", "--bug", "bug.md",
+         "--model", "gpt-4o-mini", "--api-key-file", key_file],
+        cwd=tmp_path, env={**os.environ, "CORRAL_HOME": str(corral_home)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"error: cannot read the API key file {key_file} ({why}): give --api-key-file a readable"
+        " file, or set CORRAL_API_KEY instead"
+    ]

@@ -1,0 +1,257 @@
+"""`corral run` and friends as a user runs them: subprocesses, exit codes, --json, kill -9 and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.store.runs import RunStore
+from tests.support.gitfixtures import make_repo
+
+CALC = "def add(a, b):\n    return a - b\n"
+FIXED = "def add(a, b):\n    return a + b\n"
+TESTS = "from src.calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+POLICY = textwrap.dedent(
+    """\
+    [budgets]
+    attempts = 2
+    [commands]
+    ask = ["make release"]
+    [[gates]]
+    name = "tests"
+    command = "python3 -m pytest -q -p no:cacheprovider"
+    """
+)
+
+
+def corral(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CORRAL_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    make_repo(
+        tmp_path / "repo",
+        {"src/__init__.py": "", "src/calc.py": CALC, "tests/test_calc.py": TESTS},
+    )
+    (tmp_path / "bug.md").write_text("# add() subtracts\n")
+    (tmp_path / "policy.toml").write_text(POLICY)
+    return tmp_path
+
+
+def _script(project: Path, body: str) -> Path:
+    path = project / "script.toml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def _run_args(project: Path, *extra: str) -> list[str]:
+    return [
+        "run", "--repo", str(project / "repo"), "--bug", str(project / "bug.md"),
+        "--policy", str(project / "policy.toml"),
+        "--agent", f"scripted:{project / 'script.toml'}", "--json", *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.docker
+def test_run_json_prints_one_object_and_exit_code_0(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    _script(
+        project,
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(FIXED)} }}, {{ finish = "fixed" }}]
+        """,
+    )
+    proc = corral(corral_home, *_run_args(project, "--idempotency-key", "bug-1"))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)  # exactly one JSON object on stdout
+    assert result["status"] == "ready_for_review" and result["failure_domain"] is None
+    assert result["attempts"][0]["gates"] == {"tests": True}
+    assert result["attempts"][0]["changed_files"] == ["src/calc.py"]
+    assert Path(result["patch_path"]).is_file()
+    assert all(json.loads(line)["type"] for line in proc.stderr.splitlines())  # events: stderr
+    again = corral(corral_home, *_run_args(project, "--idempotency-key", "bug-1"))
+    assert json.loads(again.stdout)["run_id"] == result["run_id"]
+    assert corral(corral_home, "verify", result["run_id"]).returncode == 0
+    listed = corral(corral_home, "list")
+    assert result["run_id"] in listed.stdout and "ready_for_review" in listed.stdout
+
+
+@pytest.mark.docker
+def test_kill_9_mid_attempt_then_resume_finishes_and_the_chain_verifies(
+    project: Path, corral_home: Path, sandbox_image: str, docker_client: Any
+) -> None:
+    _script(
+        project,
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "sleep 6" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed" }},
+        ]
+        """,
+    )
+    env = {**os.environ, "CORRAL_HOME": str(corral_home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", *_run_args(project, "--run-id", "killme")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    log = corral_home / "runs" / "killme" / "events.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and '"type":"window_start"' in log.read_text():
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    store = RunStore(corral_home)
+    assert store.get("killme").status == "running"
+    assert store.last_incomplete("killme") is not None
+    resumed = corral(corral_home, "resume", "killme", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert result["status"] == "ready_for_review"
+    assert [a["attempt"] for a in result["attempts"]] == [1]
+    assert corral(corral_home, "verify", "killme").returncode == 0
+    types = [e.type for e in store.events("killme")]
+    assert "run_resume" in types and "orphan_removed" in types
+    mine = ["corral.run=killme", f"corral.home={corral_home}"]  # not another test run's
+    leftover = docker_client.containers.list(all=True, filters={"label": mine})
+    assert leftover == []
+
+
+@pytest.mark.docker
+def test_ask_command_waits_exit_3_then_approve_and_resume(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    _script(
+        project,
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "make release || true" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed" }},
+        ]
+        """,
+    )
+    first = corral(corral_home, *_run_args(project, "--run-id", "asks"))
+    assert first.returncode == 3, first.stderr
+    assert json.loads(first.stdout)["status"] == "waiting"
+    status = corral(corral_home, "status", "asks")
+    assert "make release" in status.stdout and "corral approve asks" in status.stdout
+    assert corral(corral_home, "approve", "asks", "--comment", "ok").returncode == 0
+    done = corral(corral_home, "resume", "asks", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "ready_for_review"
+    types = [e.type for e in RunStore(corral_home).events("asks")]
+    assert types.count("command_ask") == 1 and "human_approved" in types
+    assert "command" in types  # the approved command then ran
+
+
+@pytest.mark.docker
+def test_failed_setup_ends_the_run_before_any_agent(
+    project: Path, corral_home: Path, sandbox_image: str
+) -> None:
+    (project / "policy.toml").write_text(
+        POLICY + '\n[setup]\ncommands = ["echo preparing && exit 7"]\n'
+    )
+    _script(project, '[[attempt]]\n[[attempt.window]]\nactions = [{ finish = "x" }]\n')
+    proc = corral(corral_home, *_run_args(project, "--run-id", "nosetup"))
+    assert proc.returncode == 1
+    result = json.loads(proc.stdout)
+    assert result["status"] == "failed" and result["failure_domain"] == "runtime"
+    assert "setup command failed (exit 7)" in result["reason"] and result["attempts"] == []
+    log = RunStore(corral_home).artifact_path("nosetup", "setup.log").read_text()
+    assert "preparing" in log
+    assert "attempt_start" not in [e.type for e in RunStore(corral_home).events("nosetup")]
+
+
+def test_bad_input_is_one_clear_line_and_exit_2(project: Path, corral_home: Path) -> None:
+    (project / "bad.toml").write_text("[budgets]\nattempts = 0\n[scope]\nwriteable = []\n")
+    bad = corral(corral_home, "policy", "check", str(project / "bad.toml"))
+    assert bad.returncode == 2
+    assert "budgets.attempts:" in bad.stderr and "scope.writeable: unknown key" in bad.stderr
+    unknown = corral(corral_home, "status", "no-such-run")
+    assert unknown.returncode == 2 and "`corral list` shows runs" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1
+    coded = corral(corral_home, "status", "UPPER:x:")  # run text is no emoji code either
+    assert coded.returncode == 2 and "UPPER:x:" in coded.stderr and "\u274c" not in coded.stderr
+    missing = corral(corral_home, "run", "--repo", str(project), "--bug", str(project / "bug.md"))
+    assert missing.returncode == 2 and "not a git repository" in missing.stderr
+    good = corral(corral_home, "policy", "check", str(project / "policy.toml"))
+    assert good.returncode == 0 and "ok:" in good.stdout
+    shown = corral(corral_home, "policy", "show", "--policy", "strict")
+    assert json.loads(shown.stdout)["policy"]["scope"]["on_violation"] == "escalate"
+    # --base-url without a script means the built-in agent, which then names what it lacks
+    url = corral(corral_home, "run", "--repo", str(project / "repo"), "--bug",
+                 str(project / "bug.md"), "--base-url", "http://127.0.0.1:9/v1")  # fmt: skip
+    assert url.returncode == 2 and "--agent corral needs --model NAME" in url.stderr, url.stderr
+    assert len(url.stderr.strip().splitlines()) == 1
+
+
+NASTY = "[/x] x[/y].py \u202e\x1b[31m\x9b2J"
+"""Markup that rich would parse (and raise on), a bidi override, an ESC sequence and a C1 CSI."""
+
+
+def _shows_nasty_escaped(text: str) -> None:
+    assert "Traceback" not in text and "MarkupError" not in text
+    assert "\u202e" not in text and "\x1b" not in text and "\x9b" not in text
+    assert "[/x] x[/y].py <U+202E><U+001B>[31m<U+009B>2J" in " ".join(text.split())  # wrapped
+
+
+def test_run_text_is_printed_as_text_with_hidden_characters_escaped(
+    project: Path, corral_home: Path
+) -> None:
+    from runner.loop.outcome import AttemptReport
+    from tests.support.storefixtures import stored_run
+
+    report = AttemptReport(attempt=1, reason=f"out of scope: {NASTY}", failure_domain="governance")
+    stored_run(
+        corral_home, "nasty", reason=f"no attempt passed: {NASTY}", bug_title=NASTY,
+        attempts=(report,), failure_domain="governance",
+    ).update("nasty", repo=f"/repo/{NASTY}")  # fmt: skip
+    resumed = corral(corral_home, "resume", "nasty")
+    assert resumed.returncode == 1, resumed.stderr
+    _shows_nasty_escaped(resumed.stdout + resumed.stderr)
+    assert resumed.stdout.count("<U+202E>") == 2  # the run's reason and the attempt's
+    status = corral(corral_home, "status", "nasty")
+    assert status.returncode == 0, status.stderr
+    _shows_nasty_escaped(status.stdout)
+    assert "bug: [/x] x[/y].py <U+202E>" in " ".join(status.stdout.split())
+    # A waiting run's pending command, and the answer to it.
+    store = stored_run(corral_home, "asks", status="waiting", reason="asks a human")
+    store.update("asks", waiting_json=json.dumps({"command": NASTY, "reason": NASTY}))
+    waiting = corral(corral_home, "status", "asks")
+    assert waiting.returncode == 0, waiting.stderr
+    _shows_nasty_escaped(waiting.stdout)
+    assert waiting.stdout.count("<U+202E>") == 2  # the command and why it waits
+    approved = corral(corral_home, "approve", "asks")
+    assert approved.returncode == 0, approved.stderr
+    _shows_nasty_escaped(approved.stdout)
+    # An error line that quotes run text (a bug file name) is escaped as well.
+    missing = corral(corral_home, "run", "--repo", str(project / "repo"), "--bug", f"/no/{NASTY}")
+    assert missing.returncode == 2
+    _shows_nasty_escaped(missing.stderr)
+    assert len(missing.stderr.strip().splitlines()) == 1

@@ -1,0 +1,656 @@
+"""The control loop end to end: a real repository, real Docker, the ScriptedAgent, the run store.
+
+One scenario per test, each checking what the run recorded, what the tree and
+the user's repository look like afterwards, and that the event chain verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.loop.outcome import RunResult
+from runner.loop.resume import answer_pending, resumable
+from runner.ops.service import OnEvent, RunRequest, resume_run, start_run
+from runner.store.runs import RunStore
+from sandbox.paths import worktrees_dir
+from sandbox.treefs import mount_scratch_fs
+from tests.support.gitfixtures import git, make_repo, tree_digest
+
+pytestmark = pytest.mark.docker
+
+CALC = "def add(a: int, b: int) -> int:\n    return a - b\n\n\ndef mul(a: int, b: int) -> int:\n    return a * b\n"
+FIXED = CALC.replace("a - b", "a + b")
+TESTS = textwrap.dedent(
+    """\
+    from src.calc import add, mul
+
+
+    def test_add():
+        assert add(1, 2) == 3
+
+
+    def test_mul():
+        assert mul(2, 3) == 6
+    """
+)
+POLICY = textwrap.dedent(
+    """\
+    [budgets]
+    attempts = 3
+    steps = 20
+    wall_seconds = 900
+
+    [[gates]]
+    name = "tests"
+    command = "python3 -m pytest -q -p no:cacheprovider"
+    timeout = 300
+    """
+)
+
+
+@dataclass
+class Env:
+    repo: Path
+    home: Path
+    tmp: Path
+    image: str
+    before: dict[str, Any] | None = None
+
+    def settle(self) -> None:
+        """Take the user's repository state as it is now (after a test's own git set-up)."""
+        self.before = _user_state(self.repo)
+
+    def run(
+        self, script: str, *, policy: str = POLICY, on_event: OnEvent | None = None, **kw: Any
+    ) -> RunResult:
+        (self.tmp / "script.toml").write_text(textwrap.dedent(script))
+        (self.tmp / "policy.toml").write_text(policy)
+        req = RunRequest(
+            repo=self.repo,
+            bug=self.tmp / "bug.md",
+            policy=str(self.tmp / "policy.toml"),
+            script=self.tmp / "script.toml",
+            image=self.image,
+            **kw,
+        )
+        return start_run(self.home, req, on_event=on_event)
+
+    def events(self, run_id: str) -> list[str]:
+        return [e.type for e in RunStore(self.home).events(run_id)]
+
+
+@pytest.fixture
+def env(tmp_path: Path, corral_home: Path, docker_client: Any, run_image: str) -> Iterator[Env]:
+    repo = make_repo(
+        tmp_path / "repo",
+        {"src/__init__.py": "", "src/calc.py": CALC, "tests/test_calc.py": TESTS,
+         "setup.cfg": "[metadata]\nname = calc\n", ".gitignore": "__pycache__/\n"},
+    )  # fmt: skip
+    (tmp_path / "bug.md").write_text("# add() subtracts\n\nadd(1, 2) returns -1.\n")
+    e = Env(repo, corral_home, tmp_path, run_image)
+    e.settle()
+    with mount_scratch_fs(worktrees_dir(corral_home), size_mb=1024):
+        yield e
+    assert _user_state(repo) == e.before, "a run changed the user's checkout, branch or index"
+
+
+@pytest.fixture(scope="session")
+def run_image(sandbox_image: str) -> str:
+    return sandbox_image
+
+
+def _user_state(repo: Path) -> dict[str, Any]:
+    return {
+        "tree": {k: v for k, v in tree_digest(repo).items() if not k.startswith(".git/")},
+        "index": (repo / ".git/index").read_bytes(),
+        "HEAD": (repo / ".git/HEAD").read_bytes(),
+        "config": (repo / ".git/config").read_bytes(),
+        "branches": git(repo, "for-each-ref", "refs/heads", "refs/tags"),
+        "status": git(repo, "status", "--porcelain", "--untracked-files=all"),
+    }
+
+
+def _verified(env: Env, result: RunResult) -> None:
+    check = RunStore(env.home).verify(result.run_id)
+    assert check.ok, check.problem
+
+
+def test_correct_fix_is_ready_for_review_with_gates_green(env: Env) -> None:
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "python3 -m pytest -q -p no:cacheprovider" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "add() now adds" }},
+        ]
+        """
+    )
+    assert result.status == "ready_for_review", result
+    assert result.exit_code == 0
+    assert [a.gates for a in result.attempts] == [{"tests": True}]
+    assert result.attempts[0].changed_files == ["src/calc.py"]
+    assert result.patch_path and "+    return a + b" in Path(result.patch_path).read_text()
+    junit = RunStore(env.home).artifact_path(result.run_id, "attempt-1/junit-tests.xml")
+    assert "test_add" in junit.read_text()  # copied in after the gate's container was gone
+    assert not list(worktrees_dir(env.home).glob("*.out"))  # the gate's scratch output is removed
+    end = [e for e in RunStore(env.home).events(result.run_id) if e.type == "run_end"][-1]
+    digest = hashlib.sha256(Path(result.patch_path).read_bytes()).hexdigest()
+    assert end.data["candidate_sha256"] == digest  # what an approval is later checked against
+    _verified(env, result)
+
+
+def test_protected_edit_is_reverted_and_the_second_attempt_fixes(env: Env) -> None:
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ write = "conftest.py", content = "collect_ignore = ['tests']\\n" }},
+          {{ write = "tests/test_calc.py", content = "def test_add():\\n    pass\\n" }},
+          {{ run = "echo 'def test_add(): pass' > tests/test_calc.py; echo rc=$?" }},
+          {{ run = "printf 'import pytest\\\\n' > conftest.py; echo planted" }},
+          {{ run = "echo hacked >> setup.cfg; echo rc=$?" }},
+          {{ finish = "tests pass now" }},
+        ]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed add" }},
+        ]
+        """
+    )
+    assert result.status == "ready_for_review", result
+    first, second = result.attempts
+    assert first.status == "failed" and "conftest.py" in first.violations
+    assert first.reason == "the attempt changed nothing"  # every protected edit was reverted
+    assert second.changed_files == ["src/calc.py"]
+    events = env.events(result.run_id)
+    assert "write_denied" in events and "scope_reverted" in events
+    store = RunStore(env.home)
+    first_patch = store.artifact_path(result.run_id, "attempt-1/patch.diff").read_text()
+    assert "conftest" not in first_patch and "setup.cfg" not in first_patch
+    assert "tests/test_calc.py" not in first_patch  # tests are protected: read-only mount + scope
+    _verified(env, result)
+
+
+def test_patch_level_violation_fails_the_attempt_as_governance(env: Env) -> None:
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ run = "chmod +x src/calc.py && ln -s calc.py src/alias.py" }},
+          {{ finish = "fixed" }},
+        ]
+        """,
+        overrides={"budgets.attempts": 1},
+    )
+    assert result.status == "failed" and result.failure_domain == "governance"
+    assert any("mode_change" in v or "symlink" in v for v in result.attempts[0].violations)
+
+
+def test_denied_command_in_bash_c_pipe_to_sh_is_never_executed(env: Env) -> None:
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "bash -c \\"echo 'touch /workspace/PWNED' | sh\\"" }},
+          {{ run = "bash -c 'curl http://127.0.0.1:9/x > /workspace/PWNED2'" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed" }},
+        ]
+        """
+    )
+    assert result.status == "ready_for_review"
+    ws = worktrees_dir(env.home) / result.run_id
+    assert not (ws / "PWNED").exists() and not (ws / "PWNED2").exists()
+    assert len(result.attempts[0].denied) == 2
+    assert env.events(result.run_id).count("command_denied") == 2
+
+
+def test_repeated_failing_diff_stops_the_run(env: Env) -> None:
+    result = env.run(
+        """
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          { write = "src/calc.py", content = "def add(a, b):\\n    return a * b\\n\\n\\ndef mul(a, b):\\n    return a * b\\n" },
+          { finish = "maybe" },
+        ]
+        """
+    )
+    assert result.status == "failed" and result.failure_domain == "harness"
+    assert "repeated strategy" in result.reason
+    assert len(result.attempts) == 2
+    assert "repeated_strategy" in env.events(result.run_id)
+
+
+def test_preexisting_failure_is_not_blamed(env: Env) -> None:
+    broken_mul = FIXED.replace("a * b", "a ** b")
+    git(env.repo, "checkout", "-q", "-b", "prebroken")
+    (env.repo / "src/calc.py").write_text(CALC.replace("a * b", "a ** b"))
+    git(env.repo, "commit", "-qam", "mul broken too")
+    env.settle()
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ write = "src/calc.py", content = {json.dumps(broken_mul)} }},
+          {{ finish = "fixed add only" }},
+        ]
+        """
+    )
+    assert result.status == "ready_for_review", result
+    baseline = json.loads(
+        RunStore(env.home).artifact_path(result.run_id, "baseline.json").read_text()
+    )
+    assert baseline["tests"]["passed"] is False
+
+
+def test_ignoring_a_failing_type_check_fails_the_attempt(env: Env) -> None:
+    policy = POLICY + textwrap.dedent(
+        """
+        [[gates]]
+        name = "typecheck"
+        command = "python3 -m mypy --ignore-missing-imports src"
+        timeout = 300
+        """
+    )
+    type_broken = FIXED.replace("return a + b", "return str(a) and a + b")
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ write = "src/calc.py", content = {json.dumps(type_broken)} }},
+          {{ finish = "tests pass" }},
+        ]
+        """,
+        policy=policy.replace("attempts = 3", "attempts = 1"),
+    )
+    assert result.status == "failed" and result.failure_domain == "model"
+    assert result.attempts[0].gates["typecheck"] is False
+    assert "typecheck" in result.attempts[0].reason
+
+
+def test_leftover_artifacts_are_flagged_never_merged(env: Env) -> None:
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "mkdir -p build .pytest_cache && echo x > build/out.o && echo y > .pytest_cache/z && python3 -c 'import src.calc'" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed" }},
+        ]
+        """
+    )
+    assert result.status == "ready_for_review"
+    patch = Path(result.patch_path or "").read_text()
+    assert "build/out.o" not in patch and ".pytest_cache" not in patch
+    assert any("build" in f for f in result.attempts[0].findings)
+
+
+def test_progress_file_survives_rollback_and_never_enters_the_patch(env: Env) -> None:
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ progress = "tried: multiply; next: look at the operator" }}]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = "def add(a, b):\\n    return a * b\\n" }}, {{ finish = "maybe" }}]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "grep -q 'next: look at the operator' .corral/progress.md && echo seen > src/seen.txt" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ progress = "fixed the operator" }},
+          {{ finish = "fixed" }},
+        ]
+        """
+    )
+    assert result.status == "ready_for_review", result
+    first, second = result.attempts
+    assert first.windows == 2 and "src/seen.txt" in second.changed_files
+    store = RunStore(env.home)
+    assert (
+        store.artifact_path(result.run_id, "attempt-1/window-1/progress.md")
+        .read_text()
+        .startswith("tried")
+    )
+    snaps = [e for e in store.events(result.run_id) if e.type == "progress_snapshot"]
+    assert [(e.data["attempt"], e.data["window"]) for e in snaps] == [(1, 1), (1, 2), (2, 1)]
+    assert "progress.md" not in Path(result.patch_path or "").read_text()
+
+
+def test_loop_guards_end_the_attempt_with_the_budget_named(env: Env) -> None:
+    policy = POLICY.replace("attempts = 3", "attempts = 1\nrepeated_command = 3\nidle_steps = 4")
+    looping = env.run(
+        """
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{ run = "ls src" }, { run = "ls src" }, { run = "ls src" }, { finish = "x" }]
+        """,
+        policy=policy,
+    )
+    assert looping.status == "failed" and looping.failure_domain == "harness"
+    assert "repeated_command 3/3" in looping.attempts[0].reason
+    idle = env.run(
+        """
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          { read = "src/calc.py" }, { run = "ls" }, { read = "tests/test_calc.py" },
+          { run = "pwd" }, { run = "true" }, { finish = "x" },
+        ]
+        """,
+        policy=policy,
+    )
+    assert idle.failure_domain == "harness" and "idle_steps" in idle.attempts[0].reason
+
+
+# ----------------------------------------------------------------- pending decisions, runtime
+# errors and set-up across a resume (runner.loop.resume)
+
+ESCALATE = POLICY.replace("attempts = 3", "attempts = 2") + '\n[scope]\non_violation = "escalate"\n'
+MODE_CHANGE = f"""
+    [[attempt]]
+    [[attempt.window]]
+    actions = [
+      {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+      {{ run = "chmod +x src/calc.py" }},
+      {{ finish = "fixed, and made it executable" }},
+    ]
+    [[attempt]]
+    [[attempt.window]]
+    actions = [{{ write = "src/calc.py", content = {json.dumps(FIXED)} }}, {{ finish = "fixed" }}]
+    """
+
+
+def _corral(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a subprocess (``$CORRAL_HOME`` from the ``corral_home`` fixture)."""
+    return subprocess.run([sys.executable, "-m", "runner", *args],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+
+def test_an_escalated_scope_violation_waits_and_an_approval_makes_it_the_candidate(
+    env: Env,
+) -> None:
+    waiting = env.run(MODE_CHANGE, policy=ESCALATE, run_id="escalated")
+    assert waiting.status == "waiting" and waiting.exit_code == 3, waiting
+    pending = json.loads(RunStore(env.home).get("escalated").waiting_json or "{}")
+    assert pending["kind"] == "scope" and pending["attempt"] == 1
+    assert any("mode" in v for v in pending["violations"])
+    shown = _corral("status", "escalated")
+    assert (
+        "attempt 1 went out of scope" in shown.stdout and "corral approve escalated" in shown.stdout
+    )
+    assert any(v in shown.stdout for v in pending["violations"]), shown.stdout
+    answer = _corral("approve", "escalated", "--comment", "the bit is wanted")
+    assert answer.returncode == 0 and "approved the scope violation of attempt 1" in answer.stdout
+    assert "answered: approved" in _corral("status", "escalated").stdout
+    done = resume_run(env.home, "escalated")
+    assert done.status == "ready_for_review", done
+    (first,) = done.attempts  # the escalated attempt itself, judged by the gates
+    assert first.status == "passed" and first.gates == {"tests": True}
+    assert "new mode 100755" in Path(done.patch_path or "").read_text()
+    events = env.events("escalated")
+    assert "human_approved" in events and "scope_answer" in events
+    _verified(env, done)
+
+
+def test_a_rejected_scope_violation_fails_its_attempt_and_the_next_one_runs(env: Env) -> None:
+    waiting = env.run(MODE_CHANGE, policy=ESCALATE, run_id="refused")
+    assert waiting.status == "waiting", waiting
+    assert answer_pending(RunStore(env.home), "refused", "reject", "rev") is not None
+    done = resume_run(env.home, "refused")
+    assert done.status == "ready_for_review", done
+    first, second = done.attempts
+    assert first.failure_domain == "governance" and "a human rejected" in first.reason
+    assert second.status == "passed" and "new mode" not in Path(done.patch_path or "").read_text()
+    _verified(env, done)
+
+
+def test_a_second_ask_keeps_the_first_approval(env: Env) -> None:
+    policy = POLICY + '\n[commands]\nask = ["echo first", "echo second"]\n'
+    script = f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "echo first" }},
+          {{ run = "echo second" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed" }},
+        ]
+        """
+    first = env.run(script, policy=policy, run_id="asks")
+    assert first.status == "waiting" and "echo first" in first.reason, first
+    assert _corral("approve", "asks").returncode == 0
+    second = resume_run(env.home, "asks")
+    assert second.status == "waiting" and "echo second" in second.reason, second
+    pending = json.loads(RunStore(env.home).get("asks").waiting_json or "{}")
+    assert pending["command"] == "echo second" and pending["approved"] == ["echo first"]
+    assert _corral("approve", "asks").returncode == 0
+    done = resume_run(env.home, "asks")
+    assert done.status == "ready_for_review", done
+    ran = [e.data["command"] for e in RunStore(env.home).events("asks") if e.type == "command"]
+    assert ran == ["echo first", "echo first", "echo second"]  # 2nd and 3rd process, in order
+    _verified(env, done)
+
+
+MISSING_IMAGE = "sha256:" + "0" * 64
+
+
+def _repair_image(env: Env, run_id: str) -> None:
+    """The engine is repaired: the run's recorded image exists again."""
+    store = RunStore(env.home)
+    spec = json.loads(store.get(run_id).spec_json)
+    store.update(run_id, spec_json=json.dumps({**spec, "image": env.image}))
+
+
+def test_an_engine_error_in_the_gates_fails_the_run_resumably(env: Env) -> None:
+    fix = f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(FIXED)} }}, {{ finish = "x" }}]
+        """
+    env.image, good = MISSING_IMAGE, env.image
+    broken = env.run(fix, run_id="engine")
+    env.image = good
+    assert broken.status == "failed" and broken.failure_domain == "runtime", broken
+    assert broken.exit_code == 1 and "baseline base: SandboxStartError" in broken.reason
+    store = RunStore(env.home)
+    assert resumable(store, "engine") and store.get("engine").status == "failed"
+    assert "SandboxStartError" in store.artifact_path("engine", "runtime-error.log").read_text()
+    assert json.loads(json.dumps(broken.to_json()))["failure_domain"] == "runtime"
+    _repair_image(env, "engine")
+    done = resume_run(env.home, "engine")
+    assert done.status == "ready_for_review", done
+    _verified(env, done)
+
+
+ENV_SCRIPT = f"""
+    [[attempt]]
+    [[attempt.window]]
+    actions = [
+      {{ run = "test -f /opt/env/marker && echo env-ok > src/env.txt" }},
+      {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+      {{ finish = "fixed" }},
+    ]
+    """
+"""An attempt that proves it ran on the environment image (the setup's marker) and fixes add()."""
+
+
+def test_resume_redoes_an_environment_set_up_that_did_not_finish(env: Env) -> None:
+    policy = POLICY + '\n[setup]\ncommands = ["echo ok > $VIRTUAL_ENV/marker"]\n'
+    env.image, good = MISSING_IMAGE, env.image
+    broken = env.run(ENV_SCRIPT, policy=policy, run_id="setup")
+    env.image = good
+    assert broken.status == "failed" and broken.failure_domain == "runtime", broken
+    assert "setup env: ImageError" in broken.reason
+    store = RunStore(env.home)
+    assert resumable(store, "setup") and store.last_incomplete("setup").kind == "setup"  # type: ignore[union-attr]
+    _repair_image(env, "setup")
+    done = resume_run(env.home, "setup")
+    assert done.status == "ready_for_review", done
+    assert "src/env.txt" in done.attempts[0].changed_files  # the agent ran on the environment
+    _verified(env, done)
+
+
+def test_environment_setup_runs_once_and_is_cached(env: Env) -> None:
+    policy = POLICY + "\n[setup]\ncommands = [\"python3 -c 'print(42)' > $VIRTUAL_ENV/marker\"]\n"
+    first = env.run(ENV_SCRIPT, policy=policy)
+    second = env.run(ENV_SCRIPT, policy=policy)
+    assert first.status == second.status == "ready_for_review"
+    assert (
+        "src/env.txt" in first.attempts[0].changed_files
+    )  # the agent ran on the environment image
+    store = RunStore(env.home)
+    built = [
+        e.data["built"]
+        for r in (first, second)
+        for e in store.events(r.run_id)
+        if e.type == "environment"
+    ]
+    assert built == [True, False]
+    import docker
+
+    env_image = json.loads(store.get(first.run_id).spec_json)["env_image"]
+    config = docker.from_env().images.get(env_image).attrs["Config"]
+    assert not config.get("Volumes")  # no volume declarations carried over by commit
+    assert not any(v.startswith(("SSL_CERT_FILE", "PIP_CERT")) for v in config["Env"])
+
+
+# ----------------------------------------------------------------- gate verdicts the candidate
+# cannot forge (runner/gates.py): only exit codes of processes the runner started make a pass;
+# a skip or xfail of a test that ran at base counts against the candidate.
+
+_FORGE_ALL_PASS = textwrap.dedent(
+    """\
+    import os
+
+    def add(a, b):
+        return a - b
+
+    def mul(a, b):
+        return a ** b
+
+    if os.environ.get("PYTEST_ADDOPTS"):  # only inside the gate; the agent's own runs are honest
+        with open("/corral/out/tests.xml", "w") as f:  # where an unhardened runner would look
+            f.write('<testsuites><testsuite name="pytest"><testcase classname="tests.test_calc"'
+                    ' name="test_add"/><testcase classname="tests.test_calc" name="test_mul"/>'
+                    '</testsuite></testsuites>')
+        os._exit(1)
+    """
+)
+_FORGE_WITH_NONCE = textwrap.dedent(
+    """\
+    import os
+    import shlex
+
+    def add(a, b):
+        return a - b
+
+    def mul(a, b):
+        return a ** b
+
+    _opts = shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))
+    if _opts:  # read the runner's random report path and suite name, claim add() fixed
+        _path = [o for o in _opts if o.startswith("--junitxml=")][0].split("=", 1)[1]
+        _suite = [o for o in _opts if o.startswith("junit_suite_name=")][0].split("=", 1)[1]
+        with open(_path, "w") as f:
+            f.write(f'<testsuites><testsuite name="{_suite}"><testcase classname="tests.test_calc"'
+                    ' name="test_add"/><testcase classname="tests.test_calc" name="test_mul">'
+                    '<failure message="as at base"/></testcase></testsuite></testsuites>')
+        os._exit(1)
+    """
+)
+
+
+def _gate_reasons(env: Env, run_id: str) -> list[str]:
+    return [
+        str(e.data["reason"])
+        for e in RunStore(env.home).events(run_id)
+        if e.type == "gate_end" and e.data["label"] != "baseline"
+    ]
+
+
+def test_forged_junit_report_with_exit_1_fails_the_gate(env: Env) -> None:
+    git(env.repo, "checkout", "-q", "-b", "prebroken")
+    (env.repo / "src/calc.py").write_text(CALC.replace("a * b", "a ** b"))
+    git(env.repo, "commit", "-qam", "mul broken too")
+    env.settle()
+    honest = FIXED.replace("a * b", "a ** b")  # add fixed; mul fails as it did at base
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(_FORGE_ALL_PASS)} }}, {{ finish = "fixed" }}]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(_FORGE_WITH_NONCE)} }}, {{ finish = "fixed" }}]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(honest)} }}, {{ finish = "fixed add" }}]
+        """
+    )
+    naive, forged, fixed = result.attempts
+    assert naive.gates == {"tests": False} and forged.gates == {"tests": False}
+    reasons = _gate_reasons(env, result.run_id)
+    assert "no junit report the runner accepts" in reasons[0]  # the planted file is not the report
+    # the report carried the runner's suite name, so it was read: it claimed add() fixed and only
+    # base's failure left; the rerun without test_mul exited 1 (the forger's own exit code)
+    assert "not blamed" in reasons[1] and "not confirmed" in reasons[1] and "exited 1" in reasons[1]
+    assert result.status == "ready_for_review", result  # the honest fix, confirmed by the rerun
+    assert fixed.gates == {"tests": True}
+    assert "confirmed: the rerun without the 1 test(s) failing at base too exited 0" in reasons[2]
+    store = RunStore(env.home)
+    assert not store.artifact_path(result.run_id, "attempt-1/junit-tests.xml").exists()
+    log = store.artifact_path(result.run_id, "attempt-3/gate-tests.log").read_text()
+    assert "[confirmation run, 1 test(s) failing at base left out]" in log and "1 deselected" in log
+    assert not list(worktrees_dir(env.home).glob("*.out"))  # no report dir left on the host
+    _verified(env, result)
+
+
+def test_skipping_or_xfailing_a_test_from_the_code_under_test_fails_the_gate(env: Env) -> None:
+    skip_add = "import pytest\n\n\ndef add(a, b):\n    pytest.skip('later')\n\n\ndef mul(a, b):\n    return a * b\n"
+    xfail_add = skip_add.replace("pytest.skip('later')", "pytest.xfail('known')")
+    skip_mul = FIXED.replace("    return a * b", "    import pytest\n    pytest.skip('later')")
+    result = env.run(
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(skip_add)} }}, {{ finish = "done" }}]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(xfail_add)} }}, {{ finish = "done" }}]
+        [[attempt]]
+        [[attempt.window]]
+        actions = [{{ write = "src/calc.py", content = {json.dumps(skip_mul)} }}, {{ finish = "done" }}]
+        """
+    )
+    assert result.status == "failed" and result.failure_domain == "model", result
+    assert [a.gates for a in result.attempts] == [{"tests": False}] * 3
+    for a in result.attempts:  # pytest exited 0 each time: the skipped test had run at base
+        assert "tests that ran at base 1 are skipped or xfailed" in a.reason, a.reason
+    store = RunStore(env.home)
+    for n, test in ((1, "test_add"), (2, "test_add"), (3, "test_mul")):
+        junit = store.artifact_path(result.run_id, f"attempt-{n}/junit-tests.xml").read_text()
+        assert f'name="{test}"' in junit and "<skipped" in junit
+    _verified(env, result)

@@ -1,0 +1,200 @@
+"""`corral gc` removes what dead runs left behind, and nothing else."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from runner.cli.app import app
+from runner.ops.maintenance import SmokeRow
+from sandbox.docker_backend import DockerBackend, DockerSandbox
+from sandbox.errors import LeaseHeld
+from sandbox.gatetree import ram_path
+from sandbox.gc import GcReport, collect
+from sandbox.lease import RunLease, is_live
+from sandbox.spec import SandboxSpec
+from sandbox.workspace import Workspace, list_workspaces
+from tests.support.gitfixtures import make_repo
+
+
+def _hold_lease_in_child(home: Path, run_id: str) -> subprocess.Popen[str]:
+    code = (
+        "import sys, time; from pathlib import Path; from sandbox.lease import RunLease;"
+        "RunLease(Path(sys.argv[1]), sys.argv[2]).acquire(); print('held', flush=True);"
+        "time.sleep(600)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(home), run_id], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_workspaces_and_leases_of_dead_runs_are_removed(corral_home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    dead = _hold_lease_in_child(corral_home, "dead-run")
+    live = _hold_lease_in_child(corral_home, "live-run")
+    try:
+        for run_id in ("dead-run", "live-run"):
+            Workspace.create(repo, "HEAD", run_id, corral_home)
+        _kill(dead)
+        report = collect(corral_home, None)
+        assert report.workspaces == ["dead-run"]
+        assert "dead-run" in report.leases
+        assert list_workspaces(corral_home) == ["live-run"]
+        assert is_live(corral_home, "live-run")
+        again = collect(corral_home, None)
+        assert not again.removed_anything  # idempotent
+    finally:
+        _kill(live)
+
+
+def test_keep_spares_resumable_runs(corral_home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    Workspace.create(repo, "HEAD", "waiting-run", corral_home)
+    report = collect(corral_home, None, keep=lambda run_id: run_id == "waiting-run")
+    assert report.workspaces == []
+    assert list_workspaces(corral_home) == ["waiting-run"]
+
+
+def test_dry_run_removes_nothing(corral_home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    Workspace.create(repo, "HEAD", "orphan", corral_home)
+    report = collect(corral_home, None, dry_run=True)
+    assert report.workspaces == ["orphan"]
+    assert list_workspaces(corral_home) == ["orphan"]
+
+
+@pytest.mark.docker
+def test_containers_of_dead_runs_only(
+    corral_home: Path, docker_client: Any, sandbox_image: str
+) -> None:
+    backend = DockerBackend(docker_client)
+    home = str(corral_home)
+    dead = _hold_lease_in_child(corral_home, "dead")
+    live = _hold_lease_in_child(corral_home, "live")
+    started = []
+    try:
+        for run_id, owner in (("dead", home), ("live", home), ("dead", "/elsewhere")):
+            started.append(
+                backend.start(SandboxSpec(image=sandbox_image, run_id=run_id, owner_home=owner))
+            )
+        foreign = docker_client.containers.run(
+            sandbox_image, ["sleep", "infinity"], detach=True, init=True, network_mode="none"
+        )
+        _kill(dead)
+        report = collect(corral_home, docker_client)
+        assert len(report.containers) == 1 and "(dead)" in report.containers[0]
+        states = {}
+        for sb in started:
+            try:
+                docker_client.containers.get(sb.id)
+                states[sb.id] = "present"
+            except Exception:
+                states[sb.id] = "gone"
+        assert [states[sb.id] for sb in started] == ["gone", "present", "present"]
+        docker_client.containers.get(foreign.id)  # never corral's: untouched
+    finally:
+        _kill(live)
+        for sb in started:
+            sb.close()
+        foreign.remove(force=True)
+
+
+def test_cli_gc_without_docker(corral_home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    Workspace.create(repo, "HEAD", "crashed", corral_home)
+    with RunLease(corral_home, "held-here"):
+        result = CliRunner().invoke(app, ["gc", "--no-docker"])
+    assert result.exit_code == 0, result.output
+    assert "removed 1 workspaces: crashed" in result.output
+    assert list_workspaces(corral_home) == []
+
+
+def test_gc_holds_a_dead_runs_lease_while_it_removes(corral_home: Path, tmp_path: Path) -> None:
+    """A run that starts while gc removes its leftovers cannot take its lease until gc is done."""
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    Workspace.create(repo, "HEAD", "racing", corral_home)
+    seen: list[str] = []
+
+    def keep(run_id: str) -> bool:  # called between gc's claim and the removal
+        assert is_live(corral_home, run_id)
+        with pytest.raises(LeaseHeld):
+            RunLease(corral_home, run_id).acquire()
+        seen.append(run_id)
+        return False
+
+    report = collect(corral_home, None, keep=keep)
+    assert seen == ["racing"] and report.workspaces == ["racing"]
+    with RunLease(corral_home, "racing"):  # released afterwards
+        pass
+
+
+def test_ops_gc_keeps_waiting_runs_trees(
+    corral_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.ops.maintenance import gc
+    from tests.support.storefixtures import stored_run
+
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    for run_id, status in (("asks", "waiting"), ("done", "failed"), ("unrecorded", None)):
+        if status is not None:
+            stored_run(corral_home, run_id, status=status).close()
+        Workspace.create(repo, "HEAD", run_id, corral_home)
+    monkeypatch.setenv("CORRAL_HOME", str(corral_home))
+    report = gc(docker=False)
+    assert sorted(report.workspaces) == ["done", "unrecorded"]
+    assert list_workspaces(corral_home) == ["asks"]  # `corral resume asks` still has its tree
+
+
+@pytest.mark.docker
+def test_smoke_holds_a_lease_and_measures_the_fast_path(
+    corral_home: Path, docker_client: Any, sandbox_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runner.ops.maintenance as ops
+
+    monkeypatch.setenv("CORRAL_HOME", str(corral_home))
+    collected: list[GcReport] = []
+    real = ops._fast_path_row
+
+    def row_then_gc(sb: DockerSandbox) -> SmokeRow:  # a `corral gc` while the smoke runs
+        collected.append(collect(corral_home, docker_client))
+        return real(sb)
+
+    monkeypatch.setattr(ops, "_fast_path_row", row_then_gc)
+    rows = {r.name: r for r in ops.smoke()}
+    assert all(r.ok for r in rows.values()), rows
+    assert collected[0].containers == [] and collected[0].kept_live[0].startswith("smoke-")
+    fast = rows["fast command path"].detail
+    assert "with a docker exec" in fast and "median" in fast
+
+
+def test_gc_removes_ram_gate_trees_of_deleted_homes_only(corral_home: Path, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    gone_home = tmp_path / "deleted-home"
+    trees = {}
+    for home in (gone_home, corral_home):
+        ws = Workspace.create(repo, "HEAD", "r1", home)
+        trees[home] = ws.gate_tree().checkout(ws.base, ws.tree_listing(ws.base))
+        assert trees[home] == ram_path(home, "r1")
+    shutil.rmtree(gone_home)  # `rm -rf` of a whole $CORRAL_HOME: its RAM trees are orphans
+    with RunLease(corral_home, "r1"):  # a live run of this home keeps its tree
+        preview = collect(corral_home, None, dry_run=True)
+        assert preview.ram_trees == [trees[gone_home].name] and trees[gone_home].is_dir()
+        report = collect(corral_home, None)
+    assert report.ram_trees == [trees[gone_home].name] and report.removed_anything
+    assert not trees[gone_home].exists() and trees[corral_home].is_dir()
+    assert collect(corral_home, None, keep=lambda run_id: True).ram_trees == []
