@@ -1,6 +1,10 @@
-"""The exception tree of the sandbox package.
+"""The exception tree of the sandbox package, and the two roots every corral exception shares.
 
-One base, builtin parents, so callers can catch either the corral type or the
+``CorralError`` is the root of every exception corral raises on purpose (the
+``sandbox``, ``policies`` and ``runner`` trees all hang from it); ``UserError``
+is bad input the user can fix, whose message names the fix: the CLI maps it,
+and nothing else, to exit code 2. They live here because ``sandbox`` is the
+package the other two depend on. Within the sandbox tree: one base, builtin parents, so callers can catch either the corral type or the
 builtin one (``except TimeoutError`` works for ``SandboxTimeout``). A command
 that runs and fails is a result (``ExecResult``), never an exception.
 """
@@ -8,7 +12,18 @@ that runs and fails is a result (``ExecResult``), never an exception.
 from __future__ import annotations
 
 
-class SandboxError(Exception):
+class CorralError(Exception):
+    """Root of every exception corral raises on purpose."""
+
+
+class UserError(CorralError):
+    """Bad input the user can fix (a malformed policy, a missing repo, an unknown run ...).
+
+    The message names the fix. The CLI prints it as one ``error:`` line and exits 2.
+    """
+
+
+class SandboxError(CorralError):
     """Base of every error raised by the sandbox package."""
 
 
