@@ -43,6 +43,7 @@ from sandbox.errors import (
     SandboxNotRemoved,
     SandboxPermissionError,
     SandboxStartError,
+    ShellEnded,
 )
 from sandbox.interfaces import DEFAULT_OUTPUT_LIMIT, KILL_GRACE_S, Command, ExecResult
 from sandbox.output import CappedBuffer
@@ -52,7 +53,6 @@ from sandbox.shell import (
     STDERR,
     FrameStream,
     PersistentShell,
-    ShellEnded,
     build_script,
 )
 from sandbox.spec import SANDBOX_HOME, SandboxSpec

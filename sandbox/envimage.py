@@ -31,7 +31,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from docker.types import Mount
 
 from sandbox.docker_backend import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
-from sandbox.errors import ImageError
+from sandbox.errors import ImageError, SetupFailed
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,6 @@ CA_VARIABLES = (
     "NODE_EXTRA_CA_CERTS",
 )
 _PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class SetupFailed(ImageError):
-    """A set-up command failed: ``command``, ``exit_code`` and ``log`` say which and why."""
-
-    def __init__(self, command: str, exit_code: int, log_text: str) -> None:
-        self.command, self.exit_code, self.log = command, exit_code, log_text
-        super().__init__(f"setup command failed (exit {exit_code}): {command}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,3 +83,26 @@ class SandboxIsADirectory(SandboxError, IsADirectoryError):
 
 class SandboxPermissionError(SandboxError, PermissionError):
     """The sandbox user may not do this (read-only mount, read-only rootfs, mode bits)."""
+
+
+class StorageError(SandboxError, OSError):
+    """The worktree filesystem could not be set up (not root, mount failed)."""
+
+
+class ShellEnded(SandboxError):
+    """The persistent shell ended during a command (the command killed it, or the sandbox died).
+
+    Carries the output read so far; the backend restarts the shell and makes it a result.
+    """
+
+    def __init__(self, stdout: str, stderr: str, duration_s: float) -> None:
+        self.stdout, self.stderr, self.duration_s = stdout, stderr, duration_s
+        super().__init__("persistent shell ended unexpectedly (sandbox killed?)")
+
+
+class SetupFailed(ImageError):
+    """A set-up command failed: ``command``, ``exit_code`` and ``log`` say which and why."""
+
+    def __init__(self, command: str, exit_code: int, log_text: str) -> None:
+        self.command, self.exit_code, self.log = command, exit_code, log_text
+        super().__init__(f"setup command failed (exit {exit_code}): {command}")

@@ -37,7 +37,7 @@ import struct
 import time
 from collections.abc import Callable, Mapping
 
-from sandbox.errors import SandboxError
+from sandbox.errors import SandboxError, ShellEnded
 from sandbox.interfaces import DEFAULT_OUTPUT_LIMIT, KILL_GRACE_S, Command, ExecResult
 from sandbox.output import CappedBuffer
 
@@ -92,17 +92,6 @@ def build_script(cmd: Command, cwd: str, env: Mapping[str, str] | None) -> str:
             raise ValueError("empty argv")
         lines.append("exec " + shlex.join(list(cmd)))
     return "\n".join(lines) + "\n"
-
-
-class ShellEnded(SandboxError):
-    """The persistent shell ended during a command (the command killed it, or the sandbox died).
-
-    Carries the output read so far; the backend restarts the shell and makes it a result.
-    """
-
-    def __init__(self, stdout: str, stderr: str, duration_s: float) -> None:
-        self.stdout, self.stderr, self.duration_s = stdout, stderr, duration_s
-        super().__init__("persistent shell ended unexpectedly (sandbox killed?)")
 
 
 class FrameStream:

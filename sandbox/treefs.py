@@ -20,17 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.errors import SandboxError
+from sandbox.errors import StorageError
 from sandbox.paths import worktrees_dir
 
 log = logging.getLogger(__name__)
 
 #: Default size of the worktree filesystem (sparse: it takes only what is written).
 DEFAULT_SIZE_MB = 8 * 1024
-
-
-class StorageError(SandboxError, OSError):
-    """The worktree filesystem could not be set up (not root, mount failed)."""
 
 
 @dataclass(frozen=True, slots=True)
