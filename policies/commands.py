@@ -54,6 +54,8 @@ from typing import Literal
 import tree_sitter as ts
 import tree_sitter_bash as tsb
 
+from policies.errors import PolicyError
+from policies.errors import Unverifiable as Unverifiable
 from policies.policy import CommandPolicy
 
 Decision = Literal["allow", "deny", "ask"]
@@ -103,10 +105,6 @@ _HEREDOC_ESCAPE = re.compile(r"\\([$`\\\n])")
 _BACKQUOTE = re.compile(r"(?<!\\)`")
 _STDIN_FILE = re.compile(r"/dev/(stdin|fd/\d+)|/proc/[^/]+/fd/\d+|-")
 _NUMERIC = frozenset({"$!", "$$", "$#", "$?", "${!}", "${$}", "${#}", "${?}"})
-
-
-class Unverifiable(ValueError):
-    """The line cannot be checked statically; the message is the reason given to the agent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -593,10 +591,16 @@ class Rule:
 
     @classmethod
     def parse(cls, text: str) -> Rule:
-        """Compile a rule; ``ValueError`` if it does not split with ``shlex`` or is empty."""
-        tokens = shlex.split(text)
+        """Compile a rule; ``PolicyError`` (a ``ValueError``) if it does not split with ``shlex``
+        or is empty."""
+        try:
+            tokens = shlex.split(text)
+        except ValueError as exc:
+            raise PolicyError(
+                [f"command rule {text!r} does not split ({exc}): fix its quoting"]
+            ) from exc
         if not tokens:
-            raise ValueError(f"empty command rule {text!r}")
+            raise PolicyError([f"empty command rule {text!r}: remove it"])
         flags = {c for t in tokens[1:] if _CLUSTER.fullmatch(t) for c in t[1:]}
         args = tuple(t for t in tokens[1:] if not _CLUSTER.fullmatch(t))
         name = os.path.basename(tokens[0]) or tokens[0]
@@ -653,7 +657,7 @@ class CommandValidator:
     """A policy's command rules, compiled once per run."""
 
     def __init__(self, policy: CommandPolicy) -> None:
-        """Compile the rules; ``ValueError`` names a rule that does not split with ``shlex``."""
+        """Compile the rules; ``PolicyError`` names a rule that does not split with ``shlex``."""
         self.policy = policy
         self.deny = tuple(Rule.parse(r) for r in policy.deny)
         self.ask = tuple(Rule.parse(r) for r in policy.ask)

@@ -23,19 +23,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from policies.errors import PolicyError as PolicyError
 from policies.policy import Policy
 
 PRESETS: tuple[str, ...] = ("default", "strict", "python")
 ACCUMULATING: tuple[tuple[str, str], ...] = (("commands", "deny"), ("scope", "protected"))
 REPO_FILE = ".corral.toml"
-
-
-class PolicyError(ValueError):
-    """A policy cannot be loaded; ``lines`` are ``loc: msg`` problems, one per line."""
-
-    def __init__(self, lines: Sequence[str]) -> None:
-        self.lines = list(lines)
-        super().__init__("\n".join(self.lines))
 
 
 @dataclass(frozen=True, slots=True)
