@@ -6,18 +6,11 @@ import shlex
 
 import pytest
 
-from policies.commands import (
-    DEFAULT_DENY,
-    MAX_DEPTH,
-    CommandValidator,
-    Rule,
-    Unverifiable,
-    Word,
-    normalize,
-    simple_commands,
-    validate,
-)
+from policies.cmdline import MAX_DEPTH, simple_commands
+from policies.commands import DEFAULT_DENY, CommandValidator, Rule, normalize, validate
+from policies.errors import Unverifiable
 from policies.policy import CommandPolicy
+from policies.words import Word
 
 
 @pytest.fixture(scope="module")
