@@ -39,8 +39,7 @@ def _bundle(ca_bundle: Path | None, no_ca_bundle: bool) -> Path | None:
 
 def _progress() -> None:
     """Show the library's progress lines: a bootstrap takes minutes."""
-    for name in ("sandbox.images", "sandbox.pulled_base"):
-        logging.getLogger(name).setLevel(logging.INFO)
+    logging.getLogger("sandbox.images").setLevel(logging.INFO)  # the package and its modules
 
 
 def _show(r: ImageResult) -> None:
@@ -68,8 +67,7 @@ def bootstrap(
     """Make the Debian base image: debootstrap + docker import (root; no registry needed), or
     built --from a local or pulled image."""
     from sandbox.engine import connect
-    from sandbox.images import bootstrap_base
-    from sandbox.pulled_base import bootstrap_from
+    from sandbox.images import bootstrap_base, bootstrap_from
 
     if from_ref is not None and mirror is not None:
         raise ValueError("give either --mirror (offline bootstrap) or --from REF, not both")

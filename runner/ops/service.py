@@ -40,10 +40,9 @@ from runner.loop.runner import RunConfig, Runner
 from runner.store.runs import NewRun, RunStore
 from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect, connect_soon, probe
-from sandbox.envimage import ensure_env_image
 from sandbox.errors import EngineUnavailable, SandboxError, SetupFailed
 from sandbox.git import HostGit, find_git_dirs
-from sandbox.images import ensure_sandbox_image, find_ca_bundle
+from sandbox.images import ensure_env_image, ensure_sandbox_image, find_ca_bundle
 from sandbox.paths import worktrees_dir
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
 

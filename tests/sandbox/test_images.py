@@ -15,7 +15,8 @@ from docker.errors import ImageNotFound
 from typer.testing import CliRunner
 
 import sandbox.images as images
-import sandbox.pulled_base as pulled_base
+import sandbox.images.offline_base as offline_base
+import sandbox.images.pulled_base as pulled_base
 from runner.cli.app import app
 from sandbox.errors import ImageError
 from sandbox.images import (
@@ -28,6 +29,7 @@ from sandbox.images import (
     base_hash,
     base_is_current,
     bootstrap_base,
+    bootstrap_from,
     build_sandbox,
     ensure_sandbox_image,
     find_ca_bundle,
@@ -38,7 +40,6 @@ from sandbox.images import (
     pulled_base_hash,
     sandbox_hash,
 )
-from sandbox.pulled_base import bootstrap_from
 
 DEBIAN_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -122,7 +123,7 @@ def test_a_second_ensure_does_no_work(
     def tripwire(*args: object) -> None:
         raise AssertionError("debootstrap ran although the base is current")
 
-    monkeypatch.setattr(images, "_debootstrap", tripwire)
+    monkeypatch.setattr(offline_base, "_debootstrap", tripwire)
     assert ensure_sandbox_image(docker_client) == sandbox_image
     base = bootstrap_base(docker_client)
     again = build_sandbox(docker_client, ca_bundle=None)

@@ -8,7 +8,7 @@ host's CA bundle in its build context (as agent images get it); the final stage
 copies that root filesystem without the bundle into one layer, with the offline
 base's ``PATH``, ``LANG`` and ``CMD``. So ``build_sandbox`` (network none)
 works on it unchanged, and ``bootstrap_base`` / ``corral doctor`` count it as
-current (``sandbox.images.base_is_current``).
+current (``recipe.base_is_current``).
 
 The label ``corral.content-hash`` covers the source's image id, the package
 set, the recipe version and the Dockerfile: a second call does no work, a ref
@@ -34,16 +34,13 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from docker.utils import parse_repository_tag
 
 from sandbox.errors import ImageError
-from sandbox.images import (
+from sandbox.images.local import DEFAULT_WORKDIR, build_image, images_lock, labelled_image
+from sandbox.images.recipe import (
     BASE_IMAGE,
     BASE_PACKAGES,
-    DEFAULT_WORKDIR,
     SUITE,
     ImageResult,
-    build_image,
     images_dir,
-    images_lock,
-    labelled_image,
     pulled_base_hash,
 )
 
