@@ -153,7 +153,7 @@ class CliAgent:
         Raises ``OSError`` when the directory cannot be made, and whatever
         ``Gateway.start`` raises when the socket cannot be served.
         """
-        from runner.gateway.core import Gateway, Upstream
+        from runner.gateway import Gateway, Upstream
 
         self._emit, self._write_artifact = emit, write_artifact
         # not under worktrees/: `corral gc` takes every directory there for a run's tree

@@ -6,34 +6,15 @@ socket in a runner-owned directory that is bind-mounted into the container;
 container to it, so an agent CLI just sees a base URL
 (``container_base_url``) and a dummy key (``DUMMY_KEY``).
 
-What passes:
-- requests under an upstream's path (``/v1/...`` for ``https://api.openai.com/v1``),
-  or absolute-URI proxy requests for exactly that scheme, host, port and path
-  prefix, go to that upstream if they are GET/HEAD/POST to one of its
-  inference endpoints (``MODEL_ENDPOINTS``: chat/completions, responses,
-  messages, embeddings, models; never files, fine-tuning or anything else
-  the key could manage); the client's ``Authorization`` / ``api-key`` /
-  ``x-api-key`` headers are dropped and the real key is added here, in the
-  header style the client used;
-- hosts listed in ``allow_hosts`` (the policy's ``[gateway]``, off by default)
-  pass as plain HTTP proxy requests or ``CONNECT`` tunnels, with no key. A
-  listed *name* is looked up once (``resolver``) and refused unless every
-  address it resolves to is public (``ipaddress`` ``is_global``, IPv4-mapped
-  IPv6 unmapped first, and the IPv4 address inside a 6to4, NAT64 or
-  IPv4-compatible one public too): no loopback, private (Docker's bridge, 10/8,
-  192.168/16 ...), link-local (metadata services), shared or unspecified
-  address. The connection then goes to exactly the address that was checked
-  (no second lookup a rebinding DNS server could answer differently); the
-  request keeps the name in its ``Host`` header, and a ``CONNECT`` tunnel's
-  TLS is the client's own, end to end, so its SNI and certificate check name
-  the host. A literal address in ``allow_hosts`` is taken as meant (the
-  policy's author listed that very address). Model upstreams are not checked
-  at all: they are configured by the user (a vLLM on a private address, a
-  test server on loopback) and reached as configured;
-- ``POST /corral/validate`` asks ``validate`` (an agent's command hook);
-- anything else (other paths, other hosts, ``CONNECT`` elsewhere, dot
-  segments or encoded slashes in a path) is refused with an OpenAI-style JSON
-  error and a ``gateway_refused`` event (method, host, path, reason).
+Where a request may go is ``runner.gateway.routes`` (``Router``): an upstream's
+inference endpoints (the client's ``Authorization`` / ``api-key`` /
+``x-api-key`` headers are dropped and the real key is added here, in the
+header style the client used), a host the policy's ``[gateway]`` allows (no
+key; a name looked up once and refused unless public), ``POST /corral/validate``
+(``validate``, an agent's command hook), or a refusal: an OpenAI-style JSON
+error and a ``gateway_refused`` event (method, host, path, reason).
+``runner.gateway.http`` serves the socket and moves the bytes;
+``runner.gateway.usage`` reads what each answer cost.
 
 Responses pass through unchanged and incrementally (SSE event by event). The
 gateway reads ``usage`` from every model response (the JSON body, or the SSE
@@ -62,22 +43,19 @@ TLS-intercepting proxy works; ``HTTPS_PROXY``-style variables are honoured.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
-import re
 import socket
 import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import SplitResult, unquote, urlsplit
+from typing import Any
 
 import httpx2 as httpx
 
 from runner.gateway.http import Server
+from runner.gateway.routes import Resolver, Route, Router, Upstream, Validate, system_resolver
 from runner.llm.client import PRICES, price, redact
 from sandbox import forwarder
 from sandbox.engine import EngineStatus
@@ -90,10 +68,6 @@ log = logging.getLogger(__name__)
 DUMMY_KEY = "sk-corral-dummy-key"
 #: The forwarder script, bind-mounted read-only into the sandbox.
 FORWARDER_SOURCE = Path(forwarder.__file__)
-#: Gateway-local routes (not forwarded anywhere).
-LOCAL_PREFIX = "/corral/"
-VALIDATE_PATH = "/corral/validate"
-
 #: Defaults of the bounds (see ``Gateway``): request body, connections from the sandbox,
 #: requests in flight upstream, seconds a connection may sit idle.
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -102,83 +76,10 @@ MAX_CONCURRENT = 8
 IDLE_TIMEOUT_S = 600.0
 
 OnEvent = Callable[[str, Mapping[str, Any]], None]
-Validate = Callable[[str], tuple[str, str]]
-#: Looks a host name up: the addresses (IP text) it resolves to; raises ``OSError`` when it cannot.
-Resolver = Callable[[str, int], Sequence[str]]
-
-
-def system_resolver(host: str, port: int) -> list[str]:
-    """``host``'s addresses from the system resolver (``getaddrinfo``)."""
-    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
 class GatewayError(Exception):
     """The gateway cannot serve (its socket cannot be bound); the message says why."""
-
-
-#: The inference endpoints of the OpenAI, Anthropic and compatible APIs, below an upstream's
-#: base URL (with or without its own ``/v1``): what agents need, and nothing that manages the
-#: account behind the key (files, fine-tuning, batches, assistants, organisation).
-MODEL_ENDPOINTS = (
-    r"(/v1)?/(chat/completions|completions|responses|embeddings|messages(/count_tokens)?"
-    r"|models(/[A-Za-z0-9._:-]+)?)"
-)
-#: Methods forwarded to an upstream (inference is POST; listing models is GET).
-MODEL_METHODS = frozenset(("GET", "HEAD", "POST"))
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """A model endpoint the gateway forwards to."""
-
-    base_url: str
-    """``http://127.0.0.1:PORT/v1``, ``https://api.openai.com/v1`` ..."""
-    api_key: str | None
-    """Injected on the host side; the container holds only ``DUMMY_KEY``."""
-    endpoints: str | None = MODEL_ENDPOINTS
-    """A regular expression the path below ``base_url`` must match in full (default: the
-    inference endpoints); None lets anything below ``base_url`` through."""
-
-    def __repr__(self) -> str:  # never the key, not even in a traceback's locals
-        key = "[key]" if self.api_key else None
-        return f"Upstream(base_url={self.base_url!r}, api_key={key}, endpoints={self.endpoints!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where one request goes: an upstream (key injected), a listed host (no key), or here."""
-
-    kind: Literal["upstream", "host", "local", "refused"]
-    url: str = ""
-    """What is requested upstream; for a listed host, with the checked address as its host
-    (``http://203.0.113.7:80/path``, ``203.0.113.7:443`` for a tunnel)."""
-    upstream: Upstream | None = None
-    reason: str = ""
-    name: str = ""
-    """A listed host as the client named it (``HOST[:PORT]``): its ``Host`` header and events."""
-
-
-def _origin(url: str) -> tuple[str, str, int, str]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or (443 if scheme == "https" else 80)
-    return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")
-
-
-def _unsafe_path(path: str) -> str:
-    """Why ``path`` (no query) could leave its prefix on the upstream; '' when it cannot."""
-    if re.search(r"%2f|%5c|\\", path, re.IGNORECASE):
-        return "encoded slash or backslash in the path"
-    if any(seg in (".", "..") for seg in unquote(path).split("/")):
-        return "dot segment in the path"
-    return ""
-
-
-def _under(path: str, prefix: str) -> str | None:
-    """The rest of ``path`` below ``prefix`` ('' or '/...'), or None when it is not below it."""
-    if path == prefix or path.startswith(prefix + "/") or (prefix == "" and path.startswith("/")):
-        return path[len(prefix) :]
-    return None
 
 
 class Gateway:
@@ -208,21 +109,12 @@ class Gateway:
 
         Raises ``ValueError`` on a bad upstream, ``GatewayError`` on an unusable CA bundle.
         """
-        if not upstreams:
-            raise ValueError("the gateway needs at least one upstream")
-        for up in upstreams:
-            scheme, host, _, _ = _origin(up.base_url)
-            if scheme not in ("http", "https") or not host:
-                raise ValueError(
-                    f"upstream base URL must be http(s)://HOST[:PORT][/PATH]: {up.base_url}"
-                )
+        self.router = Router(upstreams, allow_hosts, resolver)
         self.socket_path = Path(socket_path)
-        self.upstreams = tuple(upstreams)
+        self.upstreams, self.allow_hosts = self.router.upstreams, self.router.allow_hosts
         self.on_event = on_event
         self.max_tokens, self.max_cost_usd = max_tokens, max_cost_usd
         self.prices = dict(prices)
-        self.allow_hosts = tuple(h.lower() for h in allow_hosts)
-        self.resolver = resolver
         self.validate: Validate | None = None
         self.used_tokens = 0
         self.used_cost = 0.0
@@ -233,7 +125,7 @@ class Gateway:
         self._keys = tuple(u.api_key for u in upstreams if u.api_key)
         self._lock = threading.Lock()
         self._event_lock = threading.Lock()
-        self._conn_slots = threading.BoundedSemaphore(max_connections)
+        self._max_connections = max_connections
         self._slots = threading.BoundedSemaphore(max_concurrent)
         bundle = ca_bundle if ca_bundle is not None else find_ca_bundle(os.environ)
         try:
@@ -252,7 +144,7 @@ class Gateway:
         if self._server is not None:
             return
         self._client = httpx.Client(verify=self._ssl, timeout=self._timeout, follow_redirects=False)
-        server = Server(self)
+        server = Server(self, self._max_connections)
         try:
             _bind_unix(server.socket, self.socket_path)
             _open_to_sandbox(self.socket_path)
@@ -295,101 +187,15 @@ class Gateway:
 
     def container_base_url(self, port: int, index: int = 0) -> str:
         """The base URL of upstream ``index`` as an agent in the sandbox sees it (forwarder on ``port``)."""
-        return f"http://127.0.0.1:{port}{self._prefix(index)}"
-
-    def _prefix(self, index: int) -> str:
-        path = _origin(self.upstreams[index].base_url)[3]
-        return path if index == 0 else f"{LOCAL_PREFIX}upstream/{index}{path}"
-
-    def _to_upstream(self, method: str, up: Upstream, rest: str, query: str) -> Route:
-        if method not in MODEL_METHODS:
-            return Route("refused", reason=f"{method} is not forwarded to the model endpoint")
-        if up.endpoints is not None and not re.fullmatch(up.endpoints, rest):
-            return Route("refused", reason=f"{rest or '/'} is not a model endpoint")
-        return Route("upstream", up.base_url.rstrip("/") + rest + query, up)
+        return f"http://127.0.0.1:{port}{self.router.prefix(index)}"
 
     def resolve(self, method: str, target: str) -> Route:
         """Where ``method target`` goes (nothing is sent; an allowed host's name is looked up)."""
-        try:
-            return self._resolve(method, target)
-        except ValueError as exc:  # a port that is no number, an unparsable URL
-            return Route("refused", reason=f"malformed request target ({exc})")
-
-    def _resolve(self, method: str, target: str) -> Route:
-        if method == "CONNECT":
-            name, _, number = target.rpartition(":")
-            if number.isdigit() and self.host_allowed(name.strip("[]"), int(number)):
-                return self._to_host(name.strip("[]"), int(number))
-            return Route("refused", reason="CONNECT to a host the policy does not allow")
-        split = urlsplit(target)
-        if _unsafe_path(split.path):
-            return Route("refused", reason=_unsafe_path(split.path))
-        query = f"?{split.query}" if split.query else ""
-        if split.scheme:  # an absolute-URI (proxy) request
-            scheme, host, port, path = _origin(target)
-            for up in self.upstreams:
-                us, uh, up_port, upath = _origin(up.base_url)
-                rest = _under(path, upath)
-                if (scheme, host, port) == (us, uh, up_port) and rest is not None:
-                    return self._to_upstream(method, up, rest, query)
-            if scheme == "http" and self.host_allowed(host, port):
-                return self._to_host(host, port, urlsplit(target))
-            return Route("refused", reason="not a configured model endpoint or allowed host")
-        if split.path.startswith(LOCAL_PREFIX):
-            for i in range(1, len(self.upstreams)):
-                rest = _under(split.path, self._prefix(i))
-                if rest is not None:
-                    return self._to_upstream(method, self.upstreams[i], rest, query)
-            if split.path == VALIDATE_PATH and method == "POST" and self.validate is not None:
-                return Route("local", split.path)
-            return Route("refused", reason="no such gateway route")
-        rest = _under(split.path, self._prefix(0))
-        if rest is not None:
-            return self._to_upstream(method, self.upstreams[0], rest, query)
-        return Route("refused", reason=f"path outside the model endpoint's {self._prefix(0)}/")
+        return self.router.resolve(method, target, local=self.validate is not None)
 
     def host_allowed(self, host: str, port: int) -> bool:
         """Whether ``allow_hosts`` lets ``host:port`` through (``host`` means ports 80 and 443)."""
-        host = host.lower()
-        for entry in self.allow_hosts:
-            name, _, want = entry.partition(":")
-            ports = (int(want),) if want else (80, 443)
-            wild = name.startswith("*.") and host.endswith(name[1:])
-            if (host == name or wild) and port in ports:
-                return True
-        return False
-
-    def _to_host(self, host: str, port: int, url: SplitResult | None = None) -> Route:
-        """The route to an allowed ``host`` (a plain ``url``, or a tunnel when None), pinned to
-        the address that was checked, or a refusal.
-
-        A literal address is taken as meant. A name is looked up once and
-        refused when any address it has is not public (see the module
-        docstring): that would reach this machine, a private network (the
-        Docker bridge) or a cloud metadata endpoint.
-        """
-        try:
-            checked = ipaddress.ip_address(host)
-        except ValueError:
-            try:
-                found = [_unmapped(ipaddress.ip_address(a)) for a in self.resolver(host, port)]
-            except (OSError, ValueError) as exc:
-                return Route("refused", reason=f"cannot resolve {host} ({_why(exc)})")
-            if not found:
-                return Route("refused", reason=f"{host} resolves to no address")
-            for ip in found:
-                if not all(a.is_global for a in (ip, *_embedded(ip))):
-                    return Route("refused", reason=(
-                        f"{host} resolves to {ip}, not a public address (this machine, "
-                        "a private network or a metadata service)"
-                    ))  # fmt: skip
-            checked = found[0]
-        address = f"[{checked}]" if checked.version == 6 else str(checked)
-        name = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-        if url is None:
-            return Route("host", f"{address}:{port}", name=name)
-        rest = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        return Route("host", f"http://{address}:{port}{rest}", name=url.netloc.rpartition("@")[2])
+        return self.router.host_allowed(host, port)
 
     # ------------------------------------------------------------ accounting
 
@@ -445,31 +251,6 @@ class Gateway:
 
     def release(self) -> None:
         self._slots.release()
-
-
-def _unmapped(
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """The IPv4 address inside an IPv4-mapped IPv6 one (``::ffff:127.0.0.1``), else ``ip``."""
-    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-    return mapped if mapped is not None else ip
-
-
-#: IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64's well-known prefix
-#: and the deprecated IPv4-compatible form (``::127.0.0.1``).
-_CARRIERS = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
-
-
-def _embedded(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """The IPv4 addresses an IPv6 one leads to as well (6to4, NAT64, IPv4-compatible)."""
-    if not isinstance(ip, ipaddress.IPv6Address):
-        return []
-    inside = [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) for net in _CARRIERS if ip in net]
-    return inside + ([ip.sixtofour] if ip.sixtofour is not None else [])
-
-
-def _why(exc: Exception) -> str:
-    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
 def runtime_problem(runtime: str, status: EngineStatus) -> str | None:

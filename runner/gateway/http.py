@@ -1,14 +1,16 @@
 """The gateway's HTTP side: the unix-socket server and one request's forwarding.
 
-``runner.gateway.core`` decides (routes, budgets, accounting); this module moves
-bytes: it reads a request from the forwarder's connection (standard library
-``http.server`` parsing, bounded body), sends it upstream with ``httpx2``
-(the real key in, the client's key headers out) and copies the response back
-as it arrives, SSE event by event, while ``runner.gateway.usage`` reads and
-charges the ``usage`` in it. ``CONNECT`` to an allowed host is a byte tunnel
-(``sandbox.forwarder.relay``). A listed host is reached at the address its
-route was checked with (``Route.url``), never looked up again; its name goes
-in the ``Host`` header.
+``runner.gateway.core`` decides (routes, budgets, accounting); this module
+asks it through ``Gatekeeper``, the few things it needs of it, and never
+imports it (``core`` starts ``Server``). This module moves bytes: it reads a
+request from the forwarder's connection (standard library ``http.server``
+parsing, the bounded body of ``runner.gateway.wire``), sends it upstream with
+``httpx2`` (the real key in, the client's key headers out) and copies the
+response back as it arrives (``runner.gateway.response``), SSE event by
+event, while ``runner.gateway.usage`` reads and charges the ``usage`` in it.
+``CONNECT`` to an allowed host is a byte tunnel (``sandbox.forwarder.relay``).
+A listed host is reached at the address its route was checked with
+(``Route.url``), never looked up again; its name goes in the ``Host`` header.
 """
 
 from __future__ import annotations
@@ -16,54 +18,58 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import socket
 import socketserver
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx2 as httpx
 
+from runner.gateway.response import copy_response
+from runner.gateway.routes import Route, Validate
 from runner.gateway.usage import Bill, UsageMeter, prepare_request
+from runner.gateway.wire import AUTH, HOP, BadBody, key_header, read_body
 from sandbox.forwarder import refuse_aside, relay
-
-if TYPE_CHECKING:
-    from runner.gateway.core import Gateway, Route
 
 log = logging.getLogger(__name__)
 
-#: An upstream's error body is passed on (redacted) up to this size.
-MAX_ERROR_BYTES = 256 * 1024
-#: An oversized body up to this size is read and dropped before the 413 (else: closed unread).
-DRAIN_BYTES = 128 * 1024 * 1024
 #: Seconds a request waits for one of the ``max_concurrent`` upstream slots.
 QUEUE_WAIT_S = 120.0
 
-HOP = frozenset(
-    [
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "accept-encoding",
-    ]
-)
-AUTH = frozenset(("authorization", "api-key", "x-api-key"))
-#: The events that end a stream (OpenAI's ``[DONE]``, Anthropic's ``message_stop``, the
-#: Responses API's ``response.completed``): held until the request is charged and recorded.
-_ENDS_STREAM = re.compile(rb"data: ?\[DONE\]|event: ?(message_stop|response\.completed)")
+
+class Gatekeeper(Protocol):
+    """What the HTTP side asks of the gateway (``runner.gateway.core.Gateway``): where a
+    request goes, whether a budget is spent, what an answer cost, and the events."""
+
+    @property
+    def socket_path(self) -> Path: ...
+    @property
+    def idle_timeout_s(self) -> float: ...
+    @property
+    def connect_timeout_s(self) -> float: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def validate(self) -> Validate | None: ...
+    @property
+    def client(self) -> httpx.Client:
+        """The upstream HTTP client; raises ``GatewayError`` when the gateway is not started."""
+
+    def resolve(self, method: str, target: str) -> Route: ...
+    def acquire(self, timeout: float) -> bool:
+        """One of the slots for requests in flight upstream; False after ``timeout`` seconds."""
+
+    def release(self) -> None: ...
+    def budget_refusal(self) -> str | None: ...
+    def charge(self, model: str, prompt: int, completion: int) -> float: ...
+    def emit(self, kind: str, data: Mapping[str, Any]) -> None: ...
+    def redact(self, text: str) -> str: ...
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -73,14 +79,15 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     block_on_close = False
     request_queue_size = 64
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gatekeeper, max_connections: int) -> None:
         self.gateway = gateway
+        self._conn_slots = threading.BoundedSemaphore(max_connections)
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(str(gateway.socket_path), Handler, bind_and_activate=False)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.gateway._conn_slots.acquire(blocking=False):
+        if not self._conn_slots.acquire(blocking=False):
             refuse_aside(request, 503, "corral gateway: too many connections")
             return
         super().process_request(request, client_address)
@@ -93,7 +100,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         finally:
             with self._open_lock:
                 self._open.discard(request)
-            self.gateway._conn_slots.release()
+            self._conn_slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A request that failed unexpectedly: logged (redacted), never printed to the terminal."""
@@ -174,7 +181,7 @@ class Handler(BaseHTTPRequestHandler):
         if up is not None:
             body, model, streamed, added = prepare_request(urlsplit(route.url).path, body)
             if up.api_key:
-                headers.append(_key_header({k.lower() for k in self.headers}, up.api_key))
+                headers.append(key_header({k.lower() for k in self.headers}, up.api_key))
         elif route.name:  # the URL holds the checked address; the server wants the name
             headers.append(("Host", route.name))
         summary: dict[str, Any] = {"method": self.command, "path": self._path(),
@@ -200,7 +207,7 @@ class Handler(BaseHTTPRequestHandler):
             sse="text/event-stream" in response.headers.get("content-type", ""),
             drop_usage_only=added,
         )
-        bill = Bill(gw, model, len(body)) if up is not None else None
+        bill = Bill(gw.charge, model, len(body)) if up is not None else None
         recorded = False
 
         def record(error: str = "") -> None:
@@ -220,7 +227,7 @@ class Handler(BaseHTTPRequestHandler):
 
         error = ""
         try:
-            self._relay_response(response, meter, added, bill, record)
+            copy_response(self, response, meter, added, bill, record, gw.redact)
         except httpx.HTTPError as exc:  # the upstream broke off mid-response
             error = gw.redact(f"upstream broke off: {exc.__class__.__name__}: {exc}")[:300]
             self.close_connection = True
@@ -231,78 +238,6 @@ class Handler(BaseHTTPRequestHandler):
             response.close()
             meter.finish()
             record(error)
-
-    def _relay_response(
-        self,
-        response: httpx.Response,
-        meter: UsageMeter,
-        changes: bool,
-        bill: Bill | None,
-        record: Callable[[], None],
-    ) -> None:
-        """Copy the response to the client as it arrives; ``record`` runs before its last bytes."""
-        status = response.status_code
-        no_body = self.command == "HEAD" or status in (204, 304) or status < 200
-
-        def settle(final: bool = False) -> None:
-            if bill is not None:
-                bill.settle(meter, status, final=final)
-
-        if status >= 400 and not no_body:  # an error may echo the key: read it whole, redacted
-            self._error_response(response, meter, record)
-            return
-        length = response.headers.get("content-length")
-        chunked = not no_body and (changes or length is None) and self.request_version == "HTTP/1.1"
-        self.send_response_only(status, response.reason_phrase)
-        for k, v in response.headers.multi_items():
-            if k.lower() not in HOP:
-                self.send_header(k, v)
-        if chunked:
-            self.send_header("Transfer-Encoding", "chunked")
-        elif length is not None and (no_body or not changes):
-            self.send_header("Content-Length", length)
-        elif not no_body:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        if no_body:
-            record()
-            return
-        held = b""  # what ends the response waits until it is charged and recorded:
-        for data in response.iter_raw():  # a JSON body's last piece, a stream's end event
-            out = meter.feed(data)
-            if not meter.sse or _ENDS_STREAM.search(out):
-                held, out = out, held
-            settle()
-            self._write(out, chunked)
-        tail = held + meter.finish()
-        record()
-        self._write(tail, chunked)
-        if chunked:
-            self.wfile.write(b"0\r\n\r\n")
-
-    def _error_response(
-        self, response: httpx.Response, meter: UsageMeter, record: Callable[[], None]
-    ) -> None:
-        body = bytearray()
-        for data in response.iter_raw():
-            body += meter.feed(data)
-            if len(body) > MAX_ERROR_BYTES:
-                break
-        meter.finish()
-        record()
-        text = self.server.gateway.redact(bytes(body[:MAX_ERROR_BYTES]).decode(errors="replace"))
-        self.send_response_only(response.status_code, response.reason_phrase)
-        for k, v in response.headers.multi_items():
-            if k.lower() not in HOP:
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(text.encode())))
-        self.end_headers()
-        self.wfile.write(text.encode())
-
-    def _write(self, data: bytes, chunked: bool) -> None:
-        if data:
-            self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
 
     def _tunnel(self, route: Route, start: float) -> None:
         gw = self.server.gateway
@@ -348,58 +283,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         """The request body (bounded), or None after answering why it cannot be read."""
-        limit = self.server.gateway.max_body_bytes
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked(limit)
-        try:
-            n = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            n = -1
-        if n < 0:
-            self._refuse(
-                400, "corral gateway: bad Content-Length", "invalid_request_error", close=True
-            )
+        body = read_body(self.rfile, self.headers, self.server.gateway.max_body_bytes)
+        if isinstance(body, BadBody):
+            self._refuse(body.status, body.message, "invalid_request_error", close=body.close)
             return None
-        if n > limit:
-            drained = n <= DRAIN_BYTES and self._discard(n)  # read it, so the 413 is what arrives
-            self._refuse(413, f"corral gateway: request body over {limit} bytes",
-                         "invalid_request_error", close=not drained)  # fmt: skip
-            return None
-        body = self.rfile.read(n)
-        if len(body) < n:
+        if body is None:  # the client went away mid-body
             self.close_connection = True
-            return None
         return body
-
-    def _discard(self, n: int) -> bool:
-        while n > 0:
-            got = len(self.rfile.read(min(n, 1 << 20)))
-            if not got:
-                return False
-            n -= got
-        return True
-
-    def _read_chunked(self, limit: int) -> bytes | None:
-        out = bytearray()
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                self._refuse(
-                    400, "corral gateway: bad chunked body", "invalid_request_error", close=True
-                )
-                return None
-            if size == 0:
-                for _ in range(64):  # trailers, then the blank line
-                    if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
-                        return bytes(out)
-                return bytes(out)
-            if len(out) + size > limit:
-                self._refuse(413, f"corral gateway: request body over {limit} bytes", "invalid_request_error", close=True)  # fmt: skip
-                return None
-            out += self.rfile.read(size)
-            self.rfile.readline(8)
 
     def _path(self) -> str:
         """The request's path for events: no query string (it may carry a credential), capped."""
@@ -451,12 +341,3 @@ class Handler(BaseHTTPRequestHandler):
 def _hostname(route: Route) -> str:
     """The host a request went to, for events: a listed host by its name, else the URL's."""
     return urlsplit(f"//{route.name}" if route.name else route.url).hostname or ""
-
-
-def _key_header(sent: set[str], key: str) -> tuple[str, str]:
-    """The real key in the header style the client used (Anthropic, Azure, else bearer)."""
-    if "x-api-key" in sent:
-        return "x-api-key", key
-    if "api-key" in sent:
-        return "api-key", key
-    return "Authorization", f"Bearer {key}"

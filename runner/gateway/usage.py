@@ -3,8 +3,8 @@
 ``prepare_request`` asks a streamed chat completion for its usage;
 ``UsageMeter`` reads ``usage`` out of a JSON body or an SSE stream without
 holding it back (OpenAI, Responses and Anthropic shapes); ``Bill`` charges
-the gateway as soon as the usage is known, before the client can have the
-end of the response.
+the gateway (its ``charge``) as soon as the usage is known, before the client
+can have the end of the response.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from runner.gateway.core import Gateway
+from collections.abc import Callable
+from typing import Any
 
 #: An SSE event longer than this is passed on unparsed.
 MAX_EVENT_BYTES = 1024 * 1024
@@ -26,6 +24,10 @@ TAIL_BYTES = 64 * 1024
 BYTES_PER_TOKEN = 4
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _CHAT = re.compile(r"/(chat/)?completions$")
+
+#: Counts one answer's tokens against the budgets and returns its cost in USD
+#: (``Gateway.charge``): ``(model, prompt tokens, completion tokens)``.
+Charge = Callable[[str, int, int], float]
 
 
 def prepare_request(path: str, body: bytes) -> tuple[bytes, str, bool, bool]:
@@ -167,8 +169,8 @@ class Bill:
     response that reported no usage is estimated once it ends (``final``).
     """
 
-    def __init__(self, gateway: Gateway, model: str, request_bytes: int) -> None:
-        self.gateway, self.model, self.request_bytes = gateway, model, request_bytes
+    def __init__(self, charge: Charge, model: str, request_bytes: int) -> None:
+        self.charge, self.model, self.request_bytes = charge, model, request_bytes
         self.prompt = self.completion = 0
         self.cost = 0.0
         self.source = "none"
@@ -186,7 +188,7 @@ class Bill:
         if usage is not None:
             prompt, completion = max(usage[0] - self.prompt, 0), max(usage[1] - self.completion, 0)
             if prompt or completion:
-                self.cost += self.gateway.charge(self.model or meter.model, prompt, completion)
+                self.cost += self.charge(self.model or meter.model, prompt, completion)
                 self.prompt, self.completion = self.prompt + prompt, self.completion + completion
         self.final = final
 

@@ -19,7 +19,7 @@ import pytest
 from policies.policy import Policy
 from runner.agents import load_preset
 from runner.agents.external import CliAgent
-from runner.gateway.core import Upstream
+from runner.gateway.routes import Upstream
 from runner.gateway.usage import UsageMeter
 from runner.store.runs import RunStore
 from tests.runner.agents.test_builtin import KEY, project, run_corral

@@ -34,9 +34,9 @@ from runner.gateway.core import (
     FORWARDER_SOURCE,
     Gateway,
     GatewayError,
-    Upstream,
     runtime_problem,
 )
+from runner.gateway.routes import Upstream
 from runner.gateway.usage import UsageMeter, prepare_request
 from runner.llm.scripted_server import ScriptedModelServer, ScriptedReply
 from sandbox import forwarder
