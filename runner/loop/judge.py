@@ -34,6 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
+from policies.budget import Budget
 from policies.policy import Policy
 from runner.loop.baseline import BackgroundBaseline, BaselineStopped, Emit
 from runner.loop.gates import (
@@ -45,7 +46,6 @@ from runner.loop.gates import (
     gate_map,
     run_gate,
 )
-from runner.loop.tools import Budget
 from runner.store.runs import RunStore
 from sandbox.errors import WorkspaceError
 from sandbox.gatetree import GateTree, remove_gate_tree

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from runner.loop.tools import Budget
+from policies.budget import Budget
 from runner.store.runs import RunStore
 
 Verdict = Literal["approve", "reject"]

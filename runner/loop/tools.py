@@ -21,12 +21,15 @@ from __future__ import annotations
 import base64
 import posixpath
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from policies.budget import ATTEMPT_BUDGETS as ATTEMPT_BUDGETS
+from policies.budget import Budget as Budget
+from policies.budget import BudgetExceeded as BudgetExceeded
 from policies.commands import CommandValidator
+from policies.errors import StopAttempt as StopAttempt
 from policies.scope import Scope
 from sandbox.interfaces import Sandbox
 from sandbox.watch import TreeWatch
@@ -38,24 +41,8 @@ Emit = Callable[[str, Mapping[str, Any]], None]
 AGENT_OUTPUT_CHARS = 12_000
 
 
-#: Budgets of one attempt: crossing one fails the attempt (harness); the others end the run.
-ATTEMPT_BUDGETS = frozenset({"steps", "output_bytes", "repeated_command", "idle_steps"})
-
-
-class StopAttempt(Exception):
-    """Base of the runner's expected exits from inside an attempt (agents must not catch it)."""
-
-
 class Paused(StopAttempt):
     """The run must wait (state saved) and continue with ``corral resume``: ``reason`` says why."""
-
-
-class BudgetExceeded(StopAttempt):
-    """A budget is spent; ``resource`` names it (``steps``, ``wall_seconds``, ``tokens`` ...)."""
-
-    def __init__(self, resource: str, used: float, limit: float) -> None:
-        self.resource, self.used, self.limit = resource, used, limit
-        super().__init__(f"budget {resource} {used:g}/{limit:g}")
 
 
 class NeedsHuman(StopAttempt):
@@ -64,86 +51,6 @@ class NeedsHuman(StopAttempt):
     def __init__(self, command: str, reason: str) -> None:
         self.command, self.reason = command, reason
         super().__init__(f"waiting for a human to approve: {command}")
-
-
-@dataclass(slots=True)
-class Budget:
-    """Counters against the policy's limits. Run-wide: wall, tokens, cost; per attempt: steps, output."""
-
-    steps: int
-    output_bytes: int
-    tokens: int
-    cost_usd: float
-    deadline: float
-    repeated_command: int = 5
-    idle_steps: int = 25
-    used_steps: int = 0
-    used_output: int = 0
-    idle: int = 0
-    last_command: str | None = None
-    same_command: int = 0
-    used_tokens: int = 0
-    used_cost: float = 0.0
-    on_change: Callable[[], None] | None = None
-    """Called after each counted step and model charge (the live display's budget counters)."""
-
-    def counters(self) -> dict[str, float]:
-        """Used vs limit for steps (this attempt), tokens and cost (the run)."""
-        return {
-            "steps": self.used_steps,
-            "steps_limit": self.steps,
-            "tokens": self.used_tokens,
-            "tokens_limit": self.tokens,
-            "cost_usd": round(self.used_cost, 6),
-            "cost_limit": self.cost_usd,
-        }
-
-    def new_attempt(self) -> None:
-        self.used_steps = 0
-        self.used_output = 0
-        self.idle = 0
-        self.last_command = None
-        self.same_command = 0
-
-    def command(self, line: str) -> None:
-        """Loop guard: the same command too many times in a row."""
-        self.same_command = self.same_command + 1 if line == self.last_command else 1
-        self.last_command = line
-        if self.same_command >= self.repeated_command:
-            raise BudgetExceeded("repeated_command", self.same_command, self.repeated_command)
-
-    def progress(self, changed: bool) -> None:
-        """Loop guard: too many actions without a change to any file."""
-        self.idle = 0 if changed else self.idle + 1
-        if self.idle >= self.idle_steps:
-            raise BudgetExceeded("idle_steps", self.idle, self.idle_steps)
-
-    def step(self) -> None:
-        self.check_wall()
-        if self.used_steps >= self.steps:
-            raise BudgetExceeded("steps", self.used_steps, self.steps)
-        self.used_steps += 1
-        if self.on_change is not None:
-            self.on_change()
-
-    def check_wall(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise BudgetExceeded("wall_seconds", round(time.monotonic() - self.deadline), 0)
-
-    def output(self, n: int) -> None:
-        self.used_output += n
-        if self.used_output > self.output_bytes:
-            raise BudgetExceeded("output_bytes", self.used_output, self.output_bytes)
-
-    def model(self, tokens: int, cost: float) -> None:
-        self.used_tokens += tokens
-        self.used_cost += cost
-        if self.on_change is not None:
-            self.on_change()
-        if self.used_tokens > self.tokens:
-            raise BudgetExceeded("tokens", self.used_tokens, self.tokens)
-        if self.used_cost > self.cost_usd:
-            raise BudgetExceeded("cost_usd", round(self.used_cost, 4), self.cost_usd)
 
 
 @dataclass(frozen=True, slots=True)

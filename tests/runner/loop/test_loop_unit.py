@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from policies.budget import Budget, BudgetExceeded
 from runner.loop.resume import (
     RunMeter,
     answer_pending,
@@ -16,7 +17,6 @@ from runner.loop.resume import (
     resumable,
     wait_for,
 )
-from runner.loop.tools import Budget, BudgetExceeded
 from runner.store.runs import NewRun, RunStore
 from sandbox.errors import GitError
 
