@@ -21,7 +21,7 @@ from typing import Any
 
 from docker.errors import DockerException, NotFound
 
-from sandbox.docker_backend import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
+from sandbox.container import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
 from sandbox.errors import LeaseHeld
 from sandbox.gatetree import sweep_ram
 from sandbox.lease import RunLease

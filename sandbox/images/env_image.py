@@ -30,7 +30,7 @@ from typing import Any
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.types import Mount
 
-from sandbox.docker_backend import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
+from sandbox.container import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
 from sandbox.errors import ImageError, SetupFailed
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
 

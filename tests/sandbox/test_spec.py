@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from sandbox.docker_backend import LABEL_HOME, LABEL_RUN, container_config
+from sandbox.container import LABEL_HOME, LABEL_RUN, container_config
 from sandbox.errors import SpecError
 from sandbox.spec import Mount, SandboxSpec
 
