@@ -8,7 +8,7 @@ bombs) from size-capped bytes read without following links.
 A report the gate container wrote is evidence the candidate could have forged
 (the gate runs the candidate's code); it is only ever used to find problems or
 to choose what a confirmation run leaves out, never as a pass by itself (see
-``runner.loop.gates``). ``parse_junit_bytes`` with a ``suite`` rejects a report whose
+``policies.gates``). ``parse_junit_bytes`` with a ``suite`` rejects a report whose
 single test suite does not carry the name the runner chose for that run.
 """
 

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runner.loop.gates import GateResult
+from policies.gates import GateResult
 from runner.store.runs import RunStore
 
 log = logging.getLogger(__name__)

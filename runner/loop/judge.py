@@ -35,17 +35,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from policies.budget import Budget
+from policies.gates import GateResult, gate_map
+from policies.junit import MAX_JUNIT_BYTES, Comparison, TestOutcomes
 from policies.policy import Policy
 from runner.loop.baseline import BackgroundBaseline, BaselineStopped, Emit
-from runner.loop.gates import (
-    MAX_JUNIT_BYTES,
-    Comparison,
-    GateResult,
-    TestOutcomes,
-    clean_dir,
-    gate_map,
-    run_gate,
-)
+from runner.loop.gates import clean_dir, run_gate
 from runner.store.runs import RunStore
 from sandbox.errors import WorkspaceError
 from sandbox.gatetree import GateTree, remove_gate_tree

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from policies.junit import TestOutcomes, compare, parse_junit
 from policies.policy import Policy
 from policies.scope import HIDDEN_CHARACTERS, Scope
-from runner.loop.gates import TestOutcomes, compare, parse_junit
 from runner.store.eventlog import Event
 from runner.store.runs import RunStore
 from runner.store.trajectory import Blocked, Trajectory, read_trajectory

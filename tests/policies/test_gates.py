@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from policies.gates import GateResult, feedback, judge
 from policies.junit import (
     MAX_JUNIT_BYTES,
     compare,
@@ -27,7 +28,6 @@ from policies.junit import (
 )
 from policies.junit import TestOutcomes as Outcomes
 from policies.policy import GatePolicy
-from runner.loop.gates import GateResult, feedback, judge
 
 SUITE = "corral-0123456789abcdef"
 TESTS = textwrap.dedent(

@@ -1,0 +1,175 @@
+"""Gate verdicts: one gate run judged against the baseline, and the feedback on failed gates.
+
+Pure: a gate's exit code, output and per-test outcomes in, a verdict out. Running
+the gate in a fresh sandbox is ``runner.loop.gates``; reading junit XML is
+``policies.junit``. Only the exit code of a process the runner started counts
+as a pass. A gate passes on exit 0, or when its failures are not the
+candidate's fault, which is decided against the baseline (the same gates at the
+base commit):
+
+- pytest gates (``is_pytest``): the junit report is written by the candidate's
+  code, so it only ever counts *against* the candidate: any test that ran
+  (passed or failed) at base and now fails, is skipped, is xfailed or is gone
+  fails the gate, exit 0 or not. When the exit code is not 0 and every failure
+  already failed at base (and something was fixed), ``judge`` passes it, and
+  ``runner.loop.gates.run_gate`` must still confirm that with a run that leaves
+  those tests out and exits 0.
+- other gates pass on exit 0, or when base failed too and the candidate's output
+  has no line (numbers ignored) that base's did not.
+
+``feedback`` frames the failed gates for the model ("Fix the problems below"),
+within a character budget.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from policies.junit import Comparison, TestOutcomes, compare
+from policies.policy import GatePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """One gate's run: exit code and log, per-test outcomes if known, and the verdict."""
+
+    name: str
+    required: bool
+    passed: bool
+    exit_code: int
+    timed_out: bool
+    duration_s: float
+    log: str
+    reason: str
+    outcomes: TestOutcomes | None = None
+    comparison: Comparison | None = None
+    new_lines: tuple[str, ...] = field(default_factory=tuple)
+
+
+def is_pytest(gate: GatePolicy) -> bool:
+    return gate.kind == "pytest" or (gate.kind == "auto" and "pytest" in gate.command)
+
+
+def judge(
+    gate: GatePolicy,
+    exit_code: int,
+    timed_out: bool,
+    text: str,
+    outcomes: TestOutcomes | None,
+    baseline: GateResult | None,
+) -> tuple[bool, str, Comparison | None, tuple[str, ...]]:
+    """The verdict on one run: (passed, reason, per-test comparison, new output lines).
+
+    For pytest, a pass with a non-zero ``exit_code`` still needs ``run_gate``'s
+    confirmation run.
+    """
+    if timed_out:
+        return False, f"timed out after {gate.timeout}s", None, ()
+    comparison = None
+    if outcomes is not None and baseline is not None and baseline.outcomes is not None:
+        comparison = compare(baseline.outcomes, outcomes)
+    if is_pytest(gate):
+        if outcomes is None:
+            ok = exit_code == 0 and baseline is None
+            why = "exit 0" if ok else f"exit {exit_code}; no junit report the runner accepts"
+            return ok, why, None, ()
+        if comparison is not None and (comparison.newly_failing or comparison.missing):
+            return False, _against(comparison, outcomes), comparison, ()
+        if exit_code == 0:
+            return True, f"{len(outcomes.passed)} passed", comparison, ()
+        if comparison is not None and comparison.fixed and not _new_failures(outcomes, comparison):
+            n = len(comparison.still_failing)
+            return (
+                True,
+                f"fixed {len(comparison.fixed)}; {n} failing at base too (not blamed)",
+                comparison,
+                (),
+            )
+        return False, f"exit {exit_code}: {len(outcomes.failed)} failed", comparison, ()
+    if exit_code == 0:
+        return True, "exit 0", None, ()
+    if baseline is not None and baseline.exit_code != 0:
+        new = tuple(sorted(_lines(text) - _lines(baseline.log)))
+        if not new:
+            return True, f"exit {exit_code}, as at base; no new problems (not blamed)", None, ()
+        return False, f"exit {exit_code}; {len(new)} new line(s) of output vs base", None, new
+    return False, f"exit {exit_code}", None, ()
+
+
+def _against(c: Comparison, outcomes: TestOutcomes) -> str:
+    skipped, gone = _split_missing(c, outcomes)
+    counts = [(len(c.newly_failing), "now fail"), (len(skipped), "are skipped or xfailed"),
+              (len(gone), "are gone from the report")]  # fmt: skip
+    return "tests that ran at base " + ", ".join(f"{n} {what}" for n, what in counts if n)
+
+
+def _split_missing(c: Comparison, outcomes: TestOutcomes | None) -> tuple[list[str], list[str]]:
+    skipped = outcomes.skipped if outcomes is not None else frozenset()
+    return [t for t in c.missing if t in skipped], [t for t in c.missing if t not in skipped]
+
+
+def _new_failures(outcomes: TestOutcomes, comparison: Comparison) -> bool:
+    return bool(outcomes.failed - set(comparison.still_failing))
+
+
+_NUMBERS = re.compile(r"\d+")
+
+
+def _lines(text: str) -> set[str]:
+    return {_NUMBERS.sub("N", line.strip()) for line in text.splitlines() if line.strip()}
+
+
+#: Most test ids and new output lines listed per gate in the feedback.
+LIST_ITEMS, LIST_LINES = 20, 40
+
+
+def feedback(results: Sequence[GateResult], budget_chars: int) -> str:
+    """Failed gates framed for the model: what failed, which tests, then the log's tail.
+
+    Each failed gate's heading and test lists come first and are kept; the logs
+    share what is left of ``budget_chars`` and keep their ends (where pytest
+    prints its summary). The whole text never exceeds ``budget_chars``.
+    """
+    heads: list[str] = []
+    logs: list[str] = []
+    for r in results:
+        if r.passed:
+            continue
+        kind = "required" if r.required else "advisory"
+        head = [f"# Gate `{r.name}` failed ({kind}): {r.reason}. Fix the problems below."]
+        if r.comparison is not None:
+            skipped, gone = _split_missing(r.comparison, r.outcomes)
+            for label, items in (
+                ("Newly failing", r.comparison.newly_failing),
+                ("Skipped or xfailed now, ran at base (do not skip tests)", skipped),
+                ("Gone from the report, ran at base", gone),
+                ("Still failing (failed at base too)", r.comparison.still_failing),
+            ):
+                if items:
+                    more = f" (+{len(items) - LIST_ITEMS} more)" if len(items) > LIST_ITEMS else ""
+                    head.append(f"{label}: {', '.join(items[:LIST_ITEMS])}{more}")
+        if r.new_lines:
+            head.append("New output lines vs base:\n" + "\n".join(r.new_lines[:LIST_LINES]))
+        heads.append("\n".join(head))
+        logs.append(r.log)
+    if not heads:
+        return ""
+    room = max(0, budget_chars - sum(len(h) + 2 for h in heads)) // len(heads)
+    parts = [h + "\n" + _tail(text, room) for h, text in zip(heads, logs, strict=True)]
+    return "\n\n".join(parts)[:budget_chars]
+
+
+def _tail(text: str, chars: int) -> str:
+    cut = "[... gate output cut ...]\n"
+    if len(text) <= chars:
+        return text
+    if chars <= len(cut):
+        return ""
+    return cut + text[len(text) - (chars - len(cut)) :]
+
+
+def gate_map(results: Sequence[GateResult]) -> Mapping[str, bool]:
+    """``name -> passed`` (the shape run summaries and ``--json`` use)."""
+    return {r.name: r.passed for r in results}
