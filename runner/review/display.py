@@ -43,7 +43,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.review.evidence import plain
-from runner.store.eventlog import Event
+from runner.store.chain import Event
 from runner.store.trajectory import summarize
 
 log = logging.getLogger(__name__)

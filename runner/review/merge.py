@@ -36,7 +36,7 @@ from policies.policy import Policy
 from runner.loop.outcome import AttemptReport
 from runner.ops.service import result_of
 from runner.review.evidence import gather, plain
-from runner.store.eventlog import Event
+from runner.store.chain import Event
 from runner.store.runs import RunRecord, RunStore
 from sandbox.errors import GitError
 from sandbox.git import HostGit, find_git_dirs, split_z

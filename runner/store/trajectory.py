@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.store.eventlog import Event
+from runner.store.chain import Event
 
 #: Event types that are one agent action each, and the tool they belong to (events since
 #: ``Tools`` named their tool carry it in ``tool``: ``edit_file`` records a ``write``).

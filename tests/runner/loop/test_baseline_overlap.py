@@ -23,7 +23,7 @@ import pytest
 from runner.loop.outcome import RunResult
 from runner.loop.resume import resumable
 from runner.ops.service import OnEvent, resume_run
-from runner.store.eventlog import Event
+from runner.store.chain import Event
 from runner.store.runs import RunStore
 from sandbox.gatetree import gate_tree_path
 from sandbox.paths import worktrees_dir

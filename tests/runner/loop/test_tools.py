@@ -32,7 +32,7 @@ from runner.loop.tools import (
     Tools,
     trim,
 )
-from runner.store.eventlog import Event
+from runner.store.chain import Event
 from runner.store.trajectory import read_trajectory, summarize
 from sandbox.docker_backend import MAX_READ_BYTES as DOCKER_MAX_READ_BYTES
 from sandbox.docker_backend import DockerBackend

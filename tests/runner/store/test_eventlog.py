@@ -13,16 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.store.eventlog import (
-    GENESIS,
-    EventLog,
-    Head,
-    LogCorrupt,
-    StoreError,
-    link,
-    verify_log,
-    write_all,
-)
+from runner.store.chain import GENESIS, Head, link, verify_log
+from runner.store.disk import write_all
+from runner.store.eventlog import EventLog, LogCorrupt, StoreError
 
 
 def _lines(path: Path) -> list[bytes]:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.store.eventlog import GENESIS, LogCorrupt, canonical, event_hash, link
+from runner.store.chain import GENESIS, canonical, event_hash, link
+from runner.store.eventlog import LogCorrupt
 from runner.store.runs import (
     FAILURE_DOMAINS,
     STATUSES,
@@ -156,9 +157,9 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     home = tmp_path / "h"
     home.mkdir()
     db = sqlite3.connect(home / "runs.db")
-    from runner.store.runs import _MIGRATIONS
+    from runner.store.schema import MIGRATIONS
 
-    for statement in _MIGRATIONS[0]:
+    for statement in MIGRATIONS[0]:
         db.execute(statement)
     db.execute("PRAGMA user_version=1")
     db.commit()
