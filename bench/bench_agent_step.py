@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 
 from rich.console import Console
 
-import runner.loop.runner
+import runner.loop.attempt
 from bench.probes import Clock, patched
 from runner.llm.client import ModelClient
 from runner.llm.scripted_server import ScriptedModelServer, ScriptedReply, ToolCall
@@ -135,7 +135,7 @@ def probed(probes: Probes, *, watch: bool) -> AbstractContextManager[None]:
     patches += [(DockerSandbox, n, clock.wrap("sandbox", getattr(DockerSandbox, n)))
                 for n in ("exec", "read_file", "write_file")]  # fmt: skip
     if not watch:
-        patches.append((runner.loop.runner, "TreeWatch", NoWatch))
+        patches.append((runner.loop.attempt, "TreeWatch", NoWatch))
     return patched(patches)
 
 

@@ -55,8 +55,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support.gitfixtures
 
+import runner.loop.attempt
 import runner.loop.judge
-import runner.loop.runner
 from bench.probes import Clock, patched
 from runner.loop.baseline import BackgroundBaseline
 from runner.ops.service import RunRequest, start_run
@@ -102,7 +102,7 @@ def probed(clock: Clock, background: Clock) -> AbstractContextManager[None]:
         (Workspace, "create", "worktree"), (Workspace, "remove", "worktree"),
         (Workspace, "rollback", "rollback"), (DockerBackend, "start", "sandbox"),
         (DockerSandbox, "close", "sandbox"), (DockerSandbox, "exec", "actions"),
-        (DockerSandbox, "write_file", "actions"), (runner.loop.runner, "harvest", "harvest"),
+        (DockerSandbox, "write_file", "actions"), (runner.loop.attempt, "harvest", "harvest"),
         (runner.loop.judge, "run_gate", "gate"), (Workspace, "compose", "gate tree"),
         (GateTree, "checkout", "gate tree"), (GateTree, "unchanged", "gate tree"),
         (runner.loop.judge, "remove_gate_tree", "gate tree"), (runner.loop.judge, "clean_dir", "gate tree"),

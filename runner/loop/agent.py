@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from runner.store.runs import FailureDomain
+
 if TYPE_CHECKING:
     from runner.loop.tools import Tools
 
@@ -54,7 +56,7 @@ class WindowOutcome:
     tokens: int = 0
     cost_usd: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
-    domain: str = "model"
+    domain: FailureDomain = "model"
     """The failure domain of an ``agent_error`` (``tool-interface`` for malformed tool calls)."""
 
 
