@@ -22,14 +22,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from runner.errors import PresetError as PresetError
+
 #: Where the runner's read-only files for the agent are mounted (prompt, presets' ``files``).
 AGENT_DIR = "/run/corral/agent"
 PROMPT_FILE = f"{AGENT_DIR}/prompt.md"
 CUSTOM = "custom"
-
-
-class PresetError(ValueError):
-    """A preset that does not exist or does not load; the message names the fix."""
 
 
 class Preset(BaseModel):

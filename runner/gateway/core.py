@@ -54,6 +54,7 @@ from typing import Any
 
 import httpx2 as httpx
 
+from runner.errors import GatewayError as GatewayError
 from runner.gateway.http import Server
 from runner.gateway.routes import Resolver, Route, Router, Upstream, Validate, system_resolver
 from runner.llm.client import PRICES, price, redact
@@ -76,10 +77,6 @@ MAX_CONCURRENT = 8
 IDLE_TIMEOUT_S = 600.0
 
 OnEvent = Callable[[str, Mapping[str, Any]], None]
-
-
-class GatewayError(Exception):
-    """The gateway cannot serve (its socket cannot be bound); the message says why."""
 
 
 class Gateway:

@@ -39,7 +39,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from runner.loop.tools import Paused
+from runner.errors import ContextTooLong as ContextTooLong
+from runner.errors import ModelError as ModelError
+from runner.errors import ModelUnavailable as ModelUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,40 +56,6 @@ PRICES: dict[str, tuple[float, float]] = {
     "claude-haiku": (0.80, 4.00),
 }
 KEY_ENV = ("CORRAL_API_KEY", "OPENAI_API_KEY")
-
-
-class ModelError(Exception):
-    """A model call failed for good; ``domain`` is the failure domain it belongs to.
-
-    ``stops_run``: the runner ends the run (not only the attempt) on it, since
-    every later call would be refused the same way (a bad key, a request the
-    endpoint does not accept, a context the agent did not handle).
-    """
-
-    stops_run = True
-
-    def __init__(self, message: str, domain: str = "model") -> None:
-        self.domain = domain
-        super().__init__(message)
-
-
-class ContextTooLong(ModelError):
-    """The request exceeded the model's context window (domain ``context``)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "context")
-
-
-class ModelUnavailable(ModelError, Paused):
-    """The circuit is open: the endpoint failed too often in a row (domain ``runtime``).
-
-    Also a ``Paused``: the run waits with its state saved until ``corral resume``.
-    """
-
-    stops_run = False
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "runtime")
 
 
 @dataclass(frozen=True, slots=True)

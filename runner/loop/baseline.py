@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from policies.gates import GateResult
+from runner.errors import BaselineStopped as BaselineStopped
 from runner.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,6 @@ log = logging.getLogger(__name__)
 Emit = Callable[[str, Mapping[str, Any]], None]
 #: The baseline's work: run the gates at base with this store and emit, return them by name.
 Work = Callable[[RunStore, Emit, threading.Event], dict[str, GateResult]]
-
-
-class BaselineStopped(Exception):
-    """The run ended before the baseline: it stops before its next gate (``stop``)."""
 
 
 class BackgroundBaseline:

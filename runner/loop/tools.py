@@ -31,6 +31,8 @@ from policies.budget import BudgetExceeded as BudgetExceeded
 from policies.commands import CommandValidator
 from policies.errors import StopAttempt as StopAttempt
 from policies.scope import Scope
+from runner.errors import NeedsHuman as NeedsHuman
+from runner.errors import Paused as Paused
 from sandbox.interfaces import Sandbox
 from sandbox.watch import TreeWatch
 from sandbox.workspace import Workspace, compare
@@ -39,18 +41,6 @@ Emit = Callable[[str, Mapping[str, Any]], None]
 
 #: What the agent sees of one command's output: head and tail, with the cut marked.
 AGENT_OUTPUT_CHARS = 12_000
-
-
-class Paused(StopAttempt):
-    """The run must wait (state saved) and continue with ``corral resume``: ``reason`` says why."""
-
-
-class NeedsHuman(StopAttempt):
-    """An ``ask`` command: the run waits for ``corral approve`` / ``corral reject``."""
-
-    def __init__(self, command: str, reason: str) -> None:
-        self.command, self.reason = command, reason
-        super().__init__(f"waiting for a human to approve: {command}")
 
 
 @dataclass(frozen=True, slots=True)

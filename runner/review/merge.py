@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from policies.policy import Policy
+from runner.errors import MergeRefused as MergeRefused
 from runner.loop.outcome import AttemptReport
 from runner.ops.service import result_of
 from runner.review.evidence import gather, plain
@@ -45,10 +46,6 @@ from sandbox.lease import RunLease
 #: How many commits of the target branch are searched for a ``Corral-Run:`` trailer.
 TRAILER_SEARCH_DEPTH = 10_000
 _LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
-
-
-class MergeRefused(ValueError):
-    """The run cannot be merged, approved or exported as asked; the message names the fix."""
 
 
 @dataclass(frozen=True, slots=True)
