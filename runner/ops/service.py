@@ -7,6 +7,15 @@ from the (possibly dirty) checkout. ``resume`` redoes the environment set-up
 when its journal step is not done, seeds an agent CLI's gateway with the
 tokens and cost the run already spent, and runs again a run that failed on an
 infrastructure error (``runner.loop.resume.resumable``).
+
+Where the sandboxes run is the caller's choice: ``backend`` (any
+``SandboxBackend``; the CLI leaves it to the default, Docker on the local
+engine). Only a backend on an engine (``runner.loop.capabilities.OnEngine``)
+builds images: corral's sandbox image (or an agent CLI's), the environment
+image of the policy's ``[setup]``, and a resumed run's leftover containers are
+removed there. A backend without one (``sandbox.fake.FakeBackend``) runs the
+request's image name as given (its own name when there is none) and refuses a
+policy with ``[setup]`` commands before the run is created.
 """
 
 from __future__ import annotations
@@ -34,15 +43,18 @@ from runner.agents.scripted import ScriptedAgent
 from runner.gateway.core import runtime_problem
 from runner.llm.client import PRICES, ModelClient, ModelConfig, read_api_key
 from runner.loop.agent import Agent, Task
+from runner.loop.capabilities import OnEngine
+from runner.loop.config import RunConfig
 from runner.loop.outcome import AttemptReport, RunResult
 from runner.loop.resume import decisions, record_runtime_error, resumable
-from runner.loop.runner import RunConfig, Runner
+from runner.loop.runner import Runner
 from runner.store.runs import NewRun, RunStore
 from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect, connect_soon, probe
-from sandbox.errors import EngineUnavailable, SandboxError, SetupFailed
+from sandbox.errors import EngineUnavailable, SandboxError, SetupFailed, UserError
 from sandbox.git import HostGit, find_git_dirs
 from sandbox.images import ensure_env_image, ensure_sandbox_image, find_ca_bundle
+from sandbox.interfaces import SandboxBackend
 from sandbox.paths import worktrees_dir
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
 
@@ -175,12 +187,21 @@ def make_agent(
     )
 
 
-def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> RunResult:
-    """Create (or find, by idempotency key) a run and drive it to an outcome."""
+def start_run(
+    home: Path,
+    req: RunRequest,
+    on_event: OnEvent | None = None,
+    *,
+    backend: SandboxBackend | None = None,
+) -> RunResult:
+    """Create (or find, by idempotency key) a run and drive it to an outcome.
+
+    ``backend``: where its sandboxes run (default: Docker, on the local engine).
+    """
     repo = req.repo.resolve()
     if not repo.is_dir():
         raise ValueError(f"--repo {req.repo} is not a directory")
-    engine = connect_soon()  # the engine answers while the policy and the store are read
+    sandboxes = _backend_soon(backend)  # the engine answers while the rest is read
     _, common = find_git_dirs(repo)
     base = HostGit(common).rev_parse(req.base_ref)
     task = read_task(repo, req.bug, base)
@@ -197,13 +218,9 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
         existing = store.find_by_key(req.idempotency_key)
         if existing is not None:
             return result_of(store, existing)
-    client = engine()
-    check_gateway_runtime(agent, req.runtime, loaded.policy)
-    if isinstance(agent, CliAgent):
-        ca = find_ca_bundle(os.environ)
-        image = req.image or build_agent_image(client, agent.preset, ca_bundle=ca).image_id
-    else:
-        image = req.image or ensure_sandbox_image(client)
+    backend = sandboxes()
+    _check_backend(backend, agent, req.runtime, loaded.policy)
+    image = req.image or _sandbox_image(backend, agent)
     name, _, inline = req.agent.partition(":")
     script = req.script or (Path(inline) if inline else None)
     agent_ref = name if script is None else f"{name}:{script.resolve()}"
@@ -233,15 +250,24 @@ def start_run(home: Path, req: RunRequest, on_event: OnEvent | None = None) -> R
     )
     store.append(run_id, "run_start", {"repo": str(repo), "base": base, "title": task.title,
                                        "policy_sources": list(loaded.sources), "agent": agent_ref})  # fmt: skip
-    env_image = _environment(home, store, run_id, client, image, repo, base, loaded.policy)
+    env_image = _environment(home, store, run_id, backend, image, repo, base, loaded.policy)
     if env_image is None:
         return result_of(store, run_id)
     config = RunConfig(task=task, loaded=loaded, image=env_image, runtime=_runtime(req.runtime))
-    return _drive(home, store, client, agent, config, run_id, on_event)
+    return _drive(home, store, backend, agent, config, run_id, on_event)
 
 
-def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunResult:
-    """Continue a run from its last completed step (see ``runner.loop.runner``)."""
+def resume_run(
+    home: Path,
+    run_id: str,
+    on_event: OnEvent | None = None,
+    *,
+    backend: SandboxBackend | None = None,
+) -> RunResult:
+    """Continue a run from its last completed step (see ``runner.loop.runner``).
+
+    ``backend``: where its sandboxes run (default: Docker, on the local engine).
+    """
     store = RunStore(home)
     rec = store.get(run_id)
     ended = ("ready_for_review", "failed", "budget_exhausted", "approved", "rejected", "merged")
@@ -265,8 +291,8 @@ def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunR
     )  # fmt: skip
     task = read_task(Path(rec.repo), Path(rec.bug_path), rec.base)
     answers = decisions(rec.waiting_json)
-    client = connect()
-    check_gateway_runtime(agent, spec.get("runtime"), policy)
+    backend = backend if backend is not None else DockerBackend(connect())
+    _check_backend(backend, agent, spec.get("runtime"), policy)
     store.append(run_id, "run_resume", {"approved": sorted(answers.approved),
                                         "rejected": sorted(answers.rejected),
                                         "scope": {str(k): v for k, v in answers.scope.items()}})  # fmt: skip
@@ -274,7 +300,7 @@ def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunR
     setup_done = any(s.kind == "setup" and s.state == "done" for s in store.journal(run_id))
     if policy.setup.commands and not setup_done:  # a crash or an engine error during set-up
         built = _environment(
-            home, store, run_id, client, spec["image"], Path(rec.repo), rec.base, policy
+            home, store, run_id, backend, spec["image"], Path(rec.repo), rec.base, policy
         )
         if built is None:
             return result_of(store, run_id)
@@ -283,7 +309,43 @@ def resume_run(home: Path, run_id: str, on_event: OnEvent | None = None) -> RunR
         task=task, loaded=loaded, image=env_image, runtime=_runtime(spec.get("runtime")),
         approved=answers.approved, rejected=answers.rejected, scope_answers=answers.scope,
     )  # fmt: skip
-    return _drive(home, store, client, agent, config, run_id, on_event)
+    return _drive(home, store, backend, agent, config, run_id, on_event)
+
+
+def _backend_soon(backend: SandboxBackend | None) -> Callable[[], SandboxBackend]:
+    """``backend``; without one, Docker on the local engine, connected on a thread from now on."""
+    if backend is not None:
+        return lambda: backend
+    engine = connect_soon()
+    return lambda: DockerBackend(engine())
+
+
+def _check_backend(
+    backend: SandboxBackend, agent: Agent, runtime: str | None, policy: Policy
+) -> None:
+    """What the run needs of its backend, checked before anything starts.
+
+    On an engine: ``check_gateway_runtime``. Without one: ``UserError`` for a
+    policy with ``[setup]`` commands (an environment image is built on an engine).
+    """
+    if isinstance(backend, OnEngine):
+        check_gateway_runtime(agent, runtime, policy)
+    elif policy.setup.commands:
+        raise UserError(
+            "the policy's [setup] commands build an environment image on the container engine,"
+            f" and the sandbox backend {backend.name!r} has none: run on Docker, or drop [setup]"
+        )
+
+
+def _sandbox_image(backend: SandboxBackend, agent: Agent) -> str:
+    """The image attempts and gates start from: corral's (an agent CLI's) on the engine, found or
+    built; a backend without an engine builds none, and its name is recorded instead."""
+    if not isinstance(backend, OnEngine):
+        return backend.name
+    if isinstance(agent, CliAgent):
+        ca = find_ca_bundle(os.environ)
+        return build_agent_image(backend.client, agent.preset, ca_bundle=ca).image_id
+    return ensure_sandbox_image(backend.client)
 
 
 def check_gateway_runtime(agent: Agent, runtime: str | None, policy: Policy) -> None:
@@ -300,14 +362,15 @@ def check_gateway_runtime(agent: Agent, runtime: str | None, policy: Policy) -> 
 def _drive(
     home: Path,
     store: RunStore,
-    client: Any,
+    backend: SandboxBackend,
     agent: Agent,
     config: RunConfig,
     run_id: str,
     on_event: OnEvent | None,
 ) -> RunResult:
-    """Run ``agent``; an agent CLI is bound to the run (gateway, files) for exactly this long."""
-    runner = Runner(home, store, DockerBackend(client), agent, config, run_id, on_event=on_event)
+    """Run ``agent`` on ``backend``; an agent CLI is bound to the run (gateway, files) for
+    exactly this long."""
+    runner = Runner(home, store, backend, agent, config, run_id, on_event=on_event)
     if not isinstance(agent, CliAgent):
         return runner.execute()
     rec = store.get(run_id)  # the gateway counts on from what the run already spent
@@ -387,7 +450,7 @@ def _environment(
     home: Path,
     store: RunStore,
     run_id: str,
-    client: Any,
+    backend: SandboxBackend,
     image: str,
     repo: Path,
     base: str,
@@ -395,12 +458,14 @@ def _environment(
 ) -> str | None:
     """The environment image id, or None when set-up failed (the run is then recorded as failed).
 
-    A set-up command that fails is the run's end (``runtime``, not resumable); an
+    Without ``[setup]`` commands: ``image`` itself. Else the image is built on
+    ``backend``'s engine (``_check_backend`` refused a backend without one). A
+    set-up command that fails is the run's end (``runtime``, not resumable); an
     engine or image error (``SandboxError``) leaves the set-up step unfinished, is
     recorded with its evidence (``record_runtime_error``) and ``resume`` redoes it.
     """
     setup = policy.setup
-    if not setup.commands:
+    if not setup.commands or not isinstance(backend, OnEngine):
         return image
     seq = store.journal_start(run_id, "setup", "env", {"commands": list(setup.commands)})
     scratch = Path(tempfile.mkdtemp(prefix=f"{run_id}.setup.", dir=_scratch_dir(home)))
@@ -412,7 +477,7 @@ def _environment(
             for p in [scratch, *scratch.rglob("*")]:
                 os.lchown(p, SANDBOX_UID, SANDBOX_GID)
         env = ensure_env_image(
-            client, image, scratch, setup.commands, repo=str(repo), base_commit=base,
+            backend.client, image, scratch, setup.commands, repo=str(repo), base_commit=base,
             ca_bundle=find_ca_bundle(os.environ), network=setup.network, timeout=setup.timeout,
             run_id=run_id, home=home,
         )  # fmt: skip
