@@ -4,9 +4,28 @@
 ``sandbox``, ``policies`` and ``runner`` trees all hang from it); ``UserError``
 is bad input the user can fix, whose message names the fix: the CLI maps it,
 and nothing else, to exit code 2. They live here because ``sandbox`` is the
-package the other two depend on. Within the sandbox tree: one base, builtin parents, so callers can catch either the corral type or the
-builtin one (``except TimeoutError`` works for ``SandboxTimeout``). A command
-that runs and fails is a result (``ExecResult``), never an exception.
+package the other two depend on. Within the sandbox tree: one base, builtin
+parents, so callers can catch either the corral type or the builtin one
+(``except TimeoutError`` works for ``SandboxTimeout``). A command that runs and
+fails is a result (``ExecResult``), never an exception.
+
+::
+
+    CorralError
+    ├── UserError                              bad input -> exit 2 (also a parent of the
+    │                                          ones marked UserError below)
+    └── SandboxError
+        ├── EngineUnavailable(UserError, ConnectionError)   fix: corral doctor --fix
+        ├── ImageError(UserError, RuntimeError)             fix: corral doctor --fix
+        │   └── SetupFailed                    a policy set-up command failed
+        ├── SpecError(UserError, ValueError)   a sandbox spec asks for something unsafe
+        ├── InvalidRunId(UserError, ValueError)
+        ├── GitError(UserError, RuntimeError)  git failed on the user's repository (a bad
+        │                                      ref, no repository, a branch that moved)
+        ├── SandboxStartError, SandboxClosed, SandboxNotRemoved, WorkspaceError,
+        │   LeaseHeld (RuntimeError); SandboxTimeout (TimeoutError); StorageError (OSError)
+        ├── SandboxFileNotFound, SandboxIsADirectory, SandboxPermissionError (OSError kinds)
+        └── ShellEnded                         the persistent shell died during a command
 """
 
 from __future__ import annotations
@@ -27,12 +46,14 @@ class SandboxError(CorralError):
     """Base of every error raised by the sandbox package."""
 
 
-class EngineUnavailable(SandboxError, ConnectionError):
-    """The container engine cannot be reached (not installed, not running)."""
+class EngineUnavailable(SandboxError, UserError, ConnectionError):
+    """The container engine cannot be reached (not installed, not running); the message names
+    the fix (``corral doctor --fix``)."""
 
 
-class ImageError(SandboxError, RuntimeError):
-    """An image could not be bootstrapped, built or found."""
+class ImageError(SandboxError, UserError, RuntimeError):
+    """An image could not be bootstrapped, built or found; the message names the fix
+    (``corral doctor --fix``, or the option to change)."""
 
 
 class SandboxStartError(SandboxError, RuntimeError):
@@ -51,12 +72,20 @@ class SandboxTimeout(SandboxError, TimeoutError):
     """A host-side deadline passed on an operation that is not a command (file I/O, start)."""
 
 
-class SpecError(SandboxError, ValueError):
+class SpecError(SandboxError, UserError, ValueError):
     """A sandbox spec asks for something unsafe or impossible (e.g. mounting the docker socket)."""
 
 
-class GitError(SandboxError, RuntimeError):
-    """A host git command failed; ``stderr`` holds git's own words."""
+class InvalidRunId(SandboxError, UserError, ValueError):
+    """A run id that is not safe as a file name, a git ref part and a label."""
+
+
+class GitError(SandboxError, UserError, RuntimeError):
+    """A host git command failed; ``stderr`` holds git's own words.
+
+    A ``UserError``: what fails is git on the user's repository (a bad ref, no
+    repository, a branch that moved), and git's words say what to fix.
+    """
 
     def __init__(self, argv: list[str], returncode: int, stderr: str) -> None:
         self.argv = argv

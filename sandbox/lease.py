@@ -17,7 +17,7 @@ from types import TracebackType
 
 import psutil
 
-from sandbox.errors import LeaseHeld
+from sandbox.errors import InvalidRunId, LeaseHeld
 from sandbox.paths import locks_dir
 
 #: How often ``acquire`` retries when the file it locked was unlinked by a releasing holder.
@@ -27,9 +27,12 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def check_run_id(run_id: str) -> str:
-    """Return ``run_id`` if it is safe as a file name, a git ref part and a label; else ValueError."""
+    """Return ``run_id`` if it is safe as a file name, a git ref part and a label.
+
+    Raises ``InvalidRunId`` (a ``UserError`` and a ``ValueError``) otherwise.
+    """
     if not _RUN_ID.match(run_id) or ".." in run_id:
-        raise ValueError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
+        raise InvalidRunId(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-'")
     return run_id
 
 
