@@ -1,4 +1,5 @@
-"""Declarative git fixtures: a tree from a dict, a repository with commits from dicts."""
+"""Declarative git fixtures: a tree from a dict, a repository with commits from dicts, and the
+state of a user's checkout to compare before and after corral worked on it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 _ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -70,3 +72,15 @@ def tree_digest(root: Path) -> dict[str, tuple[int, bytes]]:
             else:
                 out[rel] = (st.st_mode, b"")
     return out
+
+
+def checkout_state(repo: Path) -> dict[str, Any]:
+    """What a user sees of ``repo``: the tree, index, HEAD, config, branches and status."""
+    return {
+        "tree": {k: v for k, v in tree_digest(repo).items() if not k.startswith(".git/")},
+        "index": (repo / ".git/index").read_bytes(),
+        "HEAD": (repo / ".git/HEAD").read_bytes(),
+        "config": (repo / ".git/config").read_bytes(),
+        "branches": git(repo, "for-each-ref", "refs/heads", "refs/tags"),
+        "status": git(repo, "status", "--porcelain", "--untracked-files=all"),
+    }
