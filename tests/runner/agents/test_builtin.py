@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,12 +11,9 @@ from runner.agents.builtin import TOOL_ARGS, tool_schemas
 from runner.llm.client import ContextTooLong, ModelClient, ModelConfig, ModelError, ModelUnavailable
 from runner.llm.scripted_server import ScriptedModelServer, ScriptedReply, ToolCall
 from runner.store.runs import RunStore
-from tests.support.gitfixtures import make_repo
-
-KEY = "sk-supersecret-0123456789"
-CALC = "def add(a, b):\n    return a - b\n"
-TESTS = "from src.calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
-PYTEST = "python3 -m pytest -q -p no:cacheprovider"
+from tests.support.agentruns import FIX_CALLS, KEY, call, resume_corral, run_corral
+from tests.support.cli import corral
+from tests.support.demo import policy
 
 
 def _client(server: ScriptedModelServer, **kw: object) -> ModelClient:
@@ -96,55 +89,9 @@ def test_an_outage_shorter_than_the_circuit_is_no_error_of_the_agent() -> None:
 
 
 # ----------------------------------------------------------------- end to end
+# (the demo project, ``tests.support.demo``; the ``project`` fixture: tests/runner/agents/conftest.py)
 
-
-def call(name: str, **args: object) -> ScriptedReply:
-    return ScriptedReply(tool_calls=[ToolCall(name, dict(args))])
-
-
-FIX = [
-    call("read_file", path="src/calc.py"),
-    call("bash", command=PYTEST),
-    call("edit_file", path="src/calc.py", old_text="a - b", new_text="a + b"),
-    call("bash", command=PYTEST),
-    call("finish", summary="add() subtracted; it adds now"),
-]
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    make_repo(
-        tmp_path / "repo", {"src/__init__.py": "", "src/calc.py": CALC, "tests/test_calc.py": TESTS}
-    )
-    (tmp_path / "bug.md").write_text("# add() subtracts\n\nadd(1, 2) returns -1.\n")
-    return tmp_path
-
-
-def run_corral(
-    project: Path, home: Path, server: ScriptedModelServer, policy: str, *extra: str
-) -> dict:
-    (project / "policy.toml").write_text(textwrap.dedent(policy))
-    env = {**os.environ, "CORRAL_HOME": str(home), "CORRAL_API_KEY": KEY}
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "run", "--repo", str(project / "repo"), "--bug",
-         str(project / "bug.md"), "--policy", str(project / "policy.toml"), "--agent", "corral",
-         "--model", "gpt-4o-mini", "--base-url", server.base_url, "--json", *extra],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert proc.stdout.strip(), proc.stderr
-    result = json.loads(proc.stdout)
-    result["exit"] = proc.returncode
-    assert KEY not in proc.stdout + proc.stderr
-    return result
-
-
-GATES = f"""
-[budgets]
-attempts = 1
-[[gates]]
-name = "tests"
-command = "{PYTEST}"
-"""
+ONE_ATTEMPT = policy(attempts=1)
 
 
 @pytest.mark.docker
@@ -152,8 +99,8 @@ def test_model_explores_edits_tests_and_finishes(
     project: Path, corral_home: Path, sandbox_image: str
 ) -> None:
     probe = call("bash", command="env; cat /proc/1/environ 2>/dev/null | tr '\\0' '\\n'")
-    with ScriptedModelServer([probe, *FIX]) as server:
-        result = run_corral(project, corral_home, server, GATES)
+    with ScriptedModelServer([probe, *FIX_CALLS]) as server:
+        result = run_corral(project, corral_home, server, ONE_ATTEMPT)
     assert result["status"] == "ready_for_review" and result["exit"] == 0, result
     assert result["attempts"][0]["gates"] == {"tests": True}
     log = RunStore(corral_home).log_path(result["run_id"]).read_text()
@@ -173,7 +120,7 @@ def test_three_context_windows_carry_the_progress_file(
     for w in (1, 2, 3):
         replies += [ScriptedReply(tool_calls=[ToolCall("bash", {"command": f"ls # w{w}"})], prompt_tokens=1500),
                     call("update_progress", content=f"notes from window {w}")]  # fmt: skip
-    policy = GATES.replace("attempts = 1", "attempts = 1\nwindows = 3") + (
+    policy = ONE_ATTEMPT.replace("attempts = 1", "attempts = 1\nwindows = 3") + (
         "\n[model]\ncontext_tokens = 2000\nwindow_fraction = 0.5\n"
     )
     with ScriptedModelServer(replies) as server:
@@ -192,8 +139,8 @@ def test_faults_are_retried_then_the_run_succeeds(
     project: Path, corral_home: Path, sandbox_image: str
 ) -> None:
     faults = [ScriptedReply(fault="429", retry_after=0.2), ScriptedReply(fault="500")]
-    with ScriptedModelServer([*faults, *FIX]) as server:
-        result = run_corral(project, corral_home, server, GATES)
+    with ScriptedModelServer([*faults, *FIX_CALLS]) as server:
+        result = run_corral(project, corral_home, server, ONE_ATTEMPT)
     assert result["status"] == "ready_for_review", result
 
 
@@ -201,15 +148,13 @@ def test_faults_are_retried_then_the_run_succeeds(
 def test_circuit_opens_the_run_waits_and_resume_completes(
     project: Path, corral_home: Path, sandbox_image: str
 ) -> None:
-    policy = GATES + "\n[model]\nmax_retries = 1\ncircuit_after = 1\n"
+    policy = ONE_ATTEMPT + "\n[model]\nmax_retries = 1\ncircuit_after = 1\n"
     with ScriptedModelServer([ScriptedReply(fault="500"), ScriptedReply(fault="500")]) as server:
         waiting = run_corral(project, corral_home, server, policy, "--run-id", "flaky")
         assert waiting["status"] == "waiting" and waiting["exit"] == 3, waiting
         assert waiting["failure_domain"] == "runtime" and "unavailable" in waiting["reason"]
-        server.extend(FIX)  # the endpoint recovers
-        env = {**os.environ, "CORRAL_HOME": str(corral_home), "CORRAL_API_KEY": KEY}
-        proc = subprocess.run([sys.executable, "-m", "runner", "resume", "flaky", "--json"],
-                              env=env, capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+        server.extend(FIX_CALLS)  # the endpoint recovers
+        proc = corral("resume", "flaky", "--json", home=corral_home, env={"CORRAL_API_KEY": KEY})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "ready_for_review"
     assert RunStore(corral_home).verify("flaky").ok
@@ -219,7 +164,7 @@ def test_circuit_opens_the_run_waits_and_resume_completes(
 def test_a_model_looping_on_one_command_is_stopped(
     project: Path, corral_home: Path, sandbox_image: str
 ) -> None:
-    policy = GATES.replace("attempts = 1", "attempts = 1\nrepeated_command = 3")
+    policy = ONE_ATTEMPT.replace("attempts = 1", "attempts = 1\nrepeated_command = 3")
     with ScriptedModelServer([call("bash", command="ls")] * 6) as server:
         result = run_corral(project, corral_home, server, policy)
     assert (
@@ -232,7 +177,7 @@ def test_a_model_looping_on_one_command_is_stopped(
 def test_token_budget_ends_the_run_with_the_budget_named(
     project: Path, corral_home: Path, sandbox_image: str
 ) -> None:
-    policy = GATES.replace("attempts = 1", "attempts = 1\ntokens = 250")
+    policy = ONE_ATTEMPT.replace("attempts = 1", "attempts = 1\ntokens = 250")
     with ScriptedModelServer([call("bash", command=f"echo {i}") for i in range(6)]) as server:
         result = run_corral(project, corral_home, server, policy)
     assert result["status"] == "budget_exhausted" and "tokens" in result["reason"], result
@@ -243,7 +188,7 @@ def test_token_budget_ends_the_run_with_the_budget_named(
 def test_malformed_tool_calls_are_fed_back_and_bounded(
     project: Path, corral_home: Path, sandbox_image: str
 ) -> None:
-    policy = GATES + "\n[model]\nmax_tool_errors = 2\n"
+    policy = ONE_ATTEMPT + "\n[model]\nmax_tool_errors = 2\n"
     bad = [
         call("rm_rf", path="/"),
         call("bash", cmd="ls"),
@@ -261,25 +206,15 @@ def test_malformed_tool_calls_are_fed_back_and_bounded(
 def test_a_reply_too_long_is_survived_and_bounded_by_the_token_budget(
     project: Path, corral_home: Path, sandbox_image: str
 ) -> None:
-    policy = GATES.replace("attempts = 1", "attempts = 1\ntokens = 100000")
-    with ScriptedModelServer([ScriptedReply(fault="huge"), *FIX]) as server:
+    policy = ONE_ATTEMPT.replace("attempts = 1", "attempts = 1\ntokens = 100000")
+    with ScriptedModelServer([ScriptedReply(fault="huge"), *FIX_CALLS]) as server:
         result = run_corral(project, corral_home, server, policy)
     assert result["status"] == "budget_exhausted" and "tokens" in result["reason"], result
     assert server.served == 1  # the runner stopped at the reply that crossed the budget
 
 
-def resume_corral(home: Path, run_id: str) -> dict:
-    env = {**os.environ, "CORRAL_HOME": str(home), "CORRAL_API_KEY": KEY}
-    proc = subprocess.run([sys.executable, "-m", "runner", "resume", run_id, "--json"],
-                          env=env, capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
-    assert proc.stdout.strip(), proc.stderr
-    result = json.loads(proc.stdout)
-    result["exit"] = proc.returncode
-    return result
-
-
 #: The default circuit_after (3) and attempts (3); one retry a call keeps the outage short.
-OUTAGE_POLICY = GATES.replace("[budgets]\nattempts = 1\n", "") + "\n[model]\nmax_retries = 1\n"
+OUTAGE_POLICY = policy("[model]\nmax_retries = 1")
 
 
 @pytest.mark.docker

@@ -1,4 +1,5 @@
-"""Codex CLI in the box: its preset, Responses API usage metering, and real runs on Docker.
+"""Codex CLI in the box: its preset, and real runs on Docker (the gateway's metering of the
+Responses API Codex speaks is tested with the gateway, tests/runner/gateway/test_gateway.py).
 
 The docker tests run the real Codex CLI (npm, pinned in ``runner/agents/codex.toml``)
 in the sandbox against ``tests.support.responses_server`` (a scripted OpenAI Responses
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +20,17 @@ import pytest
 from policies.policy import Policy
 from runner.agents import load_preset
 from runner.agents.external import CliAgent
-from runner.gateway.routes import Upstream
-from runner.gateway.usage import UsageMeter
 from runner.store.runs import RunStore
-from tests.runner.agents.test_builtin import KEY, project, run_corral
-from tests.runner.agents.test_external import (
-    FIX,
+from tests.support.agentruns import (
     GATES,
+    KEY,
     KEY_PATTERN,
-    _artifact,
-    _gateway_requests,
-    agent_image,
+    artifact,
+    gateway_requests,
+    run_corral,
 )
-from tests.runner.gateway.test_gateway import Rig, rig
-from tests.support.responses_server import (
-    INPUT_TOKENS,
-    OUTPUT_TOKENS,
-    Call,
-    ScriptedResponses,
-    _events,
-)
-
-__all__ = ["agent_image", "project", "rig"]  # fixtures
+from tests.support.demo import FIX_COMMAND
+from tests.support.responses_server import INPUT_TOKENS, OUTPUT_TOKENS, Call, ScriptedResponses
 
 PER_CALL = INPUT_TOKENS + OUTPUT_TOKENS
 
@@ -74,78 +64,12 @@ def test_the_codex_config_overrides_are_toml_and_name_the_gateway_and_the_hook()
     assert any(v.startswith("@openai/codex@0.") for v in preset.npm)  # pinned
 
 
-# ------------------------------------------------------------------ Responses API usage
-
-
-def _sse(commands: list[str], tools: list[str]) -> bytes:
-    server = ScriptedResponses(commands)
-    body = {"model": "gpt-5", "stream": True, "tools": [{"name": t} for t in tools]}
-    return b"".join(_events(server._respond(body)))
-
-
-@pytest.mark.parametrize("chunk", [1, 7, 4096])
-def test_usage_is_read_from_a_streamed_responses_completed_event(chunk: int) -> None:
-    stream = _sse(["ls"], ["exec_command"])
-    meter = UsageMeter(sse=True)
-    out = b"".join(meter.feed(stream[i : i + chunk]) for i in range(0, len(stream), chunk))
-    out += meter.finish()
-    assert out == stream  # nothing held back or dropped
-    assert meter.usage() == (INPUT_TOKENS, OUTPUT_TOKENS) and meter.model == "gpt-5"
-    assert b'"usage": null' in stream  # response.created carries none: counted once, at the end
-
-
-def test_usage_is_read_from_a_responses_json_body() -> None:
-    response = ScriptedResponses([])._respond({"model": "gpt-5"})
-    body = json.dumps(response).encode()
-    meter = UsageMeter(sse=False)
-    assert meter.feed(body[:10]) + meter.feed(body[10:]) + meter.finish() == body
-    assert meter.usage() == (INPUT_TOKENS, OUTPUT_TOKENS)
-
-
-def test_a_responses_stream_without_usage_reports_none() -> None:
-    stream = _sse([], []).replace(b'"usage": {', b'"nousage": {')
-    meter = UsageMeter(sse=True)
-    meter.feed(stream)
-    meter.finish()
-    assert meter.usage() is None  # the gateway then estimates (tests/test_gateway.py)
-
-
-@pytest.fixture
-def responses() -> Iterator[ScriptedResponses]:
-    with ScriptedResponses(["ls", "ls"]) as server:
-        yield server
-
-
-@pytest.mark.parametrize("stream", [True, False])
-def test_the_gateway_counts_a_responses_call_before_its_end(
-    rig: Callable[..., Rig], responses: ScriptedResponses, stream: bool
-) -> None:
-    r = rig([Upstream(responses.base_url, KEY)])
-    body = {"model": "gpt-5", "stream": stream, "tools": [{"name": "shell_command"}]}
-    status, data = r.request("POST", "/v1/responses", body)
-    assert status == 200
-    if stream:
-        kinds = [ln for ln in data.decode().splitlines() if ln.startswith("event: ")]
-        assert kinds[0] == "event: response.created" and kinds[-1] == "event: response.completed"
-    call = json.loads(data) if not stream else None
-    assert call is None or call["output"][0]["arguments"] == '{"command": "ls"}'
-    (event,) = r.events.wait("gateway_request")
-    assert (event["path"], event["streamed"], event["usage"]) == (
-        "/v1/responses",
-        stream,
-        "reported",
-    )
-    assert (event["prompt_tokens"], event["completion_tokens"]) == (INPUT_TOKENS, OUTPUT_TOKENS)
-    assert r.gateway.used_tokens == PER_CALL
-    assert responses.requests[0][1]["authorization"] == f"Bearer {KEY}"
-
-
 # ------------------------------------------------------------------ real Docker
 
 
 def run_codex(project: Path, home: Path, server: ScriptedResponses, policy: str) -> dict[str, Any]:
     args = ("--agent", "cli:codex", "--model", "gpt-5")
-    return run_corral(project, home, server, policy, *args)  # type: ignore[arg-type]
+    return run_corral(project, home, server, policy, *args)
 
 
 def _outputs(server: ScriptedResponses) -> list[str]:
@@ -169,7 +93,7 @@ def test_codex_fixes_the_bug_through_the_gateway_with_its_commands_checked(
         "/workspace /run /home /tmp /etc /opt 2>/dev/null | wc -l) KEY_VAR=$OPENAI_API_KEY"
     )
     policy = GATES + '\n[commands]\ndeny = ["git push"]\n'
-    with ScriptedResponses(["git push origin main", probe, FIX]) as server:
+    with ScriptedResponses(["git push origin main", probe, FIX_COMMAND]) as server:
         result = run_codex(project, corral_home, server, policy)
     assert result["status"] == "ready_for_review", result
     attempt = result["attempts"][0]
@@ -178,7 +102,7 @@ def test_codex_fixes_the_bug_through_the_gateway_with_its_commands_checked(
     store, run_id = RunStore(corral_home), result["run_id"]
     hooks = [e.data for e in store.events(run_id) if e.type == "command_hook"]
     assert [(h["command"], h["decision"]) for h in hooks] == [
-        ("git push origin main", "deny"), (probe, "allow"), (FIX, "allow"),
+        ("git push origin main", "deny"), (probe, "allow"), (FIX_COMMAND, "allow"),
     ]  # fmt: skip
     denied, probed, _ = _outputs(server)
     assert "corral policy" in denied and "git push" in denied  # the reason reached the model
@@ -189,14 +113,14 @@ def test_codex_fixes_the_bug_through_the_gateway_with_its_commands_checked(
     assert len(sent) == server.served == 4  # three commands, then "Done."
     assert all(h["authorization"] == f"Bearer {KEY}" for h in sent)  # added on the host
     assert "add() subtracts" in json.dumps(server.requests[0][2])  # the prompt reached Codex
-    calls = _gateway_requests(store, run_id)
+    calls = gateway_requests(store, run_id)
     assert [(c["path"], c["status"], c["streamed"], c["tokens"], c["usage"]) for c in calls] == [
         ("/v1/responses", 200, True, PER_CALL, "reported")
     ] * 4
     record = store.get(run_id)  # the run record holds what the gateway counted
     assert (record.tokens, record.agent) == (4 * PER_CALL, "cli:codex"), record
     assert store.verify(run_id).ok and KEY not in store.log_path(run_id).read_text()
-    assert "exit 0" in _artifact(corral_home, run_id, "attempt-1/window-1/agent.log")
+    assert "exit 0" in artifact(corral_home, run_id, "attempt-1/window-1/agent.log")
 
 
 def _typed(text: str) -> Call:
@@ -229,7 +153,7 @@ def test_codex_input_typed_into_a_running_process_is_not_seen_by_the_hook(
         _interactive("bash"),
         _interactive("python3 -i"),
         _typed("import os; os.system('touch typed.txt')\nexit()\n"),
-        FIX,
+        FIX_COMMAND,
     ]
     with ScriptedResponses(script) as server:
         result = run_codex(project, corral_home, server, policy)
@@ -238,7 +162,7 @@ def test_codex_input_typed_into_a_running_process_is_not_seen_by_the_hook(
         e.data for e in RunStore(corral_home).events(result["run_id"]) if e.type == "command_hook"
     ]
     assert [(h["command"], h["decision"]) for h in hooks] == [
-        ("touch denied.txt", "deny"), ("bash", "deny"), ("python3 -i", "allow"), (FIX, "allow"),
+        ("touch denied.txt", "deny"), ("bash", "deny"), ("python3 -i", "allow"), (FIX_COMMAND, "allow"),
     ]  # fmt: skip
     assert "shell reading its script from a pipe or stdin" in hooks[1]["reason"]
     # what was typed ran, unchecked; the scope check, the patch review and the gates still hold

@@ -7,7 +7,6 @@ reached only through the gateway's socket and the in-container forwarder.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shlex
@@ -25,21 +24,18 @@ from runner.agents import CUSTOM, PresetError, load_preset, preset_names
 from runner.agents.image import agent_hash
 from runner.llm.scripted_server import ScriptedModelServer, ScriptedReply, ToolCall
 from runner.store.runs import RunStore
-from tests.runner.agents.test_builtin import KEY, PYTEST, project, run_corral
+from tests.support.agentruns import (
+    GATES,
+    KEY,
+    KEY_PATTERN,
+    artifact,
+    gateway_requests,
+    run_corral,
+)
+from tests.support.cli import corral, corral_argv, corral_env
+from tests.support.demo import FIX_COMMAND, run_args
 from tests.support.gitfixtures import make_repo
-
-__all__ = ["project"]  # the fixture, shared with the built-in agent's tests
-
-KEY_PATTERN = KEY.replace("-0", "-[0]")  # matches the key; is not the key (argv is searchable)
-GATES = f"""
-[budgets]
-attempts = 1
-windows = 1
-[[gates]]
-name = "tests"
-command = "{PYTEST}"
-"""
-FIX = "sed -i 's/a - b/a + b/' src/calc.py"
+from tests.support.loopback import upstream_of
 
 
 def bash(command: str) -> ScriptedReply:
@@ -111,12 +107,8 @@ def test_a_bug_report_over_the_limit_is_one_line_and_exit_2(
 ) -> None:
     make_repo(tmp_path / "repo", {"a.txt": "a\n"})
     (tmp_path / "bug.md").write_text("# huge\n" + "a log line of the failure\n" * 8000)  # ~200 KiB
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "run", "--repo", str(tmp_path / "repo"),
-         "--bug", str(tmp_path / "bug.md"), "--agent", "cli:custom", "--agent-cmd", "true"],
-        capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "CORRAL_HOME": str(corral_home)},
-    )  # fmt: skip
+    proc = corral("run", "--repo", str(tmp_path / "repo"), "--bug", str(tmp_path / "bug.md"),
+                  "--agent", "cli:custom", "--agent-cmd", "true", home=corral_home)  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "bug.md is 203 KiB, over corral's 64 KiB" in proc.stderr and "shorten" in proc.stderr
@@ -148,21 +140,14 @@ def test_bad_agent_arguments_are_one_line_and_exit_2(
 ) -> None:
     make_repo(tmp_path / "repo", {"a.txt": "a\n"})
     (tmp_path / "bug.md").write_text("# bug\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "run", "--repo", str(tmp_path / "repo"),
-         "--bug", str(tmp_path / "bug.md"), *args],
-        env={k: v for k, v in os.environ.items() if k not in ("CORRAL_API_KEY", "OPENAI_API_KEY")},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    proc = corral("run", "--repo", str(tmp_path / "repo"), "--bug", str(tmp_path / "bug.md"),
+                  *args, env={"CORRAL_API_KEY": None, "OPENAI_API_KEY": None})  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_image_build_of_an_unknown_preset_is_one_line_and_exit_2() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "image", "build", "--agent", "nope"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    proc = corral("image", "build", "--agent", "nope")
     assert proc.returncode == 2 and "unknown agent CLI preset 'nope'" in proc.stderr
 
 
@@ -204,22 +189,6 @@ def test_the_policys_allow_hosts_reach_the_gateway_and_the_clis_proxy_variables(
 # ------------------------------------------------------------------ real Docker
 
 
-@pytest.fixture(scope="session")
-def agent_image(docker_client: object) -> Callable[[str], str]:
-    """An agent image by preset name, built once per session (PyPI/npm; cached by content hash)."""
-    from runner.agents.image import build_agent_image
-    from sandbox.images import find_ca_bundle
-
-    def get(name: str) -> str:
-        preset = load_preset(name)
-        first = build_agent_image(docker_client, preset, ca_bundle=find_ca_bundle(os.environ))
-        again = build_agent_image(docker_client, preset, ca_bundle=find_ca_bundle(os.environ))
-        assert not again.built and again.image_id == first.image_id  # second call: no work
-        return first.image_id
-
-    return functools.cache(get)
-
-
 @pytest.fixture
 def mini_image(agent_image: Callable[[str], str]) -> str:
     return agent_image("mini-swe-agent")
@@ -232,20 +201,11 @@ def run_cli(
     return run_corral(project, home, server, policy, *agent, "--model", "scripted-model")
 
 
-def _artifact(home: Path, run_id: str, name: str) -> str:
-    return RunStore(home).artifact_path(run_id, name).read_text()
-
-
-def _gateway_requests(store: RunStore, run_id: str) -> list[dict[str, Any]]:
-    """The run's ``gateway_request`` events, as the event log on disk holds them."""
-    return [dict(e.data) for e in store.events(run_id) if e.type == "gateway_request"]
-
-
 @pytest.mark.docker
 def test_mini_swe_agent_from_pypi_fixes_the_bug_through_the_gateway(
     project: Path, corral_home: Path, mini_image: str
 ) -> None:
-    with ScriptedModelServer([bash("cat src/calc.py"), bash(FIX), SUBMIT]) as server:
+    with ScriptedModelServer([bash("cat src/calc.py"), bash(FIX_COMMAND), SUBMIT]) as server:
         result = run_cli(project, corral_home, server, GATES, "--agent", "cli:mini-swe-agent")
     assert result["status"] == "ready_for_review", result
     assert result["attempts"][0]["changed_files"] == ["src/calc.py"]
@@ -258,8 +218,8 @@ def test_mini_swe_agent_from_pypi_fixes_the_bug_through_the_gateway(
     store = RunStore(corral_home)
     assert store.verify(result["run_id"]).ok
     assert KEY not in store.log_path(result["run_id"]).read_text()
-    assert "exit 0" in _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
-    calls = _gateway_requests(store, result["run_id"])
+    assert "exit 0" in artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
+    calls = gateway_requests(store, result["run_id"])
     assert [(c["method"], c["path"], c["upstream"], c["status"]) for c in calls] == [
         ("POST", "/v1/chat/completions", "model", 200)
     ] * 3
@@ -292,14 +252,14 @@ def test_the_container_holds_only_the_dummy_key(
         "echo BASE=$OPENAI_BASE_URL; cat > /tmp/call.py <<EOF\n"
         + CALL_MODEL.replace("'", '"')
         + "\nEOF\npython3 /tmp/call.py; "
-        + FIX.replace("'", '"')
+        + FIX_COMMAND.replace("'", '"')
         + "'"
     )
     with ScriptedModelServer([ScriptedReply(content="hello")]) as server:
         result = run_cli(project, corral_home, server, GATES, "--agent", "cli:custom",
                          "--agent-cmd", probe, "--runtime", runtime)  # fmt: skip
     assert result["status"] == "ready_for_review", result
-    log = _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
+    log = artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
     from runner.gateway.core import DUMMY_KEY
 
     assert "ENV_HITS=0" in log and "FILE_HITS=0" in log, log
@@ -318,7 +278,7 @@ def test_a_token_budget_stops_the_cli_after_the_call_that_crossed_it(
     assert result["status"] == "budget_exhausted" and "tokens" in result["reason"], result
     assert server.served == 2  # the second call crossed 150; nothing reached the model after it
     store = RunStore(corral_home)
-    calls = _gateway_requests(store, result["run_id"])
+    calls = gateway_requests(store, result["run_id"])
     assert [(c["status"], c["tokens"]) for c in calls] == [(200, 120), (200, 120)]
     events = list(store.events(result["run_id"]))
     spent = [e.data for e in events if e.type == "gateway_budget_exhausted"]
@@ -337,7 +297,9 @@ def test_an_agent_cli_that_writes_outside_its_scope_is_reverted(
     project: Path, corral_home: Path, sandbox_image: str
 ) -> None:
     attack = (
-        "sh -c '" + FIX.replace("'", '"') + '; echo "def test_add(): pass" > tests/test_calc.py; '
+        "sh -c '"
+        + FIX_COMMAND.replace("'", '"')
+        + '; echo "def test_add(): pass" > tests/test_calc.py; '
         "mkdir -p .github && echo owned > .github/ci.yml'"
     )
     with ScriptedModelServer([]) as server:
@@ -347,7 +309,7 @@ def test_an_agent_cli_that_writes_outside_its_scope_is_reverted(
     assert result["status"] == "ready_for_review", result
     assert attempt["changed_files"] == ["src/calc.py"]
     assert attempt["violations"] == [".github/ci.yml"]  # created, then reverted by the runner
-    log = _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
+    log = artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
     assert "Read-only file system" in log  # the existing test file is mounted read-only
     kinds = [e.type for e in RunStore(corral_home).events(result["run_id"])]
     assert "scope_reverted" in kinds and "agent_exit" in kinds
@@ -361,7 +323,7 @@ def test_a_window_that_runs_out_is_followed_by_one_that_reads_the_progress_file(
     policy = GATES.replace("windows = 1", "windows = 2\nwall_seconds = 24")  # 12 s a window
     agent = (
         "sh -c 'if grep -q tried-sed .corral/progress.md 2>/dev/null; then "
-        + FIX.replace("'", '"')
+        + FIX_COMMAND.replace("'", '"')
         + "; else mkdir -p .corral && echo tried-sed > .corral/progress.md && sleep 60; fi'"
     )
     with ScriptedModelServer([]) as server:
@@ -374,7 +336,7 @@ def test_a_window_that_runs_out_is_followed_by_one_that_reads_the_progress_file(
     assert [x["timed_out"] for x in exits] == [True, False]
     ends = [e.data["end"] for e in events if e.type == "window_end"]
     assert ends == ["window_exhausted", "finished"]
-    second = _artifact(corral_home, result["run_id"], "attempt-1/window-1/progress.md")
+    second = artifact(corral_home, result["run_id"], "attempt-1/window-1/progress.md")
     assert "tried-sed" in second
 
 
@@ -488,9 +450,9 @@ def test_claude_code_runs_with_its_bash_commands_checked_by_corral(
 
     agent_image("claude-code")
     policy = GATES + '\n[commands]\ndeny = ["git push"]\n'
-    with ScriptedAnthropic(["git push origin main", FIX]) as server:
+    with ScriptedAnthropic(["git push origin main", FIX_COMMAND]) as server:
         args = ("--agent", "cli:claude-code", "--model", "claude-sonnet-4-5")
-        result = run_corral(project, corral_home, server, policy, *args)  # type: ignore[arg-type]
+        result = run_corral(project, corral_home, server, policy, *args)
     assert result["status"] == "ready_for_review", result
     assert result["attempts"][0]["changed_files"] == ["src/calc.py"]
     hooks = [
@@ -498,7 +460,7 @@ def test_claude_code_runs_with_its_bash_commands_checked_by_corral(
     ]
     assert [(h["command"], h["decision"]) for h in hooks] == [
         ("git push origin main", "deny"),
-        (FIX, "allow"),
+        (FIX_COMMAND, "allow"),
     ]
     sent = [h for path, h, _ in server.requests if path.startswith("/v1/messages")]
     assert sent and all(h.get("x-api-key") == KEY for h in sent)  # the real key, added on the host
@@ -509,16 +471,15 @@ def test_a_killed_agent_cli_run_resumes_from_what_was_recorded(
     project: Path, corral_home: Path, sandbox_image: str
 ) -> None:
     (project / "policy.toml").write_text(GATES)
-    agent = "sh -c '" + FIX.replace("'", '"') + "; sleep 6'"
-    env = {**os.environ, "CORRAL_HOME": str(corral_home), "CORRAL_API_KEY": KEY}
+    agent = "sh -c '" + FIX_COMMAND.replace("'", '"') + "; sleep 6'"
+    env = {"CORRAL_API_KEY": KEY}
     with ScriptedModelServer([]) as server:
-        args = [sys.executable, "-m", "runner", "run", "--repo", str(project / "repo"), "--bug",
-                str(project / "bug.md"), "--policy", str(project / "policy.toml"), "--agent",
-                "cli:custom", "--agent-cmd", agent, "--base-url", server.base_url,
-                "--run-id", "killed", "--json"]  # fmt: skip
+        args = run_args(project, "--agent", "cli:custom", "--agent-cmd", agent,
+                        "--base-url", server.base_url, "--run-id", "killed", "--json")  # fmt: skip
         first = subprocess.Popen(
-            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+            corral_argv(*args), env=corral_env(corral_home, env),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         log = RunStore(corral_home).log_path("killed")
         for _ in range(600):  # until the CLI is running (bounded: 60 s)
             if log.is_file() and '"agent_invocation"' in log.read_text():
@@ -526,10 +487,7 @@ def test_a_killed_agent_cli_run_resumes_from_what_was_recorded(
             time.sleep(0.1)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=60)
-        proc = subprocess.run(
-            [sys.executable, "-m", "runner", "resume", "killed", "--json"],
-            env=env, capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
+        proc = corral("resume", "killed", "--json", home=corral_home, env=env)
     result = json.loads(proc.stdout)
     assert result["status"] == "ready_for_review", (result, proc.stderr)
     assert result["attempts"][0]["changed_files"] == ["src/calc.py"]
@@ -572,8 +530,6 @@ def test_a_tool_fetches_from_an_allowed_host_through_the_gateway_and_not_from_an
     one is listed as a literal address, which ``allow_hosts`` takes as meant; the other is a
     port nobody listed. 127.0.0.2 is not in the CLI's NO_PROXY, so urllib uses the proxy.
     """
-    from tests.runner.gateway.test_gateway import upstream_of
-
     hits: dict[str, list[str]] = {"ok": [], "no": []}
 
     def answer(which: str) -> Callable[[Any], None]:
@@ -598,7 +554,7 @@ def test_a_tool_fetches_from_an_allowed_host_through_the_gateway_and_not_from_an
         result = run_cli(project, corral_home, server, policy, "--agent", "cli:custom",
                          "--agent-cmd", command)  # fmt: skip
     assert result["status"] == "ready_for_review", result
-    log = _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
+    log = artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
     assert f"FETCH http://127.0.0.2:{ok}/allowed from the ok mirror" in log, log
     assert f"FETCH http://127.0.0.2:{no}/denied 403" in log and "allowed host" in log, log
     assert hits == {"ok": ["/allowed"], "no": []}  # the other server was never reached
@@ -650,7 +606,7 @@ def test_a_cli_that_ignores_the_spent_budget_is_killed_not_left_to_its_window(
     assert exit_["killed"] and not exit_["timed_out"] and exit_["exit_code"] == 137, exit_
     assert kinds.index("agent_killed") < kinds.index("agent_exit")  # both the runner's thread's
     spent = [r for r in of.get("gateway_refused", []) if "budget spent" in r["reason"]]
-    log = _artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
+    log = artifact(corral_home, result["run_id"], "attempt-1/window-1/agent.log")
     calls = [line for line in log.splitlines() if line.startswith("CALL ")]
     assert calls[:2] == ["CALL 0 200", "CALL 1 200"], log
     assert all(c.endswith(" 403") for c in calls[2:])
@@ -673,7 +629,9 @@ def test_a_prompt_past_the_argument_limit_reaches_a_cli_that_takes_it_as_an_argu
     agent = (
         "sh -c 'if [ -s .corral/progress.md ]; then "
         'echo ARG_BYTES=$(printf %s "$1" | wc -c); echo CUT=$(printf %s "$1" | grep -c "bytes cut"); '
-        'echo TAIL=$(printf %s "$1" | tail -c 60 | tr -d "\\n"); ' + FIX.replace("'", '"') + "; "
+        'echo TAIL=$(printf %s "$1" | tail -c 60 | tr -d "\\n"); '
+        + FIX_COMMAND.replace("'", '"')
+        + "; "
         'else mkdir -p .corral && python3 -c "print(\\"note \\" * 40960)" > .corral/progress.md'
         " && sleep 60; fi' _ {prompt}"
     )
@@ -682,9 +640,9 @@ def test_a_prompt_past_the_argument_limit_reaches_a_cli_that_takes_it_as_an_argu
                          "--agent-cmd", agent)  # fmt: skip
     assert result["status"] == "ready_for_review", result
     assert result["attempts"][0]["windows"] == 2
-    log = _artifact(corral_home, result["run_id"], "attempt-1/window-2/agent.log")
+    log = artifact(corral_home, result["run_id"], "attempt-1/window-2/agent.log")
     size = int(log.split("ARG_BYTES=")[1].split()[0])
     assert PROMPT_ARG_MAX - 1024 < size <= PROMPT_ARG_MAX, log  # cut to fit, not dropped
     assert "CUT=1" in log and "runs the gates on your change." in log, log  # the end survived
-    progress = _artifact(corral_home, result["run_id"], "attempt-1/window-1/progress.md")
+    progress = artifact(corral_home, result["run_id"], "attempt-1/window-1/progress.md")
     assert len(progress) > 200 * 1024  # the file itself is whole; only the argument was cut

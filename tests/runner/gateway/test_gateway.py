@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,13 @@ from runner.gateway.usage import UsageMeter, prepare_request
 from runner.llm.scripted_server import ScriptedModelServer, ScriptedReply
 from sandbox import forwarder
 from sandbox.engine import EngineStatus
+from tests.support.loopback import upstream_of
+from tests.support.responses_server import (
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    ScriptedResponses,
+    _events,
+)
 
 KEY = "sk-real-secret-0123456789abcdef"
 WAIT_S = 10.0  # hang guard only: every wait below is for an event that should come at once
@@ -145,40 +152,6 @@ def rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
             item.close()
         else:
             item.__exit__(None, None, None)
-
-
-@contextmanager
-def upstream_of(
-    handle: Callable[[BaseHTTPRequestHandler], None],
-    tls: ssl.SSLContext | None = None,
-    host: str = "127.0.0.1",
-) -> Iterator[str]:
-    """A loopback HTTP(S) server (on ``host``, any of 127/8) answering every request with
-    ``handle``; yields its base URL."""
-
-    class H(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            handle(self)
-
-        do_POST = do_GET
-
-    server = ThreadingHTTPServer((host, 0), H)
-    server.daemon_threads = True
-    if tls is not None:  # handshakes the client refuses are expected: no tracebacks for them
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-        server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        scheme = "https" if tls is not None else "http"
-        yield f"{scheme}://{host}:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _reply(h: BaseHTTPRequestHandler, status: int, obj: Any) -> None:
@@ -905,6 +878,72 @@ def test_an_agent_cli_under_gvisor_without_host_uds_stops_up_front_with_the_fix(
     with pytest.raises(EngineUnavailable):
         service.check_gateway_runtime(agent, None, gvisor_policy)
     service.check_gateway_runtime(agent, "runc", gvisor_policy)  # the flag wins: runc needs nothing
+
+
+# ---------------------------------------------------------------- the Responses API (Codex)
+
+
+def _sse(commands: list[str], tools: list[str]) -> bytes:
+    server = ScriptedResponses(commands)
+    body = {"model": "gpt-5", "stream": True, "tools": [{"name": t} for t in tools]}
+    return b"".join(_events(server._respond(body)))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_usage_is_read_from_a_streamed_responses_completed_event(chunk: int) -> None:
+    stream = _sse(["ls"], ["exec_command"])
+    meter = UsageMeter(sse=True)
+    out = b"".join(meter.feed(stream[i : i + chunk]) for i in range(0, len(stream), chunk))
+    out += meter.finish()
+    assert out == stream  # nothing held back or dropped
+    assert meter.usage() == (INPUT_TOKENS, OUTPUT_TOKENS) and meter.model == "gpt-5"
+    assert b'"usage": null' in stream  # response.created carries none: counted once, at the end
+
+
+def test_usage_is_read_from_a_responses_json_body() -> None:
+    response = ScriptedResponses([])._respond({"model": "gpt-5"})
+    body = json.dumps(response).encode()
+    meter = UsageMeter(sse=False)
+    assert meter.feed(body[:10]) + meter.feed(body[10:]) + meter.finish() == body
+    assert meter.usage() == (INPUT_TOKENS, OUTPUT_TOKENS)
+
+
+def test_a_responses_stream_without_usage_reports_none() -> None:
+    stream = _sse([], []).replace(b'"usage": {', b'"nousage": {')
+    meter = UsageMeter(sse=True)
+    meter.feed(stream)
+    meter.finish()
+    assert meter.usage() is None  # the gateway then estimates (above)
+
+
+@pytest.fixture
+def responses() -> Iterator[ScriptedResponses]:
+    with ScriptedResponses(["ls", "ls"]) as server:
+        yield server
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_the_gateway_counts_a_responses_call_before_its_end(
+    rig: Callable[..., Rig], responses: ScriptedResponses, stream: bool
+) -> None:
+    r = rig([Upstream(responses.base_url, KEY)])
+    body = {"model": "gpt-5", "stream": stream, "tools": [{"name": "shell_command"}]}
+    status, data = r.request("POST", "/v1/responses", body)
+    assert status == 200
+    if stream:
+        kinds = [ln for ln in data.decode().splitlines() if ln.startswith("event: ")]
+        assert kinds[0] == "event: response.created" and kinds[-1] == "event: response.completed"
+    call = json.loads(data) if not stream else None
+    assert call is None or call["output"][0]["arguments"] == '{"command": "ls"}'
+    (event,) = r.events.wait("gateway_request")
+    assert (event["path"], event["streamed"], event["usage"]) == (
+        "/v1/responses",
+        stream,
+        "reported",
+    )
+    assert (event["prompt_tokens"], event["completion_tokens"]) == (INPUT_TOKENS, OUTPUT_TOKENS)
+    assert r.gateway.used_tokens == INPUT_TOKENS + OUTPUT_TOKENS
+    assert responses.requests[0][1]["authorization"] == f"Bearer {KEY}"
 
 
 # ---------------------------------------------------------------- in a real sandbox
