@@ -27,17 +27,12 @@ from runner.store.chain import Event
 from runner.store.runs import RunStore
 from sandbox.gatetree import gate_tree_path
 from sandbox.paths import worktrees_dir
-from tests.runner.loop import test_run_loop
-from tests.runner.loop.test_run_loop import FIXED, POLICY, Env
+from tests.support.demo import FIXED_MUL, fix_script
+from tests.support.runenv import POLICY, Env
 
 pytestmark = pytest.mark.docker
-env, run_image = test_run_loop.env, test_run_loop.run_image  # the fixtures, shared
 
-FIX = f"""
-    [[attempt]]
-    [[attempt.window]]
-    actions = [{{ write = "src/calc.py", content = {json.dumps(FIXED)} }}, {{ finish = "fixed" }}]
-    """
+FIX = fix_script(FIXED_MUL)  # the project: the ``env`` fixture's (tests/runner/conftest.py)
 # waits (at most 60 s) for `go` in its output directory, which only the host can put there
 HELD_GATE = (
     "sh -c 'i=0; until [ -e /corral/out/go ] || [ $i -ge 600 ]; do sleep 0.1; i=$((i+1)); done;"

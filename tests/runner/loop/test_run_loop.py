@@ -8,116 +8,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import textwrap
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from runner.loop.outcome import RunResult
 from runner.loop.resume import answer_pending, resumable
-from runner.ops.service import OnEvent, RunRequest, resume_run, start_run
+from runner.ops.service import resume_run
 from runner.store.runs import RunStore
 from sandbox.paths import worktrees_dir
-from sandbox.treefs import mount_scratch_fs
-from tests.support.gitfixtures import git, make_repo, tree_digest
+from tests.support.cli import corral
+from tests.support.demo import CALC_MUL, FIXED_MUL, fix_script
+from tests.support.gitfixtures import git
+from tests.support.runenv import POLICY, Env
 
 pytestmark = pytest.mark.docker
 
-CALC = "def add(a: int, b: int) -> int:\n    return a - b\n\n\ndef mul(a: int, b: int) -> int:\n    return a * b\n"
-FIXED = CALC.replace("a - b", "a + b")
-TESTS = textwrap.dedent(
-    """\
-    from src.calc import add, mul
-
-
-    def test_add():
-        assert add(1, 2) == 3
-
-
-    def test_mul():
-        assert mul(2, 3) == 6
-    """
-)
-POLICY = textwrap.dedent(
-    """\
-    [budgets]
-    attempts = 3
-    steps = 20
-    wall_seconds = 900
-
-    [[gates]]
-    name = "tests"
-    command = "python3 -m pytest -q -p no:cacheprovider"
-    timeout = 300
-    """
-)
-
-
-@dataclass
-class Env:
-    repo: Path
-    home: Path
-    tmp: Path
-    image: str
-    before: dict[str, Any] | None = None
-
-    def settle(self) -> None:
-        """Take the user's repository state as it is now (after a test's own git set-up)."""
-        self.before = _user_state(self.repo)
-
-    def run(
-        self, script: str, *, policy: str = POLICY, on_event: OnEvent | None = None, **kw: Any
-    ) -> RunResult:
-        (self.tmp / "script.toml").write_text(textwrap.dedent(script))
-        (self.tmp / "policy.toml").write_text(policy)
-        req = RunRequest(
-            repo=self.repo,
-            bug=self.tmp / "bug.md",
-            policy=str(self.tmp / "policy.toml"),
-            script=self.tmp / "script.toml",
-            image=self.image,
-            **kw,
-        )
-        return start_run(self.home, req, on_event=on_event)
-
-    def events(self, run_id: str) -> list[str]:
-        return [e.type for e in RunStore(self.home).events(run_id)]
-
-
-@pytest.fixture
-def env(tmp_path: Path, corral_home: Path, docker_client: Any, run_image: str) -> Iterator[Env]:
-    repo = make_repo(
-        tmp_path / "repo",
-        {"src/__init__.py": "", "src/calc.py": CALC, "tests/test_calc.py": TESTS,
-         "setup.cfg": "[metadata]\nname = calc\n", ".gitignore": "__pycache__/\n"},
-    )  # fmt: skip
-    (tmp_path / "bug.md").write_text("# add() subtracts\n\nadd(1, 2) returns -1.\n")
-    e = Env(repo, corral_home, tmp_path, run_image)
-    e.settle()
-    with mount_scratch_fs(worktrees_dir(corral_home), size_mb=1024):
-        yield e
-    assert _user_state(repo) == e.before, "a run changed the user's checkout, branch or index"
-
-
-@pytest.fixture(scope="session")
-def run_image(sandbox_image: str) -> str:
-    return sandbox_image
-
-
-def _user_state(repo: Path) -> dict[str, Any]:
-    return {
-        "tree": {k: v for k, v in tree_digest(repo).items() if not k.startswith(".git/")},
-        "index": (repo / ".git/index").read_bytes(),
-        "HEAD": (repo / ".git/HEAD").read_bytes(),
-        "config": (repo / ".git/config").read_bytes(),
-        "branches": git(repo, "for-each-ref", "refs/heads", "refs/tags"),
-        "status": git(repo, "status", "--porcelain", "--untracked-files=all"),
-    }
+# The project of these runs: the demo with mul() (the ``env`` fixture, tests/runner/conftest.py).
+CALC, FIXED = CALC_MUL, FIXED_MUL
 
 
 def _verified(env: Env, result: RunResult) -> None:
@@ -272,7 +181,9 @@ def test_ignoring_a_failing_type_check_fails_the_attempt(env: Env) -> None:
         timeout = 300
         """
     )
-    type_broken = FIXED.replace("return a + b", "return str(a) and a + b")
+    # add() annotated, and returning a str or an int: only the type check sees it
+    typed = "def add(a: int, b: int) -> int:\n    return str(a) and a + b\n"
+    type_broken = FIXED.replace("def add(a, b):\n    return a + b\n", typed)
     result = env.run(
         f"""
         [[attempt]]
@@ -369,7 +280,8 @@ def test_loop_guards_end_the_attempt_with_the_budget_named(env: Env) -> None:
 # errors and set-up across a resume (runner.loop.resume)
 
 ESCALATE = POLICY.replace("attempts = 3", "attempts = 2") + '\n[scope]\non_violation = "escalate"\n'
-MODE_CHANGE = f"""
+MODE_CHANGE = textwrap.dedent(
+    f"""
     [[attempt]]
     [[attempt.window]]
     actions = [
@@ -377,16 +289,8 @@ MODE_CHANGE = f"""
       {{ run = "chmod +x src/calc.py" }},
       {{ finish = "fixed, and made it executable" }},
     ]
-    [[attempt]]
-    [[attempt.window]]
-    actions = [{{ write = "src/calc.py", content = {json.dumps(FIXED)} }}, {{ finish = "fixed" }}]
     """
-
-
-def _corral(*args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in a subprocess (``$CORRAL_HOME`` from the ``corral_home`` fixture)."""
-    return subprocess.run([sys.executable, "-m", "runner", *args],
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+) + fix_script(FIXED)
 
 
 def test_an_escalated_scope_violation_waits_and_an_approval_makes_it_the_candidate(
@@ -397,14 +301,14 @@ def test_an_escalated_scope_violation_waits_and_an_approval_makes_it_the_candida
     pending = json.loads(RunStore(env.home).get("escalated").waiting_json or "{}")
     assert pending["kind"] == "scope" and pending["attempt"] == 1
     assert any("mode" in v for v in pending["violations"])
-    shown = _corral("status", "escalated")
+    shown = corral("status", "escalated", home=env.home)
     assert (
         "attempt 1 went out of scope" in shown.stdout and "corral approve escalated" in shown.stdout
     )
     assert any(v in shown.stdout for v in pending["violations"]), shown.stdout
-    answer = _corral("approve", "escalated", "--comment", "the bit is wanted")
+    answer = corral("approve", "escalated", "--comment", "the bit is wanted", home=env.home)
     assert answer.returncode == 0 and "approved the scope violation of attempt 1" in answer.stdout
-    assert "answered: approved" in _corral("status", "escalated").stdout
+    assert "answered: approved" in corral("status", "escalated", home=env.home).stdout
     done = resume_run(env.home, "escalated")
     assert done.status == "ready_for_review", done
     (first,) = done.attempts  # the escalated attempt itself, judged by the gates
@@ -441,12 +345,12 @@ def test_a_second_ask_keeps_the_first_approval(env: Env) -> None:
         """
     first = env.run(script, policy=policy, run_id="asks")
     assert first.status == "waiting" and "echo first" in first.reason, first
-    assert _corral("approve", "asks").returncode == 0
+    assert corral("approve", "asks", home=env.home).returncode == 0
     second = resume_run(env.home, "asks")
     assert second.status == "waiting" and "echo second" in second.reason, second
     pending = json.loads(RunStore(env.home).get("asks").waiting_json or "{}")
     assert pending["command"] == "echo second" and pending["approved"] == ["echo first"]
-    assert _corral("approve", "asks").returncode == 0
+    assert corral("approve", "asks", home=env.home).returncode == 0
     done = resume_run(env.home, "asks")
     assert done.status == "ready_for_review", done
     ran = [e.data["command"] for e in RunStore(env.home).events("asks") if e.type == "command"]
@@ -465,13 +369,8 @@ def _repair_image(env: Env, run_id: str) -> None:
 
 
 def test_an_engine_error_in_the_gates_fails_the_run_resumably(env: Env) -> None:
-    fix = f"""
-        [[attempt]]
-        [[attempt.window]]
-        actions = [{{ write = "src/calc.py", content = {json.dumps(FIXED)} }}, {{ finish = "x" }}]
-        """
     env.image, good = MISSING_IMAGE, env.image
-    broken = env.run(fix, run_id="engine")
+    broken = env.run(fix_script(FIXED, "x"), run_id="engine")
     env.image = good
     assert broken.status == "failed" and broken.failure_domain == "runtime", broken
     assert broken.exit_code == 1 and "baseline base: SandboxStartError" in broken.reason

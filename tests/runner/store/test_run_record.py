@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from runner.store.runs import RunStore
 from sandbox.spec import SandboxSpec
-from tests.runner.loop.test_run_loop import FIXED, Env, env, run_image  # noqa: F401  (fixtures)
+from tests.support.demo import FIXED_MUL, fix_script
+from tests.support.runenv import Env
 
 pytestmark = pytest.mark.docker
 
 
-def test_every_sandbox_spec_is_recorded_and_read_back(env: Env) -> None:  # noqa: F811
-    result = env.run(
-        f"""
-        [[attempt]]
-        [[attempt.window]]
-        actions = [
-          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
-          {{ finish = "add() now adds" }},
-        ]
-        """
-    )
+def test_every_sandbox_spec_is_recorded_and_read_back(env: Env) -> None:
+    result = env.run(fix_script(FIXED_MUL, "add() now adds"))  # the ``env`` fixture's project
     assert result.status == "ready_for_review", result
     events = RunStore(env.home).events(result.run_id)
     specs = [e.data for e in events if e.type == "sandbox_spec"]
