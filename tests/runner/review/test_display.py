@@ -14,8 +14,6 @@ import os
 import pty
 import select
 import signal
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,30 +22,16 @@ import pytest
 from rich.console import Console
 
 from runner.ops.service import RunRequest, start_run
-from runner.review.display import (
-    LiveDisplay,
-    StreamDisplay,
-    as_json_line,
-    escape_controls,
-    pick_mode,
-    run_display,
-)
-from tests.support.gitfixtures import make_repo
+from runner.review.display import StreamDisplay, as_json_line, pick_mode, run_display
+from runner.review.live import LiveDisplay
+from runner.review.text import escape_controls
+from tests.support.cli import corral, corral_argv, corral_env
+from tests.support.demo import FIXED, build_demo, fix_script, policy, run_args, run_request
 
 Event = tuple[str, dict[str, Any]]
 
-CALC = "def add(a, b):\n    return a - b\n"
 WRONG = "def add(a, b):\n    return a * b\n"
-FIXED = "def add(a, b):\n    return a + b\n"
-TESTS = "from src.calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
-POLICY = """\
-[budgets]
-attempts = 2
-steps = 20
-[[gates]]
-name = "tests"
-command = "python3 -m pytest -q -p no:cacheprovider"
-"""
+POLICY = policy(attempts=2, steps=20)
 ESC_COMMAND = 'echo "red\x1b[31m text\u202e"'
 SCRIPT = f"""\
 [[attempt]]
@@ -65,26 +49,14 @@ actions = [
   {{ finish = "fixed the sign" }},
 ]
 """
-ONE_ATTEMPT = f"""\
-[[attempt]]
-[[attempt.window]]
-actions = [{{ write = "src/calc.py", content = {json.dumps(FIXED)} }}, {{ finish = "fixed" }}]
-"""
+ONE_ATTEMPT = fix_script()
 
 
 def _project(root: Path, script: str) -> RunRequest:
-    make_repo(
-        root / "repo", {"src/__init__.py": "", "src/calc.py": CALC, "tests/test_calc.py": TESTS}
-    )
-    (root / "bug.md").write_text("# add() subtracts\n")
-    (root / "policy.toml").write_text(POLICY)
+    """The demo project at ``root``, to be fixed by the scripted agent's ``script``."""
+    build_demo(root, policy=POLICY)
     (root / "script.toml").write_text(script)
-    return RunRequest(
-        repo=root / "repo",
-        bug=root / "bug.md",
-        policy=str(root / "policy.toml"),
-        agent=f"scripted:{root / 'script.toml'}",
-    )
+    return run_request(root, agent=f"scripted:{root / 'script.toml'}")
 
 
 @pytest.fixture(scope="module")
@@ -312,27 +284,16 @@ def test_a_failing_renderer_falls_back_to_lines_and_the_run_still_succeeds(
 # ----------------------------------------------------------------------------- the CLI, end to end
 
 
-def _corral(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CORRAL_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-
-
-def _cli_args(req: RunRequest, *extra: str) -> list[str]:
-    assert req.policy is not None
-    return [
-        "run", "--repo", str(req.repo), "--bug", str(req.bug), "--policy", req.policy,
-        "--agent", req.agent, *extra,
-    ]  # fmt: skip
+def _cli_args(root: Path, script: str, *extra: str) -> list[str]:
+    """``corral run`` of the demo project at ``root`` by the scripted agent's ``script``."""
+    return run_args(root, "--agent", _project(root, script).agent, *extra)
 
 
 @pytest.mark.docker
 def test_cli_json_streams_events_on_stderr_and_one_object_on_stdout(
     tmp_path: Path, sandbox_image: str
 ) -> None:
-    proc = _corral(tmp_path / "home", *_cli_args(_project(tmp_path, SCRIPT), "--json"))
+    proc = corral(*_cli_args(tmp_path, SCRIPT, "--json"), home=tmp_path / "home")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)  # raises unless stdout is exactly one JSON document
     assert proc.stdout.count("\n") == 1 and result["status"] == "ready_for_review"
@@ -345,7 +306,7 @@ def test_cli_json_streams_events_on_stderr_and_one_object_on_stdout(
 
 @pytest.mark.docker
 def test_cli_quiet_prints_only_the_outcome(tmp_path: Path, sandbox_image: str) -> None:
-    proc = _corral(tmp_path / "home", *_cli_args(_project(tmp_path, ONE_ATTEMPT), "--quiet"))
+    proc = corral(*_cli_args(tmp_path, ONE_ATTEMPT, "--quiet"), home=tmp_path / "home")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert proc.stdout.startswith("run ") and "ready_for_review" in proc.stdout
@@ -357,12 +318,13 @@ def test_ctrl_c_in_a_terminal_leaves_the_cursor_shown_and_the_run_resumable(
     tmp_path: Path, sandbox_image: str
 ) -> None:
     slow = ONE_ATTEMPT.replace("actions = [", 'actions = [{ run = "sleep 6" }, ')
-    args = [*_cli_args(_project(tmp_path, slow), "--run-id", "ctrlc")]
+    args = _cli_args(tmp_path, slow, "--run-id", "ctrlc")
     home = tmp_path / "home"
-    env = {**os.environ, "CORRAL_HOME": str(home), "TERM": "xterm-256color", "COLUMNS": "100"}
+    env = corral_env(home, {"TERM": "xterm-256color", "COLUMNS": "100"})
+    argv = corral_argv(*args)
     pid, fd = pty.fork()
     if pid == 0:  # the child: corral on a real terminal
-        os.execve(sys.executable, [sys.executable, "-m", "runner", *args], env)
+        os.execve(argv[0], argv, env)
     out, interrupted = b"", False
     try:
         for _ in range(3000):  # bounded: 0.1 s each
@@ -387,9 +349,9 @@ def test_ctrl_c_in_a_terminal_leaves_the_cursor_shown_and_the_run_resumable(
     assert b"\x1b[?25l" in out and out.rstrip(b"\r\n").endswith(b"\x1b[?25h")  # cursor back
     text = out.decode(errors="replace")
     assert "attempt 1/2" in text and "$ sleep 6" in text and "tokens 0/2,000,000" in text
-    status_line = _corral(home, "status", "ctrlc").stdout
+    status_line = corral("status", "ctrlc", home=home).stdout
     assert status_line.startswith("ctrlc  running")
-    resumed = _corral(home, "resume", "ctrlc", "--json")
+    resumed = corral("resume", "ctrlc", "--json", home=home)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["status"] == "ready_for_review"
 

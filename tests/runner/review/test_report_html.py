@@ -14,26 +14,24 @@ colours), with screenshots kept in ``test-artifacts/`` (``$CORRAL_TEST_ARTIFACTS
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from runner.ops.service import RunRequest, start_run
-from tests.runner.loop.test_run_loop import TESTS
-from tests.runner.review.test_review import CALC, FIXED, POLICY
+from runner.ops.service import start_run
 from tests.support.chromium import FLAGS, executable
-from tests.support.gitfixtures import make_repo
+from tests.support.cli import corral
+from tests.support.demo import FIXED_MUL, WITH_MUL, build_demo, policy, run_request
 
 INJECTED = (
     "# </td></pre><script>document.title='pwned'</script>"
     "<img src=x onerror=\"document.title='pwned-img'\">\n"
 )
 TITLE = "<script>document.title='pwned-title'</script> add()\u202e subtracts"
+POLICY = policy('[scope]\nwritable = ["src/**"]', attempts=2, timeout=300)
 SCRIPT = f"""
     [[attempt]]
     [[attempt.window]]
@@ -46,7 +44,7 @@ SCRIPT = f"""
     [[attempt.window]]
     actions = [
       {{ run = "python3 -m pytest -q -p no:cacheprovider" }},
-      {{ write = "src/calc.py", content = {json.dumps(INJECTED + FIXED)} }},
+      {{ write = "src/calc.py", content = {json.dumps(INJECTED + FIXED_MUL)} }},
       {{ finish = "fixed add" }},
     ]
     """
@@ -63,27 +61,14 @@ def chromium(profile: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Path:
-    tmp = tmp_path_factory.mktemp("report")
+    bug = f"# {TITLE}\n\nadd(1, 2) returns -1.\n"
+    tmp = build_demo(tmp_path_factory.mktemp("report"), files=WITH_MUL, bug=bug, policy=POLICY)
     home = tmp / "home"
-    repo = make_repo(
-        tmp / "repo",
-        {"src/__init__.py": "", "src/calc.py": CALC, "tests/test_calc.py": TESTS,
-         ".gitignore": "__pycache__/\n"},
-    )  # fmt: skip
-    (tmp / "bug.md").write_text(f"# {TITLE}\n\nadd(1, 2) returns -1.\n")
-    (tmp / "policy.toml").write_text(POLICY)
     (tmp / "script.toml").write_text(textwrap.dedent(SCRIPT))
-    req = RunRequest(
-        repo=repo, bug=tmp / "bug.md", policy=str(tmp / "policy.toml"),
-        script=tmp / "script.toml", image=sandbox_image, run_id="html",
-    )  # fmt: skip
+    req = run_request(tmp, script=tmp / "script.toml", image=sandbox_image, run_id="html")
     assert start_run(home, req).status == "ready_for_review"
     out = tmp / "report.html"
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "report", "html", "--html", str(out)],
-        env={**os.environ, "CORRAL_HOME": str(home)},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    proc = corral("report", "html", "--html", str(out), home=home)
     assert proc.returncode == 0, proc.stderr
     return out
 

@@ -11,9 +11,7 @@ review shows about one of them.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,31 +22,21 @@ import pytest
 from policies.policy import Policy
 from policies.scope import Scope
 from runner.llm.scripted_server import ScriptedModelServer
-from runner.ops.service import RunRequest, start_run
-from runner.review.evidence import gather, parse_diff, plain, visible
+from runner.ops.service import start_run
+from runner.review.diffview import parse_diff
+from runner.review.evidence import gather
+from runner.review.text import plain, visible
 from runner.store.runs import RunStore
-from tests.runner.loop.test_run_loop import TESTS
-from tests.support.gitfixtures import make_repo
+from tests.support.cli import corral as corral_cli
+from tests.support.demo import FIXED_MUL, PYTEST, WITH_MUL, build_demo, policy, run_request
 
-CALC = "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n"
-FIXED = CALC.replace("a - b", "a + b")
+# The project of the runs: the demo with mul(), which a wrong fix breaks.
+FIXED = FIXED_MUL
 WRONG = "def add(a, b):\n    return a * b\n\n\ndef mul(a, b):\n    return a + b\n"
 BIDI = (
     FIXED + "\n\ndef is_admin(user):\n    return user == 'admin\u202e \u2066// check later\u2069'\n"
 )
-POLICY = textwrap.dedent(
-    """\
-    [scope]
-    writable = ["src/**"]
-    [budgets]
-    attempts = 2
-    [[gates]]
-    name = "tests"
-    command = "python3 -m pytest -q -p no:cacheprovider"
-    timeout = 300
-    """
-)
-PYTEST = "python3 -m pytest -q -p no:cacheprovider"
+POLICY = policy('[scope]\nwritable = ["src/**"]', attempts=2, timeout=300)
 
 SCRIPTS = {
     "pass": f"""
@@ -109,31 +97,18 @@ SCRIPTS = {
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, sandbox_image: str) -> Iterator[Path]:
     """The corral home holding the four runs, named by their run ids."""
-    tmp = tmp_path_factory.mktemp("review")
+    tmp = build_demo(tmp_path_factory.mktemp("review"), files=WITH_MUL, policy=POLICY)
     home = tmp / "home"
-    repo = make_repo(
-        tmp / "repo",
-        {"src/__init__.py": "", "src/calc.py": CALC, "tests/test_calc.py": TESTS,
-         "setup.cfg": "[metadata]\nname = calc\n", ".gitignore": "__pycache__/\n"},
-    )  # fmt: skip
-    (tmp / "bug.md").write_text("# add() subtracts\n\nadd(1, 2) returns -1.\n")
-    (tmp / "policy.toml").write_text(POLICY)
     for name, script in SCRIPTS.items():
         (tmp / f"{name}.toml").write_text(textwrap.dedent(script))
-        req = RunRequest(
-            repo=repo, bug=tmp / "bug.md", policy=str(tmp / "policy.toml"),
-            script=tmp / f"{name}.toml", image=sandbox_image, run_id=name,
-        )  # fmt: skip
+        req = run_request(tmp, script=tmp / f"{name}.toml", image=sandbox_image, run_id=name)
         start_run(home, req)
     yield home
 
 
 def corral(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CORRAL_HOME": str(home), "COLUMNS": "250", "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    """The CLI on ``home``, its output wide and without colour."""
+    return corral_cli(*args, home=home, env={"COLUMNS": "250", "NO_COLOR": "1"})
 
 
 def review_json(home: Path, run_id: str) -> dict[str, Any]:
@@ -257,8 +232,8 @@ def test_a_c1_control_in_a_diff_line_is_escaped_in_review_html_and_pr_body(
     tmp_path: Path,
 ) -> None:
     from runner.loop.outcome import AttemptReport
-    from runner.review.merge import pr_body
     from runner.review.report_html import render_html
+    from runner.review.writeup import pr_body
     from tests.support.storefixtures import stored_run
 
     report = AttemptReport(attempt=1, status="passed", changed_files=[f"src/csi{CSI}.py"])
@@ -428,20 +403,13 @@ def test_bad_options_on_a_real_run_are_one_clear_line_exit_2(runs: Path, tmp_pat
 def test_review_of_a_built_in_agent_run_shows_model_tokens_and_cost(
     tmp_path: Path, corral_home: Path, sandbox_image: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.runner.agents.test_builtin import FIX, KEY
-    from tests.runner.agents.test_builtin import TESTS as ADD_TESTS
+    from tests.support.agentruns import FIX_CALLS, KEY
 
     monkeypatch.setenv("CORRAL_API_KEY", KEY)
-    repo = make_repo(
-        tmp_path / "repo",
-        {"src/__init__.py": "", "src/calc.py": CALC, "tests/test_calc.py": ADD_TESTS},
-    )
-    (tmp_path / "bug.md").write_text("# add() subtracts\n")
-    (tmp_path / "policy.toml").write_text(POLICY)
-    with ScriptedModelServer(FIX) as server:
-        req = RunRequest(
-            repo=repo, bug=tmp_path / "bug.md", policy=str(tmp_path / "policy.toml"),
-            agent="corral", model="gpt-4o-mini", base_url=server.base_url,
+    project = build_demo(tmp_path, policy=POLICY)
+    with ScriptedModelServer(FIX_CALLS) as server:
+        req = run_request(
+            project, agent="corral", model="gpt-4o-mini", base_url=server.base_url,
             image=sandbox_image, run_id="model",
         )  # fmt: skip
         assert start_run(corral_home, req).status == "ready_for_review"
