@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import corral
 from tests.support.gitfixtures import make_repo
 
 
@@ -21,12 +19,8 @@ def test_an_unreadable_api_key_file_is_one_line_naming_the_fix(
     make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
     (tmp_path / "bug.md").write_text("# bug\n")
     (tmp_path / "a-dir").mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "run", "--repo", "repo", "--bug", "bug.md",
-         "--model", "gpt-4o-mini", "--api-key-file", key_file],
-        cwd=tmp_path, env={**os.environ, "CORRAL_HOME": str(corral_home)},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    proc = corral("run", "--repo", "repo", "--bug", "bug.md", "--model", "gpt-4o-mini",
+                  "--api-key-file", key_file, cwd=tmp_path, home=corral_home)  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [
         f"error: cannot read the API key file {key_file} ({why}): give --api-key-file a readable"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -15,41 +13,16 @@ from typing import Any
 import pytest
 
 from runner.store.runs import RunStore
-from tests.support.gitfixtures import make_repo
+from tests.support.cli import corral, corral_argv, corral_env
+from tests.support.demo import FIXED, build_demo, fix_script, policy, run_args
 
-CALC = "def add(a, b):\n    return a - b\n"
-FIXED = "def add(a, b):\n    return a + b\n"
-TESTS = "from src.calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
-POLICY = textwrap.dedent(
-    """\
-    [budgets]
-    attempts = 2
-    [commands]
-    ask = ["make release"]
-    [[gates]]
-    name = "tests"
-    command = "python3 -m pytest -q -p no:cacheprovider"
-    """
-)
-
-
-def corral(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CORRAL_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+POLICY = policy('[commands]\nask = ["make release"]', attempts=2)
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    make_repo(
-        tmp_path / "repo",
-        {"src/__init__.py": "", "src/calc.py": CALC, "tests/test_calc.py": TESTS},
-    )
-    (tmp_path / "bug.md").write_text("# add() subtracts\n")
-    (tmp_path / "policy.toml").write_text(POLICY)
-    return tmp_path
+    """The demo project, whose policy asks a human before ``make release``."""
+    return build_demo(tmp_path, policy=POLICY)
 
 
 def _script(project: Path, body: str) -> Path:
@@ -59,26 +32,15 @@ def _script(project: Path, body: str) -> Path:
 
 
 def _run_args(project: Path, *extra: str) -> list[str]:
-    return [
-        "run", "--repo", str(project / "repo"), "--bug", str(project / "bug.md"),
-        "--policy", str(project / "policy.toml"),
-        "--agent", f"scripted:{project / 'script.toml'}", "--json", *extra,
-    ]  # fmt: skip
+    return run_args(project, "--agent", f"scripted:{project / 'script.toml'}", "--json", *extra)
 
 
 @pytest.mark.docker
 def test_run_json_prints_one_object_and_exit_code_0(
     project: Path, corral_home: Path, sandbox_image: str
 ) -> None:
-    _script(
-        project,
-        f"""
-        [[attempt]]
-        [[attempt.window]]
-        actions = [{{ write = "src/calc.py", content = {json.dumps(FIXED)} }}, {{ finish = "fixed" }}]
-        """,
-    )
-    proc = corral(corral_home, *_run_args(project, "--idempotency-key", "bug-1"))
+    _script(project, fix_script())
+    proc = corral(*_run_args(project, "--idempotency-key", "bug-1"), home=corral_home)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)  # exactly one JSON object on stdout
     assert result["status"] == "ready_for_review" and result["failure_domain"] is None
@@ -86,10 +48,10 @@ def test_run_json_prints_one_object_and_exit_code_0(
     assert result["attempts"][0]["changed_files"] == ["src/calc.py"]
     assert Path(result["patch_path"]).is_file()
     assert all(json.loads(line)["type"] for line in proc.stderr.splitlines())  # events: stderr
-    again = corral(corral_home, *_run_args(project, "--idempotency-key", "bug-1"))
+    again = corral(*_run_args(project, "--idempotency-key", "bug-1"), home=corral_home)
     assert json.loads(again.stdout)["run_id"] == result["run_id"]
-    assert corral(corral_home, "verify", result["run_id"]).returncode == 0
-    listed = corral(corral_home, "list")
+    assert corral("verify", result["run_id"], home=corral_home).returncode == 0
+    listed = corral("list", home=corral_home)
     assert result["run_id"] in listed.stdout and "ready_for_review" in listed.stdout
 
 
@@ -109,10 +71,9 @@ def test_kill_9_mid_attempt_then_resume_finishes_and_the_chain_verifies(
         ]
         """,
     )
-    env = {**os.environ, "CORRAL_HOME": str(corral_home)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", *_run_args(project, "--run-id", "killme")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        corral_argv(*_run_args(project, "--run-id", "killme")), env=corral_env(corral_home),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     log = corral_home / "runs" / "killme" / "events.jsonl"
     deadline = time.monotonic() + 300
@@ -127,12 +88,12 @@ def test_kill_9_mid_attempt_then_resume_finishes_and_the_chain_verifies(
     store = RunStore(corral_home)
     assert store.get("killme").status == "running"
     assert store.last_incomplete("killme") is not None
-    resumed = corral(corral_home, "resume", "killme", "--json")
+    resumed = corral("resume", "killme", "--json", home=corral_home)
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)
     assert result["status"] == "ready_for_review"
     assert [a["attempt"] for a in result["attempts"]] == [1]
-    assert corral(corral_home, "verify", "killme").returncode == 0
+    assert corral("verify", "killme", home=corral_home).returncode == 0
     types = [e.type for e in store.events("killme")]
     assert "run_resume" in types and "orphan_removed" in types
     mine = ["corral.run=killme", f"corral.home={corral_home}"]  # not another test run's
@@ -156,13 +117,13 @@ def test_ask_command_waits_exit_3_then_approve_and_resume(
         ]
         """,
     )
-    first = corral(corral_home, *_run_args(project, "--run-id", "asks"))
+    first = corral(*_run_args(project, "--run-id", "asks"), home=corral_home)
     assert first.returncode == 3, first.stderr
     assert json.loads(first.stdout)["status"] == "waiting"
-    status = corral(corral_home, "status", "asks")
+    status = corral("status", "asks", home=corral_home)
     assert "make release" in status.stdout and "corral approve asks" in status.stdout
-    assert corral(corral_home, "approve", "asks", "--comment", "ok").returncode == 0
-    done = corral(corral_home, "resume", "asks", "--json")
+    assert corral("approve", "asks", "--comment", "ok", home=corral_home).returncode == 0
+    done = corral("resume", "asks", "--json", home=corral_home)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "ready_for_review"
     types = [e.type for e in RunStore(corral_home).events("asks")]
@@ -178,7 +139,7 @@ def test_failed_setup_ends_the_run_before_any_agent(
         POLICY + '\n[setup]\ncommands = ["echo preparing && exit 7"]\n'
     )
     _script(project, '[[attempt]]\n[[attempt.window]]\nactions = [{ finish = "x" }]\n')
-    proc = corral(corral_home, *_run_args(project, "--run-id", "nosetup"))
+    proc = corral(*_run_args(project, "--run-id", "nosetup"), home=corral_home)
     assert proc.returncode == 1
     result = json.loads(proc.stdout)
     assert result["status"] == "failed" and result["failure_domain"] == "runtime"
@@ -190,23 +151,25 @@ def test_failed_setup_ends_the_run_before_any_agent(
 
 def test_bad_input_is_one_clear_line_and_exit_2(project: Path, corral_home: Path) -> None:
     (project / "bad.toml").write_text("[budgets]\nattempts = 0\n[scope]\nwriteable = []\n")
-    bad = corral(corral_home, "policy", "check", str(project / "bad.toml"))
+    bad = corral("policy", "check", str(project / "bad.toml"), home=corral_home)
     assert bad.returncode == 2
     assert "budgets.attempts:" in bad.stderr and "scope.writeable: unknown key" in bad.stderr
-    unknown = corral(corral_home, "status", "no-such-run")
+    unknown = corral("status", "no-such-run", home=corral_home)
     assert unknown.returncode == 2 and "`corral list` shows runs" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
-    coded = corral(corral_home, "status", "UPPER:x:")  # run text is no emoji code either
+    coded = corral("status", "UPPER:x:", home=corral_home)  # run text is no emoji code either
     assert coded.returncode == 2 and "UPPER:x:" in coded.stderr and "\u274c" not in coded.stderr
-    missing = corral(corral_home, "run", "--repo", str(project), "--bug", str(project / "bug.md"))
+    missing = corral(
+        "run", "--repo", str(project), "--bug", str(project / "bug.md"), home=corral_home
+    )
     assert missing.returncode == 2 and "not a git repository" in missing.stderr
-    good = corral(corral_home, "policy", "check", str(project / "policy.toml"))
+    good = corral("policy", "check", str(project / "policy.toml"), home=corral_home)
     assert good.returncode == 0 and "ok:" in good.stdout
-    shown = corral(corral_home, "policy", "show", "--policy", "strict")
+    shown = corral("policy", "show", "--policy", "strict", home=corral_home)
     assert json.loads(shown.stdout)["policy"]["scope"]["on_violation"] == "escalate"
     # --base-url without a script means the built-in agent, which then names what it lacks
-    url = corral(corral_home, "run", "--repo", str(project / "repo"), "--bug",
-                 str(project / "bug.md"), "--base-url", "http://127.0.0.1:9/v1")  # fmt: skip
+    url = corral("run", "--repo", str(project / "repo"), "--bug",
+                 str(project / "bug.md"), "--base-url", "http://127.0.0.1:9/v1", home=corral_home)  # fmt: skip
     assert url.returncode == 2 and "--agent corral needs --model NAME" in url.stderr, url.stderr
     assert len(url.stderr.strip().splitlines()) == 1
 
@@ -232,26 +195,28 @@ def test_run_text_is_printed_as_text_with_hidden_characters_escaped(
         corral_home, "nasty", reason=f"no attempt passed: {NASTY}", bug_title=NASTY,
         attempts=(report,), failure_domain="governance",
     ).update("nasty", repo=f"/repo/{NASTY}")  # fmt: skip
-    resumed = corral(corral_home, "resume", "nasty")
+    resumed = corral("resume", "nasty", home=corral_home)
     assert resumed.returncode == 1, resumed.stderr
     _shows_nasty_escaped(resumed.stdout + resumed.stderr)
     assert resumed.stdout.count("<U+202E>") == 2  # the run's reason and the attempt's
-    status = corral(corral_home, "status", "nasty")
+    status = corral("status", "nasty", home=corral_home)
     assert status.returncode == 0, status.stderr
     _shows_nasty_escaped(status.stdout)
     assert "bug: [/x] x[/y].py <U+202E>" in " ".join(status.stdout.split())
     # A waiting run's pending command, and the answer to it.
     store = stored_run(corral_home, "asks", status="waiting", reason="asks a human")
     store.update("asks", waiting_json=json.dumps({"command": NASTY, "reason": NASTY}))
-    waiting = corral(corral_home, "status", "asks")
+    waiting = corral("status", "asks", home=corral_home)
     assert waiting.returncode == 0, waiting.stderr
     _shows_nasty_escaped(waiting.stdout)
     assert waiting.stdout.count("<U+202E>") == 2  # the command and why it waits
-    approved = corral(corral_home, "approve", "asks")
+    approved = corral("approve", "asks", home=corral_home)
     assert approved.returncode == 0, approved.stderr
     _shows_nasty_escaped(approved.stdout)
     # An error line that quotes run text (a bug file name) is escaped as well.
-    missing = corral(corral_home, "run", "--repo", str(project / "repo"), "--bug", f"/no/{NASTY}")
+    missing = corral(
+        "run", "--repo", str(project / "repo"), "--bug", f"/no/{NASTY}", home=corral_home
+    )
     assert missing.returncode == 2
     _shows_nasty_escaped(missing.stderr)
     assert len(missing.stderr.strip().splitlines()) == 1

@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from runner.ops.doctor import diagnose, ready
-
-
-def _doctor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner", "doctor", *args],
-        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, **env},
-    )  # fmt: skip
+from tests.support.cli import corral
 
 
 @pytest.mark.docker
@@ -27,16 +20,17 @@ def test_doctor_is_ready_on_a_set_up_machine(corral_home: Path, sandbox_image: s
     assert {"docker engine", "storage driver", "gVisor (runsc)", "host git", "free disk",
             "worktree filesystem", "image corral/sandbox:latest"} <= names  # fmt: skip
     assert ready(checks), [c for c in checks if not c.ok]
-    proc = _doctor("--json", CORRAL_HOME=str(corral_home))
+    proc = corral("doctor", "--json", home=corral_home)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert {"name", "ok", "detail", "fix", "severity"} <= set(data[0])
-    table = _doctor(CORRAL_HOME=str(corral_home))
+    table = corral("doctor", home=corral_home)
     assert table.returncode == 0 and "docker engine" in table.stdout
 
 
 def test_doctor_without_an_engine_fails_and_names_the_fix(tmp_path: Path) -> None:
-    proc = _doctor("--json", DOCKER_HOST=f"unix://{tmp_path}/none.sock", CORRAL_HOME=str(tmp_path))
+    no_engine = {"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
+    proc = corral("doctor", "--json", home=tmp_path, env=no_engine)
     assert proc.returncode == 1
     checks = {c["name"]: c for c in json.loads(proc.stdout)}
     assert checks["docker engine"]["ok"] is False
@@ -51,11 +45,7 @@ def test_worktree_filesystem_without_nosuid_is_a_warning_not_an_error(tmp_path: 
 @pytest.mark.docker
 def test_doctor_fix_is_idempotent_on_a_set_up_machine(sandbox_image: str) -> None:
     """After the README's set-up command, `doctor --fix` finds nothing to do (default home)."""
-    env = {k: v for k, v in os.environ.items() if k != "CORRAL_HOME"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "doctor", "--fix", "--json"],
-        capture_output=True, text=True, timeout=600, check=False, env=env,
-    )  # fmt: skip
+    proc = corral("doctor", "--fix", "--json", env={"CORRAL_HOME": None})
     assert proc.returncode == 0, proc.stderr
     assert "fix:" not in proc.stderr
     assert all(c["ok"] for c in json.loads(proc.stdout) if c["severity"] == "error")

@@ -25,6 +25,7 @@ from runner.store.runs import (
     StoreError,
     UnknownRun,
 )
+from tests.support.cli import corral
 
 
 def _new(**kw: str | None) -> NewRun:
@@ -585,9 +586,7 @@ def test_after_a_restart_a_power_loss_explains_a_tail_lost_after_the_durable_poi
     res = store.verify(run)
     assert (res.ok, res.events, res.problem) == (True, 4, None)
     assert res.note is not None and "after 3" in res.note and "power loss" in res.note
-    shown = subprocess.run([sys.executable, "-m", "runner", "verify", run], capture_output=True,
-                           text=True, env={**os.environ, "CORRAL_HOME": str(store.home)},
-                           timeout=60, check=False)  # fmt: skip
+    shown = corral("verify", run, home=store.home)
     assert shown.returncode == 0 and "note: not checked" in shown.stdout, shown
     event = store.append(run, "run_resume", {})  # the next boot appends on from the log
     assert event.seq == 5
