@@ -29,15 +29,12 @@ from sandbox.spec import Mount, SandboxSpec
 from sandbox.treefs import mount_scratch_fs
 from sandbox.workspace import Workspace
 from tests.support import drivers
+from tests.support.demo import demo_files
 from tests.support.gitfixtures import make_repo
 
 pytestmark = pytest.mark.docker
 
-FILES = {
-    "src/calc.py": "def add(a, b):\n    return a - b\n",
-    "tests/test_calc.py": "from src.calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n",
-    ".gitignore": "*.pyc\n__pycache__/\n",
-}
+FILES = demo_files({".gitignore": "*.pyc\n__pycache__/\n"})
 
 
 @dataclass

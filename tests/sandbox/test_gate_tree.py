@@ -20,17 +20,15 @@ import docker
 import pytest
 
 from runner.loop.outcome import RunResult
-from runner.ops.service import RunRequest, start_run
+from runner.ops.service import start_run
 from runner.store.runs import RunStore
 from sandbox.gatetree import gate_tree_path
 from sandbox.paths import worktrees_dir
 from sandbox.treefs import mount_scratch_fs
-from tests.support.gitfixtures import make_repo
+from tests.support.demo import FIXED, build_demo, run_request
 
 pytestmark = pytest.mark.docker
 
-CALC = "def add(a, b):\n    return a - b\n"
-FIXED = "def add(a, b):\n    return a + b\n"
 # Each gate tries to leave something in its tree; the next gate fails if anything is there
 # that the composed revision does not hold (or if the tree is not the candidate's code).
 WRITER = (
@@ -71,18 +69,12 @@ actions = [{{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
 
 @pytest.fixture
 def run(tmp_path: Path, corral_home: Path, docker_client: Any, sandbox_image: str) -> Iterator[Any]:
-    repo = make_repo(
-        tmp_path / "repo",
-        {"src/calc.py": CALC, "tests/test_calc.py": "def test_x():\n    pass\n",
-         ".gitignore": "*.log\n"},
-    )  # fmt: skip
-    (tmp_path / "bug.md").write_text("# add() subtracts\n")
-    (tmp_path / "policy.toml").write_text(POLICY)
+    # the demo project, its notes ignored, under the policy of the two gates above
+    build_demo(tmp_path, files={".gitignore": "__pycache__/\n*.log\n"}, policy=POLICY)
     (tmp_path / "script.toml").write_text(SCRIPT)
 
     def go(on_event: Any = None) -> RunResult:
-        req = RunRequest(repo=repo, bug=tmp_path / "bug.md", policy=str(tmp_path / "policy.toml"),
-                         script=tmp_path / "script.toml", image=sandbox_image)  # fmt: skip
+        req = run_request(tmp_path, script=tmp_path / "script.toml", image=sandbox_image)
         return start_run(corral_home, req, on_event)
 
     with mount_scratch_fs(worktrees_dir(corral_home), size_mb=256):

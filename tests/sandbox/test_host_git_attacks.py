@@ -18,9 +18,10 @@ from sandbox.git import HostGit, find_git_dirs
 from sandbox.harvest import harvest
 from sandbox.workspace import Workspace
 from tests.support import drivers
+from tests.support.demo import FIXED, demo_files
 from tests.support.gitfixtures import commit, git, make_repo
 
-FILES = {"src/calc.py": "def add(a, b):\n    return a - b\n", "README.md": "calc\n"}
+FILES = demo_files({"README.md": "calc\n"})
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def test_planted_git_dir_config_in_the_tree_is_data(
             f'[diff "x"]\n\ttextconv = {payload}\n\tcommand = {payload}\n'
         )
     (ws.path / ".gitattributes").write_text("* filter=x diff=x merge=x\n")
-    (ws.path / "src/calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (ws.path / "src/calc.py").write_text(FIXED)
     h = harvest(ws)
     assert any(f.kind == "nested_git" and f.path == "evil.git" for f in h.findings)
     assert {c.path for c in h.changes} == {".gitattributes", "src/calc.py"}
@@ -101,7 +102,7 @@ def test_drivers_named_by_planted_attributes_never_run_on_the_host(
     ws = Workspace.create(repo, "HEAD", "drivers", corral_home)  # checks out a base naming them
     drivers.define_in(ws.git_dir, script)
     (ws.path / ".gitattributes").write_text(drivers.ATTRIBUTES + "*.py diff=evil filter=evil\n")
-    (ws.path / "src/calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (ws.path / "src/calc.py").write_text(FIXED)
     (ws.path / "new.py").write_text("y = 2\n")
     _full_cycle(ws)
     assert not canary.exists()

@@ -19,16 +19,18 @@ from sandbox.paths import worktrees_dir
 from sandbox.spec import SANDBOX_UID
 from sandbox.treefs import mount_scratch_fs
 from sandbox.workspace import Change, Workspace, list_workspaces, remove_workspace
-from tests.support.gitfixtures import build_tree, commit, git, make_repo, tree_digest
+from tests.support.demo import FIXED, demo_files
+from tests.support.gitfixtures import build_tree, checkout_state, commit, git, make_repo
 
-FILES: dict[str, str | bytes] = {
-    "src/calc.py": "def add(a, b):\n    return a - b\n",
-    "src/util/strings.py": "def up(s):\n    return s.upper()\n",
-    "tests/test_calc.py": "from src.calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n",
-    "bin/run.sh": "#!/bin/sh\necho run\n",
-    ".gitignore": "*.pyc\n__pycache__/\nbuild/\n",
-    "data.bin": bytes(range(256)) * 4,
-}
+# The demo project, with a nested package, an executable script and a binary file.
+FILES = demo_files(
+    {
+        "src/util/strings.py": "def up(s):\n    return s.upper()\n",
+        "bin/run.sh": "#!/bin/sh\necho run\n",
+        ".gitignore": "*.pyc\n__pycache__/\nbuild/\n",
+        "data.bin": bytes(range(256)) * 4,
+    }
+)
 
 
 @pytest.fixture
@@ -41,16 +43,6 @@ def repo(tmp_path: Path) -> Path:
 @pytest.fixture
 def ws(repo: Path, corral_home: Path) -> Workspace:
     return Workspace.create(repo, "HEAD", "run-1", corral_home)
-
-
-def _user_state(repo: Path) -> dict[str, object]:
-    return {
-        "tree": {k: v for k, v in tree_digest(repo).items() if not k.startswith(".git/")},
-        "index": (repo / ".git/index").read_bytes(),
-        "HEAD": (repo / ".git/HEAD").read_bytes(),
-        "branches": git(repo, "for-each-ref", "refs/heads", "refs/tags"),
-        "config": (repo / ".git/config").read_bytes(),
-    }
 
 
 def test_create_checks_out_base_in_corral_home_not_the_users_checkout(
@@ -80,14 +72,14 @@ def test_tree_is_owned_by_the_sandbox_user_and_the_pointer_by_root(ws: Workspace
 def test_dirty_user_checkout_is_fine_and_untouched(repo: Path, corral_home: Path) -> None:
     build_tree(repo, {"src/calc.py": "# user's uncommitted edit\n", "scratch.txt": "wip\n"})
     git(repo, "add", "scratch.txt")
-    before = _user_state(repo)
+    before = checkout_state(repo)
     ws = Workspace.create(repo, "HEAD", "dirty", corral_home)
-    (ws.path / "src/calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (ws.path / "src/calc.py").write_text(FIXED)
     h = harvest(ws, label="a1")
     ws.rollback(ws.base)
     ws.remove()
     assert (ws.path / "src").exists() is False
-    assert _user_state(repo) == before
+    assert checkout_state(repo) == before
     assert "a + b" in h.patch and "user's uncommitted" not in h.patch
     assert git(repo, "for-each-ref", "refs/corral") == ""
 
@@ -120,7 +112,7 @@ def test_a_run_id_gets_one_workspace(ws: Workspace, repo: Path, corral_home: Pat
 
 
 def test_changes_cover_add_modify_delete_mode_and_type(ws: Workspace) -> None:
-    (ws.path / "src/calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (ws.path / "src/calc.py").write_text(FIXED)
     (ws.path / "src/new.py").write_text("NEW = 1\n")
     (ws.path / "src/util/strings.py").unlink()
     (ws.path / "tests/test_calc.py").chmod(0o755)
@@ -137,7 +129,7 @@ def test_changes_cover_add_modify_delete_mode_and_type(ws: Workspace) -> None:
 
 
 def test_checkpoint_diff_applies_to_the_users_repo(ws: Workspace, repo: Path) -> None:
-    (ws.path / "src/calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (ws.path / "src/calc.py").write_text(FIXED)
     (ws.path / "data.bin").write_bytes(bytes(reversed(range(256))) * 3)
     (ws.path / "tool.sh").write_text("#!/bin/sh\n")
     (ws.path / "tool.sh").chmod(0o755)
@@ -315,7 +307,7 @@ def _expected(ws: Workspace, rev: str) -> dict[str, bytes]:
 @pytest.fixture
 def revs(ws: Workspace) -> tuple[str, str]:
     """A candidate (one file changed, one added, one deleted) beside base."""
-    (ws.path / "src/calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (ws.path / "src/calc.py").write_text(FIXED)
     (ws.path / "src/new.py").write_text("NEW = 1\n")
     (ws.path / "src/util/strings.py").unlink()
     return ws.base, ws.checkpoint("cand")

@@ -40,15 +40,13 @@ from sandbox.fake import FakeSandbox
 from sandbox.interfaces import Sandbox
 from sandbox.spec import SandboxSpec
 from sandbox.workspace import Workspace
+from tests.support.demo import FIXED, demo_files
 from tests.support.gitfixtures import make_repo
 
-FILES = {
-    "src/__init__.py": "",
-    "src/calc.py": "def add(a, b):\n    return a - b\n",
-    "src/twice.py": "x = 1\nx = 1\n",
-    "notes.txt": "one\ntwo\nthree\n",
-    "setup.cfg": "[tool]\n",
-}
+# The demo project, with a file whose line repeats, notes, and a protected config of one line.
+FILES = demo_files(
+    {"src/twice.py": "x = 1\nx = 1\n", "notes.txt": "one\ntwo\nthree\n", "setup.cfg": "[tool]\n"}
+)
 
 
 @dataclass
@@ -135,7 +133,7 @@ def test_edit_file_with_one_match_edits_it(rig: Rig, scripted_model_server: Star
         ToolCall("edit_file", {"path": "src/calc.py", "old_text": "a - b", "new_text": "a + b"}),
     )
     assert seen == ["wrote src/calc.py"]
-    assert (rig.ws.path / "src/calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    assert (rig.ws.path / "src/calc.py").read_text() == FIXED
 
 
 # ------------------------------------------------------------------ bash
@@ -351,7 +349,7 @@ def test_every_tool_call_records_one_event_with_the_tool_and_its_arguments(rig: 
     assert kinds["read_denied"]["reason"] == "outside the repository"
     assert kinds["write_denied"]["reason"] == "protected by policy"
     assert "src: is a directory" in rig.events[7][1]["error"]
-    assert (rig.ws.path / "src/calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    assert (rig.ws.path / "src/calc.py").read_text() == FIXED
 
 
 def test_the_trajectory_counts_edits_as_edit_file_and_lists_denied_reads(rig: Rig) -> None:
@@ -410,7 +408,7 @@ FIX_DIFF = """--- a/src/calc.py
 def test_a_patch_applies_without_a_repository_and_is_recorded(rig: Rig) -> None:
     result = rig.tools.apply_patch(FIX_DIFF)
     assert result.ok, result.output
-    assert (rig.ws.path / "src/calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    assert (rig.ws.path / "src/calc.py").read_text() == FIXED
     ((kind, data),) = [e for e in rig.events if e[0] != "scope_reverted"]
     assert (kind, data["paths"], data["exit_code"], data["tool"]) == (
         "patch", ["src/calc.py"], 0, "apply_patch"
@@ -475,7 +473,7 @@ def test_the_scope_check_lists_ignored_paths_again_whenever_a_path_appears(
     tools.workspace = Counting(**{f: getattr(ws, f) for f in ws.__dataclass_fields__})
     tools.watch = TreeWatch.open(ws.path)
     try:
-        tools.write("src/calc.py", "def add(a, b):\n    return a + b\n")
+        tools.write("src/calc.py", FIXED)
         tools.write("src/calc.py", "def add(a, b):\n    return b + a\n")
         assert len(listed) == 1, "an edit of a file that exists changes no ignored path"
         assert tools.run("mkdir -p build && echo obj > build/out.o").ok
