@@ -8,6 +8,10 @@
         │                                      wrong; the message names the fix -> exit 2
         ├── PresetError(UserError, ValueError) an agent CLI preset is unknown or does not load
         ├── MergeRefused(UserError, ValueError)  a run cannot be merged, approved or exported
+        ├── StoreError                         the run store
+        │   ├── UnknownRun(UserError, LookupError)
+        │   ├── DuplicateRun(UserError, ValueError)
+        │   └── LogCorrupt(ValueError)         an event log line that is not an event
         ├── ModelError                         a model call failed for good (``domain``)
         │   ├── ContextTooLong
         │   ├── ModelUnavailable(Paused)       the circuit opened: the run waits
@@ -45,6 +49,30 @@ class PresetError(RunnerError, UserError, ValueError):
 
 class MergeRefused(RunnerError, UserError, ValueError):
     """The run cannot be merged, approved or exported as asked; the message names the fix."""
+
+
+class StoreError(RunnerError):
+    """Base of the run store's errors."""
+
+
+class UnknownRun(StoreError, UserError, LookupError):
+    """No run with that id in this store."""
+
+
+class DuplicateRun(StoreError, UserError, ValueError):
+    """A run with that id or idempotency key exists already: ``run_id`` names it."""
+
+    def __init__(self, run_id: str, key: str | None = None) -> None:
+        self.run_id = run_id
+        self.key = key
+        if key is None:
+            super().__init__(f"run {run_id} already exists: choose another run id")
+        else:
+            super().__init__(f"idempotency key {key!r} already belongs to run {run_id}")
+
+
+class LogCorrupt(StoreError, ValueError):
+    """The event log holds a line that is not an event (not a torn write): see ``verify``."""
 
 
 class Paused(RunnerError, StopAttempt):

@@ -18,8 +18,8 @@ Durability:
   *power loss* no events since the last boundary are lost; what
   ``verify_log`` can then say is in ``runner.store.chain``.
 
-``StoreError`` is the base of the run store's errors, this module's included;
-``runner.store.runs`` re-exports it.
+``StoreError`` is the base of the run store's errors; it and ``LogCorrupt`` live in
+``runner.errors`` and are re-imported here.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner.errors import LogCorrupt as LogCorrupt
+from runner.errors import StoreError as StoreError
 from runner.store.chain import (
     EVENT_KEYS,
     EVENT_VERSION,
@@ -52,14 +54,6 @@ _TAIL_CHUNK = 64 * 1024
 
 #: Called with ``(seq, link)`` after each line is written, under the log's lock.
 OnWrite = Callable[[int, str], None]
-
-
-class StoreError(Exception):
-    """Base of the run store's errors."""
-
-
-class LogCorrupt(StoreError, ValueError):
-    """The event log holds a line that is not an event (not a torn write): see ``verify``."""
 
 
 def _ignore(seq: int, after: str) -> None:

@@ -55,10 +55,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from runner.errors import DuplicateRun as DuplicateRun
+from runner.errors import StoreError as StoreError
+from runner.errors import UnknownRun as UnknownRun
 from runner.store.artifacts import check_artifact_name, fsync_written, write_atomic
 from runner.store.chain import Event, VerifyResult, verify_log
 from runner.store.eventlog import LOG_NAME, EventLog
-from runner.store.eventlog import StoreError as StoreError
 from runner.store.heads import read_head, record_durable, record_head
 from runner.store.records import FAILURE_DOMAINS as FAILURE_DOMAINS
 from runner.store.records import STATUSES as STATUSES
@@ -75,22 +77,6 @@ log = logging.getLogger(__name__)
 
 #: ``update`` columns that are counters: an update of only these is not a durable boundary.
 _COUNTERS = frozenset({"tokens", "cost_usd", "wall_seconds"})
-
-
-class UnknownRun(StoreError, LookupError):
-    """No run with that id in this store."""
-
-
-class DuplicateRun(StoreError, ValueError):
-    """A run with that id or idempotency key exists already: ``run_id`` names it."""
-
-    def __init__(self, run_id: str, key: str | None = None) -> None:
-        self.run_id = run_id
-        self.key = key
-        if key is None:
-            super().__init__(f"run {run_id} already exists: choose another run id")
-        else:
-            super().__init__(f"idempotency key {key!r} already belongs to run {run_id}")
 
 
 _UPDATABLE = frozenset(f.name for f in fields(RunRecord)) - {"run_id", "created", "updated"}
