@@ -26,7 +26,7 @@ hardened ``HostGit`` (no hooks, filters or repository config; git writes only
 what differs), then requires corral's own ``lstat`` scan of the directory to
 equal ``rev``'s listing, else empties it and checks out again. That scan hashes
 only the files git wrote: the others keep the blob ids of the previous scan while
-their inode stamps stand (``sandbox.scan.HashCache``; nothing maps this tree
+their inode stamps stand (``sandbox.blobs.HashCache``; nothing maps this tree
 writable, every container sees it read-only).
 
 The tree is reused only while it is provably what was checked: after every
@@ -53,11 +53,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.blobs import HashCache
 from sandbox.errors import WorkspaceError
 from sandbox.git import HostGit
 from sandbox.lease import check_run_id
 from sandbox.paths import worktrees_dir
-from sandbox.scan import MODE_GITLINK, MODE_LINK, HashCache, scan
+from sandbox.scan import MODE_GITLINK, MODE_LINK, scan
 
 log = logging.getLogger(__name__)
 

@@ -12,20 +12,23 @@ that start with ``-`` or carry control or bidi characters, oversize files,
 files the tree's ignore rules exclude, and trees too big to scan.
 
 Every loop is bounded: ``ScanLimits`` caps entries, depth and file size.
-Only the standard library is used (``os`` with ``dir_fd``, ``hashlib``).
+Files are reached through ``sandbox.nofollow`` and hashed by ``sandbox.blobs``
+(whose ``HashCache`` a scan may reuse ids from). Standard library only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from sandbox.blobs import HashCache, blob_sha, hash_file
+from sandbox.nofollow import DIR_FLAGS, read_chunks
 
 FindingKind = Literal[
     "fifo",
@@ -56,9 +59,6 @@ MODE_EXEC = "100755"
 MODE_LINK = "120000"
 MODE_GITLINK = "160000"
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_CHUNK = 1 << 20
 _BIDI = {chr(c) for c in (0x200E, 0x200F, 0x061C, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
 
 
@@ -99,13 +99,6 @@ class Snapshot:
     complete: bool
 
 
-def blob_sha(data: bytes) -> str:
-    """The git (SHA-1) blob id of ``data``."""
-    h = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
-    h.update(data)
-    return h.hexdigest()
-
-
 def bad_name_reason(name: str) -> str | None:
     """Why a path component is refused, or None. Option-like, control, bidi or undecodable."""
     if name.startswith("-"):
@@ -120,52 +113,6 @@ def bad_name_reason(name: str) -> str | None:
         if unicodedata.category(ch) in ("Cc", "Cf") and ch != "\u200d":
             return f"control character U+{ord(ch):04X}"
     return None
-
-
-#: A file changed this recently before a scan started may change again within the same
-#: timestamp tick (the kernel stamps inodes from a clock that advances once per tick, up to
-#: 10 ms), unseen by its stamp: ``HashCache`` does not keep its blob id.
-RACY_NS = 50_000_000
-
-_Stamp = tuple[int, int, int, int, int, int]
-
-
-class HashCache:
-    """Blob ids from earlier scans of one tree, reused while a file's inode stamp is unchanged.
-
-    The stamp is (device, inode, mode, size, mtime, ctime). Every write,
-    truncate, chmod, rename or link through the file system moves ctime to the
-    current time, and no system call sets it back, so an unchanged stamp means
-    unchanged content; a file whose ctime was within ``RACY_NS`` of the scan
-    that hashed it is not kept (it could change again unseen within the same
-    tick). A write through a shared ``mmap`` of a page that is already dirty does
-    not move ctime: only scans that are defence in depth (the per-step scope
-    check) or of trees that nothing can map writable (the gate tree, read-only in
-    every container) use a cache; the harvest and the rollback check hash every
-    file. Bounded: past ``max_entries`` the cache starts again empty.
-    """
-
-    def __init__(self, max_entries: int = 200_000) -> None:
-        self.max_entries = max_entries
-        self._ids: dict[str, tuple[_Stamp, str]] = {}
-
-    def lookup(self, rel: str, st: os.stat_result) -> str | None:
-        """The blob id kept for ``rel`` if its stamp is still ``st``'s, else None."""
-        kept = self._ids.get(rel)
-        return kept[1] if kept is not None and kept[0] == _stamp(st) else None
-
-    def keep(self, rel: str, st: os.stat_result, sha: str, scan_started_ns: int) -> None:
-        """Remember ``sha`` for ``rel`` as ``st`` describes it, unless it changed too recently."""
-        if st.st_ctime_ns >= scan_started_ns - RACY_NS:
-            self._ids.pop(rel, None)
-            return
-        if len(self._ids) >= self.max_entries:
-            self._ids.clear()
-        self._ids[rel] = (_stamp(st), sha)
-
-
-def _stamp(st: os.stat_result) -> _Stamp:
-    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(slots=True)
@@ -217,7 +164,7 @@ def scan(
     """
     limits = limits or ScanLimits()
     started = time.time_ns()
-    fd = os.open(root, _DIR_FLAGS)
+    fd = os.open(root, DIR_FLAGS)
     try:
         walk = _Walk(
             root_dev=os.fstat(fd).st_dev,
@@ -295,7 +242,7 @@ def _scan_entry(walk: _Walk, dfd: int, name: str, rel: str, st: os.stat_result, 
             walk.flag("device", rel, "a different filesystem is mounted here")
             return
         try:
-            sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+            sub = os.open(name, DIR_FLAGS, dir_fd=dfd)
         except OSError as exc:
             walk.flag("unreadable", rel, exc.strerror or str(exc))
             walk.complete = False
@@ -352,63 +299,6 @@ def _scan_file(walk: _Walk, dfd: int, name: str, rel: str, st: os.stat_result) -
             walk.hashes.keep(rel, st, sha, walk.started_ns)
     git_mode = MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE
     walk.entries[rel] = Entry(rel, git_mode, sha, st.st_size)
-
-
-def hash_file(dfd: int, name: str, expect: os.stat_result) -> str:
-    """Blob id of regular file ``name`` in directory ``dfd``; raises OSError if it is not the file ``expect`` describes."""
-    h = hashlib.sha1(b"blob %d\0" % expect.st_size, usedforsecurity=False)
-    for chunk in read_chunks(dfd, name, expect):
-        h.update(chunk)
-    return h.hexdigest()
-
-
-def read_chunks(dfd: int, name: str, expect: os.stat_result) -> Iterator[bytes]:
-    """The bytes of regular file ``name`` under ``dfd``, opened without following links.
-
-    Raises ``OSError`` (EAGAIN-like ``errno``) when the file is not the same inode
-    and size as ``expect`` (it was swapped or changed since the ``lstat``).
-    """
-    fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (st.st_ino, st.st_size) != (
-            expect.st_ino,
-            expect.st_size,
-        ):
-            raise OSError(11, "file changed while it was read")
-        left = st.st_size
-        while left > 0:
-            chunk = os.read(fd, min(_CHUNK, left))
-            if not chunk:
-                raise OSError(11, "file shrank while it was read")
-            left -= len(chunk)
-            yield chunk
-    finally:
-        os.close(fd)
-
-
-def open_dir(root: Path, rel: str) -> int:
-    """A directory fd for ``rel`` (``""``: the root), reached without following links.
-
-    The caller closes it. Raises ``OSError`` (ELOOP/ENOTDIR) if a component is
-    not a real directory.
-    """
-    fd = os.open(root, _DIR_FLAGS)
-    try:
-        for part in [p for p in rel.split("/") if p]:
-            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def open_parent(root: Path, rel: str) -> tuple[int, str]:
-    """``(fd of rel's parent directory, rel's last component)``; see ``open_dir``."""
-    parent, _, name = rel.rpartition("/")
-    return open_dir(root, parent), name
 
 
 def _link_stays_inside(rel: str, target: str) -> bool:

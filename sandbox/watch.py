@@ -14,7 +14,7 @@ This is an optimisation of a defence-in-depth layer, never the boundary: a
 write through a shared ``mmap`` does not raise an event, and the harvest at the
 end of the attempt (after the container is killed) is always a full scan.
 
-Directories are reached without following links (``scan.open_dir``): each
+Directories are reached without following links (``nofollow.open_dir``): each
 watch is added through ``/proc/self/fd`` of a directory fd opened with
 ``O_NOFOLLOW`` (so no ``IN_DONT_FOLLOW``: that magic link must be followed),
 and a symlink the agent swaps in is never watched through.
@@ -37,7 +37,7 @@ from typing import Any
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
-from sandbox.scan import open_dir
+from sandbox.nofollow import open_dir
 
 log = logging.getLogger(__name__)
 

@@ -43,24 +43,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from sandbox.blobs import HashCache, blob_sha
 from sandbox.errors import GitError, WorkspaceError
 from sandbox.gatetree import GateTree, delete_path, list_gate_trees, remove_gate_tree
 from sandbox.git import HostGit, find_git_dirs, split_z
 from sandbox.lease import check_run_id
+from sandbox.nofollow import open_dir, open_parent, read_chunks
 from sandbox.paths import workspaces_dir, worktrees_dir
-from sandbox.scan import (
-    MODE_GITLINK,
-    MODE_LINK,
-    Entry,
-    HashCache,
-    ScanLimits,
-    Snapshot,
-    blob_sha,
-    open_dir,
-    open_parent,
-    read_chunks,
-    scan,
-)
+from sandbox.scan import MODE_GITLINK, MODE_LINK, Entry, ScanLimits, Snapshot, scan
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
 
 log = logging.getLogger(__name__)

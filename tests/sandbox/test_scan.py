@@ -9,16 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.blobs import RACY_NS, HashCache, blob_sha
 from sandbox.scan import (
     MODE_EXEC,
     MODE_FILE,
     MODE_LINK,
-    RACY_NS,
-    HashCache,
     ScanLimits,
     _link_stays_inside,
     bad_name_reason,
-    blob_sha,
     scan,
 )
 from tests.support.gitfixtures import build_tree, git, make_repo
