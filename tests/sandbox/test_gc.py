@@ -6,11 +6,7 @@ with ``runner.ops.maintenance``, tests/runner/ops/test_maintenance.py.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,34 +20,17 @@ from sandbox.lease import RunLease, is_live
 from sandbox.spec import SandboxSpec
 from sandbox.workspace import Workspace, list_workspaces
 from tests.support.gitfixtures import make_repo
-
-
-def _hold_lease_in_child(home: Path, run_id: str) -> subprocess.Popen[str]:
-    code = (
-        "import sys, time; from pathlib import Path; from sandbox.lease import RunLease;"
-        "RunLease(Path(sys.argv[1]), sys.argv[2]).acquire(); print('held', flush=True);"
-        "time.sleep(600)"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(home), run_id], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
-
-
-def _kill(proc: subprocess.Popen[str]) -> None:
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+from tests.support.leases import hold_lease_in_child, kill
 
 
 def test_workspaces_and_leases_of_dead_runs_are_removed(corral_home: Path, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
-    dead = _hold_lease_in_child(corral_home, "dead-run")
-    live = _hold_lease_in_child(corral_home, "live-run")
+    dead = hold_lease_in_child(corral_home, "dead-run")
+    live = hold_lease_in_child(corral_home, "live-run")
     try:
         for run_id in ("dead-run", "live-run"):
             Workspace.create(repo, "HEAD", run_id, corral_home)
-        _kill(dead)
+        kill(dead)
         report = collect(corral_home, None)
         assert report.workspaces == ["dead-run"]
         assert "dead-run" in report.leases
@@ -60,7 +39,7 @@ def test_workspaces_and_leases_of_dead_runs_are_removed(corral_home: Path, tmp_p
         again = collect(corral_home, None)
         assert not again.removed_anything  # idempotent
     finally:
-        _kill(live)
+        kill(live)
 
 
 def test_keep_spares_resumable_runs(corral_home: Path, tmp_path: Path) -> None:
@@ -85,8 +64,8 @@ def test_containers_of_dead_runs_only(
 ) -> None:
     backend = DockerBackend(docker_client)
     home = str(corral_home)
-    dead = _hold_lease_in_child(corral_home, "dead")
-    live = _hold_lease_in_child(corral_home, "live")
+    dead = hold_lease_in_child(corral_home, "dead")
+    live = hold_lease_in_child(corral_home, "live")
     started = []
     try:
         for run_id, owner in (("dead", home), ("live", home), ("dead", "/elsewhere")):
@@ -96,7 +75,7 @@ def test_containers_of_dead_runs_only(
         foreign = docker_client.containers.run(
             sandbox_image, ["sleep", "infinity"], detach=True, init=True, network_mode="none"
         )
-        _kill(dead)
+        kill(dead)
         report = collect(corral_home, docker_client)
         assert len(report.containers) == 1 and "(dead)" in report.containers[0]
         states = {}
@@ -109,7 +88,7 @@ def test_containers_of_dead_runs_only(
         assert [states[sb.id] for sb in started] == ["gone", "present", "present"]
         docker_client.containers.get(foreign.id)  # never corral's: untouched
     finally:
-        _kill(live)
+        kill(live)
         for sb in started:
             sb.close()
         foreign.remove(force=True)

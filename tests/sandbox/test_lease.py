@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sandbox.errors import LeaseHeld
 from sandbox.lease import RunLease, check_run_id, is_live
+from tests.support.leases import hold_lease_in_child, kill
 
 
 def test_lease_is_exclusive_and_released(tmp_path: Path) -> None:
@@ -28,19 +25,9 @@ def test_unknown_run_is_not_live(tmp_path: Path) -> None:
 
 
 def test_lease_dies_with_its_process(tmp_path: Path) -> None:
-    code = (
-        "import sys, time; from pathlib import Path; from sandbox.lease import RunLease;"
-        "l = RunLease(Path(sys.argv[1]), 'victim').acquire(); print('held', flush=True);"
-        "time.sleep(600)"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "held"
+    proc = hold_lease_in_child(tmp_path, "victim")
     assert is_live(tmp_path, "victim")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill(proc)
     assert not is_live(tmp_path, "victim")
     RunLease(tmp_path, "victim").acquire().release()  # a new owner can take it over
 
