@@ -33,8 +33,7 @@ from tests.support.agentruns import (
     run_corral,
 )
 from tests.support.cli import corral, corral_argv, corral_env
-from tests.support.demo import FIX_COMMAND, run_args
-from tests.support.gitfixtures import make_repo
+from tests.support.demo import FIX_COMMAND, build_demo, run_args
 from tests.support.loopback import upstream_of
 
 
@@ -105,8 +104,7 @@ def test_a_prompt_argument_is_read_from_the_prompt_file_when_the_line_runs() -> 
 def test_a_bug_report_over_the_limit_is_one_line_and_exit_2(
     tmp_path: Path, corral_home: Path
 ) -> None:
-    make_repo(tmp_path / "repo", {"a.txt": "a\n"})
-    (tmp_path / "bug.md").write_text("# huge\n" + "a log line of the failure\n" * 8000)  # ~200 KiB
+    build_demo(tmp_path, bug="# huge\n" + "a log line of the failure\n" * 8000)  # ~200 KiB
     proc = corral("run", "--repo", str(tmp_path / "repo"), "--bug", str(tmp_path / "bug.md"),
                   "--agent", "cli:custom", "--agent-cmd", "true", home=corral_home)  # fmt: skip
     assert proc.returncode == 2, proc.stderr
@@ -138,8 +136,7 @@ def test_agent_image_hash_follows_the_recipe(tmp_path: Path) -> None:
 def test_bad_agent_arguments_are_one_line_and_exit_2(
     tmp_path: Path, corral_home: Path, args: list[str], message: str
 ) -> None:
-    make_repo(tmp_path / "repo", {"a.txt": "a\n"})
-    (tmp_path / "bug.md").write_text("# bug\n")
+    build_demo(tmp_path)
     proc = corral("run", "--repo", str(tmp_path / "repo"), "--bug", str(tmp_path / "bug.md"),
                   *args, env={"CORRAL_API_KEY": None, "OPENAI_API_KEY": None})  # fmt: skip
     assert proc.returncode == 2, proc.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import corral
-from tests.support.gitfixtures import make_repo
+from tests.support.demo import build_demo
 
 
 @pytest.mark.parametrize(
@@ -16,8 +16,7 @@ from tests.support.gitfixtures import make_repo
 def test_an_unreadable_api_key_file_is_one_line_naming_the_fix(
     tmp_path: Path, corral_home: Path, key_file: str, why: str
 ) -> None:
-    make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
-    (tmp_path / "bug.md").write_text("# bug\n")
+    build_demo(tmp_path)
     (tmp_path / "a-dir").mkdir()
     proc = corral("run", "--repo", "repo", "--bug", "bug.md", "--model", "gpt-4o-mini",
                   "--api-key-file", key_file, cwd=tmp_path, home=corral_home)  # fmt: skip
