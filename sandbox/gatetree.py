@@ -38,7 +38,7 @@ cannot be set back from user space, and the tree is then rebuilt from empty.
 A new process (``resume``) knows no stamp and rebuilds once. The directory is
 removed at the run's end (``remove_gate_tree``, from both places), and by
 ``corral gc`` with the rest of a dead run's workspace
-(``sandbox.workspace.remove_workspace``); a reboot empties ``/dev/shm`` anyway.
+(``sandbox.gitdir.remove_workspace``); a reboot empties ``/dev/shm`` anyway.
 """
 
 from __future__ import annotations

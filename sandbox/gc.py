@@ -24,9 +24,9 @@ from docker.errors import DockerException, NotFound
 from sandbox.container import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
 from sandbox.errors import LeaseHeld
 from sandbox.gatetree import sweep_ram
+from sandbox.gitdir import list_workspaces, remove_workspace
 from sandbox.lease import RunLease
 from sandbox.paths import locks_dir
-from sandbox.workspace import list_workspaces, remove_workspace
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ as data and never as configuration. ``HostGit`` makes that the only option:
 - callers pass ``-z`` where git prints paths and ``--`` before every path.
 
 In-tree ``.gitattributes`` are neutralised by the private git dir's
-``info/attributes`` (written by ``sandbox.workspace``), which outranks them.
+``info/attributes`` (written by ``sandbox.gitdir``), which outranks them.
 
 Only the standard library is used: git is driven with ``subprocess`` because
 gitpython reads the caller's environment and config and offers no way to run

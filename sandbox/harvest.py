@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sandbox.changes import Change, compare
 from sandbox.interfaces import Sandbox
 from sandbox.scan import BLOCKING_KINDS, Finding, ScanLimits
-from sandbox.workspace import Change, Workspace, compare
+from sandbox.workspace import Workspace
 
 
 @dataclass(frozen=True, slots=True)

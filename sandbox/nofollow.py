@@ -1,17 +1,19 @@
-"""Paths under a root, reached without following links: opened and read.
+"""Paths under a root, reached without following links: opened, read, written and deleted.
 
 Every path is walked from ``root`` one component at a time through directory
 file descriptors opened with ``O_NOFOLLOW`` and every call takes ``dir_fd``, so
 a symlink the agent put in place of a directory or file is never followed out
 of the tree; files are opened ``O_NOFOLLOW | O_NONBLOCK`` (a FIFO never blocks
 the runner) and read only if they are still the inode an ``lstat`` saw. The
-scan (``sandbox.scan``), the tree watch and the workspace go through here.
-Standard library only (``os`` with ``dir_fd``).
+scan (``sandbox.scan``), the tree watch and the workspace's host-side writes
+go through here. Standard library only (``os`` with ``dir_fd``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,3 +70,116 @@ def read_chunks(dfd: int, name: str, expect: os.stat_result) -> Iterator[bytes]:
             yield chunk
     finally:
         os.close(fd)
+
+
+def remove(root: Path, rel: str) -> None:
+    """Delete ``rel`` under ``root``: a directory with all it holds, anything else unlinked."""
+    fd, name = open_parent(root, rel)
+    try:
+        st = os.lstat(name, dir_fd=fd)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=fd)
+        else:
+            os.unlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def remove_path(root: Path, rel: str) -> None:
+    """Delete ``rel`` (file, link or directory) under ``root``; a non-directory on the way goes too."""
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        try:
+            fd, _name = open_parent(root, "/".join(parts[: i + 1]))
+        except FileNotFoundError:
+            return
+        except (NotADirectoryError, OSError):
+            remove(root, "/".join(parts[:i]))  # an ancestor is a link or a file: it goes
+            return
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        remove(root, rel)
+
+
+def write_at(
+    root: Path,
+    rel: str,
+    data: bytes,
+    *,
+    symlink: bool = False,
+    executable: bool = False,
+    owner: tuple[int, int] | None = None,
+) -> None:
+    """Create ``rel`` (which must not exist) holding ``data``, or a symlink to ``data``.
+
+    Missing directories on the way are made (``make_dirs``); ``owner`` (uid, gid)
+    gets the new file and directories. Raises ``OSError`` (``FileExistsError``
+    when ``rel`` exists, ELOOP/ENOTDIR for a link on the way).
+    """
+    fd = make_dirs(root, rel.rpartition("/")[0], owner)
+    name = rel.rpartition("/")[2]
+    try:
+        if symlink:
+            os.symlink(data, name, dir_fd=fd)
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            with os.fdopen(os.open(name, flags, 0o644, dir_fd=fd), "wb") as f:
+                f.write(data)
+            os.chmod(name, 0o755 if executable else 0o644, dir_fd=fd)
+        if owner is not None:
+            os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(root: Path, rel_dir: str, owner: tuple[int, int] | None = None) -> int:
+    """A directory fd for ``rel_dir``, creating missing directories (given to ``owner``)."""
+    fd = open_dir(root, "")
+    for part in [p for p in rel_dir.split("/") if p]:
+        try:
+            os.mkdir(part, 0o755, dir_fd=fd)
+            if owner is not None:
+                os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
+        except FileExistsError:
+            pass
+        try:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = nxt
+    return fd
+
+
+def clear_tree(root: Path, keep: frozenset[str]) -> None:
+    """Delete everything under ``root`` not in ``keep`` (dirs as ``d/``), following no links."""
+
+    def visit(prefix: str) -> None:
+        fd = open_dir(root, prefix)
+        try:
+            with os.scandir(fd) as it:
+                names = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+            for name, is_dir in names:
+                rel = prefix + name
+                if is_dir and rel + "/" in keep:
+                    if not any(k.startswith(rel + "/") and k != rel + "/" for k in keep):
+                        continue  # a kept gitlink directory: leave its contents alone
+                    visit(rel + "/")
+                elif not is_dir and rel in keep:
+                    continue
+                elif is_dir:
+                    shutil.rmtree(name, dir_fd=fd)
+                else:
+                    os.unlink(name, dir_fd=fd)
+        finally:
+            os.close(fd)
+
+    visit("")
+
+
+def walk_paths(root: Path) -> Iterator[str]:
+    """Every path under ``root``, relative, without following links (for ownership)."""
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = os.path.relpath(dirpath, root)
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        for name in dirnames + filenames:
+            yield prefix + name

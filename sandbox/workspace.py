@@ -1,93 +1,57 @@
 """Workspaces: a clean checkout of the base revision that an agent may change, and nothing else.
 
-Layout (all under the state directory ``home``, never in the user's checkout)::
+A ``Workspace`` is a run's tree and corral's private git dir for it (where
+they live, what the git dir holds and how objects are written into it:
+``sandbox.gitdir``). Host git only ever runs through ``sandbox.git.HostGit``
+with the private git dir and this tree. Checkpoints and candidate trees are
+built from corral's own ``lstat`` scan (``sandbox.scan``), not from ``git
+add``: the file list, modes and blob ids are what corral read without
+following links, so ignore files, attributes, nested repositories and
+symlinked directories in the tree cannot change what a checkpoint holds. A
+rollback deletes what the target does not hold without following links
+(``sandbox.nofollow``), lets git write the rest and must then scan equal to
+the target. ``changes`` compares listings (``sandbox.changes``).
 
-    home/gitdirs/<run>.git     corral's private git dir: objects borrowed from the
-                               user's repository through ``objects/info/alternates``,
-                               its own index, refs, config and ``info/attributes``
-    home/worktrees/<run>/      the tree the sandbox mounts at /workspace, owned by
-                               the sandbox user; its ``.git`` is a pointer file to
-                               the private git dir, mounted read-only in the sandbox
-    home/worktrees/.<run>.gate the gates' input tree (``sandbox.gatetree``), or in RAM
-                               as ``/dev/shm/corral-<uid>/<home key>-<run>.gate``
-
-The user's repository gains one ref, ``refs/corral/runs/<run>/base``, so its gc
-keeps the base objects alive; its index, HEAD, branches and config are never
-written, and a dirty user checkout is fine. The private git dir is never mounted
-into a sandbox, so git inside sees no repository at all.
-
-Host git only ever runs through ``sandbox.git.HostGit`` with the private git dir
-and this tree. Checkpoints and candidate trees are built from corral's own
-``lstat`` scan (``sandbox.scan``), not from ``git add``: the file list, modes
-and blob ids are what corral read without following links, so ignore files,
-attributes, nested repositories and symlinked directories in the tree cannot
-change what a checkpoint holds. Blobs are written with ``git fast-import``, the
-tree with a temporary index (``update-index --index-info`` + ``write-tree``) and
-the commit with ``commit-tree``; the real index and HEAD are not touched.
+This module is the workspace's interface: ``Change``, ``compare``,
+``list_workspaces`` and ``remove_workspace`` are re-exported with it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import re
-import shutil
-import stat
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
+from sandbox import gitdir
 from sandbox.blobs import HashCache, blob_sha
+from sandbox.changes import Change, compare
 from sandbox.errors import GitError, WorkspaceError
-from sandbox.gatetree import GateTree, delete_path, list_gate_trees, remove_gate_tree
+from sandbox.gatetree import GateTree
 from sandbox.git import HostGit, find_git_dirs, split_z
+from sandbox.gitdir import list_workspaces, remove_workspace
 from sandbox.lease import check_run_id
-from sandbox.nofollow import open_dir, open_parent, read_chunks
-from sandbox.paths import workspaces_dir, worktrees_dir
-from sandbox.scan import MODE_GITLINK, MODE_LINK, Entry, ScanLimits, Snapshot, scan
+from sandbox.nofollow import clear_tree, open_parent, read_chunks, remove_path, walk_paths, write_at
+from sandbox.scan import (
+    MODE_EXEC,
+    MODE_FILE,
+    MODE_GITLINK,
+    MODE_LINK,
+    Entry,
+    ScanLimits,
+    Snapshot,
+    scan,
+)
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
+
+__all__ = ["Change", "Workspace", "compare", "list_workspaces", "remove_workspace"]
 
 log = logging.getLogger(__name__)
 
-#: Attributes that outrank any ``.gitattributes`` in the tree: no filters, drivers or conversions.
-NEUTRAL_ATTRIBUTES = "* !text !eol !crlf !filter !diff !merge !ident !working-tree-encoding\n"
-
-_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
-#: ``(git dir, commit id) -> listing``: a commit's tree never changes, so its listing is cached.
-_LISTINGS: dict[tuple[str, str], tuple[dict[str, tuple[str, str]], int]] = {}
-_LISTINGS_LOCK = threading.Lock()
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_META = "corral-workspace.json"
-
-ChangeStatus = Literal["added", "modified", "deleted", "type_changed", "mode_changed"]
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One path that differs between two trees; modes are git's (``100644``, ``120000``, ...)."""
-
-    path: str
-    status: ChangeStatus
-    old_mode: str | None
-    new_mode: str | None
-
-
-def _run_ref(run_id: str) -> str:
-    return f"refs/corral/runs/{run_id}/base"
-
-
-_GIT_CONFIG = """[core]
-\tbare = false
-\tlogAllRefUpdates = false
-\tcheckStat = minimal
-\ttrustctime = false
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,22 +105,23 @@ class Workspace:
             raise GitError(
                 exc.argv, exc.returncode, f"{base_ref!r} names no commit in {repo}"
             ) from exc
-        tree = worktrees_dir(home) / run_id
-        git_dir = workspaces_dir(home) / f"{run_id}.git"
+        tree, git_dir = gitdir.tree_path(home, run_id), gitdir.git_dir_path(home, run_id)
         if tree.exists() or git_dir.exists():
             raise WorkspaceError(
                 f"run {run_id} already has a workspace: `corral gc` removes dead runs' workspaces"
             )
         ws = cls(run_id, tree, git_dir, repo, common, base)
         try:
-            ws._init_git_dir()
-            user_git.run("update-ref", _run_ref(run_id), base)
+            record = {"run_id": run_id, "path": str(tree), "repo": str(repo)}
+            record |= {"repo_git_dir": str(common), "base": base}  # what ``open`` reads
+            gitdir.init_git_dir(git_dir, common, base, record)
+            user_git.run("update-ref", gitdir.run_ref(run_id), base)
             tree.parent.mkdir(parents=True, exist_ok=True)
             tree.mkdir(mode=0o755)
             if before_checkout is not None:
                 before_checkout(ws)
             ws._git().run("read-tree", "--reset", "-u", base)
-            ws._write_pointer()
+            gitdir.write_pointer(tree, git_dir)
             if owned:
                 ws._give_to_sandbox()
         except BaseException:
@@ -167,9 +132,9 @@ class Workspace:
     @classmethod
     def open(cls, home: Path, run_id: str) -> Workspace:
         """The workspace ``create`` made for ``run_id``; ``WorkspaceError`` if there is none."""
-        git_dir = workspaces_dir(home) / f"{check_run_id(run_id)}.git"
+        git_dir = gitdir.git_dir_path(home, check_run_id(run_id))
         try:
-            meta = json.loads((git_dir / _META).read_text())
+            meta = gitdir.read_meta(git_dir)
         except (OSError, ValueError) as exc:
             raise WorkspaceError(f"run {run_id} has no workspace in {home}") from exc
         return cls(
@@ -206,7 +171,7 @@ class Workspace:
         """
         return scan(
             self.path,
-            pointer=self._pointer_bytes(),
+            pointer=gitdir.pointer_bytes(self.git_dir),
             ignored=self.ignored() if ignored is None else ignored,
             base=self.tree_listing(self.base),
             allow_symlinks=allow_symlinks,
@@ -221,37 +186,11 @@ class Workspace:
 
         Listings of full object ids are immutable and cached (a copy is returned).
         """
-        return dict(self._listed(rev)[0])
+        return dict(gitdir.listing(self._git(), rev)[0])
 
     def tree_bytes(self, rev: str) -> int:
         """The total size of the blobs in ``rev``'s tree (what a checkout of it writes)."""
-        return self._listed(rev)[1]
-
-    def _listed(self, rev: str) -> tuple[dict[str, tuple[str, str]], int]:
-        """``rev``'s listing and the total size of its blobs: one ``ls-tree``, cached by full id."""
-        key = (str(self.git_dir), rev)
-        with _LISTINGS_LOCK:  # the baseline gates list trees on a thread of their own
-            cached = _LISTINGS.get(key)
-        if cached is not None and _FULL_SHA.match(rev):
-            return cached
-        listed = self._list_tree(rev)
-        if _FULL_SHA.match(rev):
-            with _LISTINGS_LOCK:
-                if len(_LISTINGS) >= 64:
-                    _LISTINGS.pop(next(iter(_LISTINGS)))
-                _LISTINGS[key] = listed
-        return listed
-
-    def _list_tree(self, rev: str) -> tuple[dict[str, tuple[str, str]], int]:
-        out = self._git().run("ls-tree", "-r", "-l", "-z", "--full-tree", rev)
-        listing: dict[str, tuple[str, str]] = {}
-        total = 0
-        for record in split_z(out):
-            meta, _, path = record.partition(b"\t")
-            mode, _kind, sha, size = meta.decode().split()  # size: "-" for a gitlink
-            listing[os.fsdecode(path)] = (mode, sha)
-            total += int(size) if size.isdigit() else 0
-        return listing, total
+        return gitdir.listing(self._git(), rev)[1]
 
     def changes(self, rev: str | None = None, *, against: str | None = None) -> list[Change]:
         """Paths that differ between ``against`` (default: base) and ``rev`` (default: the tree now)."""
@@ -295,10 +234,12 @@ class Workspace:
         """Write ``snap`` as a commit on top of base (no ref); return the commit id."""
         base = self.tree_listing(self.base)
         known = {sha for _, sha in base.values()}
-        self._write_blobs([e for e in snap.entries.values() if e.sha not in known])
+        new = [e for e in snap.entries.values() if e.sha not in known]
+        if new:  # read again without following links, checked against the scan's blob ids
+            gitdir.store_blobs(self._git(), (_read_entry(self.path, e) for e in new))
         listing = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
         listing.update({p: v for p, v in base.items() if v[0] == MODE_GITLINK})
-        return self._commit_listing(listing, message)
+        return gitdir.commit_listing(self._git(), listing, self.base, message)
 
     def compose(self, rev: str, from_base: Callable[[str], bool], message: str) -> str:
         """A commit of ``rev``'s tree in which the paths ``from_base`` selects are as in base.
@@ -313,7 +254,7 @@ class Workspace:
             return rev
         listing = {p: v for p, v in tree.items() if not from_base(p)}
         listing.update({p: v for p, v in base.items() if from_base(p)})
-        return self._commit_listing(listing, message)
+        return gitdir.commit_listing(self._git(), listing, self.base, message)
 
     def gate_tree(self) -> GateTree:
         """This run's gate tree (``sandbox.gatetree``): the gates' input, kept and updated in place.
@@ -322,19 +263,6 @@ class Workspace:
         """
         home = self.git_dir.parent.parent
         return GateTree.of(home, self.run_id, self.git_dir, self.tree_bytes(self.base))
-
-    def _commit_listing(self, listing: Mapping[str, tuple[str, str]], message: str) -> str:
-        """Commit ``path -> (mode, sha)`` (objects already stored) through a temporary index."""
-        kind = {MODE_GITLINK: "commit"}
-        lines = [f"{m} {kind.get(m, 'blob')} {s}\t{p}" for p, (m, s) in sorted(listing.items())]
-        git = self._git()
-        with tempfile.TemporaryDirectory(dir=self.git_dir) as tmp:
-            index = Path(tmp) / "index"
-            git.run("read-tree", "--empty", index_file=index)
-            info = b"".join(os.fsencode(line) + b"\0" for line in lines)
-            git.run("update-index", "-z", "--index-info", input=info, index_file=index)
-            tree = git.text("write-tree", index_file=index)
-        return git.text("commit-tree", tree, "-p", self.base, "-m", message)
 
     def export(self, rev: str, dest: Path) -> None:
         """Write ``rev``'s tree into the new directory ``dest`` (no ``.git``): a gate's input.
@@ -364,12 +292,12 @@ class Workspace:
                 log.warning(
                     "rollback of %s did not converge in place; checking out afresh", self.run_id
                 )
-                _clear_tree(self.path, keep=frozenset())
+                clear_tree(self.path, keep=frozenset())
                 (self.git_dir / "index").unlink(missing_ok=True)
             else:
-                _clear_tree(self.path, keep=_keepers(target))
+                clear_tree(self.path, keep=_keepers(target))
             git.run("read-tree", "--reset", "-u", rev)
-            self._write_pointer()
+            gitdir.write_pointer(self.path, self.git_dir)
             self._give_to_sandbox()  # before the scan: a chown moves the ctime the scan keeps
             if self._matches(target):
                 break
@@ -390,15 +318,15 @@ class Workspace:
         listing = self.tree_listing(rev or self.base)
         git = self._git()
         for rel in paths:
-            _remove_path(self.path, rel)
+            remove_path(self.path, rel)
             if rel in listing and listing[rel][0] != MODE_GITLINK:
                 mode, sha = listing[rel]
-                _write_at(self.path, rel, git.run("cat-file", "blob", sha), mode)
+                self._write_at(rel, git.run("cat-file", "blob", sha), mode)
 
     def write_file(self, rel: str, data: bytes) -> None:
         """Host-side write of ``rel`` (the runner restoring the progress file); nothing is followed."""
-        _remove_path(self.path, rel)
-        _write_at(self.path, rel, data, "100644")
+        remove_path(self.path, rel)
+        self._write_at(rel, data, MODE_FILE)
 
     def checkpoint_ref(self, name: str, sha: str) -> None:
         """Point ``refs/corral/<name>`` of the private git dir at ``sha`` (window states, notes)."""
@@ -407,7 +335,9 @@ class Workspace:
         self._git().run("update-ref", f"refs/corral/{name}", sha)
 
     def _matches(self, target: Mapping[str, tuple[str, str]]) -> bool:
-        snap = scan(self.path, pointer=self._pointer_bytes(), hashes=self.hashes, reuse=False)
+        snap = scan(
+            self.path, pointer=gitdir.pointer_bytes(self.git_dir), hashes=self.hashes, reuse=False
+        )
         got = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
         want = {p: v for p, v in target.items() if v[0] != MODE_GITLINK}
         return snap.complete and not snap.findings and got == want
@@ -417,52 +347,6 @@ class Workspace:
     def _git(self) -> HostGit:
         return HostGit(self.git_dir, self.path)
 
-    def _pointer_bytes(self) -> bytes:
-        return f"gitdir: {self.git_dir}\n".encode()
-
-    def _init_git_dir(self) -> None:
-        self.git_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.git_dir.mkdir(mode=0o700)
-        HostGit(self.git_dir).run("init", "--bare", "--quiet")
-        git = HostGit(self.git_dir)
-        # Appended to what init wrote (for a key set twice git takes the last). The index's
-        # stat check looks at whole-second mtime and size only: handing the tree to the
-        # sandbox user moves ctime and owner, and with the default check every rollback
-        # rewrote every file. Nothing rests on it: a rollback is proven by corral's own
-        # scan of the tree, which hashes every file.
-        with open(self.git_dir / "config", "a") as config:
-            config.write(_GIT_CONFIG)
-        info = self.git_dir / "objects" / "info"
-        info.mkdir(parents=True, exist_ok=True)
-        (info / "alternates").write_text(f"{self.repo_git_dir / 'objects'}\n")
-        shallow = self.repo_git_dir / "shallow"
-        if shallow.is_file():
-            shutil.copyfile(shallow, self.git_dir / "shallow")
-        (self.git_dir / "info").mkdir(exist_ok=True)
-        (self.git_dir / "info" / "attributes").write_text(NEUTRAL_ATTRIBUTES)
-        (self.git_dir / "info" / "exclude").write_text("")
-        git.run("update-ref", "refs/corral/base", self.base)
-        meta = {
-            "run_id": self.run_id,
-            "path": str(self.path),
-            "repo": str(self.repo),
-            "repo_git_dir": str(self.repo_git_dir),
-            "base": self.base,
-            "created": time.time(),
-        }
-        (self.git_dir / _META).write_text(json.dumps(meta, indent=2) + "\n")
-
-    def _write_pointer(self) -> None:
-        pointer = self.path / ".git"
-        if pointer.is_symlink() or pointer.is_dir():
-            _remove(self.path, ".git")
-        elif pointer.exists():
-            pointer.chmod(0o644)
-        tmp = self.path / ".git.corral-tmp"
-        tmp.write_bytes(self._pointer_bytes())
-        tmp.chmod(0o444)
-        tmp.replace(pointer)
-
     def ignored(self) -> frozenset[str]:
         """Untracked paths the tree's ignore rules exclude (directories end in ``/``)."""
         out = self._git().run(
@@ -470,24 +354,12 @@ class Workspace:
         )
         return frozenset(os.fsdecode(p) for p in split_z(out))
 
-    def _write_blobs(self, entries: list[Entry]) -> None:
-        """Store ``entries``' contents as blobs, read again without following links."""
-        if not entries:
-            return
-        with tempfile.TemporaryFile(dir=self.git_dir) as stream:
-            for entry in entries:
-                data = _read_entry(self.path, entry)
-                stream.write(b"blob\ndata %d\n" % len(data) + data + b"\n")
-            stream.write(b"done\n")
-            stream.seek(0)
-            self._git().run("fast-import", "--quiet", "--done", stdin=stream)
-
     def _give_to_sandbox(self) -> None:
         if os.geteuid() != 0:
             log.warning("not root: %s stays owned by uid %d", self.path, os.geteuid())
             return
         owner = (SANDBOX_UID, SANDBOX_GID)
-        for rel in ("", *_walk_paths(self.path)):
+        for rel in ("", *walk_paths(self.path)):
             if rel == ".git":
                 continue
             path = self.path / rel
@@ -495,28 +367,21 @@ class Workspace:
             if (st.st_uid, st.st_gid) != owner:  # a chown moves ctime: only where it changes
                 os.lchown(path, *owner)
 
-
-def compare(old: Mapping[str, tuple[str, str]], new: Mapping[str, tuple[str, str]]) -> list[Change]:
-    """The changes from listing ``old`` to ``new`` (``path -> (mode, sha)``), sorted by path."""
-    out: list[Change] = []
-    for path in sorted(old.keys() | new.keys()):
-        a, b = old.get(path), new.get(path)
-        if a == b:
-            continue
-        if a is None:
-            out.append(Change(path, "added", None, b[0] if b else None))
-        elif b is None:
-            out.append(Change(path, "deleted", a[0], None))
-        elif a[0][:2] != b[0][:2]:
-            out.append(Change(path, "type_changed", a[0], b[0]))
-        elif a[1] != b[1]:
-            out.append(Change(path, "modified", a[0], b[0]))
-        else:
-            out.append(Change(path, "mode_changed", a[0], b[0]))
-    return out
+    def _write_at(self, rel: str, data: bytes, mode: str) -> None:
+        """Create ``rel`` (which must not exist) with ``data`` as git ``mode``; the sandbox user's."""
+        owner = (SANDBOX_UID, SANDBOX_GID) if os.geteuid() == 0 else None
+        write_at(
+            self.path,
+            rel,
+            data,
+            symlink=mode == MODE_LINK,
+            executable=mode == MODE_EXEC,
+            owner=owner,
+        )
 
 
 def _read_entry(root: Path, entry: Entry) -> bytes:
+    """``entry``'s bytes read again, nothing followed; ``WorkspaceError`` if they changed since."""
     fd, name = open_parent(root, entry.path)
     try:
         if entry.mode == MODE_LINK:
@@ -531,58 +396,6 @@ def _read_entry(root: Path, entry: Entry) -> bytes:
     return data
 
 
-def _remove_path(root: Path, rel: str) -> None:
-    """Delete ``rel`` (file, link or directory) under ``root``; a non-directory on the way goes too."""
-    parts = rel.split("/")
-    for i in range(1, len(parts)):
-        try:
-            fd, _name = open_parent(root, "/".join(parts[: i + 1]))
-        except FileNotFoundError:
-            return
-        except (NotADirectoryError, OSError):
-            _remove(root, "/".join(parts[:i]))  # an ancestor is a link or a file: it goes
-            return
-        os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
-        _remove(root, rel)
-
-
-def _write_at(root: Path, rel: str, data: bytes, mode: str) -> None:
-    """Create ``rel`` (which must not exist) with ``data`` as git ``mode``; owned by the sandbox user."""
-    fd = _make_dirs(root, rel.rpartition("/")[0])
-    name = rel.rpartition("/")[2]
-    try:
-        if mode == MODE_LINK:
-            os.symlink(data, name, dir_fd=fd)
-        else:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            with os.fdopen(os.open(name, flags, 0o644, dir_fd=fd), "wb") as f:
-                f.write(data)
-            os.chmod(name, 0o755 if mode == "100755" else 0o644, dir_fd=fd)
-        if os.geteuid() == 0:
-            os.chown(name, SANDBOX_UID, SANDBOX_GID, dir_fd=fd, follow_symlinks=False)
-    finally:
-        os.close(fd)
-
-
-def _make_dirs(root: Path, rel_dir: str) -> int:
-    """A directory fd for ``rel_dir``, creating missing directories (owned by the sandbox user)."""
-    fd = open_dir(root, "")
-    for part in [p for p in rel_dir.split("/") if p]:
-        try:
-            os.mkdir(part, 0o755, dir_fd=fd)
-            if os.geteuid() == 0:
-                os.chown(part, SANDBOX_UID, SANDBOX_GID, dir_fd=fd, follow_symlinks=False)
-        except FileExistsError:
-            pass
-        try:
-            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-        finally:
-            os.close(fd)
-        fd = nxt
-    return fd
-
-
 def _keepers(target: Mapping[str, tuple[str, str]]) -> frozenset[str]:
     """Paths a rollback to ``target`` may leave in place: its files and their directories."""
     keep = {".git"}
@@ -591,90 +404,3 @@ def _keepers(target: Mapping[str, tuple[str, str]]) -> frozenset[str]:
         parts = path.split("/")
         keep.update("/".join(parts[:i]) + "/" for i in range(1, len(parts)))
     return frozenset(keep)
-
-
-def _clear_tree(root: Path, keep: frozenset[str]) -> None:
-    """Delete everything under ``root`` not in ``keep`` (dirs as ``d/``), following no links."""
-
-    def visit(prefix: str) -> None:
-        fd = open_dir(root, prefix)
-        try:
-            with os.scandir(fd) as it:
-                names = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-            for name, is_dir in names:
-                rel = prefix + name
-                if is_dir and rel + "/" in keep:
-                    if not any(k.startswith(rel + "/") and k != rel + "/" for k in keep):
-                        continue  # a kept gitlink directory: leave its contents alone
-                    visit(rel + "/")
-                elif not is_dir and rel in keep:
-                    continue
-                elif is_dir:
-                    shutil.rmtree(name, dir_fd=fd)
-                else:
-                    os.unlink(name, dir_fd=fd)
-        finally:
-            os.close(fd)
-
-    visit("")
-
-
-def _remove(root: Path, rel: str) -> None:
-    fd, name = open_parent(root, rel)
-    try:
-        st = os.lstat(name, dir_fd=fd)
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=fd)
-        else:
-            os.unlink(name, dir_fd=fd)
-    finally:
-        os.close(fd)
-
-
-def _walk_paths(root: Path) -> Iterator[str]:
-    """Every path under ``root``, relative, without following links (for ownership)."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        rel_dir = os.path.relpath(dirpath, root)
-        prefix = "" if rel_dir == "." else rel_dir + "/"
-        for name in dirnames + filenames:
-            yield prefix + name
-
-
-def list_workspaces(home: Path) -> list[str]:
-    """Run ids that have a tree or a private git dir under ``home`` (complete or not)."""
-    runs: set[str] = set()
-    trees, gits = worktrees_dir(home), workspaces_dir(home)
-    if trees.is_dir():
-        runs.update(p.name for p in trees.iterdir() if p.is_dir() and not p.is_symlink())
-    if gits.is_dir():
-        runs.update(p.name.removesuffix(".git") for p in gits.glob("*.git"))
-    runs.update(list_gate_trees(home))
-    return sorted(r for r in runs if _is_run_id(r))
-
-
-def _is_run_id(name: str) -> bool:
-    try:
-        check_run_id(name)
-    except ValueError:
-        return False  # lost+found of the worktree filesystem, or not corral's
-    return True
-
-
-def remove_workspace(home: Path, run_id: str) -> None:
-    """Remove whatever exists of ``run_id``'s workspace (its gate tree too); also a half-made one.
-
-    Idempotent. Raises ``OSError`` only if a path exists and cannot be deleted.
-    """
-    check_run_id(run_id)
-    git_dir = workspaces_dir(home) / f"{run_id}.git"
-    meta_file = git_dir / _META
-    if meta_file.is_file():
-        try:
-            repo_git = Path(json.loads(meta_file.read_text())["repo_git_dir"])
-            HostGit(repo_git).run("update-ref", "-d", _run_ref(run_id))
-        except (OSError, ValueError, KeyError, GitError) as exc:
-            log.warning("run %s: keep-alive ref not removed: %s", run_id, exc)
-    tree = worktrees_dir(home) / run_id
-    for path in (tree, git_dir):
-        delete_path(path)
-    remove_gate_tree(home, run_id)
