@@ -73,7 +73,7 @@ def _with_fix(exc: Exception) -> str:
 
 
 def _error_lines(exc: BaseException | str) -> None:
-    from runner.review.display import (
+    from runner.review.text import (
         markup,  # run text in the message: hidden characters escaped too
     )
 

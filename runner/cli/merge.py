@@ -15,7 +15,7 @@ import typer
 
 from runner.cli.app import app, handles_errors, out
 from runner.cli.review import check_target
-from runner.review.display import markup as m
+from runner.review.text import markup as m
 from sandbox.paths import corral_home
 
 
@@ -61,8 +61,8 @@ def export(
     pr_body: Path | None = typer.Option(None, "--pr-body", help="Write a markdown PR body here."),
 ) -> None:
     """Export a run's candidate instead of merging: a patch file and/or a PR description."""
-    from runner.review.merge import export_patch
-    from runner.review.merge import pr_body as make_body
+    from runner.review.writeup import export_patch
+    from runner.review.writeup import pr_body as make_body
     from runner.store.runs import RunStore
 
     if patch is None and pr_body is None:

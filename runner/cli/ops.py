@@ -18,7 +18,7 @@ def gc(
 ) -> None:
     """Remove containers, worktrees and leases of runs that no live process owns."""
     from runner.ops.maintenance import gc as run_gc
-    from runner.review.display import markup
+    from runner.review.text import markup
 
     report = run_gc(dry_run=dry_run, docker=not no_docker)
     verb = "would remove" if dry_run else "removed"
@@ -43,7 +43,7 @@ def smoke(
 ) -> None:
     """Start a hardened sandbox, run a few commands in it, and show what it enforces."""
     from runner.ops.maintenance import smoke as run_smoke
-    from runner.review.display import markup
+    from runner.review.text import markup
 
     rows = run_smoke(runtime=runtime)
     failed = [r for r in rows if not r.ok]

@@ -20,7 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.cli.app import app, handles_errors, out
-from runner.review.evidence import Review, gather, number, plain, visible
+from runner.review.evidence import Review, gather
+from runner.review.text import number, plain, visible
 from runner.store.runs import RunStore
 from sandbox.paths import corral_home
 

@@ -17,8 +17,8 @@ import typer
 
 from policies.load import PolicyError, load_policy
 from runner.cli.app import app, err, handles_errors, out
-from runner.review.display import markup as m
 from runner.review.display import run_display
+from runner.review.text import markup as m
 from sandbox.paths import corral_home
 
 policy_app = typer.Typer(help="Check and show policies.", no_args_is_help=True)
@@ -215,7 +215,7 @@ def list_runs(limit: int = typer.Option(20, "--limit")) -> None:
 
     from rich.text import Text
 
-    from runner.review.evidence import plain
+    from runner.review.text import plain
     from runner.store.runs import RunStore
 
     # Fixed columns, one run per line whatever the terminal's width (grep- and pipe-friendly).

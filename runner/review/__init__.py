@@ -1,12 +1,19 @@
 """What a reviewer reads, and what happens after they decide.
 
     evidence     ``gather``: a run's ``Review`` (diff, gates against the baseline, blocked actions)
-    display      the live display of a run (panel, plain lines, JSON lines) and safe markup
+    diffview     the candidate patch per file and line (``parse_diff``)
+    text         run text shown safely: hidden characters escaped, rich markup, one line
+    display      how a run is shown while it works: the modes (live, lines, JSON, quiet)
+    runview      what a run is doing now, folded from its events (``RunView``, ``describe``)
+    live         the rich live panel drawn from a ``RunView``
     report_html  the self-contained HTML report
-    merge        approve, reject, merge (one commit with trailers), export, PR body
+    merge        approve, reject, merge (one commit with trailers)
+    candidate    the run's candidate patch and its approval, read from the store
+    branch       the host-git steps that put a patch onto the user's branch
+    writeup      the commit message, the mail-style patch (export), the PR body
 
-Only ``evidence`` is re-exported: ``merge`` starts runs (``runner.ops.service``)
-and is imported where it is used.
+Only ``evidence`` is re-exported: ``merge`` and ``candidate`` read run results
+(``runner.ops.service``) and are imported where they are used.
 """
 
 from runner.review.evidence import Review, gather

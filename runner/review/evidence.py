@@ -10,73 +10,26 @@ report --html`` all render this one object, so they cannot disagree.
 
 Nothing here writes to the store or runs anything; text from the run (diff,
 bug title, command lines, logs) is kept as it was recorded, and each renderer
-escapes it for its medium. ``visible`` splits text into plain parts and the
-control, C1 or bidi characters that must be shown escaped (the table of
-``policies.scope``, plus carriage return, zero-width and line-separator marks).
+escapes it for its medium (``runner.review.text``). The diff is parsed by
+``runner.review.diffview``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from policies.junit import TestOutcomes, compare, parse_junit
 from policies.policy import Policy
-from policies.scope import HIDDEN_CHARACTERS, Scope
-from runner.store.eventlog import Event
+from policies.scope import Scope
+from runner.review.diffview import FileDiff, parse_diff
+from runner.store.chain import Event
 from runner.store.runs import RunStore
 from runner.store.trajectory import Blocked, Trajectory, read_trajectory
 
 REVIEW_FORMAT = 1
-
-#: Shown escaped wherever run text is displayed: the patch checker's table and a few more
-#: characters that hide or move text on screen without being "controls" to the checker.
-_SHOWN = re.compile(f"[{HIDDEN_CHARACTERS}\r\u200b-\u200d\u2028\u2029\ufeff]")
-
-
-def visible(text: str) -> list[tuple[str, bool]]:
-    """``text`` as (part, is_escaped) pairs: hidden characters become ``<U+XXXX>`` parts."""
-    out: list[tuple[str, bool]] = []
-    pos = 0
-    for m in _SHOWN.finditer(text):
-        if m.start() > pos:
-            out.append((text[pos : m.start()], False))
-        out.append((f"<U+{ord(m.group()):04X}>", True))
-        pos = m.end()
-    if pos < len(text):
-        out.append((text[pos:], False))
-    return out
-
-
-def plain(text: str) -> str:
-    """``text`` with hidden characters written as ``<U+XXXX>`` (for one-line plain output)."""
-    return "".join(part for part, _ in visible(text))
-
-
-@dataclass(slots=True)
-class DiffLine:
-    """One line of a file's diff: ``kind`` is add, del, context, hunk or meta."""
-
-    kind: str
-    text: str
-    old: int | None = None
-    new: int | None = None
-
-
-@dataclass(slots=True)
-class FileDiff:
-    """One file of the patch, with the scope class its path has under the run's policy."""
-
-    path: str
-    scope: str
-    status: str
-    added: int = 0
-    removed: int = 0
-    hidden: int = 0
-    lines: list[DiffLine] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -222,85 +175,6 @@ def _duration(events: list[Event], created: float, updated: float) -> float:
     return max(0.0, updated - created)
 
 
-_DIFF_GIT = re.compile(r'^diff --git (?:a/(.*) b/(.*)|"a/(.*)" "b/(.*)")$')
-_C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
-
-
-def unquote_path(text: str) -> str:
-    """A path as git writes it inside double quotes (C escapes, octal bytes) -> the path."""
-    out = bytearray()
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            if nxt in "01234567" and re.match(r"[0-7]{3}", text[i + 1 : i + 4]):
-                out.append(int(text[i + 1 : i + 4], 8))
-                i += 4
-                continue
-            if nxt in _C_ESCAPES:
-                out.append(_C_ESCAPES[nxt])
-                i += 2
-                continue
-        out += c.encode()
-        i += 1
-    return out.decode(errors="replace")
-
-
-_HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
-
-
-def parse_diff(patch: str, scope: Scope) -> list[FileDiff]:
-    """A unified git diff, per file, with line numbers; lines split on ``\\n`` only.
-
-    ``str.splitlines`` would also split on the very characters (form feed,
-    separators) a reviewer must see escaped inside the line.
-    """
-    files: list[FileDiff] = []
-    cur: FileDiff | None = None
-    old = new = 0
-    in_hunk = False
-    for line in patch.split("\n"):
-        m = _DIFF_GIT.match(line)
-        if m:
-            path = m.group(2) if m.group(2) is not None else unquote_path(m.group(4))
-            cur = FileDiff(path=path, scope=scope.classify(path), status="modified")
-            files.append(cur)
-            cur.lines.append(DiffLine("meta", line))
-            in_hunk = False
-            continue
-        if cur is None:
-            continue
-        h = _HUNK.match(line)
-        if h:
-            old, new, in_hunk = int(h.group(1)), int(h.group(2)), True
-            cur.lines.append(DiffLine("hunk", line))
-        elif not in_hunk:
-            if line.startswith("new file mode"):
-                cur.status = "added"
-            elif line.startswith("deleted file mode"):
-                cur.status = "deleted"
-            elif line.startswith("rename to "):
-                cur.status = "renamed"
-            if line:
-                cur.lines.append(DiffLine("meta", line))
-        elif line.startswith("+"):
-            cur.lines.append(DiffLine("add", line[1:], None, new))
-            cur.added += 1
-            cur.hidden += len(_SHOWN.findall(line[1:]))
-            new += 1
-        elif line.startswith("-"):
-            cur.lines.append(DiffLine("del", line[1:], old, None))
-            cur.removed += 1
-            old += 1
-        elif line.startswith(" "):
-            cur.lines.append(DiffLine("context", line[1:], old, new))
-            old, new = old + 1, new + 1
-        elif line.startswith("\\"):
-            cur.lines.append(DiffLine("meta", line))
-    return files
-
-
 def _gates(store: RunStore, run_id: str, events: list[Event]) -> list[GateRow]:
     """Baseline rows, then each attempt's rows, per test from the junit artifacts."""
     base_path = store.artifact_path(run_id, "baseline.json")
@@ -351,15 +225,6 @@ def _evidence(
         view.evidence += [f"violation {v}" for v in r.get("violations", [])]
         view.evidence += [f"denied {d}" for d in r.get("denied", [])]
         view.evidence += [f"finding {f}" for f in r.get("findings", [])]
-
-
-def number(value: float | None) -> str:
-    """A budget figure for people: ``2,000,000``, ``5``, ``0.0123``."""
-    if value is None:
-        return "-"
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:.4g}"
 
 
 def _artifact(store: RunStore, run_id: str, name: str) -> str:

@@ -18,7 +18,9 @@ from html import escape
 from importlib import resources
 from string import Template
 
-from runner.review.evidence import DiffLine, FileDiff, GateRow, Review, number, plain, visible
+from runner.review.diffview import DiffLine, FileDiff
+from runner.review.evidence import GateRow, Review
+from runner.review.text import number, plain, visible
 
 _SCRIPT = (
     "document.querySelectorAll('button[data-view]').forEach(function (b) {"
