@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from runner.store.eventlog import StoreError
+from runner.errors import StoreError
 
 log = logging.getLogger(__name__)
 
