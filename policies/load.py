@@ -62,6 +62,8 @@ def file_layer(path: Path) -> Layer:
         text = Path(path).read_text()
     except OSError as exc:
         raise PolicyError([f"{path}: cannot read ({exc.strerror}); check the path"]) from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError([f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8"]) from exc
     return Layer(str(path), _parse(text, str(path)))
 
 

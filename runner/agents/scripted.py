@@ -81,6 +81,8 @@ def load_script(path: Path) -> Script:
         data = tomllib.loads(Path(path).read_text())
     except OSError as exc:
         raise PolicyError([f"{path}: cannot read ({exc.strerror}); check the path"]) from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError([f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8"]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError([f"{path}: not valid TOML: {exc}"]) from exc
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from runner.cli.app import handles_errors, out
+from runner.errors import UsageError
 from sandbox.images import ImageResult
 
 image_app: typer.Typer = typer.Typer(
@@ -27,12 +28,12 @@ def _bundle(ca_bundle: Path | None, no_ca_bundle: bool) -> Path | None:
     from sandbox.images import find_ca_bundle
 
     if no_ca_bundle and ca_bundle is not None:
-        raise ValueError("give either --ca-bundle or --no-ca-bundle, not both")
+        raise UsageError("give either --ca-bundle or --no-ca-bundle, not both")
     if no_ca_bundle:
         return None
     if ca_bundle is not None:
         if not ca_bundle.is_file():
-            raise ValueError(f"--ca-bundle {ca_bundle} is not a file")
+            raise UsageError(f"--ca-bundle {ca_bundle} is not a file")
         return ca_bundle
     return find_ca_bundle(os.environ)
 
@@ -70,7 +71,7 @@ def bootstrap(
     from sandbox.images import bootstrap_base, bootstrap_from
 
     if from_ref is not None and mirror is not None:
-        raise ValueError("give either --mirror (offline bootstrap) or --from REF, not both")
+        raise UsageError("give either --mirror (offline bootstrap) or --from REF, not both")
     bundle = _bundle(ca_bundle, no_ca_bundle)
     _progress()
     client = connect()

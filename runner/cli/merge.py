@@ -15,6 +15,7 @@ import typer
 
 from runner.cli.app import app, handles_errors, out
 from runner.cli.review import check_target
+from runner.errors import UsageError
 from runner.review.text import markup as m
 from sandbox.paths import corral_home
 
@@ -66,7 +67,7 @@ def export(
     from runner.store.runs import RunStore
 
     if patch is None and pr_body is None:
-        raise ValueError("nothing to export: pass --patch FILE and/or --pr-body FILE")
+        raise UsageError("nothing to export: pass --patch FILE and/or --pr-body FILE")
     for option, path, example in (("--patch", patch, "fix.patch"), ("--pr-body", pr_body, "pr.md")):
         if path is not None:
             check_target(option, path, example)

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.cli.app import app, handles_errors, out
+from runner.errors import UsageError
 from runner.review.evidence import Review, gather
 from runner.review.text import number, plain, visible
 from runner.store.runs import RunStore
@@ -215,12 +216,12 @@ def report(
 
 
 def check_target(option: str, path: Path, example: str) -> None:
-    """Raises ``ValueError`` (one line naming the fix) when ``path`` cannot be written as a file:
+    """Raises ``UsageError`` (one line naming the fix) when ``path`` cannot be written as a file:
     it is a directory, or its folder does not exist."""
     if path.is_dir():
-        raise ValueError(f"{option} {path} is a directory: name a file, e.g. {path}/{example}")
+        raise UsageError(f"{option} {path} is a directory: name a file, e.g. {path}/{example}")
     if not path.parent.is_dir():
-        raise ValueError(
+        raise UsageError(
             f"{option} {path}: the folder {path.parent} does not exist; create it first"
         )
 
@@ -238,7 +239,7 @@ def logs(
         rows = [g for g in rv.gates if g.name == gate]
         if not rows:
             names = sorted({g.name for g in rv.gates}) or ["(no gate ran)"]
-            raise ValueError(f"run {run_id} has no log of gate {gate!r}: one of {', '.join(names)}")
+            raise UsageError(f"run {run_id} has no log of gate {gate!r}: one of {', '.join(names)}")
         if attempt is not None:
             rows = [g for g in rows if g.label in ("baseline", f"attempt-{attempt}")]
         for g in rows:
@@ -251,7 +252,7 @@ def logs(
         if attempt not in {a.attempt for a in rv.attempts} | {
             e.attempt for e in entries if e.attempt
         }:
-            raise ValueError(f"run {run_id} has no attempt {attempt}: it ran {rv.attempts_done}")
+            raise UsageError(f"run {run_id} has no attempt {attempt}: it ran {rv.attempts_done}")
         entries = [e for e in entries if e.attempt == attempt]
     if not entries:
         out.print(Text("no events recorded", style="dim"))

@@ -17,6 +17,7 @@ import typer
 
 from policies.load import PolicyError, load_policy
 from runner.cli.app import app, err, handles_errors, out
+from runner.errors import UsageError
 from runner.review.display import run_display
 from runner.review.text import markup as m
 from sandbox.paths import corral_home
@@ -37,7 +38,7 @@ def _parse_set(values: list[str]) -> dict[str, Any]:
     for item in values:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set {item!r}: use KEY=VALUE, e.g. --set budgets.attempts=2")
+            raise UsageError(f"--set {item!r}: use KEY=VALUE, e.g. --set budgets.attempts=2")
         try:
             overrides[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:

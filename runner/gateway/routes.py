@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from runner.errors import UsageError
+
 #: Gateway-local routes (not forwarded anywhere).
 LOCAL_PREFIX = "/corral/"
 VALIDATE_PATH = "/corral/validate"
@@ -106,15 +108,15 @@ class Router:
     ) -> None:
         """``resolver`` looks up the names of ``allow_hosts`` (and only those).
 
-        Raises ``ValueError`` without upstreams or for one whose base URL is not
-        ``http(s)://HOST[:PORT][/PATH]``.
+        Raises ``UsageError`` (a ``ValueError``) without upstreams or for one whose
+        base URL is not ``http(s)://HOST[:PORT][/PATH]``.
         """
         if not upstreams:
-            raise ValueError("the gateway needs at least one upstream")
+            raise UsageError("the gateway needs at least one upstream")
         for up in upstreams:
             scheme, host, _, _ = _origin(up.base_url)
             if scheme not in ("http", "https") or not host:
-                raise ValueError(
+                raise UsageError(
                     f"upstream base URL must be http(s)://HOST[:PORT][/PATH]: {up.base_url}"
                 )
         self.upstreams = tuple(upstreams)

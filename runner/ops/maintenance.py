@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.errors import UsageError
 from sandbox.docker_backend import DockerBackend, DockerSandbox
 from sandbox.engine import connect
 from sandbox.gc import GcReport, collect
@@ -72,7 +73,7 @@ def smoke(*, runtime: str = "runc") -> list[SmokeRow]:
     from sandbox.images import ensure_sandbox_image
 
     if runtime not in ("runc", "runsc"):
-        raise ValueError(f"unknown runtime {runtime!r}: use runc or runsc")
+        raise UsageError(f"unknown runtime {runtime!r}: use runc or runsc")
     client = connect()
     home = corral_home()
     home.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from runner.agents.builtin import CorralAgent
 from runner.agents.external import CliAgent
 from runner.agents.image import build_agent_image
 from runner.agents.scripted import ScriptedAgent
+from runner.errors import UsageError
 from runner.gateway.core import runtime_problem
 from runner.llm.client import PRICES, ModelClient, ModelConfig, read_api_key
 from runner.loop.agent import Agent, Task
@@ -93,14 +94,18 @@ MAX_BUG_BYTES = 64 * 1024
 def read_task(repo: Path, bug: Path, base: str) -> Task:
     """The bug report: title from its first heading (or first line), body verbatim.
 
-    Raises ``ValueError`` when it cannot be read or is over ``MAX_BUG_BYTES``.
+    Raises ``UsageError`` when it cannot be read, is not UTF-8 or is over ``MAX_BUG_BYTES``.
     """
     try:
         text = bug.read_text()
     except OSError as exc:
-        raise ValueError(f"cannot read bug report {bug} ({exc.strerror}); check --bug") from exc
+        raise UsageError(f"cannot read bug report {bug} ({exc.strerror}); check --bug") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"bug report {bug} is not UTF-8 text ({exc.reason}): save it as UTF-8"
+        ) from exc
     if (size := len(text.encode())) > MAX_BUG_BYTES:
-        raise ValueError(
+        raise UsageError(
             f"bug report {bug} is {size // 1024} KiB, over corral's {MAX_BUG_BYTES // 1024} KiB:"
             " shorten it (put long logs in a file in the repository and name it)"
         )
@@ -151,24 +156,24 @@ def make_agent(
         preset = load_preset(inline, agent_cmd)
         key = read_api_key(os.environ, api_key_file)
         if key is None and base_url is None and preset.name != "custom":
-            raise ValueError(
+            raise UsageError(
                 f"--agent cli:{preset.name} calls {preset.default_base_url}, which needs an API key:"
                 " set CORRAL_API_KEY or give --api-key-file (or --base-url for a local endpoint)"
             )
         return CliAgent(preset, policy or Policy(), model=model, base_url=base_url, api_key=key)
     if agent_cmd:
-        raise ValueError("--agent-cmd goes with --agent cli:custom only")
+        raise UsageError("--agent-cmd goes with --agent cli:custom only")
     if name == "scripted" and inline:
         script = Path(inline)
     if name == "scripted":
         if script is None:
-            raise ValueError(
+            raise UsageError(
                 "--agent scripted needs a script: --agent scripted:FILE (a TOML script of actions)"
             )
         return ScriptedAgent.from_file(script)
     if name == "corral":
         if not model:
-            raise ValueError(
+            raise UsageError(
                 "--agent corral needs --model NAME (and --base-url URL for a non-OpenAI endpoint)"
             )
         p = policy or Policy()
@@ -182,7 +187,7 @@ def make_agent(
             prices={**PRICES, **p.model.prices},
         )
         return CorralAgent(ModelClient(config), p.model, p.progress.file)
-    raise ValueError(
+    raise UsageError(
         f"unknown agent {agent!r}: use --agent corral, --agent scripted:FILE or --agent cli:NAME"
     )
 
@@ -200,7 +205,7 @@ def start_run(
     """
     repo = req.repo.resolve()
     if not repo.is_dir():
-        raise ValueError(f"--repo {req.repo} is not a directory")
+        raise UsageError(f"--repo {req.repo} is not a directory")
     sandboxes = _backend_soon(backend)  # the engine answers while the rest is read
     _, common = find_git_dirs(repo)
     base = HostGit(common).rev_parse(req.base_ref)
@@ -442,7 +447,7 @@ def result_of(store: RunStore, run_id: str) -> RunResult:
 
 def _runtime(value: str | None) -> Any:
     if value not in (None, "runc", "runsc"):
-        raise ValueError(f"unknown runtime {value!r}: use runc or runsc")
+        raise UsageError(f"unknown runtime {value!r}: use runc or runsc")
     return value
 
 
