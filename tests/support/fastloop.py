@@ -1,0 +1,127 @@
+"""Whole runs on ``FakeBackend``: the control loop end to end in well under a second, no Docker.
+
+``Project`` lays out a small repository under a test's ``tmp_path`` (``add()``
+subtracts), a bug report, and per run a policy and a ``ScriptedAgent`` script;
+``start`` and ``resume`` drive runs through ``runner.ops.service`` exactly as the
+CLI does, with the sandbox backend passed in: ``FakeBackend`` runs each command
+with the host's bash in the worktree (it isolates nothing, see ``sandbox.fake``).
+Worktrees, the run store, the gate tree and host git are all real.
+
+The gate ``adds`` is a plain command the fake runs in the gate tree: it passes
+once ``add()`` adds, and prints the ``return`` line, so that a wrong change
+prints a line base did not and is blamed (``policies.gates.judge``).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.loop.outcome import RunResult
+from runner.ops.service import OnEvent, RunRequest, resume_run, start_run
+from runner.store.eventlog import Event
+from runner.store.runs import RunStore, Step
+from sandbox.fake import FakeBackend
+from sandbox.paths import worktrees_dir
+from tests.support.gitfixtures import make_repo
+
+CALC = "def add(a, b):\n    return a - b\n"
+FIXED = CALC.replace("a - b", "a + b")
+WRONG = CALC.replace("a - b", "a * b")
+GATE = "grep -n return src/calc.py && grep -q 'a + b' src/calc.py"
+
+
+def policy(*tables: str, **budgets: int) -> str:
+    """A policy: ``[budgets]`` (``attempts=3, steps=20`` unless given), the gate ``adds``, then
+    ``tables`` (more TOML)."""
+    limits = {"attempts": 3, "steps": 20, "wall_seconds": 300, **budgets}
+    lines = ["[budgets]", *(f"{k} = {v}" for k, v in limits.items()), ""]
+    lines += ["[[gates]]", 'name = "adds"', f"command = {json.dumps(GATE)}", "timeout = 30", ""]
+    return "\n".join(lines) + "\n".join(textwrap.dedent(t).strip() + "\n" for t in tables)
+
+
+def write(path: str, content: str) -> str:
+    return f"{{ write = {json.dumps(path)}, content = {json.dumps(content)} }}"
+
+
+def run(command: str) -> str:
+    return f"{{ run = {json.dumps(command)} }}"
+
+
+def finish(summary: str = "done") -> str:
+    return f"{{ finish = {json.dumps(summary)} }}"
+
+
+def script(*attempts: Sequence[Sequence[str]]) -> str:
+    """A ``ScriptedAgent`` script: each attempt a list of windows, each window a list of actions
+    (``write``, ``run``, ``finish``); later attempts repeat the last one."""
+    out = []
+    for windows in attempts:
+        out.append("[[attempt]]")
+        for actions in windows:
+            out += ["[[attempt.window]]", f"actions = [{', '.join(actions)}]"]
+    return "\n".join(out) + "\n"
+
+
+@dataclass
+class Project:
+    """The repository, bug report and run store of one test; runs on ``FakeBackend``."""
+
+    root: Path
+    home: Path
+
+    def __post_init__(self) -> None:
+        make_repo(self.root / "repo", {"src/__init__.py": "", "src/calc.py": CALC,
+                                       "tests/test_calc.py": "def test_add(): ...\n"})  # fmt: skip
+        (self.root / "bug.md").write_text("# add() subtracts\n\nadd(1, 2) returns -1.\n")
+
+    @property
+    def store(self) -> RunStore:
+        return RunStore(self.home)
+
+    def start(
+        self,
+        agent_script: str | None,
+        policy_text: str,
+        *,
+        on_event: OnEvent | None = None,
+        **kw: Any,
+    ) -> RunResult:
+        """A new run of ``agent_script`` (None: ``kw`` names another agent) under ``policy_text``."""
+        (self.root / "policy.toml").write_text(policy_text)
+        if agent_script is not None:
+            (self.root / "script.toml").write_text(agent_script)
+            kw["script"] = self.root / "script.toml"
+        req = RunRequest(
+            repo=self.root / "repo", bug=self.root / "bug.md",
+            policy=str(self.root / "policy.toml"), **kw,
+        )  # fmt: skip
+        return start_run(self.home, req, on_event, backend=FakeBackend())
+
+    def resume(self, run_id: str) -> RunResult:
+        return resume_run(self.home, run_id, backend=FakeBackend())
+
+    def events(self, run_id: str, kind: str | None = None) -> list[Event]:
+        return [e for e in self.store.events(run_id) if kind is None or e.type == kind]
+
+    def kinds(self, run_id: str) -> list[str]:
+        return [e.type for e in self.store.events(run_id)]
+
+    def attempt_steps(self, run_id: str) -> list[Step]:
+        return [s for s in self.store.journal(run_id) if s.kind == "attempt"]
+
+    def pending(self, run_id: str) -> dict[str, Any]:
+        waiting: dict[str, Any] = json.loads(self.store.get(run_id).waiting_json or "{}")
+        return waiting
+
+    def tree(self, run_id: str) -> Path:
+        """The run's worktree."""
+        return worktrees_dir(self.home) / run_id
+
+    def verified(self, run_id: str) -> None:
+        check = self.store.verify(run_id)
+        assert check.ok, check.problem
