@@ -2,8 +2,8 @@
 
 Thin on purpose: each command builds its config, calls one library function and
 renders the result. Errors become exit codes in ``runner.cli.app.handles_errors``
-and nowhere else: 0 success, 1 the thing ran and failed, 2 usage or configuration
-error (3: a run waits for a human).
+and nowhere else: 0 success, 1 the thing ran and failed (a ``CorralError``), 2 bad
+input the user can fix (a ``UserError``), 3 a run waits for a human.
 
     app      the Typer app, the consoles, ``handles_errors``
     run      run, resume, verify, status, list, approve, reject, policy

@@ -40,6 +40,7 @@ from tenacity import (
 )
 
 from runner.errors import ContextTooLong as ContextTooLong
+from runner.errors import KeyFileError
 from runner.errors import ModelError as ModelError
 from runner.errors import ModelUnavailable as ModelUnavailable
 
@@ -94,13 +95,22 @@ class ModelConfig:
 
 
 def read_api_key(env: Mapping[str, str], key_file: Path | None = None) -> str | None:
-    """The API key: ``key_file`` if given, else ``CORRAL_API_KEY`` or ``OPENAI_API_KEY``."""
+    """The API key: ``key_file`` if given, else ``CORRAL_API_KEY`` or ``OPENAI_API_KEY``.
+
+    Raises ``KeyFileError`` (a ``UserError`` naming the fix) when ``key_file`` cannot be read.
+    """
     if key_file is not None:
         try:
             return key_file.read_text().strip() or None
         except OSError as exc:
-            raise ModelError(
-                f"cannot read the API key file {key_file} ({exc.strerror})", "runtime"
+            raise KeyFileError(
+                f"cannot read the API key file {key_file} ({exc.strerror}): give --api-key-file"
+                " a readable file, or set CORRAL_API_KEY instead"
+            ) from exc
+        except UnicodeDecodeError as exc:
+            raise KeyFileError(
+                f"the API key file {key_file} is not text ({exc.reason}): give --api-key-file"
+                " the file that holds the key, or set CORRAL_API_KEY instead"
             ) from exc
     for name in KEY_ENV:
         if env.get(name):
