@@ -26,6 +26,7 @@ from policies.commands import CommandValidator
 from policies.errors import StopAttempt
 from policies.gates import gate_map
 from policies.scope import Scope, check_patch
+from runner.errors import NeedsHuman, Paused
 from runner.loop.agent import Agent, WindowContext
 from runner.loop.capabilities import Classified, MayStopRun
 from runner.loop.config import RunConfig
@@ -46,7 +47,7 @@ from runner.loop.outcome import (
 )
 from runner.loop.progress import Progress
 from runner.loop.specs import Sandboxes
-from runner.loop.tools import NeedsHuman, Paused, Tools
+from runner.loop.tools import Tools
 from runner.store.runs import FailureDomain, RunStore
 from sandbox.errors import EngineUnavailable, SandboxError, SandboxNotRemoved
 from sandbox.harvest import Harvest, harvest
