@@ -26,7 +26,9 @@ class NeedsMounts(Protocol):
 @runtime_checkable
 class OnEngine(Protocol):
     """A backend on a container engine (``DockerBackend``): a resumed run removes the
-    containers a crashed earlier process of it left there (``sandbox.gc``)."""
+    containers a crashed earlier process of it left there (``sandbox.gc``), and images are
+    built there. ``isinstance`` reads ``client`` (Python 3.11): a ``DockerBackend`` made
+    without a client connects at that check."""
 
     @property
     def client(self) -> Any: ...
