@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-# A fixture, imported the way users import it: ``scripted_model_server(replies)`` starts a server.
-from runner.llm.scripted_server import scripted_model_server  # noqa: F401
 from sandbox.gatetree import sweep_ram
 
 

@@ -16,14 +16,9 @@ counts usage like the real API does.
 When the script runs out, the server answers 500 with a message saying so
 (a test that needs more replies fails loudly, not by hanging).
 
-For pytest, ``scripted_model_server`` is a fixture that starts servers and
-stops them after the test; import it into a ``conftest.py`` to use it::
-
-    from runner.llm.scripted_server import scripted_model_server  # noqa: F401  (a fixture)
-
-    def test_agent(scripted_model_server):
-        server = scripted_model_server([ScriptedReply(content="done")])
-        ...  # point the client at server.base_url
+For pytest, the ``scripted_model_server`` fixture (``runner.llm.pytest_plugin``,
+loaded through corral's ``pytest11`` entry point) starts servers and stops
+them after the test. This module does not import pytest.
 """
 
 from __future__ import annotations
@@ -38,8 +33,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
-
-import pytest
 
 Fault = Literal["429", "500", "hang", "malformed", "too_long", "huge", "401", "reset"]
 """``reset``: the request is read, then the connection is reset (TCP RST, no response at all)."""
@@ -291,19 +284,3 @@ def _chunks(completion: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 StartServer = Callable[[Sequence[ScriptedReply]], ScriptedModelServer]
-
-
-@pytest.fixture
-def scripted_model_server() -> Iterator[StartServer]:
-    """Start a ``ScriptedModelServer`` per call (``start(replies)``); all are stopped after the test."""
-    servers: list[ScriptedModelServer] = []
-
-    def start(replies: Sequence[ScriptedReply]) -> ScriptedModelServer:
-        server = ScriptedModelServer(list(replies))
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
