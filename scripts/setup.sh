@@ -3,7 +3,7 @@
 # a second run installs nothing and finishes in seconds.
 #   1. Debian packages: Docker engine, gVisor, debootstrap (offline base image), git, venv,
 #      chromium (the HTML report test opens the report headless)
-#   2. .venv with corral and its dev tools
+#   2. .venv with corral and its dev tools (pytest, ruff, mypy: what .ci/run runs)
 #   3. `corral doctor --fix`: starts dockerd, registers runsc, mounts the worktree filesystem,
 #      bootstraps and builds the images; then `corral doctor` must report ready.
 set -euo pipefail
@@ -39,7 +39,7 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 if ! .venv/bin/python -c 'import runner, sandbox, policies, pytest, mypy' 2>/dev/null \
-   || [ pyproject.toml -nt .venv/.corral-installed ]; then
+   || [ ! -x .venv/bin/ruff ] || [ pyproject.toml -nt .venv/.corral-installed ]; then
   step "installing corral into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
   touch .venv/.corral-installed
