@@ -7,26 +7,26 @@ and the scope check after the action holds as for every write.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import pytest
 
 from runner.store.runs import RunStore
-from tests.support.demo import FILES, policy
+from tests.support.demo import CALC_MUL, FILES, FIXED_MUL, policy
 from tests.support.gitfixtures import git
 from tests.support.runenv import Env
 
 pytestmark = pytest.mark.docker
 
 POLICY = policy(attempts=2, steps=20, wall_seconds=900, timeout=300)
-FIX = """\
---- a/src/calc.py
-+++ b/src/calc.py
-@@ -1,2 +1,2 @@
- def add(a, b):
--    return a - b
-+    return a + b
-"""
+# The fix as a unified diff of the ``env`` fixture's project (the demo with mul()).
+FIX = "".join(
+    difflib.unified_diff(
+        CALC_MUL.splitlines(keepends=True), FIXED_MUL.splitlines(keepends=True),
+        "a/src/calc.py", "b/src/calc.py",
+    )
+)  # fmt: skip
 # Without a/ b/ prefixes git strips `src/` (-p1): to git this changes setup.cfg, which is protected.
 SNEAKY = """\
 --- src/setup.cfg
