@@ -46,13 +46,13 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from policies.budget import BudgetExceeded
 from policies.commands import CommandValidator
 from policies.policy import Policy
 from runner.agents import AGENT_DIR, PROMPT_FILE, Preset
 from runner.agents.builtin import first_message
 from runner.llm.client import PRICES
 from runner.loop.agent import WindowContext, WindowEnd, WindowOutcome
-from runner.loop.tools import BudgetExceeded
 from sandbox.errors import SandboxError
 from sandbox.interfaces import Sandbox
 from sandbox.spec import Mount

@@ -29,17 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from policies.gates import GateResult as GateResult
-from policies.gates import feedback as feedback
-from policies.gates import gate_map as gate_map
-from policies.gates import is_pytest as is_pytest
-from policies.gates import judge as judge
-from policies.junit import MAX_JUNIT_BYTES as MAX_JUNIT_BYTES
-from policies.junit import Comparison as Comparison
-from policies.junit import TestOutcomes as TestOutcomes
-from policies.junit import compare as compare
-from policies.junit import deselect_args, parse_junit_bytes, read_report
-from policies.junit import parse_junit as parse_junit
+from policies.gates import GateResult, is_pytest, judge
+from policies.junit import (
+    Comparison,
+    TestOutcomes,
+    compare,
+    deselect_args,
+    parse_junit_bytes,
+    read_report,
+)
 from policies.policy import GatePolicy
 from sandbox.interfaces import SandboxBackend
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID, Mount, SandboxSpec

@@ -25,8 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from policies.budget import ATTEMPT_BUDGETS as ATTEMPT_BUDGETS
-from policies.budget import Budget as Budget
+from policies.budget import Budget
 from policies.budget import BudgetExceeded as BudgetExceeded
 from policies.commands import CommandValidator
 from policies.errors import StopAttempt as StopAttempt

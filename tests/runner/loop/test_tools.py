@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from policies.budget import Budget
 from policies.commands import CommandValidator
 from policies.load import load_policy
 from policies.policy import ModelPolicy
@@ -28,7 +29,6 @@ from runner.loop.tools import (
     AGENT_OUTPUT_CHARS,
     EVENT_ARG_CHARS,
     READ_FILE_MAX_BYTES,
-    Budget,
     Tools,
     trim,
 )
