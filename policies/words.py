@@ -31,7 +31,9 @@ PURE_WRAPPERS = frozenset(
     | {"setsid", "stdbuf", "busybox", "taskset", "chrt", "eval", "trap", "alias"}
 )
 
+#: A pattern character that is not escaped: the word (or rule token) is a glob.
 GLOB = re.compile(r"(?<!\\)[*?[]")
+#: Script operands that are the shell's standard input.
 STDIN_FILE = re.compile(r"/dev/(stdin|fd/\d+)|/proc/[^/]+/fd/\d+|-")
 
 
@@ -64,7 +66,13 @@ class Word:
 def shell_script(
     name: str, args: Sequence[Word], stdin: Callable[[], tuple[str, Word] | None]
 ) -> list[tuple[str, Word]]:
-    """The script a shell runs, labelled; empty when it runs a script file."""
+    """The script a shell (or ``source``) runs, labelled; empty when it runs a script file.
+
+    ``stdin()`` says where the command's standard input is redirected from (a
+    heredoc, a here-string, a file), if it is. Raises ``Unverifiable`` when the
+    script cannot be known statically: ``-c`` without a string, a script name
+    that is not static, a script read from a pipe.
+    """
     dash_c = from_stdin = False
     i = 0
     while i < len(args) and args[i].static and name in SHELLS:
@@ -128,7 +136,10 @@ def code_strings(name: str, args: Sequence[Word]) -> list[Word]:
 
 
 def inner_commands(name: str, args: Sequence[Word]) -> list[tuple[str, Sequence[Word]]]:
-    """The commands a wrapper runs, each with a label for its context."""
+    """The commands a wrapper runs, each with a label for its context.
+
+    Raises ``Unverifiable`` for an ``env -S`` string that is not static or does not split.
+    """
     rest: Sequence[Word] | None = None
     if name == "env":
         rest = _env(args)
