@@ -295,7 +295,7 @@ def policy_show(
     repo: Path | None = typer.Option(None, "--repo", help="Include this repo's .corral.toml."),
 ) -> None:
     """Print the merged policy (preset < file < repo) as JSON."""
-    from runner.ops.service import repo_policy_files
+    from runner.ops.request import repo_policy_files
 
     files = repo_policy_files(repo.resolve(), "HEAD") if repo is not None else None
     loaded = load_policy(policy, repo_files=files)

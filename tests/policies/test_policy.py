@@ -9,7 +9,7 @@ import pytest
 from policies.load import PRESETS, PolicyError, load_policy
 from policies.policy import Policy
 from policies.scope import Scope, check_patch, hidden_characters
-from runner.ops.service import repo_policy_files
+from runner.ops.request import repo_policy_files
 from tests.support.gitfixtures import commit, git, make_repo
 
 

@@ -865,19 +865,21 @@ def test_an_agent_cli_under_gvisor_without_host_uds_stops_up_front_with_the_fix(
     from policies.policy import Policy
     from runner.agents import load_preset
     from runner.agents.external import CliAgent
-    from runner.ops import service
+    from runner.ops import environment
     from sandbox.errors import EngineUnavailable
 
     agent = CliAgent(load_preset("mini-swe-agent", None), Policy(), model=None, base_url=None,
                      api_key=None)  # fmt: skip
     old_runsc = EngineStatus(True, runtimes=("runc", "runsc"), runsc_network_none=True)
-    monkeypatch.setattr(service, "probe", lambda: old_runsc)  # an engine set up before the flag
+    monkeypatch.setattr(environment, "probe", lambda: old_runsc)  # an engine set up before the flag
     with pytest.raises(EngineUnavailable, match=r"--host-uds=open.*corral doctor --fix"):
-        service.check_gateway_runtime(agent, "runsc", Policy())
+        environment.check_gateway_runtime(agent, "runsc", Policy())
     gvisor_policy = Policy.model_validate({"sandbox": {"runtime": "runsc"}})
     with pytest.raises(EngineUnavailable):
-        service.check_gateway_runtime(agent, None, gvisor_policy)
-    service.check_gateway_runtime(agent, "runc", gvisor_policy)  # the flag wins: runc needs nothing
+        environment.check_gateway_runtime(agent, None, gvisor_policy)
+    environment.check_gateway_runtime(
+        agent, "runc", gvisor_policy
+    )  # the flag wins: runc needs nothing
 
 
 # ---------------------------------------------------------------- the Responses API (Codex)

@@ -1,0 +1,148 @@
+"""What a run needs of the machine before its first attempt: a backend, an image, an environment.
+
+``backend_soon`` connects to the engine on a thread while the caller reads the
+repository and the policy; ``check_backend`` refuses, before anything starts,
+what the backend cannot do; ``sandbox_image`` finds or builds the image attempts
+and gates start from; ``prepare_environment`` builds the environment image of
+the policy's ``[setup]`` commands on a checkout of the base (journaled: a crash
+or an engine error leaves the step unfinished and ``resume`` redoes it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from policies.policy import Policy
+from runner.agents.external import CliAgent
+from runner.agents.image import build_agent_image
+from runner.gateway.core import runtime_problem
+from runner.loop.agent import Agent
+from runner.loop.capabilities import OnEngine
+from runner.loop.resume import record_runtime_error
+from runner.store.runs import RunStore
+from sandbox.docker_backend import DockerBackend
+from sandbox.engine import connect_soon, probe
+from sandbox.errors import EngineUnavailable, SandboxError, SetupFailed, UserError
+from sandbox.git import HostGit, find_git_dirs
+from sandbox.images import ensure_env_image, ensure_sandbox_image, find_ca_bundle
+from sandbox.interfaces import SandboxBackend
+from sandbox.paths import worktrees_dir
+from sandbox.spec import SANDBOX_GID, SANDBOX_UID
+
+
+def backend_soon(backend: SandboxBackend | None) -> Callable[[], SandboxBackend]:
+    """``backend``; without one, Docker on the local engine, connected on a thread from now on."""
+    if backend is not None:
+        return lambda: backend
+    engine = connect_soon()
+    return lambda: DockerBackend(engine())
+
+
+def check_backend(
+    backend: SandboxBackend, agent: Agent, runtime: str | None, policy: Policy
+) -> None:
+    """What the run needs of its backend, checked before anything starts.
+
+    On an engine: ``check_gateway_runtime``. Without one: ``UserError`` for a
+    policy with ``[setup]`` commands (an environment image is built on an engine).
+    """
+    if isinstance(backend, OnEngine):
+        check_gateway_runtime(agent, runtime, policy)
+    elif policy.setup.commands:
+        raise UserError(
+            "the policy's [setup] commands build an environment image on the container engine,"
+            f" and the sandbox backend {backend.name!r} has none: run on Docker, or drop [setup]"
+        )
+
+
+def sandbox_image(backend: SandboxBackend, agent: Agent) -> str:
+    """The image attempts and gates start from: corral's (an agent CLI's) on the engine, found or
+    built; a backend without an engine builds none, and its name is recorded instead."""
+    if not isinstance(backend, OnEngine):
+        return backend.name
+    if isinstance(agent, CliAgent):
+        ca = find_ca_bundle(os.environ)
+        return build_agent_image(backend.client, agent.preset, ca_bundle=ca).image_id
+    return ensure_sandbox_image(backend.client)
+
+
+def check_gateway_runtime(agent: Agent, runtime: str | None, policy: Policy) -> None:
+    """An agent CLI under gVisor reaches the gateway only if runsc may connect to host sockets.
+
+    Raises ``EngineUnavailable`` naming the fix (``corral doctor --fix``) before anything starts.
+    """
+    if isinstance(agent, CliAgent) and (runtime or policy.sandbox.runtime) == "runsc":
+        problem = runtime_problem("runsc", probe())
+        if problem is not None:
+            raise EngineUnavailable(problem)
+
+
+def prepare_environment(
+    home: Path,
+    store: RunStore,
+    run_id: str,
+    backend: SandboxBackend,
+    image: str,
+    repo: Path,
+    base: str,
+    policy: Policy,
+) -> str | None:
+    """The environment image id, or None when set-up failed (the run is then recorded as failed).
+
+    Without ``[setup]`` commands: ``image`` itself. Else the image is built on
+    ``backend``'s engine (``check_backend`` refused a backend without one). A
+    set-up command that fails is the run's end (``runtime``, not resumable); an
+    engine or image error (``SandboxError``) leaves the set-up step unfinished, is
+    recorded with its evidence (``record_runtime_error``) and ``resume`` redoes it.
+    """
+    setup = policy.setup
+    if not setup.commands or not isinstance(backend, OnEngine):
+        return image
+    seq = store.journal_start(run_id, "setup", "env", {"commands": list(setup.commands)})
+    scratch = Path(tempfile.mkdtemp(prefix=f"{run_id}.setup.", dir=_scratch_dir(home)))
+    try:
+        _, common = find_git_dirs(repo)
+        index = scratch.parent / f"{scratch.name}.index"
+        HostGit(common, scratch).run("read-tree", "--reset", "-u", base, index_file=index)
+        if os.geteuid() == 0:
+            for p in [scratch, *scratch.rglob("*")]:
+                os.lchown(p, SANDBOX_UID, SANDBOX_GID)
+        env = ensure_env_image(
+            backend.client, image, scratch, setup.commands, repo=str(repo), base_commit=base,
+            ca_bundle=find_ca_bundle(os.environ), network=setup.network, timeout=setup.timeout,
+            run_id=run_id, home=home,
+        )  # fmt: skip
+    except SetupFailed as exc:
+        store.write_artifact(run_id, "setup.log", exc.log)
+        store.journal_failed(run_id, seq, {"command": exc.command, "exit_code": exc.exit_code})
+        reason = f"setup command failed (exit {exc.exit_code}): {exc.command}; see setup.log"
+        store.append(run_id, "setup_failed", {"command": exc.command, "exit_code": exc.exit_code})
+        store.update(run_id, status="failed", failure_domain="runtime", reason=reason)
+        return None
+    except SandboxError as exc:  # the engine or the image build failed, not the set-up commands
+        reason = record_runtime_error(store, run_id, exc, "setup env")
+        store.update(run_id, status="failed", failure_domain="runtime", reason=reason)
+        store.append(run_id, "run_end", {"status": "failed", "reason": reason})
+        return None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        (scratch.parent / f"{scratch.name}.index").unlink(missing_ok=True)
+    store.write_artifact(run_id, "setup.log", env.log)
+    spec = json.loads(store.get(run_id).spec_json)
+    spec["env_image"] = env.image_id
+    store.update(run_id, spec_json=json.dumps(spec))
+    store.journal_done(run_id, seq, {"image": env.image_id, "built": env.built})
+    store.append(run_id, "environment", {"image": env.image_id, "built": env.built,
+                                         "seconds": round(env.seconds, 1)})  # fmt: skip
+    return env.image_id
+
+
+def _scratch_dir(home: Path) -> Path:
+    d = worktrees_dir(home)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
