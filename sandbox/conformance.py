@@ -1,7 +1,7 @@
 """The sandbox conformance suite: one set of checks every backend must pass.
 
 Each check takes a started sandbox and the ``workspace`` host directory behind
-its workdir. ``tests/test_conformance.py`` runs every check against every
+its workdir. ``tests/sandbox/test_conformance.py`` runs every check against every
 backend (docker/runc, docker/runsc where registered, the fake); a backend's
 documented gaps are expected to fail (strict xfail), so a gap that closes, or a
 new failure, is noticed.

@@ -4,7 +4,7 @@ Protocols of a few methods and frozen result types. Implementations
 (``DockerBackend``, ``FakeBackend``) match these; nothing inherits from them.
 
 Failure behaviour is part of each interface and is tested by the conformance
-suite (``tests/conformance.py``) against every backend.
+suite (``sandbox/conformance.py``) against every backend.
 """
 
 from __future__ import annotations

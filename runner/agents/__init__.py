@@ -5,6 +5,7 @@
     presets    the agent CLI presets (``*.toml`` of this package) read into ``Preset``
     image      the agent image of a preset, built on the sandbox image
     scripted   ``ScriptedAgent``: a TOML script of actions, for tests and the bundled example
+    factory    ``make_agent``: the agent ``--agent`` names, built
     corral_hook.py  the PreToolUse hook an agent CLI runs in the sandbox (shipped as a file)
 
 Only the presets are re-exported here: the built-in and CLI agents pull in the

@@ -9,7 +9,7 @@ input the user can fix (a ``UserError``), 3 a run waits for a human.
     run      run, resume, verify, status, list, approve, reject, policy
     review   review, report, log
     merge    merge, export
-    image    image build / bootstrap / list
+    image    image bootstrap / build
     ops      gc, smoke, doctor
 """
 

@@ -1,6 +1,8 @@
 """Operating corral: starting and resuming runs, and looking after the machine.
 
     service      ``start_run`` / ``resume_run``: from a request (or the store) to a driven ``Runner``
+    request      ``RunRequest``, the bug report as a ``Task``, the repository's policy layer
+    environment  the backend, the sandbox image and the ``[setup]`` environment image of a run
     maintenance  ``gc`` (what no live process owns) and ``smoke`` (a hardened sandbox, checked)
     doctor       the machine's checks and ``--fix``
 

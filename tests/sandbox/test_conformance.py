@@ -1,4 +1,4 @@
-"""Runs the conformance suite against every backend (see tests/conformance.py)."""
+"""Runs the conformance suite against every backend (``sandbox/conformance.py``)."""
 
 from __future__ import annotations
 
