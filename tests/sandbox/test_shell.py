@@ -149,10 +149,13 @@ def test_build_script_quotes_everything() -> None:
         build_script([], "/", None)
 
 
-#: Kills every other child of the loop shell ($$): the command's own watchdog subshell.
+#: Kills every other child of the loop shell ($$): the command's own watchdog subshell. The loop
+#: forks the watchdog just after the command, so it looks again (for at most 10 s) until it killed.
 KILL_WATCHDOG = (
-    "for s in /proc/[0-9]*/stat; do read -r p _ _ pp _ < $s 2>/dev/null || continue;"
-    ' [ "$pp" = "$$" ] && [ "$p" != "$BASHPID" ] && kill -KILL $p; done; '
+    "k=; for _ in {1..1000}; do for s in /proc/[0-9]*/stat; do"
+    " read -r p _ _ pp _ < $s 2>/dev/null || continue;"
+    ' [ "$pp" = "$$" ] && [ "$p" != "$BASHPID" ] && kill -KILL $p && k=1; done;'
+    ' [ -n "$k" ] && break; sleep 0.01; done; '
 )
 
 
