@@ -1,7 +1,7 @@
 """Whole runs on ``FakeBackend``: the control loop end to end in well under a second, no Docker.
 
-``Project`` lays out a small repository under a test's ``tmp_path`` (``add()``
-subtracts), a bug report, and per run a policy and a ``ScriptedAgent`` script;
+``Project`` lays out the demo project (``tests.support.demo``: ``add()``
+subtracts) under a test's ``tmp_path``, and per run a policy and a ``ScriptedAgent`` script;
 ``start`` and ``resume`` drive runs through ``runner.ops.service`` exactly as the
 CLI does, with the sandbox backend passed in: ``FakeBackend`` runs each command
 with the host's bash in the worktree (it isolates nothing, see ``sandbox.fake``).
@@ -27,10 +27,8 @@ from runner.store.eventlog import Event
 from runner.store.runs import RunStore, Step
 from sandbox.fake import FakeBackend
 from sandbox.paths import worktrees_dir
-from tests.support.gitfixtures import make_repo
+from tests.support.demo import BUG, CALC, build_demo
 
-CALC = "def add(a, b):\n    return a - b\n"
-FIXED = CALC.replace("a - b", "a + b")
 WRONG = CALC.replace("a - b", "a * b")
 GATE = "grep -n return src/calc.py && grep -q 'a + b' src/calc.py"
 
@@ -75,9 +73,7 @@ class Project:
     home: Path
 
     def __post_init__(self) -> None:
-        make_repo(self.root / "repo", {"src/__init__.py": "", "src/calc.py": CALC,
-                                       "tests/test_calc.py": "def test_add(): ...\n"})  # fmt: skip
-        (self.root / "bug.md").write_text("# add() subtracts\n\nadd(1, 2) returns -1.\n")
+        build_demo(self.root, bug=BUG, policy=policy())  # each run writes its own policy
 
     @property
     def store(self) -> RunStore:

@@ -22,8 +22,8 @@ import pytest
 from runner.llm.scripted_server import ScriptedModelServer, ScriptedReply, ToolCall
 from runner.loop.resume import answer_pending
 from sandbox.errors import UserError
+from tests.support.demo import FIXED
 from tests.support.fastloop import (
-    FIXED,
     WRONG,
     Project,
     finish,
