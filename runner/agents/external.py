@@ -51,6 +51,7 @@ from policies.commands import CommandValidator
 from policies.policy import Policy
 from runner.agents import AGENT_DIR, PROMPT_FILE, Preset
 from runner.agents.builtin import first_message
+from runner.gateway.routes import VALIDATE_PATH
 from runner.llm.client import PRICES
 from runner.loop.agent import WindowContext, WindowEnd, WindowOutcome
 from sandbox.errors import SandboxError
@@ -64,7 +65,6 @@ PORT = 18080
 GATEWAY_DIR = "/run/corral/gateway"
 FORWARDER = "/run/corral/forwarder.py"
 SOCKET = "gw.sock"
-VALIDATE_PATH = "/corral/validate"
 _PLACEHOLDER = re.compile(r"\{(model|base_url|prompt|prompt_file|agent_dir|validate_url)\}")
 #: How much of an invocation's output is kept as the window's artifact (head and tail).
 OUTPUT_LIMIT = 1_000_000
