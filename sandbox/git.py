@@ -164,6 +164,28 @@ class HostGit:
         """``run`` decoded (``errors="replace"``) and stripped: for shas, refs and versions."""
         return self.run(*args, **kwargs).decode(errors="replace").strip()  # type: ignore[arg-type]
 
+    def cat_blobs(self, objects: Sequence[str]) -> list[bytes | None]:
+        """The content of each of ``objects`` (``rev:path`` or an object id), in order, through one
+        ``cat-file --batch``; None for one that is missing or not a blob (a tree, a gitlink).
+
+        Raises ``GitError`` when git fails.
+        """
+        if not objects:
+            return []
+        out = self.run("cat-file", "--batch", input="".join(f"{o}\n" for o in objects).encode())
+        found: list[bytes | None] = []
+        # each answer: "<id> <type> <size>\n<bytes>\n", or "<query> missing\n" (or "ambiguous")
+        for _ in objects:
+            header, _, out = out.partition(b"\n")
+            fields = header.split()
+            if len(fields) == 3 and fields[2].isdigit():
+                size = int(fields[2])
+                found.append(out[:size] if fields[1] == b"blob" else None)
+                out = out[size + 1 :]
+            else:
+                found.append(None)
+        return found
+
     def rev_parse(self, rev: str) -> str:
         """The full object name of ``rev`` peeled to a commit; ``GitError`` if there is none."""
         return self.text(

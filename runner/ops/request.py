@@ -79,20 +79,8 @@ def repo_policy_files(repo: Path, base: str, common: Path | None = None) -> dict
     if common is None:
         _, common = find_git_dirs(repo)
     names = (REPO_FILE, "pyproject.toml")
-    query = "".join(f"{base}:{name}\n" for name in names).encode()
-    out = HostGit(common).run("cat-file", "--batch", input=query)
-    files: dict[str, bytes | None] = {}
-    for name in names:  # "<id> blob <size>\n<bytes>\n", or "<query> missing\n" (or "ambiguous")
-        header, _, out = out.partition(b"\n")
-        fields = header.split()
-        if len(fields) == 3 and fields[1] == b"blob" and fields[2].isdigit():
-            size = int(fields[2])
-            files[name], out = out[:size], out[size + 1 :]
-        elif len(fields) == 3 and fields[2].isdigit():  # a tree or another object: no file
-            files[name], out = None, out[int(fields[2]) + 1 :]
-        else:
-            files[name] = None
-    return files
+    blobs = HostGit(common).cat_blobs([f"{base}:{name}" for name in names])
+    return dict(zip(names, blobs, strict=True))
 
 
 def runtime_of(value: str | None) -> Any:
