@@ -7,6 +7,7 @@ input the user can fix (a ``UserError``), 3 a run waits for a human.
 
     app      the Typer app, the consoles, ``handles_errors``
     run      run, resume, verify, status, list, approve, reject, policy
+    init     init: a proposed ``.corral.toml`` for a repository
     review   review, report, log
     merge    merge, export
     image    image bootstrap / build
@@ -22,7 +23,7 @@ from runner.cli.app import app
 from runner.cli.image import image_app
 
 # Each module registers its commands on ``app`` as it is imported, in the order ``--help`` lists.
-for _module in ("run", "review", "merge", "ops"):
+for _module in ("run", "init", "review", "merge", "ops"):
     importlib.import_module(f"runner.cli.{_module}")
 app.add_typer(image_app, name="image")
 
