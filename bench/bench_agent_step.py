@@ -147,6 +147,7 @@ def measure(root: Path, repo: Path, image: str, steps: int, *, watch: bool) -> P
         "budgets.attempts": 1, "budgets.windows": 1, "budgets.steps": steps + 10,
         "budgets.idle_steps": steps + 10, "budgets.repeated_command": steps + 10,
         "model.steps_per_window": steps + 5,
+        "gates": [],  # no gate on purpose: the steps are measured, not the candidate
     }  # fmt: skip
     with (
         ScriptedModelServer(actions(steps)) as server,

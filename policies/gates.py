@@ -17,6 +17,10 @@ base commit):
 - other gates pass on exit 0, or when base failed too and the candidate's output
   has no line (numbers ignored) that base's did not.
 
+A gate that cannot run at all (``cannot_run``: not found, killed, timed out,
+pytest's usage errors, no report) at base is the configuration's fault, not
+the candidate's: the runner ends the run on it (``runner.loop.judge``).
+
 ``feedback`` frames the failed gates for the model ("Fix the problems below"),
 within a character budget.
 """
@@ -96,6 +100,44 @@ def judge(
             return True, f"exit {exit_code}, as at base; no new problems (not blamed)", None, ()
         return False, f"exit {exit_code}; {len(new)} new line(s) of output vs base", None, new
     return False, f"exit {exit_code}", None, ()
+
+
+#: pytest's own exit codes for a session that did not get to run the tests.
+PYTEST_CANNOT_RUN = {
+    2: "pytest was interrupted",
+    3: "pytest internal error",
+    4: "pytest usage error",
+    5: "pytest collected no tests",
+}
+#: Exit codes of the shell that ran the gate's command: it was never started.
+SHELL_CANNOT_RUN = {126: "command not executable", 127: "command not found"}
+
+
+def cannot_run(gate: GatePolicy, result: GateResult) -> str | None:
+    """Why ``result`` (a run of ``gate``, at base) shows that the gate cannot run at all; None
+    when it ran, passing or failing.
+
+    Any gate: timed out, exit 126/127 (the shell did not start the command), or
+    killed by a signal (exit 129-192, 128 + N). A pytest gate also: pytest's own
+    exit codes 2-5 (interrupted, internal error, usage error, no tests
+    collected), or no junit report the runner accepts, whatever the exit code.
+    A gate that ran and failed (the bug's failing tests, a linter's findings)
+    can run: that is what the baseline is for.
+    """
+    code = result.exit_code
+    if result.timed_out:
+        return f"timed out after {gate.timeout}s"
+    if code in SHELL_CANNOT_RUN:
+        return f"exit {code}: {SHELL_CANNOT_RUN[code]}"
+    if 128 < code <= 128 + 64:
+        return f"exit {code}: killed by signal {code - 128}"
+    if not is_pytest(gate):
+        return None
+    if code in PYTEST_CANNOT_RUN:
+        return f"exit {code}: {PYTEST_CANNOT_RUN[code]}"
+    if result.outcomes is None:
+        return f"exit {code}: no junit report the runner accepts"
+    return None
 
 
 def _against(c: Comparison, outcomes: TestOutcomes) -> str:

@@ -307,7 +307,8 @@ class Policy(_Model):
     """Environment set-up."""
 
     gates: tuple[GatePolicy, ...] = ()
-    """Checks on the candidate, in order."""
+    """Checks on the candidate, in order. With no required gate a run ends ``unverified``;
+    ``gates = []`` said on purpose (and no gate from another layer) opts out of verification."""
 
     budgets: BudgetPolicy = BudgetPolicy()
     """Bounds."""
@@ -326,6 +327,20 @@ class Policy(_Model):
 
     gateway: GatewayPolicy = GatewayPolicy()
     """The model gateway (agent CLIs)."""
+
+    @property
+    def required_gates(self) -> tuple[str, ...]:
+        """The names of the gates a candidate must pass (none: nothing verifies it)."""
+        return tuple(g.name for g in self.gates if g.required)
+
+    @property
+    def gates_opted_out(self) -> bool:
+        """Whether the policy said ``gates = []`` on purpose: no gate, and the key was given.
+
+        Known from the merged table (``model_fields_set``), which a run records,
+        so a resumed run or its review sees the same.
+        """
+        return "gates" in self.model_fields_set and not self.gates
 
     @field_validator("gates")
     @classmethod

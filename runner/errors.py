@@ -18,6 +18,8 @@
         │   └── KeyFileError(UserError)        the ``--api-key-file`` cannot be read
         ├── GatewayError                       the model gateway cannot serve
         ├── BaselineStopped                    the run ended before the baseline's next gate
+        ├── GateCannotRun                      a required gate cannot run at base: the run
+        │                                      ends ``failed`` (``configuration``), exit 2
         ├── Paused(StopAttempt)                the run waits for ``corral resume``
         └── NeedsHuman(StopAttempt)            an ``ask`` command waits for approve / reject
 
@@ -134,3 +136,8 @@ class GatewayError(RunnerError):
 
 class BaselineStopped(RunnerError):
     """The run ended before the baseline: it stops before its next gate (``stop``)."""
+
+
+class GateCannotRun(RunnerError):
+    """A required gate cannot run at base (``policies.gates.cannot_run``); names the gate, its
+    exit code and its base log. Not the agent's fault: the run ends as ``configuration``."""

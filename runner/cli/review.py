@@ -75,7 +75,8 @@ def _header(rv: Review) -> Panel:
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
     t.add_column()
-    status = Text(rv.status, style="bold green" if rv.status == "ready_for_review" else "bold red")
+    colour = {"ready_for_review": "bold green", "unverified": "bold yellow"}
+    status = Text(rv.status, style=colour.get(rv.status, "bold red"))
     if rv.failure_domain:
         status.append(f" ({rv.failure_domain})")
     rows: list[tuple[str, Text]] = [
@@ -85,6 +86,7 @@ def _header(rv: Review) -> Panel:
         ("repo", shown(f"{rv.repo} @ {rv.base[:12]}")),
         ("agent", shown(rv.agent + (f"  model {rv.model}" if rv.model else ""))),
         ("policy", shown(" < ".join(rv.policy_sources) or "-")),
+        ("verification", Text(rv.verification, style="" if _verified(rv) else "bold yellow")),
         ("duration", Text(f"{rv.duration_s:.1f}s")),
         ("tokens / cost", Text(f"{rv.tokens} / ${rv.cost_usd:.4f}")),
     ]
@@ -95,6 +97,10 @@ def _header(rv: Review) -> Panel:
     for k, v in rows:
         t.add_row(k, v)
     return Panel(t, title=Text(f"run {rv.run_id}"), expand=False)
+
+
+def _verified(rv: Review) -> bool:
+    return rv.verification.startswith("required gates")
 
 
 def _diff(rv: Review) -> list[RenderableType]:

@@ -1,8 +1,9 @@
 """CLI commands for runs and policies: run, resume, verify, status, list, approve, reject, policy.
 
 Registered on ``runner.cli.app.app`` (imported at the bottom of ``runner.cli.app``).
-Exit codes: 0 ready_for_review, 1 failed or exhausted, 2 usage or config
-error, 3 waiting for a human. ``corral run --json`` prints exactly one JSON
+Exit codes: 0 ready_for_review, 1 failed, unverified or exhausted, 2 usage or
+config error (also a run that failed as ``configuration``: a required gate
+cannot run at base), 3 waiting for a human. ``corral run --json`` prints exactly one JSON
 object on stdout when the run ends; progress goes to stderr (``runner.review.display``:
 a live panel on a terminal, plain lines otherwise, JSON lines with ``--json``).
 """
@@ -283,9 +284,21 @@ def reject(
 @policy_app.command("check")
 @handles_errors
 def policy_check(file: Path = typer.Argument(..., help="A policy TOML file.")) -> None:
-    """Validate a policy file (exit 2 with `loc: msg` lines if it is malformed)."""
+    """Validate a policy file (exit 2 with `loc: msg` lines if it is malformed).
+
+    Warns (exit 0) when it has no required gate and does not opt out with ``gates = []``:
+    its runs would end ``unverified``.
+    """
     loaded = load_policy(file)
     out.print(f"ok: {m(file)} ({m(' < '.join(loaded.sources))})")
+    policy = loaded.policy
+    if not policy.required_gates and not policy.gates_opted_out:
+        err.print(
+            "warning: no required gate: a run ends `unverified` (exit 1) unless the repo's"
+            " .corral.toml adds one; add a required [[gates]] table, or `gates = []` to opt out"
+            " of verification",
+            soft_wrap=True,
+        )
 
 
 @policy_app.command("show")

@@ -3,7 +3,8 @@
     prepare:  roll back to base (a paused attempt: to its window's code state), carry progress
     work:     sandbox -> windows (``Agent.run_window`` through ``Tools``) -> sandbox killed FIRST
     harvest:  lstat scan, the patch through a temporary index (``sandbox.harvest``)
-    judge:    findings -> patch scope -> empty? -> gates vs the baseline (``GateJudge``)
+    judge:    findings -> patch scope -> empty? -> gates vs the baseline (``GateJudge``):
+              passed, failed, or unverified (no required gate, no opt-out)
 
 ``Attempts.run`` returns what the attempt came to (``runner.loop.outcome``) and
 journals none of it: the run's attempt loop does. The expected exits of the
@@ -26,7 +27,7 @@ from policies.commands import CommandValidator
 from policies.errors import StopAttempt
 from policies.gates import gate_map
 from policies.scope import Scope, check_patch
-from runner.errors import NeedsHuman, Paused
+from runner.errors import GateCannotRun, NeedsHuman, Paused
 from runner.loop.agent import Agent, WindowContext
 from runner.loop.capabilities import Classified, MayStopRun
 from runner.loop.config import RunConfig
@@ -303,17 +304,34 @@ class Attempts:
             report.failure_domain, report.reason = "harness", str(exc)
             return Stopped(report, RunStopped("budget_exhausted", "harness", str(exc)))
 
-    def _gates(self, ws: Workspace, commit: str, report: AttemptReport) -> Judged:
-        """The gates on ``commit``, against the baseline (waited for); ``BudgetExceeded`` passes."""
-        results = self.judge.run(ws, commit, f"attempt-{report.attempt}", self.emit)
+    def _gates(self, ws: Workspace, commit: str, report: AttemptReport) -> AttemptOutcome:
+        """The gates on ``commit``, against the baseline (waited for); ``BudgetExceeded`` passes.
+
+        No verification, no green: with no required gate the candidate is
+        ``unverified`` unless the policy opted out (``gates = []``). A required gate
+        that cannot run at base stops the run (``configuration``), nothing judged.
+        """
+        try:
+            results = self.judge.run(ws, commit, f"attempt-{report.attempt}", self.emit)
+        except GateCannotRun as exc:
+            report.failure_domain, report.reason = "configuration", f"not judged: {exc}"
+            return Stopped(report, RunStopped("failed", "configuration", str(exc)))
         report.gates = dict(gate_map(results))
         failed = [r for r in results if r.required and not r.passed]
         if failed:
             report.failure_domain = "model"
             report.reason = "; ".join(f"gate {r.name} failed: {r.reason}" for r in failed)
-        else:
+        elif self.policy.required_gates:
+            report.status, report.reason = "passed", "all required gates passed"
+        elif self.policy.gates_opted_out:
             report.status = "passed"
-            report.reason = "all required gates passed" if results else "no gates configured"
+            report.reason = "no gates: the policy opted out of verification (gates = [])"
+        else:
+            report.status = "unverified"
+            report.reason = (
+                "no required gate checked the candidate: add a required [[gates]] table to the"
+                " policy, or say `gates = []` to opt out of verification"
+            )
         return Judged(report, tuple(results))
 
 

@@ -15,6 +15,11 @@ A ``GateJudge`` belongs to one run (one ``Runner``) and owns:
   (``<label>/gate-<name>.log``, ``<label>/junit-<name>.xml``); junit XML lands
   in a scratch directory beside the worktrees first, never in the store.
 
+A gate that cannot run at base (``policies.gates.cannot_run``) is reported
+once per run (``gate_cannot_run``); a required one makes ``run`` raise
+``GateCannotRun`` before it runs anything on the candidate: no verdict on a
+candidate rests on a gate that could not run at base.
+
 Failure: what the baseline raised (``SandboxError``, ``BudgetExceeded``) is
 raised by ``run`` and returned by ``stop_baseline``; a gate tree found
 changed after a gate is a ``WorkspaceError`` (no verdict is trusted); the
@@ -35,9 +40,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from policies.budget import Budget
-from policies.gates import GateResult, gate_map
+from policies.gates import GateResult, cannot_run, gate_map
 from policies.junit import MAX_JUNIT_BYTES, Comparison, TestOutcomes
 from policies.policy import Policy
+from runner.errors import GateCannotRun
 from runner.loop.baseline import BackgroundBaseline, BaselineStopped, Emit
 from runner.loop.gates import clean_dir, run_gate
 from runner.store.runs import RunStore
@@ -86,6 +92,7 @@ class GateJudge:
         self._started = False
         self._tree: GateTree | None = None  # the gates' input, kept across gate runs
         self._background: BackgroundBaseline | None = None  # the baseline gates, until joined
+        self._reported: set[str] = set()  # gates that cannot run at base, reported once
 
     def start_baseline(self, ws: Workspace) -> None:
         """The gates at base: from the journal if done, else started in the background.
@@ -121,9 +128,11 @@ class GateJudge:
     def run(self, ws: Workspace, rev: str, label: str, emit: Emit) -> list[GateResult]:
         """Each gate on ``rev`` against the baseline, once the baseline is done with the tree.
 
-        Raises what the baseline raised, and what ``_gates`` raises.
+        Raises ``GateCannotRun`` (before any gate runs on ``rev``) when a required
+        gate cannot run at base, what the baseline raised, and what ``_gates`` raises.
         """
         self._await_baseline()
+        self._check_baseline(emit)
         return self._gates(ws, rev, label, self.baseline, self.store, emit)
 
     def deliver(self) -> None:
@@ -161,6 +170,29 @@ class GateJudge:
         if self._background is not None:  # kept on failure: the run's end reports it (stop)
             self.baseline = self._background.result(self.on_event)
             self._background = None
+
+    def _check_baseline(self, emit: Emit) -> None:
+        """Gates that cannot run at base (``cannot_run``): each reported once, as a
+        ``gate_cannot_run`` event; a required one raises ``GateCannotRun`` (every time)."""
+        fatal = []
+        for gate in self.policy.gates:
+            result = self.baseline.get(gate.name)
+            why = cannot_run(gate, result) if result is not None else None
+            if result is None or why is None:
+                continue
+            log_path = self.store.artifact_path(self.run_id, f"baseline/gate-{gate.name}.log")
+            if gate.name not in self._reported:
+                self._reported.add(gate.name)
+                emit("gate_cannot_run", {"gate": gate.name, "required": gate.required,
+                                         "exit_code": result.exit_code, "why": why,
+                                         "log": str(log_path)})  # fmt: skip
+            if gate.required:
+                fatal.append(f"gate {gate.name} cannot run at base: {why} (log: {log_path})")
+        if fatal:
+            raise GateCannotRun(
+                "; ".join(fatal) + "; fix the gate's command or the environment's [setup]"
+                " in the policy (`corral policy check`)"
+            )
 
     def _gates(
         self,

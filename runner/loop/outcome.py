@@ -2,7 +2,8 @@
 
 ``AttemptReport`` is one attempt (how it was judged, with its evidence),
 ``RunResult`` the run's end (the one JSON object of ``--json``, and the exit
-code: 0 ready for review, 1 failed or out of budget, 3 waiting for a human).
+code: 0 ready for review, 1 failed, unverified or out of budget, 2 failed as
+``configuration`` (a required gate cannot run at base), 3 waiting for a human).
 
 An attempt comes to exactly one ``AttemptOutcome``, a closed union the run's
 attempt loop (``Runner._attempts``) reads, and nothing else does:
@@ -28,10 +29,15 @@ from typing import Any, Literal, TypeGuard
 from policies.gates import GateResult
 from runner.store.runs import FAILURE_DOMAINS, FailureDomain, RunStatus
 
-EXIT_CODES = {"ready_for_review": 0, "failed": 1, "budget_exhausted": 1, "waiting": 3}
+EXIT_CODES = {
+    "ready_for_review": 0, "failed": 1, "unverified": 1, "budget_exhausted": 1, "waiting": 3,
+}  # fmt: skip
+#: A run that failed as ``configuration`` is a usage error: the policy must change.
+CONFIGURATION_EXIT = 2
 
-#: How an attempt was judged: ``waiting`` when a human (or the model endpoint) must act first.
-AttemptStatus = Literal["passed", "failed", "waiting"]
+#: How an attempt was judged: ``waiting`` when a human (or the model endpoint) must act first;
+#: ``unverified`` when nothing failed but no required gate checked its candidate.
+AttemptStatus = Literal["passed", "failed", "waiting", "unverified"]
 
 
 def is_domain(value: object) -> TypeGuard[FailureDomain]:
@@ -70,6 +76,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        if self.failure_domain == "configuration":
+            return CONFIGURATION_EXIT
         return EXIT_CODES.get(self.status, 1)
 
     def to_json(self) -> dict[str, Any]:

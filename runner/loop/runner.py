@@ -4,7 +4,7 @@
     attempt:  clean tree (+ progress) -> sandbox -> windows -> kill sandbox -> harvest -> judge
               (``runner.loop.attempt``)
     judge:    findings -> patch scope -> empty? -> wait for the baseline -> gates vs baseline
-    outcome:  ready_for_review | failed(domain) | budget_exhausted | waiting(for a human)
+    outcome:  ready_for_review | unverified | failed(domain) | budget_exhausted | waiting
 
 An attempt comes to a ``Judged``, ``Waiting`` or ``Stopped`` outcome
 (``runner.loop.outcome``); ``_attempts`` journals it and is the one place that
@@ -20,7 +20,11 @@ An infrastructure failure (``SandboxError``: engine, image, host git) outside
 an attempt's windows ends the run as ``failed`` (``runtime``), resumable
 (``runner.loop.resume``); so does one in the baseline gates, which run on a
 thread of their own while attempt 1 works (``runner.loop.baseline``) and are
-waited for by the first judge that runs gates. Run-wide budget usage is saved
+waited for by the first judge that runs gates. A required gate that cannot
+run at base ends the run there as ``failed`` (``configuration``, exit 2),
+before any candidate is judged; a candidate that no required gate checked
+ends it ``unverified`` (exit 1), unless the policy opted out (``gates = []``).
+Neither is worth another attempt. Run-wide budget usage is saved
 to the record as it is spent and seeds the next process's ``Budget`` (``RunMeter``).
 """
 
@@ -149,6 +153,8 @@ class Runner:
                     return self._result(end.status, end.domain, end.reason)
                 case Judged(report=report) if report.status == "passed":
                     return self._result("ready_for_review", None, report.reason, report)
+                case Judged(report=report) if report.status == "unverified":
+                    return self._result("unverified", None, report.reason, report)
                 case Judged(report=report, gates=gates):
                     if (stop := self.lessons.learn(report, gates)) is not None:
                         return self._result(stop.status, stop.domain, stop.reason)
@@ -232,12 +238,13 @@ class Runner:
         status: RunStatus,
         domain: FailureDomain | None,
         reason: str,
-        passed: AttemptReport | None = None,
+        candidate: AttemptReport | None = None,
     ) -> RunResult:
-        """The run's result; a ``passed`` attempt's patch becomes the candidate (``candidate.diff``)."""
+        """The run's result; a ``candidate`` attempt's patch (passed, or unverified: for a human
+        to look at) becomes the candidate (``candidate.diff``)."""
         patch_path = None
-        if passed is not None:
-            path = self.store.artifact_path(self.run_id, f"attempt-{passed.attempt}/patch.diff")
+        if candidate is not None:
+            path = self.store.artifact_path(self.run_id, f"attempt-{candidate.attempt}/patch.diff")
             patch_path = str(
                 self.store.write_artifact(self.run_id, "candidate.diff", path.read_bytes())
             )

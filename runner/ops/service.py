@@ -140,7 +140,8 @@ def resume_run(
     """
     store = RunStore(home)
     rec = store.get(run_id)
-    ended = ("ready_for_review", "failed", "budget_exhausted", "approved", "rejected", "merged")
+    ended = ("ready_for_review", "unverified", "failed", "budget_exhausted", "approved",
+             "rejected", "merged")  # fmt: skip
     if rec.status in ended and not (rec.status == "failed" and resumable(store, run_id)):
         return result_of(store, run_id)
     stored = json.loads(rec.policy_json)

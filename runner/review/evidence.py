@@ -1,7 +1,7 @@
 """What a reviewer reads about a run, gathered from the run store (records, journal, events, artifacts).
 
 ``gather(store, run_id)`` returns one ``Review``: the header (status, agent,
-model, policy sources, budgets used vs limits, tokens, cost, duration), the
+model, policy sources, what verified the candidate, budgets used vs limits, tokens, cost, duration), the
 diff parsed per file with each file's scope class, the gates (baseline vs each
 attempt that ran them, per test from the junit artifacts), what was blocked in
 every attempt, why attempts failed, and a trajectory summary built from the
@@ -80,6 +80,8 @@ class Review:
     agent: str
     model: str | None
     policy_sources: list[str]
+    verification: str
+    """What verified the candidate: the required gates, or why nothing did (``verification``)."""
     created: float
     duration_s: float
     attempts_done: int
@@ -147,12 +149,21 @@ def gather(store: RunStore, run_id: str) -> Review:
         run_id=run_id, status=rec.status, failure_domain=rec.failure_domain,
         reason=rec.reason or "", bug_title=rec.bug_title, repo=rec.repo, base=rec.base,
         agent=rec.agent, model=rec.model, policy_sources=list(stored.get("sources", [])),
-        created=rec.created, duration_s=round(duration, 3), attempts_done=rec.attempts_done,
+        verification=verification(policy), created=rec.created, duration_s=round(duration, 3), attempts_done=rec.attempts_done,
         budgets=budgets, tokens=rec.tokens, cost_usd=rec.cost_usd, diff_source=diff_source,
         files=parse_diff(patch, Scope(policy)), gates=gates,
         attempts=attempts, blocked=blocked, trajectory=trajectory, chain_ok=chain.ok,
         chain_problem=chain.problem,
     )  # fmt: skip
+
+
+def verification(policy: Policy) -> str:
+    """One line for the review's header: the required gates, or why no gate verified anything."""
+    if policy.required_gates:
+        return "required gates: " + ", ".join(policy.required_gates)
+    if policy.gates_opted_out:
+        return "no gates: the policy opted out of verification (gates = [])"
+    return "no gates: nothing verified this candidate (the policy has no required gate)"
 
 
 def _patch(store: RunStore, run_id: str, attempts: list[AttemptView]) -> tuple[str | None, str]:

@@ -84,6 +84,11 @@ def review_decision(
     """
     rec = store.get(run_id)
     status = "approved" if verdict == "approve" else "rejected"
+    if rec.status == "unverified":
+        raise MergeRefused(
+            f"run {run_id} is unverified: no required gate checked its candidate; add a required"
+            " gate to the policy and run again (or opt out with `gates = []`)"
+        )
     if rec.status not in ("ready_for_review", "approved", "rejected"):
         raise MergeRefused(
             f"run {run_id} is {rec.status}: only a run ready for review can be approved or "

@@ -78,6 +78,7 @@ def _header(rv: Review) -> str:
         ("repo", f"<code>{_t(rv.repo)}</code> @ <code>{_t(rv.base[:12])}</code>"),
         ("agent", _t(rv.agent) + (f" &middot; model {_t(rv.model)}" if rv.model else "")),
         ("policy", _t(" < ".join(rv.policy_sources) or "-")),
+        ("verification", _t(rv.verification)),
         ("started", when),
         ("duration", f"{rv.duration_s:.1f}s"),
         ("tokens / cost", f"{rv.tokens} / ${rv.cost_usd:.4f}"),

@@ -13,10 +13,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 RunStatus = Literal[
-    "created", "running", "waiting", "ready_for_review", "failed", "budget_exhausted",
-    "approved", "rejected", "merged",
+    "created", "running", "waiting", "ready_for_review", "unverified", "failed",
+    "budget_exhausted", "approved", "rejected", "merged",
 ]  # fmt: skip
-FailureDomain = Literal["model", "context", "tool-interface", "harness", "runtime", "governance"]
+"""``unverified``: an attempt left a candidate, but the policy has no required gate to check it
+(and did not opt out with ``gates = []``); never approvable, exit 1."""
+FailureDomain = Literal[
+    "model", "context", "tool-interface", "harness", "runtime", "governance", "configuration"
+]
+"""``configuration``: the policy's gates cannot run at base (exit 2): the policy's fault."""
 StepState = Literal["started", "done", "failed"]
 STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 FAILURE_DOMAINS: tuple[FailureDomain, ...] = get_args(FailureDomain)

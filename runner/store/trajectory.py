@@ -174,6 +174,9 @@ def summarize(e: Event) -> str:
         return f"gate {d.get('gate')} [{d.get('label')}] {verdict}: {d.get('reason')}"
     if t == "gate_start":
         return f"gate {d.get('gate')} [{d.get('label')}] started"
+    if t == "gate_cannot_run":
+        kind = "required" if d.get("required") else "advisory"
+        return f"gate {d.get('gate')} ({kind}) cannot run at base: {d.get('why')} ({d.get('log')})"
     if t == "attempt_end":
         domain = f" ({d.get('failure_domain')})" if d.get("failure_domain") else ""
         return f"attempt {d.get('attempt')} {d.get('status')}{domain}: {d.get('reason')}"

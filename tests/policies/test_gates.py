@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from policies.gates import GateResult, feedback, judge
+from policies.gates import GateResult, cannot_run, feedback, judge
 from policies.junit import (
     MAX_JUNIT_BYTES,
     compare,
@@ -207,6 +207,49 @@ def test_generic_gate_is_not_blamed_only_without_new_output_lines() -> None:
     assert judge(OTHER, 1, False, "a.py:7: E1 bad\n", None, base)[0]
     passed, _, _, new = judge(OTHER, 1, False, "a.py:3: E1 bad\nb.py:1: E2 worse\n", None, base)
     assert not passed and new == ("b.py:N: EN worse",)
+
+
+# ----------------------------------------------------------------- cannot run (at base)
+
+
+@pytest.mark.parametrize(
+    ("gate", "exit_code", "timed_out", "outcomes", "why"),
+    [
+        ("other", 127, False, None, "exit 127: command not found"),
+        ("other", 126, False, None, "exit 126: command not executable"),
+        ("other", 139, False, None, "exit 139: killed by signal 11"),
+        ("other", 124, True, None, "timed out after 600s"),
+        ("tests", 4, False, None, "exit 4: pytest usage error"),
+        ("tests", 5, False, None, "exit 5: pytest collected no tests"),
+        ("tests", 2, False, _base({"m::p"}), "exit 2: pytest was interrupted"),
+        ("tests", 1, False, None, "exit 1: no junit report the runner accepts"),
+        ("tests", 0, False, None, "exit 0: no junit report the runner accepts"),
+        ("tests", 127, False, None, "exit 127: command not found"),
+    ],
+)
+def test_a_gate_that_did_not_get_to_check_anything_cannot_run(
+    gate: str, exit_code: int, timed_out: bool, outcomes: Outcomes | None, why: str
+) -> None:
+    policy = GATE if gate == "tests" else OTHER
+    result = replace(_baseline(outcomes, exit_code), timed_out=timed_out)
+    assert cannot_run(policy, result) == why
+
+
+@pytest.mark.parametrize(
+    ("gate", "exit_code", "outcomes"),
+    [
+        ("other", 0, None),
+        ("other", 1, None),  # it ran and found problems (the bug, at base)
+        ("other", 2, None),
+        ("tests", 1, _base({"m::p"}, {"m::bug"})),  # tests fail: the bug
+        ("tests", 0, _base({"m::p"})),
+    ],
+)
+def test_a_gate_that_ran_and_failed_can_run(
+    gate: str, exit_code: int, outcomes: Outcomes | None
+) -> None:
+    policy = GATE if gate == "tests" else OTHER
+    assert cannot_run(policy, _baseline(outcomes, exit_code)) is None
 
 
 # ----------------------------------------------------------------- node ids, deselect

@@ -33,12 +33,24 @@ WRONG = CALC.replace("a - b", "a * b")
 GATE = "grep -n return src/calc.py && grep -q 'a + b' src/calc.py"
 
 
-def policy(*tables: str, **budgets: int) -> str:
-    """A policy: ``[budgets]`` (``attempts=3, steps=20`` unless given), the gate ``adds``, then
-    ``tables`` (more TOML)."""
+def gate(name: str, command: str, *, required: bool = True, kind: str = "auto") -> str:
+    """One ``[[gates]]`` table (``timeout = 30``), for ``policy(gates=...)``."""
+    return "\n".join([
+        "[[gates]]", f"name = {json.dumps(name)}", f"command = {json.dumps(command)}",
+        f"required = {str(required).lower()}", f'kind = "{kind}"', "timeout = 30", "",
+    ])  # fmt: skip
+
+
+#: The demo's gate ``adds`` (``GATE``).
+ADDS = gate("adds", GATE)
+
+
+def policy(*tables: str, gates: Sequence[str] = (ADDS,), top: str = "", **budgets: int) -> str:
+    """A policy: ``top`` (top-level keys, e.g. ``gates = []``), ``[budgets]`` (``attempts=3,
+    steps=20`` unless given), ``gates`` (``gate(...)`` tables; the gate ``adds`` unless given),
+    then ``tables`` (more TOML)."""
     limits = {"attempts": 3, "steps": 20, "wall_seconds": 300, **budgets}
-    lines = ["[budgets]", *(f"{k} = {v}" for k, v in limits.items()), ""]
-    lines += ["[[gates]]", 'name = "adds"', f"command = {json.dumps(GATE)}", "timeout = 30", ""]
+    lines = [top, "[budgets]", *(f"{k} = {v}" for k, v in limits.items()), "", *gates]
     return "\n".join(lines) + "\n".join(textwrap.dedent(t).strip() + "\n" for t in tables)
 
 

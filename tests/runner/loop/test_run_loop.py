@@ -524,3 +524,24 @@ def test_skipping_or_xfailing_a_test_from_the_code_under_test_fails_the_gate(env
         junit = store.artifact_path(result.run_id, f"attempt-{n}/junit-tests.xml").read_text()
         assert f'name="{test}"' in junit and "<skipped" in junit
     _verified(env, result)
+
+
+def test_a_pytest_gate_that_cannot_run_at_base_ends_the_run_as_configuration(env: Env) -> None:
+    policy = POLICY + textwrap.dedent(
+        """
+        [[gates]]
+        name = "missing"
+        command = "python3 -m pytest -q -p no:cacheprovider tests/missing_file.py"
+        timeout = 300
+        """
+    )
+    result = env.run(fix_script(), policy=policy)
+    assert result.status == "failed" and result.failure_domain == "configuration", result
+    assert result.exit_code == 2
+    log = RunStore(env.home).artifact_path(result.run_id, "baseline/gate-missing.log")
+    assert "gate missing cannot run at base: exit 4: pytest usage error" in result.reason
+    assert str(log) in result.reason and "missing_file.py" in log.read_text()
+    (only,) = result.attempts
+    assert only.failure_domain == "configuration" and only.gates == {}  # never judged
+    assert env.events(result.run_id).count("gate_start") == 2  # the two baseline gates only
+    _verified(env, result)
