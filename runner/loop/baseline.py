@@ -51,6 +51,10 @@ class BackgroundBaseline:
     def start(self) -> None:
         self._thread.start()
 
+    def done(self) -> bool:
+        """Whether the baseline has ended (``result`` would not wait)."""
+        return self._thread.ident is not None and not self._thread.is_alive()
+
     def result(self, on_event: Emit | None) -> dict[str, GateResult]:
         """Wait for the baseline; its gates by name. Raises what the baseline raised."""
         self._thread.join()  # bounded: every gate is (its timeout, on the host and in the container)

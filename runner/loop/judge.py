@@ -39,7 +39,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
-from policies.budget import Budget
+from policies.budget import Budget, BudgetExceeded
 from policies.gates import GateResult, cannot_run, gate_map
 from policies.junit import MAX_JUNIT_BYTES, Comparison, TestOutcomes
 from policies.policy import Policy
@@ -134,6 +134,25 @@ class GateJudge:
         self._await_baseline()
         self._check_baseline(emit)
         return self._gates(ws, rev, label, self.baseline, self.store, emit)
+
+    def broken(self, emit: Emit, *, wait: bool) -> str | None:
+        """Why a required gate cannot run at base, or None (it can, or it is not known yet).
+
+        For a run whose attempts may never reach ``run``: ``wait=False`` looks only
+        at a baseline that has ended, ``wait=True`` waits for it. Reports as
+        ``run`` does (``gate_cannot_run``, once per gate). Raises what the baseline
+        raised (``SandboxError``); a budget it ran out of leaves the answer unknown.
+        """
+        if self._background is not None and not wait and not self._background.done():
+            return None
+        try:
+            self._await_baseline()
+            self._check_baseline(emit)
+        except GateCannotRun as exc:
+            return str(exc)
+        except BudgetExceeded:
+            return None
+        return None
 
     def deliver(self) -> None:
         """Hand what the background baseline recorded meanwhile to ``on_event`` (this thread)."""

@@ -156,8 +156,13 @@ class Runner:
                 case Judged(report=report) if report.status == "unverified":
                     return self._result("unverified", None, report.reason, report)
                 case Judged(report=report, gates=gates):
-                    if (stop := self.lessons.learn(report, gates)) is not None:
+                    stop = self.lessons.learn(report, gates)
+                    if (broken := self.gates.broken(self.emit, wait=stop is not None)) is not None:
+                        return self._result("failed", "configuration", broken)  # not the agent's
+                    if stop is not None:
                         return self._result(stop.status, stop.domain, stop.reason)
+        if (broken := self.gates.broken(self.emit, wait=True)) is not None:
+            return self._result("failed", "configuration", broken)
         last = self.reports[-1] if self.reports else None
         reason = f"no attempt passed ({self.policy.budgets.attempts} attempts)"
         if last is None:

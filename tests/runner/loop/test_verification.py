@@ -22,7 +22,7 @@ from runner.errors import MergeRefused
 from runner.review.evidence import gather
 from runner.review.merge import review_decision
 from tests.support.demo import FIXED
-from tests.support.fastloop import ADDS, Project, finish, gate, policy, script, write
+from tests.support.fastloop import ADDS, Project, finish, gate, policy, run, script, write
 
 FIX = script([[write("src/calc.py", FIXED), finish("add() adds")]])
 #: A command the gate's shell does not find: exit 127 at base and on every candidate.
@@ -116,6 +116,19 @@ def test_a_required_gate_that_cannot_run_at_base_is_a_configuration_error_exit_2
     again = project.resume(run_id)  # not an infrastructure failure: nothing to resume
     assert again.status == "failed" and again.exit_code == 2
     project.verified(run_id)
+
+
+def test_a_broken_gate_is_named_even_when_no_attempt_reached_the_gates(project: Project) -> None:
+    idle = script([[run("true"), finish("nothing to do")]])  # every attempt changes nothing
+    result = project.start(idle, policy(gates=[ADDS, gate("lint", MISSING)], attempts=2))
+    assert result.status == "failed" and result.failure_domain == "configuration", result
+    assert result.exit_code == 2
+    assert "gate lint cannot run at base: exit 127" in result.reason
+    assert all(a.failure_domain == "model" for a in result.attempts)  # changed nothing, as reported
+    assert {e.data["label"] for e in project.events(result.run_id, "gate_start")} == {"baseline"}
+    (broken,) = project.events(result.run_id, "gate_cannot_run")
+    assert broken.data["gate"] == "lint" and broken.data["required"] is True
+    project.verified(result.run_id)
 
 
 def test_a_gate_that_runs_and_fails_at_base_lets_a_good_candidate_pass(project: Project) -> None:
