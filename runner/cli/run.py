@@ -293,12 +293,11 @@ def policy_check(file: Path = typer.Argument(..., help="A policy TOML file.")) -
     out.print(f"ok: {m(file)} ({m(' < '.join(loaded.sources))})")
     policy = loaded.policy
     if not policy.required_gates and not policy.gates_opted_out:
-        err.print(
-            "warning: no required gate: a run ends `unverified` (exit 1) unless the repo's"
-            " .corral.toml adds one; add a required [[gates]] table, or `gates = []` to opt out"
-            " of verification",
-            soft_wrap=True,
+        warning = (
+            "no required gate: a run ends `unverified` (exit 1) unless the repo's .corral.toml"
+            " adds one; add a required [[gates]] table, or `gates = []` to opt out of verification"
         )
+        err.print(f"[yellow]warning:[/yellow] {m(warning)}", soft_wrap=True)
 
 
 @policy_app.command("show")

@@ -67,3 +67,4 @@ def test_policy_check_warns_about_a_policy_with_no_required_gate(
         assert len(warning) == (1 if warns else 0), (name, proc.stderr)
         if warns:
             assert "no required gate" in warning[0] and "gates = []" in warning[0]
+            assert "add a required [[gates]] table" in warning[0]  # not eaten as markup
