@@ -26,7 +26,11 @@ LABEL_OWNER_PID = "corral.owner-pid"
 LABEL_KIND = "corral.kind"
 LABEL_HOME = "corral.home"
 
-_BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Where an environment image's set-up installs (``sandbox.images.env_image``): a virtual
+#: environment, first on every sandbox's ``PATH`` so that ``python``, ``pip`` and the project's
+#: console scripts are its own in attempts and gates (a missing directory on ``PATH`` is harmless).
+VENV = "/opt/env"
+_BASE_PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def container_config(spec: SandboxSpec) -> dict[str, Any]:

@@ -6,7 +6,8 @@ plain export of the base revision, with the host's CA bundle mounted and
 named by every variable tools read (``SSL_CERT_FILE``, ``PIP_CERT``,
 ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, ``GIT_SSL_CAINFO``,
 ``NODE_EXTRA_CA_CERTS``), so it works behind a TLS-intercepting proxy. Installs
-go into a virtual environment at ``/opt/env`` (first on ``PATH``), because
+go into a virtual environment at ``/opt/env`` (first on ``PATH`` in set-up, which
+runs in a plain ``bash -c``, and in every sandbox: ``sandbox.container``), because
 ``$HOME`` is a fresh tmpfs in every sandbox. The container is committed as
 ``corral/env:<hash>``; the hash covers the base image id, the repository, the
 base commit and the commands, so a second run with the same inputs does no
@@ -30,7 +31,7 @@ from typing import Any
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.types import Mount
 
-from sandbox.container import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
+from sandbox.container import LABEL_HOME, LABEL_MANAGED, LABEL_RUN, VENV
 from sandbox.errors import ImageError, SetupFailed
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
 
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 ENV_REPO = "corral/env"
 LABEL_ENV_HASH = "corral.env-hash"
-VENV = "/opt/env"
 CA_TARGET = "/run/corral-ca/ca.pem"
 CA_VARIABLES = (
     "SSL_CERT_FILE",
@@ -61,9 +61,14 @@ class EnvImage:
     seconds: float
 
 
+#: How set-up runs; part of the cache key, so an image made the old way is built again
+#: (2: a plain ``bash -c``, no login shell whose profile put the venv off ``PATH``).
+RECIPE = 2
+
+
 def env_hash(base_image_id: str, repo: str, base_commit: str, commands: Sequence[str]) -> str:
     """The cache key of an environment image."""
-    key = json.dumps([base_image_id, repo, base_commit, list(commands), VENV], sort_keys=True)
+    key = json.dumps([base_image_id, repo, base_commit, list(commands), VENV, RECIPE])
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
@@ -181,7 +186,8 @@ def _exec(
     env: dict[str, str] | None = None,
 ) -> None:
     """Run ``command`` in the set-up container with ``timeout`` enforced inside; raise on failure."""
-    wrapped = ["timeout", "-k", "5", str(max(1, int(timeout))), "bash", "-lc", command]
+    # not a login shell: Debian's /etc/profile sets PATH anew, without the venv
+    wrapped = ["timeout", "-k", "5", str(max(1, int(timeout))), "bash", "-c", command]
     logs.append(f"$ {command}")
     rc, output = container.exec_run(
         wrapped, user=user, workdir="/workspace", environment=env or None, demux=False

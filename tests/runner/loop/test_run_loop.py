@@ -407,6 +407,39 @@ def test_environment_setup_runs_once_and_is_cached(env: Env) -> None:
     assert not any(v.startswith(("SSL_CERT_FILE", "PIP_CERT")) for v in config["Env"])
 
 
+_IN_VENV = "import sys; assert sys.prefix == '/opt/env', sys.prefix; print('venv-ok')"
+
+
+def test_the_environments_venv_is_first_on_path_in_setup_attempts_and_gates(env: Env) -> None:
+    """``python`` and ``pip`` are the set-up venv's everywhere (no login shell resets PATH), so a
+    plain ``pip install`` never meets PEP 668 and a gate ``python -m ...`` finds what set-up put."""
+    checks = f"command -v python && python -c {json.dumps(_IN_VENV)} && pip --version"
+    policy = (
+        '[budgets]\nattempts = 1\n\n[[gates]]\nname = "venv"\n'
+        f"command = {json.dumps('python -c ' + json.dumps(_IN_VENV))}\n\n"
+        f"[setup]\ncommands = [{json.dumps(checks)}]\n"
+    )
+    script = f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = {json.dumps("python -c " + json.dumps(_IN_VENV))} }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed" }},
+        ]
+        """
+    result = env.run(script, policy=policy)
+    assert result.status == "ready_for_review", result
+    store = RunStore(env.home)
+    setup_log = store.artifact_path(result.run_id, "setup.log").read_text()
+    assert "/opt/env/bin/python" in setup_log and "from /opt/env/" in setup_log, setup_log
+    (ran,) = [e.data for e in store.events(result.run_id) if e.type == "command"]
+    assert ran["command"].startswith("python -c") and ran["exit_code"] == 0, ran  # the venv's
+    base = [e.data for e in store.events(result.run_id)
+            if e.type == "gate_end" and e.data["label"] == "baseline"]  # fmt: skip
+    assert [(g["gate"], g["passed"]) for g in base] == [("venv", True)]  # the gate's too
+
+
 # ----------------------------------------------------------------- gate verdicts the candidate
 # cannot forge (runner/gates.py): only exit codes of processes the runner started make a pass;
 # a skip or xfail of a test that ran at base counts against the candidate.
