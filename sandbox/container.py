@@ -30,7 +30,7 @@ LABEL_HOME = "corral.home"
 #: environment, first on every sandbox's ``PATH`` so that ``python``, ``pip`` and the project's
 #: console scripts are its own in attempts and gates (a missing directory on ``PATH`` is harmless).
 VENV = "/opt/env"
-_BASE_PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SANDBOX_PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def container_config(spec: SandboxSpec) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def container_config(spec: SandboxSpec) -> dict[str, Any]:
             Mount(spec.workdir, spec.workspace, type="bind", read_only=spec.workspace_read_only)
         )
     mounts += [Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in spec.mounts]
-    env = {"PATH": _BASE_PATH, "HOME": SANDBOX_HOME, "LANG": "C.UTF-8", **spec.env}
+    env = {"PATH": SANDBOX_PATH, "HOME": SANDBOX_HOME, "LANG": "C.UTF-8", **spec.env}
     fsize = lim.fsize_mb * 1024 * 1024
     tmpfs_opts = "rw,nosuid,nodev,noexec"
     return {

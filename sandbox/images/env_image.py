@@ -31,9 +31,9 @@ from typing import Any
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.types import Mount
 
-from sandbox.container import LABEL_HOME, LABEL_MANAGED, LABEL_RUN, VENV
+from sandbox.container import LABEL_HOME, LABEL_MANAGED, LABEL_RUN, SANDBOX_PATH, VENV
 from sandbox.errors import ImageError, SetupFailed
-from sandbox.spec import SANDBOX_GID, SANDBOX_UID
+from sandbox.spec import SANDBOX_GID, SANDBOX_HOME, SANDBOX_UID
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ CA_VARIABLES = (
     "GIT_SSL_CAINFO",
     "NODE_EXTRA_CA_CERTS",
 )
-_PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,7 @@ def ensure_env_image(
     except ImageNotFound:
         pass
     started = time.monotonic()
-    env = {"HOME": "/home/sandbox", "PATH": _PATH, "VIRTUAL_ENV": VENV, "PIP_NO_INPUT": "1"}
+    env = {"HOME": SANDBOX_HOME, "PATH": SANDBOX_PATH, "VIRTUAL_ENV": VENV, "PIP_NO_INPUT": "1"}
     # HostConfig mounts, not `volumes=`: the SDK would also declare those paths as image
     # volumes, and `commit` would carry the declarations into every later container.
     mounts = [Mount("/workspace", str(tree), type="bind", read_only=False)]
@@ -139,7 +138,7 @@ def ensure_env_image(
         _exec(
             container,
             "0:0",
-            f"mkdir -p {VENV} /home/sandbox && chown {SANDBOX_UID}:{SANDBOX_GID} {VENV} /home/sandbox",
+            f"mkdir -p {VENV} {SANDBOX_HOME} && chown {SANDBOX_UID}:{SANDBOX_GID} {VENV} {SANDBOX_HOME}",
             logs,
             60,
         )
@@ -157,7 +156,7 @@ def ensure_env_image(
                 raise SetupFailed(command, 124, "\n".join(logs) + "\n[set-up ran out of time]")
             _exec(container, f"{SANDBOX_UID}:{SANDBOX_GID}", command, logs, left, ca_env)
         changes = [
-            f"ENV PATH={_PATH}",
+            f"ENV PATH={SANDBOX_PATH}",
             f"ENV VIRTUAL_ENV={VENV}",
             f"USER {SANDBOX_UID}:{SANDBOX_GID}",
             "WORKDIR /workspace",
