@@ -3,8 +3,10 @@
 Globs are gitignore-style, matched with ``pathspec``'s ``GitIgnoreSpec`` (the
 same rules as git itself: ``dir/`` matches everything below, ``**`` any depth,
 a pattern without ``/`` matches at any level). Order of precedence, first hit
-wins: the progress file, protected (built-in + policy + tests unless allowed),
-ignored artifacts, writable; anything else is read-only for the agent.
+wins: the progress file, protected (built-in + packaging metadata + policy +
+tests unless allowed), ignored artifacts, writable; anything else is read-only
+for the agent. Packaging metadata (``PACKAGING_METADATA``) is matched without
+regard to case, as Python finds it.
 
 The scope is enforced three ways (see ``runner``): protected paths that exist
 in the base tree are bind-mounted read-only into the sandbox
@@ -43,6 +45,12 @@ MODE_GITLINK = "160000"
 #: Most paths bind-mounted read-only into one sandbox (more are enforced by the other two layers).
 MAX_RO_MOUNTS = 128
 
+#: Packaging metadata, always protected and matched in any case: what Python reads to load code
+#: it was not asked to (a ``[pytest11]`` entry point is a plugin every pytest session loads from
+#: a ``*.dist-info`` on ``sys.path``; a ``.pth`` file runs code at start-up).
+PACKAGING_METADATA: tuple[str, ...] = ("*.dist-info/", "*.egg-info/", "entry_points.txt", "*.pth")
+_PACKAGING = pathspec.GitIgnoreSpec.from_lines(PACKAGING_METADATA)
+
 
 @dataclass(frozen=True, slots=True)
 class Violation:
@@ -80,7 +88,8 @@ class Scope:
         tests = "tests may be changed" if self._policy.allow_tests else "tests are protected"
         return (
             f"Writable: {', '.join(self._policy.writable) or 'nothing'}. Protected (read-only): "
-            f"repository metadata, CI, editor/agent config, test and tool config{extra}; {tests}. "
+            f"repository metadata, CI, editor/agent config, test and tool config, packaging"
+            f" metadata ({', '.join(p.rstrip('/') for p in PACKAGING_METADATA)}){extra}; {tests}. "
             f"Your progress file: {self.progress_file}."
         )
 
@@ -94,7 +103,7 @@ class Scope:
     def _classify(self, path: str) -> ScopeClass:
         if path == self.progress_file:
             return "progress"
-        if self._protected.match_file(path):
+        if self._protected.match_file(path) or _PACKAGING.match_file(path.lower()):
             return "protected"
         if self._artifacts.match_file(path):
             return "artifact"
