@@ -38,7 +38,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sandbox.errors import GitError
+from sandbox.blobs import blob_sha
+from sandbox.errors import GitError, WorkspaceError
 from sandbox.gatetree import delete_path, list_gate_trees, remove_gate_tree
 from sandbox.git import HostGit, split_z
 from sandbox.lease import check_run_id
@@ -98,6 +99,49 @@ def init_git_dir(git_dir: Path, repo_git_dir: Path, base: str, meta: Mapping[str
     # scan of the tree, which hashes every file.
     with open(git_dir / "config", "a") as config:
         config.write(_GIT_CONFIG)
+    _borrow_objects(git_dir, repo_git_dir)
+    (git_dir / "info" / "exclude").write_text("")
+    git.run("update-ref", "refs/corral/base", base)
+    (git_dir / META).write_text(json.dumps({**meta, "created": time.time()}, indent=2) + "\n")
+
+
+#: Where set-up's container mounts the repository's objects (read-only), as ``setup_checkout`` names them.
+SETUP_OBJECTS = "/run/corral-repo/objects"
+
+
+def setup_checkout(repo_git_dir: Path, base: str, tree: Path) -> None:
+    """Check out ``base`` into the empty directory ``tree``, with a ``.git`` of its own, for set-up.
+
+    The ``.git`` has HEAD at ``base`` (detached), an index of it, the
+    repository's tags (setuptools-scm and hatch-vcs read versions from them)
+    and no hooks or config beyond ``init``'s; its objects are borrowed, and its
+    alternates name ``SETUP_OBJECTS``, where set-up's container mounts
+    ``repo_git_dir``'s objects read-only (on the host they are not reachable
+    after this returns). Raises ``GitError`` or ``OSError``.
+    """
+    git_dir = tree / ".git"
+    git_dir.mkdir(mode=0o755)
+    git = HostGit(git_dir, tree)
+    git.run("init", "--quiet")
+    _borrow_objects(git_dir, repo_git_dir)
+    tags = HostGit(repo_git_dir).run(
+        "for-each-ref", "--format=%(objectname) %(refname)", "refs/tags"
+    )
+    lines = [line.split(" ", 1) for line in tags.decode().splitlines() if " " in line]
+    if lines:
+        git.run(
+            "update-ref", "--stdin", input="".join(f"create {r} {o}\n" for o, r in lines).encode()
+        )
+    git.run("update-ref", "--no-deref", "HEAD", base)
+    git.run("read-tree", "--reset", "-u", base)
+    for hook in (git_dir / "hooks").glob("*"):
+        hook.unlink()
+    (git_dir / "objects" / "info" / "alternates").write_text(f"{SETUP_OBJECTS}\n")
+
+
+def _borrow_objects(git_dir: Path, repo_git_dir: Path) -> None:
+    """Make the new git dir ``git_dir`` read ``repo_git_dir``'s objects (alternates, shallow
+    commits) and check out without any attribute of the tree (filters, conversions)."""
     info = git_dir / "objects" / "info"
     info.mkdir(parents=True, exist_ok=True)
     (info / "alternates").write_text(f"{repo_git_dir / 'objects'}\n")
@@ -106,9 +150,28 @@ def init_git_dir(git_dir: Path, repo_git_dir: Path, base: str, meta: Mapping[str
         shutil.copyfile(shallow, git_dir / "shallow")
     (git_dir / "info").mkdir(exist_ok=True)
     (git_dir / "info" / "attributes").write_text(NEUTRAL_ATTRIBUTES)
-    (git_dir / "info" / "exclude").write_text("")
-    git.run("update-ref", "refs/corral/base", base)
-    (git_dir / META).write_text(json.dumps({**meta, "created": time.time()}, indent=2) + "\n")
+
+
+def update_meta(git_dir: Path, **values: Any) -> None:
+    """Add ``values`` to the record ``init_git_dir`` wrote (atomically)."""
+    meta = read_meta(git_dir) | values
+    tmp = git_dir / f"{META}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(git_dir / META)
+
+
+def commit_environment(git: HostGit, base: str, files: Mapping[str, tuple[str, bytes]]) -> str:
+    """A commit of ``base`` plus ``files`` (``path -> (mode, bytes)``, set-up's leftovers) on
+    ``base``, kept alive as ``refs/corral/start``; its id. ``WorkspaceError`` for a path of base."""
+    tree = listing(git, base)[0]
+    clash = sorted(p for p in files if p in tree)
+    if clash:
+        raise WorkspaceError(f"set-up's files include paths of base: {', '.join(clash[:3])}")
+    store_blobs(git, (data for _, data in files.values()))
+    entries = {p: (mode, blob_sha(data)) for p, (mode, data) in files.items()}
+    start = commit_listing(git, {**tree, **entries}, base, "corral environment")
+    git.run("update-ref", "refs/corral/start", start)
+    return start
 
 
 def read_meta(git_dir: Path) -> dict[str, Any]:

@@ -5,7 +5,8 @@ so nothing inside can change the tree while it is read; given the sandbox,
 ``harvest`` refuses to read anything until the engine confirms it is gone
 (``Sandbox.confirm_gone``). ``harvest`` then scans
 the tree (``sandbox.scan``: ``lstat`` only, nothing followed), records the
-admissible files as a candidate commit on top of base, and returns the typed
+admissible files as a candidate commit on top of base (without the files
+set-up left: those belong to the environment, ``Workspace.candidate``), and returns the typed
 changes, the findings and the patch. What a finding excludes (a FIFO, an
 escaping symlink, a nested repository, an ignored artifact ...) is not in the
 patch; the finding says it was there.
@@ -64,15 +65,16 @@ def harvest(
         sandbox.confirm_gone()
     snap = ws.snapshot(allow_symlinks=allow_symlinks, limits=limits)
     if label is not None:
-        commit = ws.checkpoint(label, snapshot=snap)
+        tree = ws.checkpoint(label, snapshot=snap)
     else:
-        commit = ws.commit_snapshot(snap, "corral harvest")
+        tree = ws.commit_snapshot(snap, "corral harvest")
+    commit, untouchable = ws.candidate(tree)
     changes = compare(ws.tree_listing(ws.base), ws.tree_listing(commit))
     return Harvest(
         base=ws.base,
         commit=commit,
         changes=tuple(changes),
-        findings=snap.findings,
-        patch_bytes=ws.patch_bytes(commit),
+        findings=snap.findings + tuple(untouchable),
+        patch_bytes=ws.patch_bytes(commit, against=ws.base),
         complete=snap.complete,
     )

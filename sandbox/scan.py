@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Literal
 
 from sandbox.blobs import HashCache, blob_sha, hash_file
-from sandbox.nofollow import DIR_FLAGS, read_chunks
+from sandbox.errors import WorkspaceError
+from sandbox.nofollow import DIR_FLAGS, open_parent, read_chunks
 
 FindingKind = Literal[
     "fifo",
@@ -47,6 +48,7 @@ FindingKind = Literal[
     "too_many_entries",
     "too_deep",
     "unreadable",
+    "setup_file_changed",
 ]
 
 #: Finding kinds that make a harvest unusable as it stands (the rest are informative or policy's call).
@@ -299,6 +301,25 @@ def _scan_file(walk: _Walk, dfd: int, name: str, rel: str, st: os.stat_result) -
             walk.hashes.keep(rel, st, sha, walk.started_ns)
     git_mode = MODE_EXEC if st.st_mode & stat.S_IXUSR else MODE_FILE
     walk.entries[rel] = Entry(rel, git_mode, sha, st.st_size)
+
+
+def read_entry(root: Path, entry: Entry) -> bytes:
+    """``entry``'s bytes read again under ``root``, nothing followed.
+
+    Raises ``WorkspaceError`` if they are no longer the scanned ones (the tree changed since).
+    """
+    fd, name = open_parent(root, entry.path)
+    try:
+        if entry.mode == MODE_LINK:
+            data = os.fsencode(os.readlink(name, dir_fd=fd))
+        else:
+            st = os.lstat(name, dir_fd=fd)
+            data = b"".join(read_chunks(fd, name, st))
+    finally:
+        os.close(fd)
+    if blob_sha(data) != entry.sha:
+        raise WorkspaceError(f"{entry.path} changed while it was read; try again")
+    return data
 
 
 def _link_stays_inside(rel: str, target: str) -> bool:

@@ -27,22 +27,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sandbox import gitdir
-from sandbox.blobs import HashCache, blob_sha
+from sandbox.blobs import HashCache
 from sandbox.changes import Change, compare
 from sandbox.errors import GitError, WorkspaceError
 from sandbox.gatetree import GateTree
 from sandbox.git import HostGit, find_git_dirs, split_z
 from sandbox.gitdir import list_workspaces, remove_workspace
 from sandbox.lease import check_run_id
-from sandbox.nofollow import clear_tree, open_parent, read_chunks, remove_path, walk_paths, write_at
+from sandbox.nofollow import clear_tree, remove_path, walk_paths, write_at
 from sandbox.scan import (
     MODE_EXEC,
     MODE_FILE,
     MODE_GITLINK,
     MODE_LINK,
-    Entry,
+    Finding,
     ScanLimits,
     Snapshot,
+    read_entry,
     scan,
 )
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
@@ -64,9 +65,15 @@ class Workspace:
     repo: Path
     repo_git_dir: Path
     base: str
+    start: str = ""
+    """The commit the tree starts from: ``base`` plus the files set-up left (``environment``)."""
     exclude: Callable[[str], str | None] | None = field(default=None, compare=False)
     hashes: HashCache = field(default_factory=HashCache, compare=False, repr=False)
     """Blob ids every scan of the tree adds to; only ``snapshot(reuse=True)`` takes from it."""
+
+    def __post_init__(self) -> None:
+        if not self.start:
+            object.__setattr__(self, "start", self.base)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -80,8 +87,13 @@ class Workspace:
         *,
         owned: bool = True,
         before_checkout: Callable[[Workspace], None] | None = None,
+        environment: Mapping[str, tuple[str, bytes]] | None = None,
     ) -> Workspace:
         """Check out ``base_ref`` of the repository at ``repo`` into a fresh workspace.
+
+        ``environment``: files set-up left in its tree (``path -> (git mode,
+        bytes)``, none of them a path of base): the tree starts with them
+        (``start``), gates see them, and no candidate or patch ever holds them.
 
         ``owned``: hand the tree to the sandbox user (uid/gid 65532); needs root,
         and is skipped with a warning otherwise. ``before_checkout(ws)`` is called
@@ -115,12 +127,16 @@ class Workspace:
             record = {"run_id": run_id, "path": str(tree), "repo": str(repo)}
             record |= {"repo_git_dir": str(common), "base": base}  # what ``open`` reads
             gitdir.init_git_dir(git_dir, common, base, record)
+            if environment:
+                start = gitdir.commit_environment(HostGit(git_dir), base, environment)
+                gitdir.update_meta(git_dir, start=start)
+                ws = replace(ws, start=start)
             user_git.run("update-ref", gitdir.run_ref(run_id), base)
             tree.parent.mkdir(parents=True, exist_ok=True)
             tree.mkdir(mode=0o755)
             if before_checkout is not None:
                 before_checkout(ws)
-            ws._git().run("read-tree", "--reset", "-u", base)
+            ws._git().run("read-tree", "--reset", "-u", ws.start)
             gitdir.write_pointer(tree, git_dir)
             if owned:
                 ws._give_to_sandbox()
@@ -144,6 +160,7 @@ class Workspace:
             Path(meta["repo"]),
             Path(meta["repo_git_dir"]),
             meta["base"],
+            meta.get("start", ""),
         )
 
     def remove(self) -> None:
@@ -161,7 +178,7 @@ class Workspace:
         reuse: bool = False,
         ignored: frozenset[str] | None = None,
     ) -> Snapshot:
-        """Scan the tree now (see ``sandbox.scan``), against the base revision.
+        """Scan the tree now (see ``sandbox.scan``), against the start revision.
 
         ``exclude`` (default: the one ``with_exclude`` set) keeps paths out.
         ``reuse``: take blob ids of files whose inode stamp stands from earlier
@@ -173,7 +190,7 @@ class Workspace:
             self.path,
             pointer=gitdir.pointer_bytes(self.git_dir),
             ignored=self.ignored() if ignored is None else ignored,
-            base=self.tree_listing(self.base),
+            base=self.tree_listing(self.start),
             allow_symlinks=allow_symlinks,
             limits=limits,
             exclude=exclude or self.exclude,
@@ -192,9 +209,33 @@ class Workspace:
         """The total size of the blobs in ``rev``'s tree (what a checkout of it writes)."""
         return gitdir.listing(self._git(), rev)[1]
 
+    def environment(self) -> dict[str, tuple[str, str]]:
+        """The files set-up left (``path -> (mode, sha)``): what ``start`` holds beyond base."""
+        if self.start == self.base:
+            return {}
+        base = gitdir.listing(self._git(), self.base)[0]
+        return {p: v for p, v in self.tree_listing(self.start).items() if p not in base}
+
+    def candidate(self, rev: str) -> tuple[str, list[Finding]]:
+        """``rev`` without set-up's files: what a patch of it holds; and a finding per such file
+        ``rev`` changed (the change is not part of the candidate; gates see set-up's version)."""
+        env = self.environment()
+        if not env:
+            return rev, []
+        tree = self.tree_listing(rev)
+        kept = _clear_of(tree, env)
+        touched = {p for p in env if tree.get(p) != env[p]} | (
+            tree.keys() - kept.keys() - env.keys()
+        )
+        findings = [
+            Finding("setup_file_changed", p, "a path set-up made; the change is left out")
+            for p in sorted(touched)
+        ]
+        return gitdir.commit_listing(self._git(), kept, self.base, "corral candidate"), findings
+
     def changes(self, rev: str | None = None, *, against: str | None = None) -> list[Change]:
-        """Paths that differ between ``against`` (default: base) and ``rev`` (default: the tree now)."""
-        old = self.tree_listing(against or self.base)
+        """Paths that differ between ``against`` (default: start) and ``rev`` (default: the tree now)."""
+        old = self.tree_listing(against or self.start)
         if rev is None:
             snap = self.snapshot()
             new = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
@@ -204,7 +245,7 @@ class Workspace:
         return compare(old, new)
 
     def diff(self, rev: str | None = None, *, against: str | None = None) -> str:
-        """The patch from ``against`` (default: base) to ``rev`` (default: a checkpoint of now)."""
+        """The patch from ``against`` (default: start) to ``rev`` (default: a checkpoint of now)."""
         return self.patch_bytes(rev, against=against).decode(errors="replace")
 
     def patch_bytes(self, rev: str | None = None, *, against: str | None = None) -> bytes:
@@ -213,7 +254,7 @@ class Workspace:
             rev = self.commit_snapshot(self.snapshot(), "diff")
         return self._git().run(
             "diff-tree", "-p", "--binary", "--full-index", "--no-color", "--no-renames",
-            "--no-ext-diff", "--no-textconv", "--no-commit-id", against or self.base, rev,
+            "--no-ext-diff", "--no-textconv", "--no-commit-id", against or self.start, rev,
         )  # fmt: skip
 
     # ----------------------------------------------------------------- checkpoints
@@ -221,7 +262,9 @@ class Workspace:
     def checkpoint(self, label: str, *, snapshot: Snapshot | None = None) -> str:
         """Record the tree as commit ``refs/corral/checkpoints/<label>`` (parent: base); return its id.
 
-        Only what the scan admits is recorded (see ``sandbox.scan``). Raises
+        A checkpoint is the whole tree, set-up's files included (what a rollback
+        restores); ``candidate`` takes them out. Only what the scan admits is
+        recorded (see ``sandbox.scan``). Raises
         ``WorkspaceError`` for a bad label or a tree that changed while read.
         """
         if not _LABEL.match(label):
@@ -232,28 +275,33 @@ class Workspace:
 
     def commit_snapshot(self, snap: Snapshot, message: str) -> str:
         """Write ``snap`` as a commit on top of base (no ref); return the commit id."""
-        base = self.tree_listing(self.base)
+        base = self.tree_listing(self.start)
         known = {sha for _, sha in base.values()}
         new = [e for e in snap.entries.values() if e.sha not in known]
         if new:  # read again without following links, checked against the scan's blob ids
-            gitdir.store_blobs(self._git(), (_read_entry(self.path, e) for e in new))
+            gitdir.store_blobs(self._git(), (read_entry(self.path, e) for e in new))
         listing = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
         listing.update({p: v for p, v in base.items() if v[0] == MODE_GITLINK})
         return gitdir.commit_listing(self._git(), listing, self.base, message)
 
     def compose(self, rev: str, from_base: Callable[[str], bool], message: str) -> str:
-        """A commit of ``rev``'s tree in which the paths ``from_base`` selects are as in base.
+        """A commit of ``rev``'s tree in which the paths ``from_base`` selects are as in base
+        and set-up's files (``environment``) as set-up left them.
 
         Gates run on this: test and tool configuration come from the base
-        revision whatever the candidate did to them. ``rev`` itself when no
-        selected path differs from base (base itself, most candidates).
+        revision, and the environment from set-up, whatever the candidate did to
+        them. ``rev`` itself when nothing differs (base itself without set-up
+        files, most candidates).
         """
         base = self.tree_listing(self.base)
+        env = self.environment()
         tree = self.tree_listing(rev)
-        if all(tree.get(p) == base.get(p) for p in tree.keys() | base.keys() if from_base(p)):
+        fixed = {**{p: v for p, v in base.items() if from_base(p)}, **env}
+        others = {p for p in tree if from_base(p) and p not in fixed}
+        if not others and all(tree.get(p) == v for p, v in fixed.items()):
             return rev
-        listing = {p: v for p, v in tree.items() if not from_base(p)}
-        listing.update({p: v for p, v in base.items() if from_base(p)})
+        listing = _clear_of({p: v for p, v in tree.items() if p not in others}, env)
+        listing.update(fixed)
         return gitdir.commit_listing(self._git(), listing, self.base, message)
 
     def gate_tree(self) -> GateTree:
@@ -262,7 +310,7 @@ class Workspace:
         Placed (RAM or disk) by the size of the base tree.
         """
         home = self.git_dir.parent.parent
-        return GateTree.of(home, self.run_id, self.git_dir, self.tree_bytes(self.base))
+        return GateTree.of(home, self.run_id, self.git_dir, self.tree_bytes(self.start))
 
     def export(self, rev: str, dest: Path) -> None:
         """Write ``rev``'s tree into the new directory ``dest`` (no ``.git``): a gate's input.
@@ -277,14 +325,16 @@ class Workspace:
             export.run("read-tree", "--reset", "-u", rev, index_file=Path(tmp) / "index")
 
     def rollback(self, rev: str) -> None:
-        """Make the tree exactly ``rev``'s tree (a checkpoint or base), whatever the agent left.
+        """Make the tree exactly ``rev``'s tree (a checkpoint, start or base), whatever the agent left.
 
-        Everything not in ``rev`` is deleted first without following links
+        Set-up's files that ``rev`` lacks (a candidate, base) are written as
+        set-up left them: the tree never lacks its environment. Everything not in ``rev`` is deleted first without following links
         (FIFOs, sockets, nested repositories, ignored files included); git then
         writes the files that differ, and a fresh scan must match ``rev``. If it
         does not, the tree is emptied and checked out again. Raises
         ``WorkspaceError`` if even that does not give ``rev``'s tree.
         """
+        rev = self._with_environment(rev)
         target = self.tree_listing(rev)
         git = self._git()
         for attempt in ("in place", "from empty"):
@@ -309,13 +359,13 @@ class Workspace:
         return replace(self, exclude=exclude)
 
     def restore_paths(self, paths: Iterable[str], rev: str | None = None) -> None:
-        """Put ``paths`` back as they are in ``rev`` (default: base): rewritten, or deleted if absent there.
+        """Put ``paths`` back as they are in ``rev`` (default: start): rewritten, or deleted if absent there.
 
         Works while a sandbox runs (the runner reverts out-of-scope changes
         between steps): nothing is followed, and a directory the agent replaced
         with a link or file on the way is removed first.
         """
-        listing = self.tree_listing(rev or self.base)
+        listing = self.tree_listing(rev or self.start)
         git = self._git()
         for rel in paths:
             remove_path(self.path, rel)
@@ -334,9 +384,23 @@ class Workspace:
             raise WorkspaceError(f"invalid ref name {name!r}")
         self._git().run("update-ref", f"refs/corral/{name}", sha)
 
+    def _with_environment(self, rev: str) -> str:
+        """``rev`` with the set-up files it lacks added as set-up left them (``rev`` if none)."""
+        env = self.environment()
+        tree = self.tree_listing(rev)
+        if all(p in tree for p in env):
+            return rev
+        missing = {p: v for p, v in env.items() if p not in tree}
+        listing = {**missing, **_clear_of(tree, missing)}
+        return gitdir.commit_listing(self._git(), listing, self.base, "with environment")
+
     def _matches(self, target: Mapping[str, tuple[str, str]]) -> bool:
         snap = scan(
-            self.path, pointer=gitdir.pointer_bytes(self.git_dir), hashes=self.hashes, reuse=False
+            self.path,
+            pointer=gitdir.pointer_bytes(self.git_dir),
+            base=target,  # a symlink the target holds is no finding
+            hashes=self.hashes,
+            reuse=False,
         )
         got = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
         want = {p: v for p, v in target.items() if v[0] != MODE_GITLINK}
@@ -380,20 +444,19 @@ class Workspace:
         )
 
 
-def _read_entry(root: Path, entry: Entry) -> bytes:
-    """``entry``'s bytes read again, nothing followed; ``WorkspaceError`` if they changed since."""
-    fd, name = open_parent(root, entry.path)
-    try:
-        if entry.mode == MODE_LINK:
-            data = os.fsencode(os.readlink(name, dir_fd=fd))
-        else:
-            st = os.lstat(name, dir_fd=fd)
-            data = b"".join(read_chunks(fd, name, st))
-    finally:
-        os.close(fd)
-    if blob_sha(data) != entry.sha:
-        raise WorkspaceError(f"{entry.path} changed while the checkpoint was written; try again")
-    return data
+def _clear_of(
+    tree: Mapping[str, tuple[str, str]], files: Mapping[str, tuple[str, str]]
+) -> dict[str, tuple[str, str]]:
+    """``tree`` without the paths that are, or would clash with, one of ``files``: the same path,
+    a file where ``files`` needs a directory, or a path below one of ``files``."""
+    dirs = {p[:i] for p in files for i, c in enumerate(p) if c == "/"}
+    return {
+        p: v
+        for p, v in tree.items()
+        if p not in files
+        and p not in dirs
+        and not any(p[:i] in files for i, c in enumerate(p) if c == "/")
+    }
 
 
 def _keepers(target: Mapping[str, tuple[str, str]]) -> frozenset[str]:

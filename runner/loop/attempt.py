@@ -101,7 +101,7 @@ class Attempts:
         if resume is not None:
             ws.rollback(resume.code_state)
         elif not (fresh and n == 1):
-            ws.rollback(ws.base)
+            ws.rollback(ws.start)
         self.progress.carry(ws)
         self.budget.new_attempt()
         if resume is not None:  # the attempt's own budgets continue too

@@ -65,6 +65,7 @@ from runner.loop.specs import Sandboxes
 from runner.store.runs import FailureDomain, RunStatus, RunStore, Step
 from sandbox.errors import SandboxError
 from sandbox.gc import remove_run_containers
+from sandbox.images.setup_files import read_setup_files
 from sandbox.interfaces import SandboxBackend
 from sandbox.lease import RunLease
 from sandbox.workspace import Workspace
@@ -214,11 +215,16 @@ class Runner:
         try:
             return Workspace.open(self.home, self.run_id).with_exclude(self._exclude), False
         except SandboxError:
+            left = {}  # what set-up left in its tree: the environment image holds it
+            if isinstance(self.backend, OnEngine):
+                left = read_setup_files(self.backend.client, self.config.image)
             ws = Workspace.create(
                 Path(self.config.task.repo), self.config.task.base, self.run_id, self.home,
                 before_checkout=self.gates.start_baseline,  # it needs the git dir, not the tree
+                environment=left,
             )  # fmt: skip
-            self.emit("workspace", {"path": str(ws.path), "base": ws.base})
+            self.emit("workspace", {"path": str(ws.path), "base": ws.base,
+                                    "setup_files": len(left)})  # fmt: skip
             return ws.with_exclude(self._exclude), True
 
     def _exclude(self, path: str) -> str | None:

@@ -374,7 +374,7 @@ class Tools:
         # defence in depth: the harvest hashes everything and lists ignored paths afresh
         snap = self.workspace.snapshot(reuse=True, ignored=self.ignored)
         state = hash(tuple(sorted((p, e.sha, e.mode) for p, e in snap.entries.items())))
-        base = self.workspace.tree_listing(self.workspace.base)
+        base = self.workspace.tree_listing(self.workspace.start)
         now = {p: (e.mode, e.sha) for p, e in snap.entries.items()}
         now.update({p: v for p, v in base.items() if v[0] == "160000"})
         bad = [c.path for c in compare(base, now) if not self.scope.may_write(c.path)]

@@ -4,8 +4,12 @@
 repository and the policy; ``check_backend`` refuses, before anything starts,
 what the backend cannot do; ``sandbox_image`` finds or builds the image attempts
 and gates start from; ``prepare_environment`` builds the environment image of
-the policy's ``[setup]`` commands on a checkout of the base (journaled: a crash
-or an engine error leaves the step unfinished and ``resume`` redoes it).
+the policy's ``[setup]`` commands on a checkout of the base with its git
+metadata (journaled: a crash or an engine error leaves the step unfinished and
+``resume`` redoes it), showing set-up's output as it comes (``setup_command``
+and ``setup_output`` notices; live only, the whole output is ``setup.log``).
+A set-up command that fails is the policy's to fix: the run ends ``failed``
+as ``configuration`` (exit 2) with the log's path and its last lines.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from policies.policy import Policy
 from runner.agents.external import CliAgent
@@ -29,6 +34,7 @@ from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect_soon, probe
 from sandbox.errors import EngineUnavailable, SandboxError, SetupFailed, UserError
 from sandbox.git import HostGit, find_git_dirs
+from sandbox.gitdir import listing, setup_checkout
 from sandbox.images import ensure_env_image, ensure_sandbox_image, find_ca_bundle
 from sandbox.interfaces import SandboxBackend
 from sandbox.paths import worktrees_dir
@@ -91,38 +97,54 @@ def prepare_environment(
     repo: Path,
     base: str,
     policy: Policy,
+    on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
 ) -> str | None:
     """The environment image id, or None when set-up failed (the run is then recorded as failed).
 
     Without ``[setup]`` commands: ``image`` itself. Else the image is built on
-    ``backend``'s engine (``check_backend`` refused a backend without one). A
-    set-up command that fails is the run's end (``runtime``, not resumable); an
-    engine or image error (``SandboxError``) leaves the set-up step unfinished, is
-    recorded with its evidence (``record_runtime_error``) and ``resume`` redoes it.
+    ``backend``'s engine (``check_backend`` refused a backend without one);
+    ``on_event`` sees the set-up events and its output line by line. A set-up
+    command that fails is the run's end (``configuration``, not resumable; the
+    reason names ``setup.log``'s path and quotes its last lines); an engine or
+    image error (``SandboxError``) leaves the set-up step unfinished, is recorded
+    with its evidence (``record_runtime_error``) and ``resume`` redoes it.
     """
     setup = policy.setup
     if not setup.commands or not isinstance(backend, OnEngine):
         return image
+    show = on_event or (lambda kind, data: None)
+
+    def event(kind: str, data: dict[str, Any]) -> None:
+        store.append(run_id, kind, data)
+        show(kind, data)
+
     seq = store.journal_start(run_id, "setup", "env", {"commands": list(setup.commands)})
+    event("setup_start", {"commands": list(setup.commands)})
     scratch = Path(tempfile.mkdtemp(prefix=f"{run_id}.setup.", dir=_scratch_dir(home)))
     try:
         _, common = find_git_dirs(repo)
-        index = scratch.parent / f"{scratch.name}.index"
-        HostGit(common, scratch).run("read-tree", "--reset", "-u", base, index_file=index)
+        setup_checkout(common, base, scratch)
         if os.geteuid() == 0:
             for p in [scratch, *scratch.rglob("*")]:
                 os.lchown(p, SANDBOX_UID, SANDBOX_GID)
         env = ensure_env_image(
             backend.client, image, scratch, setup.commands, repo=str(repo), base_commit=base,
-            ca_bundle=find_ca_bundle(os.environ), network=setup.network, timeout=setup.timeout,
-            run_id=run_id, home=home,
+            ca_bundle=find_ca_bundle(os.environ), base_listing=listing(HostGit(common), base)[0],
+            objects=common / "objects", network=setup.network, timeout=setup.timeout,
+            run_id=run_id, home=home, on_output=lambda line: show("setup_output", {"line": line}),
         )  # fmt: skip
     except SetupFailed as exc:
-        store.write_artifact(run_id, "setup.log", exc.log)
+        log_path = store.write_artifact(run_id, "setup.log", exc.log)
         store.journal_failed(run_id, seq, {"command": exc.command, "exit_code": exc.exit_code})
-        reason = f"setup command failed (exit {exc.exit_code}): {exc.command}; see setup.log"
-        store.append(run_id, "setup_failed", {"command": exc.command, "exit_code": exc.exit_code})
-        store.update(run_id, status="failed", failure_domain="runtime", reason=reason)
+        last = [line for line in exc.log.splitlines() if line.strip()][-5:]
+        reason = (
+            f"set-up command failed (exit {exc.exit_code}): {exc.command}; fix [setup] in the"
+            f" policy. Log: {log_path}; it ends: " + " | ".join(line.strip() for line in last)
+        )
+        event("setup_failed", {"command": exc.command, "exit_code": exc.exit_code,
+                               "log": str(log_path), "last_lines": last})  # fmt: skip
+        store.update(run_id, status="failed", failure_domain="configuration", reason=reason)
+        store.append(run_id, "run_end", {"status": "failed", "reason": reason})
         return None
     except SandboxError as exc:  # the engine or the image build failed, not the set-up commands
         reason = record_runtime_error(store, run_id, exc, "setup env")
@@ -131,14 +153,14 @@ def prepare_environment(
         return None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        (scratch.parent / f"{scratch.name}.index").unlink(missing_ok=True)
-    store.write_artifact(run_id, "setup.log", env.log)
+    cached = f"(set-up did not run: environment image {env.image_id[:19]} was built before)"
+    store.write_artifact(run_id, "setup.log", env.log if env.built else cached)
     spec = json.loads(store.get(run_id).spec_json)
     spec["env_image"] = env.image_id
     store.update(run_id, spec_json=json.dumps(spec))
     store.journal_done(run_id, seq, {"image": env.image_id, "built": env.built})
-    store.append(run_id, "environment", {"image": env.image_id, "built": env.built,
-                                         "seconds": round(env.seconds, 1)})  # fmt: skip
+    event("environment", {"image": env.image_id, "built": env.built,
+                          "seconds": round(env.seconds, 1)})  # fmt: skip
     return env.image_id
 
 

@@ -120,7 +120,9 @@ def start_run(
     )
     store.append(run_id, "run_start", {"repo": str(repo), "base": base, "title": task.title,
                                        "policy_sources": list(loaded.sources), "agent": agent_ref})  # fmt: skip
-    env_image = prepare_environment(home, store, run_id, backend, image, repo, base, loaded.policy)
+    env_image = prepare_environment(
+        home, store, run_id, backend, image, repo, base, loaded.policy, on_event
+    )
     if env_image is None:
         return result_of(store, run_id)
     config = RunConfig(task=task, loaded=loaded, image=env_image, runtime=runtime_of(req.runtime))
@@ -171,7 +173,7 @@ def resume_run(
     setup_done = any(s.kind == "setup" and s.state == "done" for s in store.journal(run_id))
     if policy.setup.commands and not setup_done:  # a crash or an engine error during set-up
         built = prepare_environment(
-            home, store, run_id, backend, spec["image"], Path(rec.repo), rec.base, policy
+            home, store, run_id, backend, spec["image"], Path(rec.repo), rec.base, policy, on_event
         )
         if built is None:
             return result_of(store, run_id)

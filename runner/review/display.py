@@ -2,7 +2,8 @@
 
 Every mode is one callable, ``on_event(kind, data)``, fed by ``Runner.emit``
 (events of the log) and ``Runner.notify`` (live-only notices: ``run_limits``,
-``command_start``, ``budget``, ``baseline_started``):
+``command_start``, ``budget``, ``baseline_started``; and set-up's output,
+``setup_output``, line by line from ``runner.ops.environment``):
 
 - ``live``: a rich ``Live`` panel (``runner.review.live``): attempt i/N, window
   j/M, the current step and command, gates vs their baseline, budgets used vs
@@ -39,7 +40,7 @@ Mode = Literal["live", "lines", "json", "quiet"]
 OnEvent = Callable[[str, Mapping[str, Any]], None]
 
 #: Notices that reach the display but are not in the event log.
-LIVE_ONLY = frozenset({"run_limits", "command_start", "budget", "baseline_started"})
+LIVE_ONLY = frozenset({"run_limits", "command_start", "budget", "baseline_started", "setup_output"})
 
 # --------------------------------------------------------------------------- modes
 

@@ -76,6 +76,18 @@ class RunView:
             )
         elif kind == "budget":
             self.budget.update(data)
+        elif kind == "setup_start":
+            self.phase, self.command, self.command_state = "set-up", "", "running"
+        elif kind == "setup_output":
+            said = str(data.get("line", ""))
+            if said.startswith("$ "):
+                self.command = said
+            elif said.strip():
+                self.command_state = shown(said.strip(), 80)
+        elif kind == "environment":
+            self.phase, self.command, self.command_state = "set-up done", "", ""
+        elif kind == "setup_failed":
+            self.phase, self.command_state = "set-up failed", f"exit {data.get('exit_code')}"
         elif kind == "baseline_started":  # on its own thread, while attempt 1 works
             for name in data.get("gates", ()):
                 self.gates.setdefault(str(name), GateView()).baseline = "running"
@@ -161,6 +173,8 @@ def describe(kind: str, d: Mapping[str, Any]) -> str | None:
         line = f"gate {d.get('gate')} [{d.get('label')}] running"
     elif kind == "baseline_started":
         line = f"baseline gates running alongside attempt 1: {', '.join(d.get('gates', ()))}"
+    elif kind == "setup_output":
+        line = f"set-up | {d.get('line', '')}"
     else:
         line = summarize(Event(0, "", "", kind, dict(d), "", ""))
         if kind == "gate_end" and d.get("baseline_passed") is not None:

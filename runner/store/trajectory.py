@@ -177,6 +177,13 @@ def summarize(e: Event) -> str:
     if t == "gate_cannot_run":
         kind = "required" if d.get("required") else "advisory"
         return f"gate {d.get('gate')} ({kind}) cannot run at base: {d.get('why')} ({d.get('log')})"
+    if t == "setup_start":
+        return f"set-up: {'; '.join(d.get('commands', []))}"
+    if t == "environment":
+        how = f"built in {d.get('seconds')}s" if d.get("built") else "cached"
+        return f"environment {str(d.get('image', ''))[:19]} ({how})"
+    if t == "setup_failed":
+        return f"set-up FAILED (exit {d.get('exit_code')}): {d.get('command')} ({d.get('log')})"
     if t == "attempt_end":
         domain = f" ({d.get('failure_domain')})" if d.get("failure_domain") else ""
         return f"attempt {d.get('attempt')} {d.get('status')}{domain}: {d.get('reason')}"

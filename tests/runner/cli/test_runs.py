@@ -140,12 +140,17 @@ def test_failed_setup_ends_the_run_before_any_agent(
     )
     _script(project, '[[attempt]]\n[[attempt.window]]\nactions = [{ finish = "x" }]\n')
     proc = corral(*_run_args(project, "--run-id", "nosetup"), home=corral_home)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # the policy's to fix
     result = json.loads(proc.stdout)
-    assert result["status"] == "failed" and result["failure_domain"] == "runtime"
-    assert "setup command failed (exit 7)" in result["reason"] and result["attempts"] == []
-    log = RunStore(corral_home).artifact_path("nosetup", "setup.log").read_text()
-    assert "preparing" in log
+    assert result["status"] == "failed" and result["failure_domain"] == "configuration"
+    assert "set-up command failed (exit 7)" in result["reason"] and result["attempts"] == []
+    log = RunStore(corral_home).artifact_path("nosetup", "setup.log")
+    assert "preparing" in log.read_text()
+    assert str(log) in result["reason"] and result["reason"].endswith("preparing")
+    # set-up's output was shown as it ran (JSON lines on stderr with --json)
+    shown = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    said = [e["data"]["line"] for e in shown if e["type"] == "setup_output"]
+    assert "$ echo preparing && exit 7" in said and "preparing" in said
     assert "attempt_start" not in [e.type for e in RunStore(corral_home).events("nosetup")]
 
 

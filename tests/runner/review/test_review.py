@@ -199,7 +199,7 @@ def test_a_run_that_ended_before_any_attempt_reviews_and_reports(tmp_path: Path)
     assert "No attempt changed anything." in page and "No gate ran." in page
     text = corral(tmp_path, "review", run_id).stdout
     assert "failed (runtime)" in text and "no diff" in text and "gates: none ran" in text
-    assert '{"exit_code": 7}' in corral(tmp_path, "logs", run_id).stdout
+    assert "set-up FAILED (exit 7)" in corral(tmp_path, "logs", run_id).stdout
 
 
 CSI = "\x9b"  # U+009B, a terminal's Control Sequence Introducer in one (C1) character
