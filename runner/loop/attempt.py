@@ -25,7 +25,7 @@ from typing import Any
 from policies.budget import ATTEMPT_BUDGETS, Budget, BudgetExceeded
 from policies.commands import CommandValidator
 from policies.errors import StopAttempt
-from policies.gates import gate_map
+from policies.gates import GateResult, gate_map
 from policies.scope import Scope, check_patch
 from runner.errors import GateCannotRun, NeedsHuman, Paused
 from runner.loop.agent import Agent, WindowContext
@@ -37,6 +37,7 @@ from runner.loop.outcome import (
     AttemptOutcome,
     AttemptReport,
     CommandQuestion,
+    GateSeconds,
     Judged,
     PauseQuestion,
     ResumePoint,
@@ -317,6 +318,9 @@ class Attempts:
             report.failure_domain, report.reason = "configuration", f"not judged: {exc}"
             return Stopped(report, RunStopped("failed", "configuration", str(exc)))
         report.gates = dict(gate_map(results))
+        report.gate_seconds = {
+            r.name: _seconds(self.judge.baseline.get(r.name), r) for r in results
+        }
         failed = [r for r in results if r.required and not r.passed]
         if failed:
             report.failure_domain = "model"
@@ -340,6 +344,12 @@ def _strategy(h: Harvest, commands: list[str]) -> str | None:
     if h.changes:
         return strategy_key(h.patch)
     return "cmds-" + strategy_key("\n".join(commands)) if commands else None
+
+
+def _seconds(base: GateResult | None, candidate: GateResult) -> GateSeconds:
+    """A gate's seconds at base and on the candidate, for the attempt's report."""
+    at_base = round(base.duration_s, 3) if base is not None else None
+    return {"baseline": at_base, "candidate": round(candidate.duration_s, 3)}
 
 
 def _domain(value: str, default: FailureDomain) -> FailureDomain:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal, TypedDict, TypeGuard
 
 from policies.gates import GateResult
 from runner.store.runs import FAILURE_DOMAINS, FailureDomain, RunStatus
@@ -38,6 +38,14 @@ CONFIGURATION_EXIT = 2
 #: How an attempt was judged: ``waiting`` when a human (or the model endpoint) must act first;
 #: ``unverified`` when nothing failed but no required gate checked its candidate.
 AttemptStatus = Literal["passed", "failed", "waiting", "unverified"]
+
+
+class GateSeconds(TypedDict):
+    """One gate's seconds in one attempt: its run at base (None: none recorded) and on the
+    candidate (a confirmation run included)."""
+
+    baseline: float | None
+    candidate: float
 
 
 def is_domain(value: object) -> TypeGuard[FailureDomain]:
@@ -55,6 +63,8 @@ class AttemptReport:
     reason: str = ""
     changed_files: list[str] = field(default_factory=list)
     gates: dict[str, bool] = field(default_factory=dict)
+    gate_seconds: dict[str, GateSeconds] = field(default_factory=dict)
+    """Each gate that ran on the candidate: its seconds at base and on the candidate."""
     violations: list[str] = field(default_factory=list)
     denied: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)

@@ -64,6 +64,8 @@ class AttemptView:
     windows: int
     steps: int
     gates: dict[str, bool]
+    gate_seconds: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Each gate's seconds at base and on this attempt's candidate (``AttemptReport.gate_seconds``)."""
 
 
 @dataclass(slots=True)
@@ -127,6 +129,7 @@ def gather(store: RunStore, run_id: str) -> Review:
             windows=r.get("windows", 0),
             steps=per_attempt_steps.get(r["attempt"], 0),
             gates=dict(r.get("gates", {})),
+            gate_seconds=dict(r.get("gate_seconds", {})),
         )
         for r in reports
     ]

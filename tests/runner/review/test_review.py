@@ -273,6 +273,8 @@ def test_review_of_a_passing_run_shows_diff_scope_gates_and_trajectory(runs: Pat
     assert cand["passed"] is True and cand["baseline_passed"] is False
     assert cand["fixed"] == ["tests.test_calc::test_add"] and cand["newly_failing"] == []
     assert "2 passed" in cand["log"] and "1 failed" in cand["baseline_log"]
+    seconds = data["attempts"][0]["gate_seconds"]["tests"]  # each run of the gate, timed
+    assert seconds["baseline"] > 0 and seconds["candidate"] > 0
     tr = data["trajectory"]
     assert tr["steps"] == 5
     assert tr["tools"] == {"bash": 2, "read_file": 1, "write_file": 1, "finish": 1}
