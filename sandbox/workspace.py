@@ -18,6 +18,7 @@ This module is the workspace's interface: ``Change``, ``compare``,
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -193,7 +194,7 @@ class Workspace:
             base=self.tree_listing(self.start),
             allow_symlinks=allow_symlinks,
             limits=limits,
-            exclude=exclude or self.exclude,
+            exclude=self._sparing_environment(exclude or self.exclude),
             hashes=self.hashes,
             reuse=reuse,
         )
@@ -213,8 +214,7 @@ class Workspace:
         """The files set-up left (``path -> (mode, sha)``): what ``start`` holds beyond base."""
         if self.start == self.base:
             return {}
-        base = gitdir.listing(self._git(), self.base)[0]
-        return {p: v for p, v in self.tree_listing(self.start).items() if p not in base}
+        return dict(_environment(str(self.git_dir), self.base, self.start))
 
     def candidate(self, rev: str) -> tuple[str, list[Finding]]:
         """``rev`` without set-up's files: what a patch of it holds; and a finding per such file
@@ -384,6 +384,18 @@ class Workspace:
             raise WorkspaceError(f"invalid ref name {name!r}")
         self._git().run("update-ref", f"refs/corral/{name}", sha)
 
+    def _sparing_environment(
+        self, exclude: Callable[[str], str | None] | None
+    ) -> Callable[[str], str | None] | None:
+        """``exclude``, except for set-up's files and their directories: those are always scanned
+        (``*.egg-info/`` is a build artifact, but set-up's own egg-info is the environment)."""
+        env = self.environment()
+        if exclude is None or not env:
+            return exclude
+        spared = set(env) | {p[:i] for p in env for i, c in enumerate(p) if c == "/"}
+        inner = exclude
+        return lambda path: None if path.rstrip("/") in spared else inner(path)
+
     def _with_environment(self, rev: str) -> str:
         """``rev`` with the set-up files it lacks added as set-up left them (``rev`` if none)."""
         env = self.environment()
@@ -442,6 +454,14 @@ class Workspace:
             executable=mode == MODE_EXEC,
             owner=owner,
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(git_dir: str, base: str, start: str) -> dict[str, tuple[str, str]]:
+    """What ``start`` holds beyond ``base`` (commits never change: cached; callers copy)."""
+    git = HostGit(Path(git_dir))
+    base_files = gitdir.listing(git, base)[0]
+    return {p: v for p, v in gitdir.listing(git, start)[0].items() if p not in base_files}
 
 
 def _clear_of(

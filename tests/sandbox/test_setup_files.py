@@ -166,3 +166,19 @@ def test_setup_checkout_has_head_tags_and_index_at_base(repo: Path, tmp_path: Pa
     ).stdout.strip()  # fmt: skip
     assert describe.startswith("v1.2.3-0-g")
     assert not [h for h in (tree / ".git/hooks").glob("*")]
+
+
+def test_set_up_files_in_artifact_directories_are_still_the_environment(ws: Workspace) -> None:
+    """``*.egg-info/`` and ``build/`` are build artifacts to a policy, but set-up's own are the
+    environment: scanned (so no spurious finding), while a new file there stays an artifact."""
+
+    def artifacts(path: str) -> str | None:
+        return "policy: build artifact" if path.startswith(("build", "src/pkg.egg-info")) else None
+
+    ws = ws.with_exclude(artifacts)
+    (ws.path / "src/pkg.egg-info/new.txt").write_text("made by the agent\n")
+    got = harvest(ws)
+    assert got.changes == ()
+    assert [(f.kind, f.path) for f in got.findings] == [
+        ("ignored_file", "src/pkg.egg-info/new.txt")
+    ]
