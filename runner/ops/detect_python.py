@@ -30,8 +30,6 @@ NOT_PACKAGES = frozenset(
 )  # fmt: skip
 #: Top-level modules that are tooling, not the project's code.
 NOT_MODULES = frozenset({"setup.py", "conftest.py", "noxfile.py", "fabfile.py", "tasks.py"})
-#: A version for set-up, which runs on an export without ``.git`` (setuptools-scm and hatch-vcs).
-SCM_VERSION = "SETUPTOOLS_SCM_PRETEND_VERSION=0.0.0"
 
 
 @dataclass(slots=True)
@@ -108,7 +106,7 @@ def _needs(py: _Python, tool: str, gates: list[ProposedGate], gate: str) -> bool
 def _install(py: _Python, installable: bool, requirements: list[str]) -> list[Choice]:
     """The set-up commands: the project for development with its test extra, else requirements."""
     steps: list[Choice] = []
-    prefix, scm = _scm(py)
+    scm = _scm(py)
     backend = _backend(py)
     py.named |= _names(py.table("project", "dependencies") or ())
     extras = _extras(py)
@@ -118,13 +116,13 @@ def _install(py: _Python, installable: bool, requirements: list[str]) -> list[Ch
         where, _ = extras[extra]
         steps.append(
             Choice(
-                f"{prefix}python -m pip install -e {shlex.quote(f'.[{extra}]')}",
+                f"python -m pip install -e {shlex.quote(f'.[{extra}]')}",
                 f"{where} names the extra {extra!r}; {backend}{scm}",
             )
         )
         return steps
     if installable:
-        steps.append(Choice(f"{prefix}python -m pip install -e .", f"{backend}{scm}"))
+        steps.append(Choice("python -m pip install -e .", f"{backend}{scm}"))
     elif "requirements.txt" in py.tree.paths:
         py.named |= _requirement_file_names(py.tree, "requirements.txt")
         steps.append(
@@ -160,8 +158,8 @@ def _backend(py: _Python) -> str:
     return "setuptools (pip's default without [build-system])"
 
 
-def _scm(py: _Python) -> tuple[str, str]:
-    """The version prefix and the words for it, when the version comes from git."""
+def _scm(py: _Python) -> str:
+    """The words for a version that comes from git (set-up runs on a checkout with ``.git``)."""
     requires = " ".join(str(r) for r in py.table("build-system", "requires") or ())
     from_git = (
         re.search(r"setuptools[_-]scm|hatch-vcs|hatch_vcs", requires, re.IGNORECASE)
@@ -169,9 +167,7 @@ def _scm(py: _Python) -> tuple[str, str]:
         or py.table("tool", "hatch", "version", "source") == "vcs"
         or "use_scm_version" in py.tree.texts.get("setup.py", "")
     )
-    if not from_git:
-        return "", ""
-    return f"{SCM_VERSION} ", "; the version comes from git and set-up runs without .git"
+    return "; the version comes from git, which set-up reads" if from_git else ""
 
 
 def _extras(py: _Python) -> dict[str, tuple[str, list[str]]]:

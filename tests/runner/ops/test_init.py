@@ -15,7 +15,6 @@ from policies.load import load_policy
 from policies.policy import DEFAULT_TEST_GLOBS
 from runner.errors import UsageError
 from runner.ops.detect import NODE_TESTS
-from runner.ops.detect_python import SCM_VERSION
 from runner.ops.init import NOTHING_FOUND, Proposal, propose, write_proposal
 from sandbox.errors import GitError
 from tests.support.cli import corral
@@ -51,7 +50,7 @@ LAYOUTS: dict[str, tuple[dict[str, str], list[str], list[tuple[str, str, bool]],
             **SRC,
             **TESTS,
         },
-        [f"{SCM_VERSION} python -m pip install -e '.[tests]'"],
+        ["python -m pip install -e '.[tests]'"],
         [("tests", "python -m pytest -q", True)],
         ["src/calc/**"],
     ),
@@ -199,7 +198,7 @@ def test_each_choice_has_the_reason_above_it(tmp_path: Path) -> None:
     files = LAYOUTS["setuptools-scm"][0]
     text = propose(make_repo(tmp_path / "repo", files)).toml()
     lines = text.splitlines()
-    command = lines.index(f"  \"{SCM_VERSION} python -m pip install -e '.[tests]'\",")
+    command = lines.index("  \"python -m pip install -e '.[tests]'\",")
     assert "[project.optional-dependencies] names the extra 'tests'" in lines[command - 1]
     assert "version comes from git" in lines[command - 1]
     assert (
@@ -208,6 +207,28 @@ def test_each_choice_has_the_reason_above_it(tmp_path: Path) -> None:
     )
     gate = lines.index('name = "tests"')
     assert lines[gate - 1] == "# tests in tests/"
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        {"pyproject.toml": "[build-system]\nrequires = ['hatchling', 'hatch-vcs']\n"
+         "build-backend = 'hatchling.build'\n[project]\nname = 'calc'\ndynamic = ['version']\n"
+         "[tool.hatch.version]\nsource = 'vcs'\n"},
+        {"setup.py": "from setuptools import setup\nsetup(name='calc', use_scm_version=True)\n"},
+        {"pyproject.toml": "[project]\nname = 'calc'\ndynamic = ['version']\n"
+         "[tool.setuptools_scm]\n"},
+    ],
+    ids=["hatch-vcs", "setup.py use_scm_version", "tool.setuptools_scm"],
+)  # fmt: skip
+def test_a_version_from_git_needs_no_pretended_version(
+    tmp_path: Path, marker: dict[str, str]
+) -> None:
+    """Set-up reads the version from the checkout's ``.git``: the plain install is proposed."""
+    proposal = propose(make_repo(tmp_path / "repo", {**PKG, **TESTS, **marker}))
+    assert proposal.setup[0].value == "python -m pip install -e ."
+    assert proposal.setup[0].why.endswith("the version comes from git, which set-up reads")
+    assert "PRETEND" not in proposal.toml() and "PYTHONPATH" not in proposal.toml()
 
 
 def test_node_test_files_are_protected_on_top_of_the_defaults(tmp_path: Path) -> None:
