@@ -72,6 +72,11 @@ def test_story_2_rolls_back_a_protected_edit_denies_a_command_then_fixes(
     first, second = ends
     assert first["status"] == "failed" and "conftest.py" in first["violations"]
     assert first["changed_files"] == []  # the protected edit was reverted; nothing survived
+    assert first["failure_domain"] == "governance"  # it tried, and was kept out
+    assert first["reason"] == (
+        "the attempt only tried to change files it may not write:"
+        " conftest.py (protected by policy; reverted)"
+    )
     assert any(e.type == "scope_reverted" for e in store.events(run_id))
     assert second["status"] == "passed" and second["changed_files"] == ["src/invoicer/lines.py"]
     assert len(second["denied"]) == 1 and "curl" in second["denied"][0]

@@ -4,7 +4,9 @@
     work:     sandbox -> windows (``Agent.run_window`` through ``Tools``) -> sandbox killed FIRST
     harvest:  lstat scan, the patch through a temporary index (``sandbox.harvest``)
     judge:    findings -> patch scope -> empty? -> gates vs the baseline (``GateJudge``):
-              passed, failed, or unverified (no required gate, no opt-out)
+              passed, failed, or unverified (no required gate, no opt-out); an empty patch
+              is ``governance`` when all the attempt did was refused or reverted (named),
+              else ``model`` (it changed nothing)
 
 ``Attempts.run`` returns what the attempt came to (``runner.loop.outcome``) and
 journals none of it: the run's attempt loop does. The expected exits of the
@@ -124,7 +126,7 @@ class Attempts:
         self.store.write_artifact(self.run_id, f"attempt-{n}/patch.diff", h.patch_bytes)
         outcome: AttemptOutcome = Judged(report) if ended is None else Stopped(report, ended)
         if report.failure_domain is None:
-            outcome = self._judge(ws, h, report)
+            outcome = self._judge(ws, h, report, tools.refusals())
         if report.status != "passed":
             report.strategy = _strategy(h, tools.commands)
         return outcome
@@ -270,8 +272,15 @@ class Attempts:
 
     # ----------------------------------------------------------------- the verdict
 
-    def _judge(self, ws: Workspace, h: Harvest, report: AttemptReport) -> AttemptOutcome:
-        """Findings, then the patch's scope, then an empty patch, then the gates."""
+    def _judge(
+        self, ws: Workspace, h: Harvest, report: AttemptReport, refused: list[str]
+    ) -> AttemptOutcome:
+        """Findings, then the patch's scope, then an empty patch, then the gates.
+
+        An empty patch is ``governance`` when the attempt tried to change files it
+        may not write (``refused``: ``Tools.refusals``), naming them; else
+        ``model``: the attempt changed nothing.
+        """
         if h.blocked:
             bad = [f for f in h.findings if not h.complete or f.kind in ("git_pointer_changed",)]
             report.failure_domain = "governance"
@@ -294,6 +303,14 @@ class Attempts:
                 f"{first.detail}: {first.path}"
                 if first.kind != "protected_path"
                 else f"wrote protected path {first.path}"
+            )
+            return Judged(report)
+        if not h.changes and refused:  # all it did was kept out: not an attempt that did nothing
+            more = f"; and {len(refused) - 10} more" if len(refused) > 10 else ""
+            report.failure_domain = "governance"
+            report.reason = (
+                "the attempt only tried to change files it may not write: "
+                f"{'; '.join(refused[:10])}{more}"
             )
             return Judged(report)
         if not h.changes:

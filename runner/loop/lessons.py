@@ -4,7 +4,8 @@ Every failed attempt's report becomes the next attempt's feedback (its reason,
 the scope violations reverted, the commands denied, the gates' output framed
 for the model). Its change is remembered by ``strategy_key``: the same failing
 change made again is pointed out in the feedback, and made
-``budgets.repeated_strategy`` times it ends the run (``harness``).
+``budgets.repeated_strategy`` times it ends the run (``harness``; ``governance``
+when every attempt so far failed on governance: the policy kept each one out).
 """
 
 from __future__ import annotations
@@ -36,15 +37,17 @@ class Lessons:
         self.repeated_limit, self.feedback_chars, self.emit = repeated_limit, feedback_chars, emit
         self.feedback = ""
         self.failed_strategies: dict[str, int] = {}
+        self.domains: set[str | None] = set()
+        """The failure domains of the failed attempts so far."""
 
     def replay(self, report: AttemptReport) -> None:
         """A finished attempt taken from the journal (a resumed run): its feedback, its strategy."""
-        self._count(report.strategy)
+        self._count(report)
         self.feedback = self._feedback_for(report, ())
 
     def learn(self, report: AttemptReport, gates: Sequence[GateResult]) -> RunStopped | None:
         """Attempt ``report`` failed: the feedback for the next; how the run ends, if it must."""
-        self._count(report.strategy)
+        self._count(report)
         self.feedback = self._feedback_for(report, gates)
         repeats = self.failed_strategies.get(report.strategy or "", 0)
         if repeats > 1:
@@ -58,10 +61,15 @@ class Lessons:
             )
         if repeats >= self.repeated_limit:
             reason = f"repeated strategy: the same failing change {repeats} times"
+            if self.domains == {"governance"}:  # the harness stops it; the policy failed it
+                return RunStopped("failed", "governance", f"{reason}; every attempt failed on"
+                                  f" governance; last: {report.reason}")  # fmt: skip
             return RunStopped("failed", "harness", reason)
         return None
 
-    def _count(self, strategy: str | None) -> None:
+    def _count(self, report: AttemptReport) -> None:
+        self.domains.add(report.failure_domain)
+        strategy = report.strategy
         if strategy:
             self.failed_strategies[strategy] = self.failed_strategies.get(strategy, 0) + 1
 

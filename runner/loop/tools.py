@@ -121,6 +121,10 @@ class Tools:
     commands: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     denied: list[str] = field(default_factory=list)
+    refused: dict[str, list[str]] = field(default_factory=dict)
+    """Each path the agent tried to change but may not write, and how it was kept out: ``write
+    refused``, ``patch refused whole`` (its patch touched it), ``reverted`` (an action changed it;
+    restored at once). ``refusals`` says it in words for the attempt's reason."""
     finished: str | None = None
     watch: TreeWatch | None = None
     """Skips the full scan after an action that raised no inotify event (``sandbox.watch``)."""
@@ -280,11 +284,19 @@ class Tools:
         paths = _numstat_paths(listed.stdout) | set(_RENAMED_FROM.findall(diff))
         bad = sorted(p for p in paths if (r := _relative(p)) is None or not self.scope.may_write(r))
         if bad or not paths:
-            reason = "it touches " + ", ".join(bad) if bad else "no file paths found in it"
-            self.denied.append("patch")
-            call.record("patch_denied", paths=sorted(paths), reason=reason)
+            # refused whole: a part of a change applied without the rest is not what was sent
+            reason = "no file paths found in it"
+            if bad:
+                why = "; ".join(f"{p} ({self._why_not(_relative(p))})" for p in bad)
+                reason = f"it touches files you may not write: {why}; none of it was applied"
+            self.denied.append("patch touching " + ", ".join(bad) if bad else "patch")
+            self._refuse(bad, "patch refused whole")
+            call.record("patch_denied", paths=sorted(paths), refused=bad, reason=reason)
             self.budget.progress(False)
-            return ToolResult(False, f"Patch not applied: {reason}. {self._hint()}", denied=True)
+            again = " Send the change to the other files as a patch of its own." if bad else ""
+            return ToolResult(
+                False, f"Patch not applied: {reason}.{again} {self._hint()}", denied=True
+            )
         result = self.sandbox.exec(_git_apply(diff, "--verbose"), timeout=60, env=_NO_REPO)
         call.record("patch", paths=sorted(paths), exit_code=result.exit_code)
         return ToolResult(
@@ -314,8 +326,9 @@ class Tools:
         self.budget.step()
         rel = _relative(path)
         if rel is None or not self.scope.may_write(rel):
-            why = "outside the repository" if rel is None else self._why_not(rel)
+            why = self._why_not(rel)
             self.denied.append(f"write {path}")
+            self._refuse([rel or path], "write refused")
             call.record("write_denied", path=path, reason=why)
             self.budget.progress(False)
             return ToolResult(False, f"Not written: {path} is {why}.", denied=True)
@@ -352,7 +365,10 @@ class Tools:
 
     # -------------------------------------------------------------- scope enforcement
 
-    def _why_not(self, rel: str) -> str:
+    def _why_not(self, rel: str | None) -> str:
+        """Why the agent may not write ``rel`` (a tree-relative path; None: one that leaves the tree)."""
+        if rel is None:
+            return "outside the repository"
         cls = self.scope.classify(rel)
         return {"protected": "protected by policy", "artifact": "a build artifact"}.get(
             cls, "not in the policy's writable scope"
@@ -388,6 +404,7 @@ class Tools:
         if bad:
             self.workspace.restore_paths(bad)
             self.violations.extend(bad)
+            self._refuse(bad, "reverted")
             self.emit("scope_reverted", {"paths": bad})
             listed = ", ".join(bad)
             message = (
@@ -395,6 +412,21 @@ class Tools:
             )
         self.budget.progress(changed)
         return message
+
+    def refusals(self) -> list[str]:
+        """Each path in ``refused``, in order, with why the agent may not write it and how it
+        was kept out: ``tox.ini (protected by policy; patch refused whole)``."""
+        return [
+            f"{p} ({self._why_not(_relative(p))}; {', '.join(hows)})"
+            for p, hows in sorted(self.refused.items())
+        ]
+
+    def _refuse(self, paths: list[str], how: str) -> None:
+        """Note that ``paths`` were kept out of the tree, and ``how`` (see ``refused``)."""
+        for p in paths:
+            hows = self.refused.setdefault(p, [])
+            if how not in hows:
+                hows.append(how)
 
     def _hint(self) -> str:
         return "Change only files the policy lets you write; " + self.scope.summary()

@@ -61,7 +61,11 @@ def test_a_patch_file_reaches_ready_for_review_and_a_protected_one_is_denied(env
     )
     assert result.status == "ready_for_review", result
     first, second = result.attempts
-    assert first.status == "failed" and first.reason == "the attempt changed nothing"
+    assert (first.status, first.failure_domain) == ("failed", "governance")
+    assert first.reason == (  # all it did was a refused patch: not an attempt that did nothing
+        "the attempt only tried to change files it may not write:"
+        " setup.cfg (protected by policy; patch refused whole)"
+    )
     assert second.changed_files == ["src/calc.py"] and second.gates == {"tests": True}
     assert result.patch_path is not None
     patch = Path(result.patch_path).read_text()
@@ -69,7 +73,10 @@ def test_a_patch_file_reaches_ready_for_review_and_a_protected_one_is_denied(env
     events = [(e.type, e.data) for e in RunStore(env.home).events(result.run_id)]
     denied = [d for k, d in events if k == "patch_denied"]
     applied = [d for k, d in events if k == "patch"]
-    assert [(d["paths"], d["reason"]) for d in denied] == [(["setup.cfg"], "it touches setup.cfg")]
+    reason = "it touches files you may not write: setup.cfg (protected by policy); none of it was applied"
+    assert [(d["paths"], d["refused"], d["reason"]) for d in denied] == [
+        (["setup.cfg"], ["setup.cfg"], reason)
+    ]
     assert [(d["paths"], d["exit_code"], d["tool"]) for d in applied] == [
         (["src/calc.py"], 0, "apply_patch")
     ]

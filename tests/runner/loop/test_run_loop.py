@@ -84,7 +84,11 @@ def test_protected_edit_is_reverted_and_the_second_attempt_fixes(env: Env) -> No
     assert result.status == "ready_for_review", result
     first, second = result.attempts
     assert first.status == "failed" and "conftest.py" in first.violations
-    assert first.reason == "the attempt changed nothing"  # every protected edit was reverted
+    assert first.failure_domain == "governance"  # every protected edit was refused or reverted
+    assert first.reason == (
+        "the attempt only tried to change files it may not write: conftest.py (protected by"
+        " policy; write refused, reverted); tests/test_calc.py (protected by policy; write refused)"
+    )  # the edits of the read-only tests and setup.cfg failed in the sandbox: nothing to revert
     assert second.changed_files == ["src/calc.py"]
     events = env.events(result.run_id)
     assert "write_denied" in events and "scope_reverted" in events

@@ -431,10 +431,14 @@ def test_a_patch_touching_a_protected_file_as_git_reads_it_is_denied(
 ) -> None:
     result = rig.tools.apply_patch(diff)
     assert result.denied and result.output.startswith(
-        f"Patch not applied: it touches {touched}. Change only files the policy lets you write;"
+        f"Patch not applied: it touches files you may not write: {touched} (protected by policy);"
+        " none of it was applied. Send the change to the other files as a patch of its own."
+        " Change only files the policy lets you write;"
     )
     assert (rig.ws.path / "setup.cfg").read_text() == FILES["setup.cfg"]
-    assert [k for k, _ in rig.events] == ["patch_denied"]
+    assert [(k, d["refused"]) for k, d in rig.events] == [("patch_denied", [touched])]
+    assert rig.tools.denied == [f"patch touching {touched}"]
+    assert rig.tools.refusals() == [f"{touched} (protected by policy; patch refused whole)"]
 
 
 def test_a_patch_git_cannot_read_says_what_to_send(rig: Rig) -> None:

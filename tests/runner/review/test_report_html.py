@@ -111,7 +111,7 @@ def test_chromium_renders_the_review_and_runs_no_injected_script(
     # What was blocked in the first attempt, why it failed, and the timeline.
     blocked = dom[dom.index('<table id="blocked">') :]
     assert "conftest.py" in blocked and "curl http://127.0.0.1:9/fix.py" in blocked
-    assert "the attempt changed nothing" in dom
+    assert "the attempt only tried to change files it may not write: conftest.py" in dom
     assert dom.count("<li class=") > 20 and 'class="k-command_denied"' in dom
     assert "acted on it" in dom  # the failing pytest run was followed by a fix
 

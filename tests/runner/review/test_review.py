@@ -297,8 +297,11 @@ def test_review_shows_the_rolled_back_protected_attempt_and_why_it_failed(runs: 
     data = review_json(runs, "protected")
     assert data["status"] == "ready_for_review"
     first, second = data["attempts"]
-    assert (first["status"], first["failure_domain"]) == ("failed", "model")
-    assert first["reason"] == "the attempt changed nothing"
+    assert (first["status"], first["failure_domain"]) == ("failed", "governance")
+    assert first["reason"] == (
+        "the attempt only tried to change files it may not write: conftest.py (protected by"
+        " policy; write refused); tools.py (not in the policy's writable scope; reverted)"
+    )
     assert second["status"] == "passed" and second["changed_files"] == ["src/calc.py"]
     blocked = {(b["attempt"], b["kind"], b["what"]) for b in data["blocked"]}
     assert (1, "write denied", "conftest.py") in blocked
@@ -306,7 +309,8 @@ def test_review_shows_the_rolled_back_protected_attempt_and_why_it_failed(runs: 
     assert [g["label"] for g in data["gates"]] == ["baseline", "attempt-2"]
     text = corral(runs, "review", "protected").stdout
     assert "write denied" in text and "protected by policy" in text
-    assert "reverted after the step" in text and "the attempt changed nothing" in text
+    assert "reverted after the step" in text
+    assert "the attempt only tried to change files it may not write" in text
 
 
 @pytest.mark.docker
