@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from policies.errors import PolicyError as PolicyError
 from policies.policy import Policy
 
-PRESETS: tuple[str, ...] = ("default", "strict", "python")
+PRESETS: tuple[str, ...] = ("default", "strict", "python", "node", "make")
 ACCUMULATING: tuple[tuple[str, str], ...] = (("commands", "deny"), ("scope", "protected"))
 REPO_FILE = ".corral.toml"
 
@@ -61,7 +61,9 @@ def file_layer(path: Path) -> Layer:
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise PolicyError([f"{path}: cannot read ({exc.strerror}); check the path"]) from exc
+        maybe_preset = "/" not in str(path) and not str(path).endswith(".toml")
+        hint = f" or name a preset ({', '.join(PRESETS)})" if maybe_preset else ""
+        raise PolicyError([f"{path}: cannot read ({exc.strerror}); check the path{hint}"]) from exc
     except UnicodeDecodeError as exc:
         raise PolicyError([f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8"]) from exc
     return Layer(str(path), _parse(text, str(path)))

@@ -36,6 +36,7 @@ from sandbox.errors import EngineUnavailable, SandboxError, SetupFailed, UserErr
 from sandbox.git import HostGit, find_git_dirs
 from sandbox.gitdir import listing, setup_checkout
 from sandbox.images import ensure_env_image, ensure_sandbox_image, find_ca_bundle
+from sandbox.images.packages import with_packages
 from sandbox.interfaces import SandboxBackend
 from sandbox.paths import worktrees_dir
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
@@ -55,26 +56,32 @@ def check_backend(
     """What the run needs of its backend, checked before anything starts.
 
     On an engine: ``check_gateway_runtime``. Without one: ``UserError`` for a
-    policy with ``[setup]`` commands (an environment image is built on an engine).
+    policy with ``[setup]`` commands or ``[sandbox] packages`` (images are built on an engine).
     """
     if isinstance(backend, OnEngine):
         check_gateway_runtime(agent, runtime, policy)
-    elif policy.setup.commands:
+    elif policy.setup.commands or policy.sandbox.packages:
+        what = "[setup] commands" if policy.setup.commands else "[sandbox] packages"
         raise UserError(
-            "the policy's [setup] commands build an environment image on the container engine,"
-            f" and the sandbox backend {backend.name!r} has none: run on Docker, or drop [setup]"
+            f"the policy's {what} build an image on the container engine, and the sandbox"
+            f" backend {backend.name!r} has none: run on Docker, or drop {what}"
         )
 
 
-def sandbox_image(backend: SandboxBackend, agent: Agent) -> str:
-    """The image attempts and gates start from: corral's (an agent CLI's) on the engine, found or
-    built; a backend without an engine builds none, and its name is recorded instead."""
+def sandbox_image(backend: SandboxBackend, agent: Agent, policy: Policy, given: str | None) -> str:
+    """The image set-up, attempts and gates start from: ``given`` or corral's (an agent CLI's) on
+    the engine, found or built, plus the policy's ``[sandbox] packages`` (``with_packages``); a
+    backend without an engine builds none, and its name is recorded instead."""
     if not isinstance(backend, OnEngine):
-        return backend.name
-    if isinstance(agent, CliAgent):
+        return given or backend.name
+    if given:
+        image = given
+    elif isinstance(agent, CliAgent):
         ca = find_ca_bundle(os.environ)
-        return build_agent_image(backend.client, agent.preset, ca_bundle=ca).image_id
-    return ensure_sandbox_image(backend.client)
+        image = build_agent_image(backend.client, agent.preset, ca_bundle=ca).image_id
+    else:
+        image = ensure_sandbox_image(backend.client)
+    return with_packages(backend.client, image, policy.sandbox.packages).image_id
 
 
 def check_gateway_runtime(agent: Agent, runtime: str | None, policy: Policy) -> None:

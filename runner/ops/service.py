@@ -90,7 +90,7 @@ def start_run(
             return result_of(store, existing)
     backend = sandboxes()
     check_backend(backend, agent, req.runtime, loaded.policy)
-    image = req.image or sandbox_image(backend, agent)
+    image = sandbox_image(backend, agent, loaded.policy, req.image)
     name, _, inline = req.agent.partition(":")
     script = req.script or (Path(inline) if inline else None)
     agent_ref = name if script is None else f"{name}:{script.resolve()}"
