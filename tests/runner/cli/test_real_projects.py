@@ -28,7 +28,7 @@ from tests.support import pypi_corpus
 from tests.support.cli import corral
 
 #: Projects that run with the ``python`` preset instead of set-up commands of their own.
-PRESET = ("pathspec", "tomlkit")
+PRESET = ("pathspec", "tomlkit", "humanize")
 #: Projects whose agent also tries to rewrite the failing test.
 REWRITE = ("parse", "pyflakes")
 NAMES = pypi_corpus.names()
