@@ -221,6 +221,10 @@ class ProgressPolicy(_Model):
     """Largest progress file kept (the rest is cut, and the agent is told)."""
 
 
+#: A Debian package name (Debian policy 5.6.1): nothing a shell or apt would read as more.
+_DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{1,62}")
+
+
 class SandboxPolicy(_Model):
     """Container settings for attempts and gates (network is always none)."""
 
@@ -235,6 +239,20 @@ class SandboxPolicy(_Model):
 
     pids: int = Field(default=512, ge=16)
     """Process limit."""
+
+    packages: tuple[str, ...] = Field(default=(), max_length=50)
+    """Debian packages added to the image set-up, attempts and gates start from (``nodejs``,
+    ``npm``, ``make`` ...): built once per base image and list, then cached."""
+
+    @field_validator("packages")
+    @classmethod
+    def _debian_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not _DEBIAN_PACKAGE.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not a Debian package name (lower-case letters, digits, + - .)"
+                )
+        return names
 
 
 class ModelPolicy(_Model):
@@ -276,10 +294,6 @@ class GatewayPolicy(_Model):
     is refused all the same, and the gateway connects to the address it checked; a literal IP is
     taken as meant."""
 
-#: A Debian package name (Debian policy 5.6.1): nothing a shell or apt would read as more.
-_DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{1,62}")
-
-
     @field_validator("allow_hosts")
     @classmethod
     def _host_entries(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
@@ -295,20 +309,6 @@ class MergePolicy(_Model):
     """What may happen after a candidate is ready."""
 
     auto_merge: bool = False
-    packages: tuple[str, ...] = Field(default=(), max_length=50)
-    """Debian packages added to the image set-up, attempts and gates start from (``nodejs``,
-    ``npm``, ``make`` ...): built once per base image and list, then cached."""
-
-    @field_validator("packages")
-    @classmethod
-    def _debian_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        for name in names:
-            if not _DEBIAN_PACKAGE.fullmatch(name):
-                raise ValueError(
-                    f"{name!r} is not a Debian package name (lower-case letters, digits, + - .)"
-                )
-        return names
-
     """Merge without a human approval when every required gate passed."""
 
 
