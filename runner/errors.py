@@ -77,6 +77,15 @@ class LogCorrupt(StoreError, ValueError):
     """The event log holds a line that is not an event (not a torn write): see ``verify``."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped run ``run_id`` at ``where``; it is recorded, nothing is lost,
+    and ``corral resume`` goes on from its last finished step."""
+
+    def __init__(self, run_id: str, where: str) -> None:
+        self.run_id, self.where = run_id, where
+        super().__init__(f"run {run_id} interrupted during {where}")
+
+
 class Paused(RunnerError, StopAttempt):
     """The run must wait (state saved) and continue with ``corral resume``: ``reason`` says why."""
 

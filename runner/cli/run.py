@@ -11,6 +11,9 @@ a live panel on a terminal, plain lines otherwise, JSON lines with ``--json``).
 from __future__ import annotations
 
 import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ import typer
 
 from policies.load import PolicyError, load_policy
 from runner.cli.app import app, err, handles_errors, out
-from runner.errors import UsageError
+from runner.errors import RunInterrupted, UsageError
 from runner.review.display import run_display
 from runner.review.text import markup as m
 from sandbox.paths import corral_home
@@ -107,7 +110,7 @@ def run(
         api_key_file=api_key_file,
         agent_cmd=agent_cmd,
     )
-    with run_display(err, as_json=as_json, quiet=quiet) as on_event:
+    with _interruptible(), run_display(err, as_json=as_json, quiet=quiet) as on_event:
         result = start_run(corral_home(), req, on_event=on_event)
     _finish(result, as_json)
 
@@ -122,9 +125,30 @@ def resume(
     """Continue an interrupted or waiting run from its last completed step."""
     from runner.ops.service import resume_run
 
-    with run_display(err, as_json=as_json, quiet=quiet) as on_event:
+    with _interruptible(), run_display(err, as_json=as_json, quiet=quiet) as on_event:
         result = resume_run(corral_home(), run_id, on_event=on_event)
     _finish(result, as_json)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop a run the same recorded way (``RunInterrupted``); once the display
+    is closed, one line says where it stopped and how to go on. Exit 130, as for SIGINT."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except RunInterrupted as exc:
+        err.print(
+            f"[yellow]interrupted:[/yellow] run {m(exc.run_id)} stopped during {m(exc.where)};"
+            f" nothing recorded is lost. Go on with `corral resume {m(exc.run_id)}`"
+        )
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _finish(result: Any, as_json: bool) -> None:
@@ -178,12 +202,15 @@ def status(
     rec = store.get(run_id)
     result = result_of(store, run_id)
     pending = json.loads(rec.waiting_json) if rec.waiting_json else {}
+    shown = store.shown_status(rec)
     if as_json:
-        print(json.dumps({**result.to_json(), "pending": pending}))
+        print(json.dumps({**result.to_json(), "status": shown, "pending": pending}))
         return
     domain = f"{m(rec.failure_domain)}: " if rec.failure_domain else ""
     rid = m(run_id)
-    out.print(f"{rid}  {m(rec.status)}  {domain}{m(rec.reason or '')}")
+    out.print(f"{rid}  {m(shown)}  {domain}{m(rec.reason or '')}")
+    if shown == "interrupted":
+        out.print(f"  no process holds it (Ctrl-C, kill, a crash): `corral resume {rid}` goes on")
     out.print(f"  repo {m(rec.repo)} @ {m(rec.base[:12])}  bug: {m(rec.bug_title)}")
     for a in result.attempts:
         out.print(f"  attempt {a.attempt}: {m(a.status)} {m(a.failure_domain or '')} {m(a.reason)}")
@@ -225,10 +252,11 @@ def list_runs(limit: int = typer.Option(20, "--limit")) -> None:
     head = row.format("id", "repo", "bug", "status", "domain", "attempts", "cost", "age")
     out.print(Text(head), soft_wrap=True)
     now = time.time()
-    for rec in RunStore(corral_home()).list_runs(limit=limit):
+    store = RunStore(corral_home())
+    for rec in store.list_runs(limit=limit):
         line = row.format(
             rec.run_id, _cut(plain(Path(rec.repo).name), 16), _cut(plain(rec.bug_title), 40),
-            rec.status, rec.failure_domain or "-", rec.attempts_done, f"${rec.cost_usd:.4f}",
+            store.shown_status(rec), rec.failure_domain or "-", rec.attempts_done, f"${rec.cost_usd:.4f}",
             _age(now - rec.created),
         )  # fmt: skip
         out.print(Text(line), soft_wrap=True)

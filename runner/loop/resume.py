@@ -21,6 +21,7 @@ then resumed by another process. Three things must survive that:
 from __future__ import annotations
 
 import json
+import logging
 import time
 import traceback
 from collections.abc import Mapping
@@ -28,7 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from policies.budget import Budget
+from runner.errors import RunInterrupted
 from runner.store.runs import RunStore
+
+log = logging.getLogger(__name__)
 
 Verdict = Literal["approve", "reject"]
 
@@ -165,6 +169,19 @@ def record_runtime_error(store: RunStore, run_id: str, exc: BaseException, where
     store.journal_failed(run_id, seq, data)
     store.append(run_id, "runtime_error", data)
     return f"{where}: {name}: {message}; see runtime-error.log, then `corral resume {run_id}`"
+
+
+def record_interruption(store: RunStore, run_id: str) -> RunInterrupted:
+    """Record that Ctrl-C (or SIGTERM) stopped the run, where (its unfinished step); the
+    exception to raise. The status stays as it was: ``corral status`` shows ``interrupted``
+    once no process holds the run, and ``resume`` goes on from the last finished step."""
+    step = store.last_incomplete(run_id)
+    where = f"{step.kind} {step.key}".strip() if step is not None else "its start"
+    try:
+        store.append(run_id, "run_interrupted", {"where": where})
+    except Exception:  # a second Ctrl-C or a broken disk: the lease still shows it
+        log.warning("run %s: interruption not recorded", run_id, exc_info=True)
+    return RunInterrupted(run_id, where)
 
 
 def resumable(store: RunStore, run_id: str) -> bool:

@@ -60,7 +60,7 @@ from runner.loop.outcome import (
     question_of,
 )
 from runner.loop.progress import Progress
-from runner.loop.resume import RunMeter, record_runtime_error, wait_for
+from runner.loop.resume import RunMeter, record_interruption, record_runtime_error, wait_for
 from runner.loop.specs import Sandboxes
 from runner.store.runs import FailureDomain, RunStatus, RunStore, Step
 from sandbox.errors import SandboxError
@@ -128,6 +128,8 @@ class Runner:
                 result = self._attempts(ws, fresh)
             except SandboxError as exc:  # the engine, an image or host git failed, not the agent
                 result = self._runtime_failure(exc)
+            except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: recorded, resumable
+                raise record_interruption(self.store, self.run_id) from exc
             finally:
                 self.gates.stop_baseline()  # before the gate tree goes: the baseline may use it
                 self._save()

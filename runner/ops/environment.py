@@ -22,13 +22,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from policies.policy import Policy
+from policies.policy import Policy, SetupPolicy
 from runner.agents.external import CliAgent
 from runner.agents.image import build_agent_image
 from runner.gateway.core import runtime_problem
 from runner.loop.agent import Agent
 from runner.loop.capabilities import OnEngine
-from runner.loop.resume import record_runtime_error
+from runner.loop.resume import record_interruption, record_runtime_error
 from runner.store.runs import RunStore
 from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect_soon, probe
@@ -38,6 +38,7 @@ from sandbox.gitdir import listing, setup_checkout
 from sandbox.images import ensure_env_image, ensure_sandbox_image, find_ca_bundle
 from sandbox.images.packages import with_packages
 from sandbox.interfaces import SandboxBackend
+from sandbox.lease import RunLease
 from sandbox.paths import worktrees_dir
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
 
@@ -125,6 +126,26 @@ def prepare_environment(
         store.append(run_id, kind, data)
         show(kind, data)
 
+    with RunLease(home, run_id):  # `corral gc` leaves set-up's container alone meanwhile
+        try:
+            return _set_up(home, store, run_id, backend, image, repo, base, setup, event, show)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: recorded, `resume` redoes set-up
+            raise record_interruption(store, run_id) from exc
+
+
+def _set_up(
+    home: Path,
+    store: RunStore,
+    run_id: str,
+    backend: OnEngine,
+    image: str,
+    repo: Path,
+    base: str,
+    setup: SetupPolicy,
+    event: Callable[[str, dict[str, Any]], None],
+    show: Callable[[str, Mapping[str, Any]], None],
+) -> str | None:
+    """``prepare_environment``'s work, under the run's lease."""
     seq = store.journal_start(run_id, "setup", "env", {"commands": list(setup.commands)})
     event("setup_start", {"commands": list(setup.commands)})
     scratch = Path(tempfile.mkdtemp(prefix=f"{run_id}.setup.", dir=_scratch_dir(home)))

@@ -71,7 +71,7 @@ from runner.store.records import RunStatus as RunStatus
 from runner.store.records import Step as Step
 from runner.store.records import StepState, new_run_id
 from runner.store.schema import boot_id, open_db, transaction
-from sandbox.lease import check_run_id
+from sandbox.lease import check_run_id, is_live
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,14 @@ class RunStore:
         if self._conn is None:
             self._conn = open_db(self.home)
         return self._conn
+
+    def shown_status(self, rec: RunRecord) -> str:
+        """``rec.status`` as a person should read it: ``interrupted`` for a run recorded as
+        ``created`` or ``running`` that no live process holds (Ctrl-C, ``kill -9``, a crash;
+        ``corral resume`` goes on from its last finished step)."""
+        if rec.status in ("created", "running") and not is_live(self.home, rec.run_id):
+            return "interrupted"
+        return rec.status
 
     def close(self) -> None:
         """Sync the event logs appended to since their last boundary, close the database.

@@ -86,8 +86,15 @@ def test_kill_9_mid_attempt_then_resume_finishes_and_the_chain_verifies(
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     store = RunStore(corral_home)
-    assert store.get("killme").status == "running"
+    assert store.get("killme").status == "running"  # as recorded; shown as what it is:
     assert store.last_incomplete("killme") is not None
+    status = corral("status", "killme", home=corral_home)
+    assert "killme  interrupted" in status.stdout and "corral resume killme" in status.stdout
+    assert (
+        json.loads(corral("status", "killme", "--json", home=corral_home).stdout)["status"]
+        == "interrupted"
+    )
+    assert "interrupted" in corral("list", home=corral_home).stdout
     resumed = corral("resume", "killme", "--json", home=corral_home)
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)
@@ -99,6 +106,48 @@ def test_kill_9_mid_attempt_then_resume_finishes_and_the_chain_verifies(
     mine = ["corral.run=killme", f"corral.home={corral_home}"]  # not another test run's
     leftover = docker_client.containers.list(all=True, filters={"label": mine})
     assert leftover == []
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_records_the_interruption_and_names_the_resume(
+    project: Path, corral_home: Path, sandbox_image: str, docker_client: Any, sig: int
+) -> None:
+    _script(
+        project,
+        f"""
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          {{ run = "sleep 4" }},
+          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
+          {{ finish = "fixed" }},
+        ]
+        """,
+    )
+    proc = subprocess.Popen(
+        corral_argv(*_run_args(project, "--run-id", "stopme")), env=corral_env(corral_home),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:  # JSON lines (--json): wait until the command runs
+        if '"type": "command_start"' in line:
+            break
+    proc.send_signal(sig)
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 130, rest
+    assert "interrupted: run stopme stopped during attempt 1" in rest
+    assert "`corral resume stopme`" in rest and "Traceback" not in rest
+    store = RunStore(corral_home)
+    (stopped,) = [e.data for e in store.events("stopme") if e.type == "run_interrupted"]
+    assert stopped["where"] == "attempt 1"
+    assert "stopme  interrupted" in corral("status", "stopme", home=corral_home).stdout
+    mine = ["corral.run=stopme", f"corral.home={corral_home}"]  # the run cleaned up after itself
+    assert docker_client.containers.list(all=True, filters={"label": mine}) == []
+    resumed = corral("resume", "stopme", "--json", home=corral_home)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "ready_for_review"
+    assert corral("verify", "stopme", home=corral_home).returncode == 0
 
 
 @pytest.mark.docker
