@@ -13,13 +13,20 @@ base commit):
   fails the gate, exit 0 or not. When the exit code is not 0 and every failure
   already failed at base (and something was fixed), ``judge`` passes it, and
   ``runner.loop.gates.run_gate`` must still confirm that with a run that leaves
-  those tests out and exits 0.
-- other gates pass on exit 0, or when base failed too and the candidate's output
+  those tests out and exits 0. An exit 0 that the report contradicts (failed or
+  errored tests in it: ``contradicted``) fails the gate with a finding: the
+  candidate's code set the exit code (``atexit``, ``os._exit``).
+ pass on exit 0, or when base failed too and the candidate's output
   has no line (numbers ignored) that base's did not.
 
 A gate that cannot run at all (``cannot_run``: not found, killed, timed out,
 pytest's usage errors, no report) at base is the configuration's fault, not
 the candidate's: the runner ends the run on it (``runner.loop.judge``).
+
+``with_findings`` adds the tamper findings to a candidate's gate result: the
+candidate's source (``policies.tamper``), which fail the gate unless its
+``on_finding`` is ``flag``, and a contradicted exit code, which always does;
+a gate failed by a finding fails the attempt as ``governance``.
 
 ``feedback`` frames the failed gates for the model ("Fix the problems below"),
 within a character budget.
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from policies.junit import Comparison, TestOutcomes, compare
 from policies.policy import GatePolicy
@@ -50,6 +57,10 @@ class GateResult:
     outcomes: TestOutcomes | None = None
     comparison: Comparison | None = None
     new_lines: tuple[str, ...] = field(default_factory=tuple)
+    findings: tuple[str, ...] = ()
+    """Tamper findings (``with_findings``): shown first in the review, whatever the verdict."""
+    failed_on_finding: bool = False
+    """The gate failed because of a finding (the attempt fails as ``governance``)."""
 
 
 def is_pytest(gate: GatePolicy) -> bool:
@@ -79,6 +90,8 @@ def judge(
             ok = exit_code == 0 and baseline is None
             why = "exit 0" if ok else f"exit {exit_code}; no junit report the runner accepts"
             return ok, why, None, ()
+        if (lie := contradicted(exit_code, outcomes)) is not None:
+            return False, lie, comparison, ()
         if comparison is not None and (comparison.newly_failing or comparison.missing):
             return False, _against(comparison, outcomes), comparison, ()
         if exit_code == 0:
@@ -137,7 +150,49 @@ def cannot_run(gate: GatePolicy, result: GateResult) -> str | None:
         return f"exit {code}: {PYTEST_CANNOT_RUN[code]}"
     if result.outcomes is None:
         return f"exit {code}: no junit report the runner accepts"
+    if (lie := contradicted(code, result.outcomes)) is not None:
+        return f"{lie} (the gate's command must end with pytest's own exit code)"
     return None
+
+def contradicted(exit_code: int, outcomes: TestOutcomes | None) -> str | None:
+    """Why an exit 0 cannot be the verdict of the tests: the runner's own report lists failed
+    or errored tests (the code under test ended the process its own way); None otherwise."""
+    if exit_code != 0 or outcomes is None or not outcomes.failed:
+        return None
+    failed = sorted(outcomes.failed)
+    more = f" (+{len(failed) - 3} more)" if len(failed) > 3 else ""
+    return (
+        f"exit 0, but the runner's own report lists {len(failed)} failed or errored test(s)"
+        f" ({', '.join(failed[:3])}{more}): the exit code is not the tests' verdict"
+    )
+
+
+#: Most source findings a failed gate's reason names (the review lists them all).
+SHOWN = 3
+
+
+def with_findings(gate: GatePolicy, result: GateResult, source: Sequence[str]) -> GateResult:
+    """A candidate's ``result`` of ``gate`` with its tamper findings (see the module docstring).
+
+    ``source``: the findings in the candidate's source, as text (``policies.tamper``).
+    """
+    lie = contradicted(result.exit_code, result.outcomes) if is_pytest(gate) else None
+    found = (*source, *([f"gate {gate.name}: {lie}"] if lie is not None else []))
+    if not found:
+        return result
+    if not (lie is not None or (source and gate.on_finding == "fail")):
+        return replace(result, findings=found)
+    reason = result.reason
+    if source and gate.on_finding == "fail":
+        more = f" (+{len(source) - SHOWN} more)" if len(source) > SHOWN else ""
+        reason = f"finding: {'; '.join(source[:SHOWN])}{more}; {reason}"
+    return replace(result, passed=False, reason=reason, findings=found, failed_on_finding=True)
+
+
+def tamper_findings(results: Sequence[GateResult]) -> list[str]:
+    """The findings of ``results``, each once, in order (the source's first, then the gates')."""
+    return list(dict.fromkeys(f for r in results for f in r.findings))
+
 
 
 def _against(c: Comparison, outcomes: TestOutcomes) -> str:

@@ -173,6 +173,12 @@ class GatePolicy(_Model):
     kind: Literal["auto", "pytest", "generic"] = "auto"
     """``pytest`` adds junit XML for per-test outcomes; ``auto`` detects pytest in the command."""
 
+    on_finding: Literal["fail", "flag"] = "fail"
+    """What a tamper finding in the candidate's source (``policies.tamper``: a test-runner hook
+    or plugin, a patch of the runner, an exit at import) does: ``fail`` fails this gate, and
+    the attempt as ``governance``; ``flag`` leaves the verdict as it is. Either way the review
+    shows it first. A gate whose exit 0 its own report contradicts fails either way."""
+
 
 class BudgetPolicy(_Model):
     """Every loop's bound. Zero means none of that resource may be spent."""

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from runner.cli.app import app, handles_errors, out
 from runner.errors import UsageError
-from runner.review.evidence import Review, gather
+from runner.review.evidence import FINDINGS_NOTE, Review, gather
 from runner.review.text import number, plain, visible
 from runner.store.runs import RunStore
 from sandbox.paths import corral_home
@@ -67,8 +67,24 @@ def review(
 
 
 def render(rv: Review) -> list[RenderableType]:
-    """The review as rich renderables, top to bottom."""
-    return [_header(rv), *_diff(rv), _gates_table(rv), *_attempts(rv), *_trajectory(rv)]
+    """The review as rich renderables, top to bottom (tamper findings first)."""
+    return [
+        *_findings(rv), _header(rv), *_diff(rv), _gates_table(rv), *_attempts(rv),
+        *_trajectory(rv),
+    ]  # fmt: skip
+
+
+def _findings(rv: Review) -> list[RenderableType]:
+    """The tamper findings, one line each; nothing when there are none."""
+    if not rv.findings:
+        return []
+    lines = Text()
+    for i, f in enumerate(rv.findings):
+        lines.append(("\n" if i else "") + f"attempt {f.attempt}: ", style="bold")
+        lines.append_text(shown(f.finding))
+    title = Text(f"Findings ({len(rv.findings)}): {FINDINGS_NOTE}", style="bold red")
+    return [Panel(lines, title=title, title_align="left", border_style="red", expand=False)]
+
 
 
 def _header(rv: Review) -> Panel:

@@ -27,7 +27,7 @@ from typing import Any
 from policies.budget import ATTEMPT_BUDGETS, Budget, BudgetExceeded
 from policies.commands import CommandValidator
 from policies.errors import StopAttempt
-from policies.gates import GateResult, gate_map
+from policies.gates import GateResult, gate_map, tamper_findings
 from policies.scope import Scope, check_patch
 from runner.errors import GateCannotRun, NeedsHuman, Paused
 from runner.loop.agent import Agent, WindowContext
@@ -338,9 +338,12 @@ class Attempts:
         report.gate_seconds = {
             r.name: _seconds(self.judge.baseline.get(r.name), r) for r in results
         }
+        report.tamper = tamper_findings(results)
         failed = [r for r in results if r.required and not r.passed]
         if failed:
-            report.failure_domain = "model"
+            report.failure_domain = (
+                "governance" if any(r.failed_on_finding for r in failed) else "model"
+            )
             report.reason = "; ".join(f"gate {r.name} failed: {r.reason}" for r in failed)
         elif self.policy.required_gates:
             report.status, report.reason = "passed", "all required gates passed"

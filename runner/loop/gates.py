@@ -15,6 +15,10 @@ rests on:
   container with those tests left out (``--deselect``; ``--ignore`` for a
   module that does not collect), and that run must exit 0 (and its own report
   show nothing wrong).
+
+``source_findings`` reads the files a candidate added or changed from the run's
+git dir (host side, nothing run) for ``policies.tamper``'s scan; the judge adds
+what it finds to each gate's result (``policies.gates.with_findings``).
 """
 
 from __future__ import annotations
@@ -39,8 +43,11 @@ from policies.junit import (
     read_report,
 )
 from policies.policy import GatePolicy
+from policies.tamper import is_python, scan
+from sandbox.git import HostGit
 from sandbox.interfaces import SandboxBackend
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID, Mount, SandboxSpec
+from sandbox.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +208,25 @@ def _confirm(
         bad = sorted(rerun.outcomes.failed | set(c.missing))
         return False, f"not confirmed: {left_out} reports {', '.join(bad[:5])}", rerun
     return True, f"confirmed: {left_out} exited 0", rerun
+
+
+def source_findings(ws: Workspace, rev: str) -> tuple[str, ...]:
+    """The tamper findings (``policies.tamper``) in what ``rev`` adds or changes, as text;
+    a changed file's base version is scanned too (what it had is not the candidate's).
+
+    Raises ``GitError`` when host git cannot read the blobs.
+    """
+    new, old = ws.tree_listing(rev), ws.tree_listing(ws.base)
+    paths = [c.path for c in ws.changes(rev) if new.get(c.path, ("160000",))[0] != "160000"]
+    python = [p for p in paths if is_python(p)]
+    changed = [p for p in python if p in old]
+    blobs = HostGit(ws.git_dir).cat_blobs(
+        [new[p][1] for p in python] + [old[p][1] for p in changed]
+    )
+    after = dict(zip(python, blobs[: len(python)], strict=True))
+    before = dict(zip(changed, blobs[len(python) :], strict=True))
+    found = scan({p: after.get(p) or b"" for p in paths}, {p: b or b"" for p, b in before.items()})
+    return tuple(str(f) for f in found)
 
 
 def clean_dir(path: Path) -> None:

@@ -15,6 +15,9 @@ A ``GateJudge`` belongs to one run (one ``Runner``) and owns:
   (``<label>/gate-<name>.log``, ``<label>/junit-<name>.xml``); junit XML lands
   in a scratch directory beside the worktrees first, never in the store.
 
+Tamper findings in the candidate's source (``source_findings``) and an exit 0 its
+own report contradicts go into each gate's result (``with_findings``).
+
 A gate that cannot run at base (``policies.gates.cannot_run``) is reported
 once per run (``gate_cannot_run``); a required one makes ``run`` raise
 ``GateCannotRun`` before it runs anything on the candidate: no verdict on a
@@ -40,12 +43,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from policies.budget import Budget, BudgetExceeded
-from policies.gates import GateResult, cannot_run, gate_map
+from policies.gates import GateResult, cannot_run, gate_map, with_findings
 from policies.junit import MAX_JUNIT_BYTES, Comparison, TestOutcomes
 from policies.policy import Policy
 from runner.errors import GateCannotRun
 from runner.loop.baseline import BackgroundBaseline, BaselineStopped, Emit
-from runner.loop.gates import clean_dir, run_gate
+from runner.loop.gates import clean_dir, run_gate, source_findings
 from runner.store.runs import RunStore
 from sandbox.errors import WorkspaceError
 from sandbox.gatetree import GateTree, remove_gate_tree
@@ -251,6 +254,7 @@ class GateJudge:
         out = worktrees_dir(self.home) / f"{self.run_id}.{label}.out"
         clean_dir(out)
         results = []
+        source = source_findings(ws, rev) if label != "baseline" else ()  # tamper findings
         try:
             for gate in self.policy.gates:
                 if cancel is not None and cancel.is_set():
@@ -274,6 +278,8 @@ class GateJudge:
                         f"{label}/junit-{gate.name}.xml",
                         junit.read_bytes()[:MAX_JUNIT_BYTES],
                     )
+                if label != "baseline":
+                    r = with_findings(gate, r, source)
                 emit("gate_end", {"label": label, "gate": gate.name, "passed": r.passed,
                                        "exit_code": r.exit_code, "reason": r.reason,
                                        "baseline_passed": prior.passed if prior else None,
@@ -297,7 +303,11 @@ def _gate_from_json(data: Mapping[str, Any]) -> GateResult:
     outcomes = data.get("outcomes")
     comparison = data.get("comparison")
     return GateResult(
-        **{k: v for k, v in data.items() if k not in ("outcomes", "comparison", "new_lines")},
+        **{
+            k: v
+            for k, v in data.items()
+            if k not in ("outcomes", "comparison", "new_lines", "findings")
+        },
         outcomes=TestOutcomes(**{k: frozenset(v) for k, v in outcomes.items()})
         if outcomes
         else None,
@@ -305,6 +315,7 @@ def _gate_from_json(data: Mapping[str, Any]) -> GateResult:
         if comparison
         else None,
         new_lines=tuple(data.get("new_lines", ())),
+        findings=tuple(data.get("findings", ())),
     )
 
 

@@ -68,6 +68,8 @@ class AttemptReport:
     violations: list[str] = field(default_factory=list)
     denied: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
+    tamper: list[str] = field(default_factory=list)
+    """Tamper findings on the candidate (``policies.gates.with_findings``), first in reviews."""
     commit: str | None = None
     windows: int = 0
     strategy: str | None = None
@@ -91,7 +93,11 @@ class RunResult:
         return EXIT_CODES.get(self.status, 1)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """``asdict``, with the attempts' tamper findings first after the status (``findings``)."""
+        data = asdict(self)
+        head = {"run_id": data.pop("run_id"), "status": data.pop("status")}
+        findings = [{"attempt": a.attempt, "finding": f} for a in self.attempts for f in a.tamper]
+        return {**head, "findings": findings, **data}
 
 
 @dataclass(frozen=True, slots=True)

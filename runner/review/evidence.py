@@ -1,6 +1,8 @@
 """What a reviewer reads about a run, gathered from the run store (records, journal, events, artifacts).
 
-``gather(store, run_id)`` returns one ``Review``: the header (status, agent,
+``gather(store, run_id)`` returns one ``Review``: the tamper findings first
+(``findings``: constructs in a candidate that could talk a gate round; each
+renderer shows them before anything else), the header (status, agent,
 model, policy sources, what verified the candidate, budgets used vs limits, tokens, cost, duration), the
 diff parsed per file with each file's scope class, the gates (baseline vs each
 attempt that ran them, per test from the junit artifacts), what was blocked in
@@ -68,10 +70,24 @@ class AttemptView:
     """Each gate's seconds at base and on this attempt's candidate (``AttemptReport.gate_seconds``)."""
 
 
+#: What every rendering says above the tamper findings.
+FINDINGS_NOTE = "the candidate's code runs in the gates; read these before its gate results"
+
+
+@dataclass(slots=True)
+class FindingRow:
+    """One tamper finding on one attempt's candidate (``AttemptReport.tamper``)."""
+
+    attempt: int
+    finding: str
+
+
 @dataclass(slots=True)
 class Review:
     """Everything ``corral review`` shows; ``to_json`` is ``--json``."""
 
+    findings: list[FindingRow]
+    """Tamper findings, first in every rendering: the code under test runs in the gates."""
     run_id: str
     status: str
     failure_domain: str | None
@@ -149,6 +165,7 @@ def gather(store: RunStore, run_id: str) -> Review:
     }
     chain = store.verify(run_id)
     return Review(
+        findings=[FindingRow(r["attempt"], str(f)) for r in reports for f in r.get("tamper", [])],
         run_id=run_id, status=rec.status, failure_domain=rec.failure_domain,
         reason=rec.reason or "", bug_title=rec.bug_title, repo=rec.repo, base=rec.base,
         agent=rec.agent, model=rec.model, policy_sources=list(stored.get("sources", [])),

@@ -19,7 +19,7 @@ from importlib import resources
 from string import Template
 
 from runner.review.diffview import DiffLine, FileDiff
-from runner.review.evidence import GateRow, Review
+from runner.review.evidence import FINDINGS_NOTE, GateRow, Review
 from runner.review.text import number, plain, visible
 
 _SCRIPT = (
@@ -44,9 +44,8 @@ def _t(text: object) -> str:
 def render_html(rv: Review) -> str:
     """The whole page for ``rv``."""
     digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
-    body = "\n".join(
-        [_header(rv), _diff(rv), _gates(rv), _attempts(rv), _trajectory(rv), _timeline(rv)]
-    )
+    parts = [_findings(rv), _header(rv), _diff(rv), _gates(rv), _attempts(rv), _trajectory(rv)]
+    body = "\n".join([*parts, _timeline(rv)])
     template = Template(
         resources.files("runner.review").joinpath("report_template.html").read_text()
     )
@@ -67,6 +66,19 @@ def _verdict(passed: bool | None) -> str:
     if passed is None:
         return '<span class="muted">-</span>'
     return '<span class="pass">pass</span>' if passed else '<span class="fail">FAIL</span>'
+
+
+def _findings(rv: Review) -> str:
+    """The tamper findings, before anything else; "" when there are none."""
+    if not rv.findings:
+        return ""
+    items = "".join(
+        f"<li>attempt {f.attempt}: <code>{_t(f.finding)}</code></li>" for f in rv.findings
+    )
+    return (
+        f'<section id="findings"><h2 class="fail">Findings ({len(rv.findings)})</h2>'
+        f"<p>{_t(FINDINGS_NOTE)}</p><ul>{items}</ul></section>"
+    )
 
 
 def _header(rv: Review) -> str:
