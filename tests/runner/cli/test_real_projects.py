@@ -108,6 +108,20 @@ def _why(result: dict[str, Any]) -> str:
     return textwrap.shorten(f"{result.get('reason')} | {result['stderr'][-3000:]}", 3500)
 
 
+def test_the_corpus_pins_five_packaging_styles_each_with_a_fix_and_its_tests() -> None:
+    projects = [pypi_corpus.load(name) for name in NAMES]
+    assert len({p.style for p in projects}) >= 5, [p.style for p in projects]
+    for p in projects:
+        assert len(p.sha256) == 64 and p.sdist == f"{p.project}-{p.version}.tar.gz", p
+        assert p.fixed_files and all(f.endswith(".py") for f in p.fixed_files), p.name
+        assert p.test not in p.fixed_files  # the fix is source only; N's test stays
+        assert p.targets and all(t.startswith(f"{p.test}::") for t in p.targets), p.name
+        assert p.bug.read_text().startswith("# "), p.name
+        assert "PYTHONPATH" not in p.setup and "PRETEND" not in p.setup, p.name
+    with pytest.raises(pypi_corpus.CorpusError, match=r"corpus\.toml"):
+        pypi_corpus.load("no-such-project")
+
+
 @pytest.mark.docker
 @pytest.mark.parametrize("name", NAMES)
 def test_the_upstream_fix_is_ready_for_review(
