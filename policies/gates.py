@@ -16,7 +16,7 @@ base commit):
   those tests out and exits 0. An exit 0 that the report contradicts (failed or
   errored tests in it: ``contradicted``) fails the gate with a finding: the
   candidate's code set the exit code (``atexit``, ``os._exit``).
- pass on exit 0, or when base failed too and the candidate's output
+- other gates pass on exit 0, or when base failed too and the candidate's output
   has no line (numbers ignored) that base's did not.
 
 A gate that cannot run at all (``cannot_run``: not found, killed, timed out,
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 
 from policies.junit import Comparison, TestOutcomes, compare
 from policies.policy import GatePolicy
+from policies.targets import without
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,8 @@ class GateResult:
     outcomes: TestOutcomes | None = None
     comparison: Comparison | None = None
     new_lines: tuple[str, ...] = field(default_factory=tuple)
+    flaky: tuple[str, ...] = ()
+    """At base (``baseline_runs`` > 1): tests whose outcome flipped across the runs; never blamed."""
     findings: tuple[str, ...] = ()
     """Tamper findings (``with_findings``): shown first in the review, whatever the verdict."""
     failed_on_finding: bool = False
@@ -64,7 +67,7 @@ class GateResult:
 
 
 def is_pytest(gate: GatePolicy) -> bool:
-    return gate.kind == "pytest" or (gate.kind == "auto" and "pytest" in gate.command)
+    return gate.is_pytest
 
 
 def judge(
@@ -83,8 +86,9 @@ def judge(
     if timed_out:
         return False, f"timed out after {gate.timeout}s", None, ()
     comparison = None
+    flaky = frozenset(baseline.flaky) if baseline is not None else frozenset()
     if outcomes is not None and baseline is not None and baseline.outcomes is not None:
-        comparison = compare(baseline.outcomes, outcomes)
+        comparison = compare(without(baseline.outcomes, flaky), without(outcomes, flaky))
     if is_pytest(gate):
         if outcomes is None:
             ok = exit_code == 0 and baseline is None
@@ -96,14 +100,17 @@ def judge(
             return False, _against(comparison, outcomes), comparison, ()
         if exit_code == 0:
             return True, f"{len(outcomes.passed)} passed", comparison, ()
-        if comparison is not None and comparison.fixed and not _new_failures(outcomes, comparison):
+        flaky_now = outcomes.failed & flaky  # a flaky test's failure: not blamed, not fixed
+        if (
+            comparison is not None
+            and (comparison.fixed or (flaky_now and not comparison.still_failing))
+            and not outcomes.failed - set(comparison.still_failing) - flaky
+        ):
             n = len(comparison.still_failing)
-            return (
-                True,
-                f"fixed {len(comparison.fixed)}; {n} failing at base too (not blamed)",
-                comparison,
-                (),
-            )
+            why = f"fixed {len(comparison.fixed)}; {n} failing at base too (not blamed)"
+            if flaky_now:
+                why += f"; {len(flaky_now)} flaky at base (not blamed)"
+            return True, why, comparison, ()
         return False, f"exit {exit_code}: {len(outcomes.failed)} failed", comparison, ()
     if exit_code == 0:
         return True, "exit 0", None, ()
@@ -154,6 +161,7 @@ def cannot_run(gate: GatePolicy, result: GateResult) -> str | None:
         return f"{lie} (the gate's command must end with pytest's own exit code)"
     return None
 
+
 def contradicted(exit_code: int, outcomes: TestOutcomes | None) -> str | None:
     """Why an exit 0 cannot be the verdict of the tests: the runner's own report lists failed
     or errored tests (the code under test ended the process its own way); None otherwise."""
@@ -194,7 +202,6 @@ def tamper_findings(results: Sequence[GateResult]) -> list[str]:
     return list(dict.fromkeys(f for r in results for f in r.findings))
 
 
-
 def _against(c: Comparison, outcomes: TestOutcomes) -> str:
     skipped, gone = _split_missing(c, outcomes)
     counts = [(len(c.newly_failing), "now fail"), (len(skipped), "are skipped or xfailed"),
@@ -205,10 +212,6 @@ def _against(c: Comparison, outcomes: TestOutcomes) -> str:
 def _split_missing(c: Comparison, outcomes: TestOutcomes | None) -> tuple[list[str], list[str]]:
     skipped = outcomes.skipped if outcomes is not None else frozenset()
     return [t for t in c.missing if t in skipped], [t for t in c.missing if t not in skipped]
-
-
-def _new_failures(outcomes: TestOutcomes, comparison: Comparison) -> bool:
-    return bool(outcomes.failed - set(comparison.still_failing))
 
 
 _NUMBERS = re.compile(r"\d+")
@@ -222,12 +225,17 @@ def _lines(text: str) -> set[str]:
 LIST_ITEMS, LIST_LINES = 20, 40
 
 
-def feedback(results: Sequence[GateResult], budget_chars: int) -> str:
+#: A gate's output in the feedback when the gates ran tests the agent must not see.
+WITHHELD = "[gate output withheld: the gates ran tests that are hidden from you]"
+
+
+def feedback(results: Sequence[GateResult], budget_chars: int, *, show_logs: bool = True) -> str:
     """Failed gates framed for the model: what failed, which tests, then the log's tail.
 
     Each failed gate's heading and test lists come first and are kept; the logs
     share what is left of ``budget_chars`` and keep their ends (where pytest
     prints its summary). The whole text never exceeds ``budget_chars``.
+    ``show_logs=False`` (hidden tests) leaves out the logs and new output lines.
     """
     heads: list[str] = []
     logs: list[str] = []
@@ -247,10 +255,10 @@ def feedback(results: Sequence[GateResult], budget_chars: int) -> str:
                 if items:
                     more = f" (+{len(items) - LIST_ITEMS} more)" if len(items) > LIST_ITEMS else ""
                     head.append(f"{label}: {', '.join(items[:LIST_ITEMS])}{more}")
-        if r.new_lines:
+        if r.new_lines and show_logs:
             head.append("New output lines vs base:\n" + "\n".join(r.new_lines[:LIST_LINES]))
         heads.append("\n".join(head))
-        logs.append(r.log)
+        logs.append(r.log if show_logs else WITHHELD)
     if not heads:
         return ""
     room = max(0, budget_chars - sum(len(h) + 2 for h in heads)) // len(heads)

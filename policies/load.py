@@ -1,8 +1,8 @@
 """Loading and merging policies: preset < policy file < the repository's config < CLI flags.
 
 Layers are TOML tables merged key by key; a later layer replaces a value,
-except where replacing would quietly weaken a policy: ``commands.deny`` and
-``scope.protected`` accumulate across layers, and ``gates`` merge by name (a
+except where replacing would quietly weaken a policy: ``commands.deny``,
+``scope.protected`` and ``targets.must_pass`` accumulate across layers, and ``gates`` merge by name (a
 later gate with the same name replaces the earlier one, new names are
 appended). A layer may name the preset it builds on (``preset = "python"``).
 
@@ -27,7 +27,9 @@ from policies.errors import PolicyError as PolicyError
 from policies.policy import Policy
 
 PRESETS: tuple[str, ...] = ("default", "strict", "python", "node", "make")
-ACCUMULATING: tuple[tuple[str, str], ...] = (("commands", "deny"), ("scope", "protected"))
+ACCUMULATING: tuple[tuple[str, str], ...] = (
+    ("commands", "deny"), ("scope", "protected"), ("targets", "must_pass"),
+)  # fmt: skip
 REPO_FILE = ".corral.toml"
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from policies.targets import check_test_id
 
 #: Paths no policy can make writable: repository metadata, CI, editor/agent config,
 #: test and tool configuration, and Python start-up hooks. Gitignore-style globs.
@@ -173,11 +175,58 @@ class GatePolicy(_Model):
     kind: Literal["auto", "pytest", "generic"] = "auto"
     """``pytest`` adds junit XML for per-test outcomes; ``auto`` detects pytest in the command."""
 
+    must_pass: tuple[str, ...] = ()
+    """Target tests (pytest node ids): this gate's own junit report must show each of them run
+    and passed, or the gate fails. A required pytest gate only."""
+
+    baseline_runs: int = Field(default=1, ge=1, le=10)
+    """Runs of the gate at base; a test whose outcome differs across them is flaky: reported,
+    never blamed, never counted as fixed. A pytest gate only when above 1."""
+
     on_finding: Literal["fail", "flag"] = "fail"
     """What a tamper finding in the candidate's source (``policies.tamper``: a test-runner hook
     or plugin, a patch of the runner, an exit at import) does: ``fail`` fails this gate, and
     the attempt as ``governance``; ``flag`` leaves the verdict as it is. Either way the review
     shows it first. A gate whose exit 0 its own report contradicts fails either way."""
+
+    @property
+    def is_pytest(self) -> bool:
+        """Whether the gate writes per-test outcomes (junit XML): ``kind``, or pytest in the command."""
+        return self.kind == "pytest" or (self.kind == "auto" and "pytest" in self.command)
+
+    @field_validator("must_pass")
+    @classmethod
+    def _test_ids(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_test_id(t) for t in ids)
+
+    @model_validator(mode="after")
+    def _per_test(self) -> GatePolicy:
+        if (self.must_pass or self.baseline_runs > 1) and not self.is_pytest:
+            key = "must_pass" if self.must_pass else "baseline_runs"
+            raise ValueError(
+                f'{key} needs per-test outcomes: a pytest gate (kind = "pytest", or pytest'
+                " in the command)"
+            )
+        if self.must_pass and not self.required:
+            raise ValueError("must_pass needs a required gate (required = true)")
+        return self
+
+
+class TargetsPolicy(_Model):
+    """The tests that reproduce the bug, and tests the gates run that the agent never sees."""
+
+    must_pass: tuple[str, ...] = ()
+    """Target tests (pytest node ids): each must run and pass in the junit report of a required
+    pytest gate. ``corral run --must-pass`` and the bug report's front matter add to these."""
+
+    hidden_tests: str | None = None
+    """A test patch (``git diff`` of the base) applied to the gates' input only, never to the
+    agent's tree; a relative path is taken from where corral runs. ``--hidden-tests`` sets it."""
+
+    @field_validator("must_pass")
+    @classmethod
+    def _test_ids(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_test_id(t) for t in ids)
 
 
 class BudgetPolicy(_Model):
@@ -352,6 +401,9 @@ class Policy(_Model):
     gateway: GatewayPolicy = GatewayPolicy()
     """The model gateway (agent CLIs)."""
 
+    targets: TargetsPolicy = TargetsPolicy()
+    """Target tests and hidden tests."""
+
     @property
     def required_gates(self) -> tuple[str, ...]:
         """The names of the gates a candidate must pass (none: nothing verifies it)."""
@@ -374,3 +426,12 @@ class Policy(_Model):
         if dupes:
             raise ValueError(f"gate names must be unique: {', '.join(dupes)}")
         return gates
+
+    @model_validator(mode="after")
+    def _targets_need_a_report(self) -> Policy:
+        if self.targets.must_pass and not any(g.required and g.is_pytest for g in self.gates):
+            raise ValueError(
+                "target tests (targets.must_pass, --must-pass, the bug report's must_pass) need"
+                " a required pytest gate to run them: add one to [[gates]]"
+            )
+        return self

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from runner.cli.app import app, handles_errors, out
 from runner.errors import UsageError
-from runner.review.evidence import FINDINGS_NOTE, Review, gather
+from runner.review.evidence import FINDINGS_NOTE, Review, gather, judging_rows
 from runner.review.text import number, plain, visible
 from runner.store.runs import RunStore
 from sandbox.paths import corral_home
@@ -86,7 +86,6 @@ def _findings(rv: Review) -> list[RenderableType]:
     return [Panel(lines, title=title, title_align="left", border_style="red", expand=False)]
 
 
-
 def _header(rv: Review) -> Panel:
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
@@ -103,6 +102,7 @@ def _header(rv: Review) -> Panel:
         ("agent", shown(rv.agent + (f"  model {rv.model}" if rv.model else ""))),
         ("policy", shown(" < ".join(rv.policy_sources) or "-")),
         ("verification", Text(rv.verification, style="" if _verified(rv) else "bold yellow")),
+        *((name, shown(text)) for name, text in judging_rows(rv)),
         ("duration", Text(f"{rv.duration_s:.1f}s")),
         ("tokens / cost", Text(f"{rv.tokens} / ${rv.cost_usd:.4f}")),
     ]

@@ -81,6 +81,16 @@ def run(
     runtime: str | None = typer.Option(None, "--runtime", help="runc or runsc (gVisor)."),
     attempts: int | None = typer.Option(None, "--attempts", help="Override budgets.attempts."),
     set_: list[str] = typer.Option([], "--set", help="Override a policy key: KEY=VALUE."),
+    must_pass: list[str] = typer.Option(
+        [],
+        "--must-pass",
+        help="A target test (pytest node id) the candidate must pass; repeatable.",
+    ),
+    hidden_tests: Path | None = typer.Option(
+        None,
+        "--hidden-tests",
+        help="A test patch applied to the gates' tree only, never the agent's.",
+    ),
     idempotency_key: str | None = typer.Option(
         None, "--idempotency-key", help="Return the existing run for this key instead of a new one."
     ),
@@ -109,6 +119,8 @@ def run(
         base_url=base_url,
         api_key_file=api_key_file,
         agent_cmd=agent_cmd,
+        must_pass=tuple(must_pass),
+        hidden_tests=hidden_tests,
     )
     with _interruptible(), run_display(err, as_json=as_json, quiet=quiet) as on_event:
         result = start_run(corral_home(), req, on_event=on_event)

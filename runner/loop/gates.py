@@ -44,6 +44,7 @@ from policies.junit import (
 )
 from policies.policy import GatePolicy
 from policies.tamper import is_python, scan
+from policies.targets import without
 from sandbox.git import HostGit
 from sandbox.interfaces import SandboxBackend
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID, Mount, SandboxSpec
@@ -108,7 +109,10 @@ def run_gate(
         if base is None or comparison is None:  # judge() passes neither; fail closed all the same
             passed, why = False, "not confirmed: no baseline report"
         else:
-            passed, why, rerun = _confirm(backend, spec, gate, tree, out_dir, base, comparison)
+            flaky = frozenset(baseline.flaky) if baseline is not None else frozenset()
+            passed, why, rerun = _confirm(
+                backend, spec, gate, tree, out_dir, base, comparison, flaky
+            )
         reason = f"{reason}; {why}"
         if rerun is not None and comparison is not None:
             duration += rerun.duration_s
@@ -188,21 +192,24 @@ def _confirm(
     out_dir: Path,
     base: TestOutcomes,
     comparison: Comparison,
+    flaky: frozenset[str] = frozenset(),
 ) -> tuple[bool, str, _Run | None]:
-    """Run the gate again without the tests still failing from base; pass only on exit 0."""
-    drop = comparison.still_failing
+    """Run the gate again without the tests still failing from base (and the tests flaky at
+    base, never blamed); pass only on exit 0."""
+    drop = sorted(set(comparison.still_failing) | flaky)
     args, why = deselect_args(drop, base.ran, tree)
     if why is not None:
         return False, f"not confirmed: {why}", None
     rerun = _run(backend, spec, gate, tree, out_dir, args)
-    left_out = f"the rerun without the {len(drop)} test(s) failing at base too"
+    also = " or flaky" if flaky else ""
+    left_out = f"the rerun without the {len(drop)} test(s) failing at base too{also}"
     if rerun.timed_out:
         return False, f"not confirmed: {left_out} timed out after {gate.timeout}s", rerun
     if rerun.exit_code != 0:
         return False, f"not confirmed: {left_out} exited {rerun.exit_code}", rerun
     if rerun.outcomes is None:
         return False, f"not confirmed: {left_out} wrote no junit report", rerun
-    rest = TestOutcomes(base.passed, base.failed - set(drop), base.skipped)
+    rest = without(TestOutcomes(base.passed, base.failed - set(drop), base.skipped), flaky)
     c = compare(rest, rerun.outcomes)
     if rerun.outcomes.failed or c.missing:
         bad = sorted(rerun.outcomes.failed | set(c.missing))

@@ -15,6 +15,13 @@ A ``GateJudge`` belongs to one run (one ``Runner``) and owns:
   (``<label>/gate-<name>.log``, ``<label>/junit-<name>.xml``); junit XML lands
   in a scratch directory beside the worktrees first, never in the store.
 
+At base, a gate with ``baseline_runs`` > 1 runs that many times; tests whose
+outcome flips are its ``flaky`` ones (a ``flaky_tests`` event), never blamed.
+On a candidate, the target tests (``policies.targets.Tally``) must each have run
+and passed in a required pytest gate's report, or that gate fails with the
+target named. Hidden tests (``runner.loop.hidden``) are applied to every gate
+input, base included, with the paths they touch taken from base first.
+
 Tamper findings in the candidate's source (``source_findings``) and an exit 0 its
 own report contradicts go into each gate's result (``with_findings``).
 
@@ -38,20 +45,23 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from policies.budget import Budget, BudgetExceeded
 from policies.gates import GateResult, cannot_run, gate_map, with_findings
 from policies.junit import MAX_JUNIT_BYTES, Comparison, TestOutcomes
-from policies.policy import Policy
+from policies.policy import GatePolicy, Policy
+from policies.targets import HiddenTests, Tally, flaky, problems
 from runner.errors import GateCannotRun
+from runner.loop import hidden
 from runner.loop.baseline import BackgroundBaseline, BaselineStopped, Emit
 from runner.loop.gates import clean_dir, run_gate, source_findings
 from runner.store.runs import RunStore
-from sandbox.errors import WorkspaceError
+from sandbox.errors import GitError, WorkspaceError
 from sandbox.gatetree import GateTree, remove_gate_tree
+from sandbox.git import HostGit
 from sandbox.interfaces import SandboxBackend
 from sandbox.paths import worktrees_dir
 from sandbox.spec import SandboxSpec
@@ -96,6 +106,12 @@ class GateJudge:
         self._tree: GateTree | None = None  # the gates' input, kept across gate runs
         self._background: BackgroundBaseline | None = None  # the baseline gates, until joined
         self._reported: set[str] = set()  # gates that cannot run at base, reported once
+        self._hidden = hidden.load(store, run_id)  # (patch, what it touches), or None
+
+    @property
+    def hidden(self) -> HiddenTests | None:
+        """The run's hidden tests (never shown to the agent), or None."""
+        return self._hidden[1] if self._hidden is not None else None
 
     def start_baseline(self, ws: Workspace) -> None:
         """The gates at base: from the journal if done, else started in the background.
@@ -240,8 +256,11 @@ class GateJudge:
 
         @functools.cache
         def gate_input() -> tuple[str, dict[str, tuple[str, str]]]:
-            """``rev`` with protected paths from base, and its listing (once per call of ``_gates``)."""
-            gate_rev = ws.compose(rev, self.protected, f"gate input {label}")
+            """``rev`` with protected paths (and the hidden tests' paths) from base, the hidden
+            tests applied; and its listing (once per call of ``_gates``)."""
+            gate_rev = ws.compose(rev, self._from_base, f"gate input {label}")
+            if self._hidden is not None:
+                gate_rev = self._with_hidden(ws, gate_rev, label)
             return gate_rev, ws.tree_listing(gate_rev)
 
         def prepare() -> None:
@@ -254,6 +273,8 @@ class GateJudge:
         out = worktrees_dir(self.home) / f"{self.run_id}.{label}.out"
         clean_dir(out)
         results = []
+        checkers = [g.name for g in self.policy.gates if g.required and g.is_pytest]
+        tally = Tally(checkers, self.policy.targets.must_pass)
         source = source_findings(ws, rev) if label != "baseline" else ()  # tamper findings
         try:
             for gate in self.policy.gates:
@@ -278,16 +299,73 @@ class GateJudge:
                         f"{label}/junit-{gate.name}.xml",
                         junit.read_bytes()[:MAX_JUNIT_BYTES],
                     )
-                if label != "baseline":
+                targets: dict[str, str] = {}
+                if label == "baseline" and gate.baseline_runs > 1 and cannot_run(gate, r) is None:
+                    again = functools.partial(run_gate, backend, spec, gate, tree.root(), out)
+                    r = self._repeat(gate, r, again, tree.unchanged, store, emit, cancel)
+                elif label != "baseline":
+                    targets = tally.check(gate.name, gate.must_pass, r.outcomes)
+                    if bad := problems(targets):
+                        r = replace(r, passed=False, reason="; ".join([*bad, r.reason]))
                     r = with_findings(gate, r, source)
                 emit("gate_end", {"label": label, "gate": gate.name, "passed": r.passed,
                                        "exit_code": r.exit_code, "reason": r.reason,
                                        "baseline_passed": prior.passed if prior else None,
-                                       "comparison": _comparison_counts(r)})  # fmt: skip
+                                       "comparison": _comparison_counts(r),
+                                       **({"targets": targets} if targets else {})})  # fmt: skip
                 results.append(r)
         finally:
             clean_dir(out)
         return results
+
+    def _from_base(self, path: str) -> bool:
+        """Whether a gate input takes ``path`` from base: protected, or touched by hidden tests."""
+        return self.protected(path) or (self.hidden is not None and path in self.hidden.paths)
+
+    def _with_hidden(self, ws: Workspace, rev: str, label: str) -> str:
+        """``rev`` with the hidden tests applied; ``GateCannotRun`` when they do not apply."""
+        assert self._hidden is not None
+        patch, tests = self._hidden
+        try:
+            return hidden.apply(
+                HostGit(ws.git_dir), rev, patch, f"gate input {label}: hidden tests"
+            )
+        except GitError as exc:
+            raise GateCannotRun(
+                f"hidden tests {tests.file} do not apply to the gate input of {label}:"
+                f" {exc.stderr.strip()[:300]}; make the patch with `git diff` against the base"
+            ) from exc
+
+    def _repeat(
+        self,
+        gate: GatePolicy,
+        first: GateResult,
+        again: Callable[[], GateResult],
+        unchanged: Callable[[], bool],
+        store: RunStore,
+        emit: Emit,
+        cancel: threading.Event | None,
+    ) -> GateResult:
+        """``gate`` at base ``baseline_runs`` times in all (``first`` is run 1): the first
+        result with the tests whose outcome flipped as ``flaky``; or the first run that cannot
+        run (its log becomes the gate's base log). Raises what ``_gates`` raises."""
+        runs = [first]
+        for k in range(2, gate.baseline_runs + 1):
+            if cancel is not None and cancel.is_set():
+                raise BaselineStopped(f"the run ended before run {k} of gate {gate.name} at base")
+            self.budget.check_wall()
+            r = again()
+            if not unchanged():
+                raise WorkspaceError(f"the gate tree changed while gate {gate.name} ran at base")
+            store.write_artifact(self.run_id, f"baseline/gate-{gate.name}.run{k}.log", r.log)
+            if cannot_run(gate, r) is not None:
+                store.write_artifact(self.run_id, f"baseline/gate-{gate.name}.log", r.log)
+                return replace(r, reason=f"run {k} of {gate.baseline_runs}: {r.reason}")
+            runs.append(r)
+        found = flaky([r.outcomes for r in runs if r.outcomes is not None])
+        if found:
+            emit("flaky_tests", {"gate": gate.name, "runs": len(runs), "tests": sorted(found)})
+        return replace(first, flaky=tuple(sorted(found)))
 
 
 def _gate_to_json(r: GateResult) -> dict[str, Any]:
@@ -298,16 +376,16 @@ def _gate_to_json(r: GateResult) -> dict[str, Any]:
     return data
 
 
+#: ``GateResult`` fields ``baseline.json`` keeps in a shape of its own.
+_JSON_FIELDS = ("outcomes", "comparison", "new_lines", "flaky", "findings")
+
+
 def _gate_from_json(data: Mapping[str, Any]) -> GateResult:
     """The ``GateResult`` that ``_gate_to_json`` wrote."""
     outcomes = data.get("outcomes")
     comparison = data.get("comparison")
     return GateResult(
-        **{
-            k: v
-            for k, v in data.items()
-            if k not in ("outcomes", "comparison", "new_lines", "findings")
-        },
+        **{k: v for k, v in data.items() if k not in _JSON_FIELDS},
         outcomes=TestOutcomes(**{k: frozenset(v) for k, v in outcomes.items()})
         if outcomes
         else None,
@@ -315,6 +393,7 @@ def _gate_from_json(data: Mapping[str, Any]) -> GateResult:
         if comparison
         else None,
         new_lines=tuple(data.get("new_lines", ())),
+        flaky=tuple(data.get("flaky", ())),
         findings=tuple(data.get("findings", ())),
     )
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from policies.gates import GateResult, feedback
+from policies.targets import HiddenTests
 from runner.loop.outcome import AttemptReport, RunStopped
 
 Emit = Callable[[str, Mapping[str, Any]], None]
@@ -33,8 +34,13 @@ def strategy_key(patch: str) -> str:
 class Lessons:
     """The feedback for the next attempt and the failed strategies of one run, so far."""
 
-    def __init__(self, *, repeated_limit: int, feedback_chars: int, emit: Emit) -> None:
+    def __init__(
+        self, *, repeated_limit: int, feedback_chars: int, emit: Emit,
+        hidden: HiddenTests | None = None,
+    ) -> None:  # fmt: skip
         self.repeated_limit, self.feedback_chars, self.emit = repeated_limit, feedback_chars, emit
+        self.hidden = hidden
+        """The run's hidden tests: no gate log, and no mention of them, reaches the agent."""
         self.feedback = ""
         self.failed_strategies: dict[str, int] = {}
         self.domains: set[str | None] = set()
@@ -79,5 +85,7 @@ class Lessons:
             lines.append("Scope violations (reverted): " + "; ".join(report.violations[:10]))
         if report.denied:
             lines.append("Commands denied by policy: " + "; ".join(report.denied[:10]))
-        gate_text = feedback(results, self.feedback_chars) if results else ""
-        return "\n".join(lines) + ("\n" + gate_text if gate_text else "")
+        show_logs = self.hidden is None
+        gate_text = feedback(results, self.feedback_chars, show_logs=show_logs) if results else ""
+        text = "\n".join(lines) + ("\n" + gate_text if gate_text else "")
+        return text if self.hidden is None else self.hidden.redact(text)

@@ -106,8 +106,9 @@ class Runner:
         )  # fmt: skip
         b = self.policy.budgets
         self.lessons = Lessons(
-            repeated_limit=b.repeated_strategy, feedback_chars=b.feedback_chars, emit=self.emit
-        )
+            repeated_limit=b.repeated_strategy, feedback_chars=b.feedback_chars, emit=self.emit,
+            hidden=self.gates.hidden,
+        )  # fmt: skip
         progress = Progress(store, run_id, self.scope.progress_file,
                             self.policy.progress.max_bytes, self.emit)  # fmt: skip
         self.attempts = Attempts(

@@ -38,13 +38,14 @@ from policies.policy import Policy
 from runner.agents.external import CliAgent
 from runner.agents.factory import make_agent
 from runner.errors import UsageError
+from runner.loop import hidden
 from runner.loop.agent import Agent
 from runner.loop.config import RunConfig
 from runner.loop.outcome import AttemptReport, RunResult
 from runner.loop.resume import decisions, resumable
 from runner.loop.runner import Runner
 from runner.ops.environment import backend_soon, check_backend, prepare_environment, sandbox_image
-from runner.ops.request import RunRequest, read_task, repo_policy_files, runtime_of
+from runner.ops.request import RunRequest, read_bug, read_task, repo_policy_files, runtime_of
 from runner.store.runs import NewRun, RunStore
 from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect
@@ -74,10 +75,15 @@ def start_run(
     sandboxes = backend_soon(backend)  # the engine answers while the rest is read
     _, common = find_git_dirs(repo)
     base = HostGit(common).rev_parse(req.base_ref)
-    task = read_task(repo, req.bug, base)
+    task, bug_targets = read_bug(repo, req.bug, base)
     loaded = load_policy(
-        req.policy, repo_files=repo_policy_files(repo, base, common), overrides=req.overrides
-    )
+        req.policy, repo_files=repo_policy_files(repo, base, common),
+        overrides=_with_targets(req, bug_targets),
+    )  # fmt: skip
+    hidden_file = loaded.policy.targets.hidden_tests
+    hidden_tests = None  # checked to apply at base before anything is recorded
+    if hidden_file is not None:
+        hidden_tests = hidden.read_hidden(Path(hidden_file).resolve(), HostGit(common), base)
     agent = make_agent(
         req.agent, req.script, loaded.policy,
         model=req.model, base_url=req.base_url, api_key_file=req.api_key_file,
@@ -120,6 +126,10 @@ def start_run(
     )
     store.append(run_id, "run_start", {"repo": str(repo), "base": base, "title": task.title,
                                        "policy_sources": list(loaded.sources), "agent": agent_ref})  # fmt: skip
+    if hidden_tests is not None:  # in the run store only: never in a tree or a mount
+        hidden.save(store, run_id, *hidden_tests)
+        store.append(run_id, "hidden_tests", {"file": hidden_tests[1].file,
+                                              "paths": list(hidden_tests[1].paths)})  # fmt: skip
     env_image = prepare_environment(
         home, store, run_id, backend, image, repo, base, loaded.policy, on_event
     )
@@ -127,6 +137,19 @@ def start_run(
         return result_of(store, run_id)
     config = RunConfig(task=task, loaded=loaded, image=env_image, runtime=runtime_of(req.runtime))
     return _drive(home, store, backend, agent, config, run_id, on_event)
+
+
+def _with_targets(req: RunRequest, bug_targets: tuple[str, ...]) -> dict[str, Any]:
+    """``req``'s policy overrides with its target tests (``--set targets.must_pass``, the bug
+    report's front matter, ``--must-pass``: one list) and ``--hidden-tests``."""
+    overrides = dict(req.overrides or {})
+    given = overrides.get("targets.must_pass", [])
+    targets = [*(given if isinstance(given, list) else [given]), *bug_targets, *req.must_pass]
+    if targets:
+        overrides["targets.must_pass"] = list(dict.fromkeys(targets))
+    if req.hidden_tests is not None:
+        overrides["targets.hidden_tests"] = str(req.hidden_tests.resolve())
+    return overrides
 
 
 def resume_run(

@@ -114,6 +114,12 @@ class Review:
     trajectory: Trajectory
     chain_ok: bool
     chain_problem: str | None = None
+    targets: list[str] = field(default_factory=list)
+    """The target tests a candidate had to run and pass (``targets.must_pass``, each gate's)."""
+    hidden_tests: str | None = None
+    """The hidden tests the gates ran (paths, and the patch's file); the agent never saw them."""
+    flaky: dict[str, list[str]] = field(default_factory=dict)
+    """Per gate, the tests whose outcome flipped across its runs at base: never blamed."""
     format: int = REVIEW_FORMAT
     """The version of this shape (``--json`` consumers check it)."""
 
@@ -173,8 +179,33 @@ def gather(store: RunStore, run_id: str) -> Review:
         budgets=budgets, tokens=rec.tokens, cost_usd=rec.cost_usd, diff_source=diff_source,
         files=parse_diff(patch, Scope(policy)), gates=gates,
         attempts=attempts, blocked=blocked, trajectory=trajectory, chain_ok=chain.ok,
-        chain_problem=chain.problem,
+        chain_problem=chain.problem, **_judging(policy, events),
     )  # fmt: skip
+
+
+def judging_rows(rv: Review) -> list[tuple[str, str]]:
+    """The header's rows on targets, hidden tests and flaky tests (none when the run had none)."""
+    rows = []
+    if rv.targets:
+        rows.append(("target tests", ", ".join(rv.targets)))
+    if rv.hidden_tests is not None:
+        rows.append(("hidden tests", rv.hidden_tests))
+    for gate, tests in rv.flaky.items():
+        rows.append((f"flaky at base ({gate})", ", ".join(tests) + " (never blamed)"))
+    return rows
+
+
+def _judging(policy: Policy, events: list[Event]) -> dict[str, Any]:
+    """What a verdict rested on besides the gates: targets, hidden tests, flaky tests."""
+    targets = [*policy.targets.must_pass, *(t for g in policy.gates for t in g.must_pass)]
+    hidden = next((e.data for e in events if e.type == "hidden_tests"), None)
+    return {
+        "targets": list(dict.fromkeys(targets)),
+        "hidden_tests": None if hidden is None else
+        f"{', '.join(hidden['paths'])} (from {hidden['file']}; never shown to the agent)",
+        "flaky": {str(e.data["gate"]): list(e.data["tests"])
+                  for e in events if e.type == "flaky_tests"},
+    }  # fmt: skip
 
 
 def verification(policy: Policy) -> str:

@@ -19,7 +19,7 @@ from importlib import resources
 from string import Template
 
 from runner.review.diffview import DiffLine, FileDiff
-from runner.review.evidence import FINDINGS_NOTE, GateRow, Review
+from runner.review.evidence import FINDINGS_NOTE, GateRow, Review, judging_rows
 from runner.review.text import number, plain, visible
 
 _SCRIPT = (
@@ -91,6 +91,7 @@ def _header(rv: Review) -> str:
         ("agent", _t(rv.agent) + (f" &middot; model {_t(rv.model)}" if rv.model else "")),
         ("policy", _t(" < ".join(rv.policy_sources) or "-")),
         ("verification", _t(rv.verification)),
+        *((_t(name), _t(text)) for name, text in judging_rows(rv)),
         ("started", when),
         ("duration", f"{rv.duration_s:.1f}s"),
         ("tokens / cost", f"{rv.tokens} / ${rv.cost_usd:.4f}"),

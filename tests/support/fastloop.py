@@ -15,6 +15,7 @@ prints a line base did not and is blamed (``policies.gates.judge``).
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from runner.loop.outcome import RunResult
 from runner.ops.service import OnEvent, RunRequest, resume_run, start_run
 from runner.store.eventlog import Event
 from runner.store.runs import RunStore, Step
-from sandbox.fake import FakeBackend
+from sandbox.fake import FakeBackend, FakeSandbox
+from sandbox.interfaces import SandboxBackend
 from sandbox.paths import worktrees_dir
+from sandbox.spec import SandboxSpec
 from tests.support.demo import BUG, CALC, build_demo
 
 WRONG = CALC.replace("a - b", "a * b")
@@ -43,6 +46,20 @@ def gate(name: str, command: str, *, required: bool = True, kind: str = "auto") 
 
 #: The demo's gate ``adds`` (``GATE``).
 ADDS = gate("adds", GATE)
+#: A pytest gate the host's own pytest runs on the fake (``PytestFake``: junit reports work).
+PYTEST_GATE = gate("tests", f"{sys.executable} -m pytest -q tests", kind="pytest")
+
+
+class PytestFake(FakeBackend):
+    """``FakeBackend`` on which a pytest gate writes its junit report: each mount's target in the
+    sandbox's environment (``PYTEST_ADDOPTS``' ``--junitxml``) names its host source instead, and
+    no bytecode is written (the gate tree must stay as it was)."""
+
+    def start(self, spec: SandboxSpec) -> FakeSandbox:
+        env = dict(spec.env, PYTHONDONTWRITEBYTECODE="1")
+        for mount in spec.mounts:
+            env = {k: v.replace(mount.target, mount.source) for k, v in env.items()}
+        return super().start(spec.model_copy(update={"env": env}))
 
 
 def policy(*tables: str, gates: Sequence[str] = (ADDS,), top: str = "", **budgets: int) -> str:
@@ -97,9 +114,11 @@ class Project:
         policy_text: str,
         *,
         on_event: OnEvent | None = None,
+        backend: SandboxBackend | None = None,
         **kw: Any,
     ) -> RunResult:
-        """A new run of ``agent_script`` (None: ``kw`` names another agent) under ``policy_text``."""
+        """A new run of ``agent_script`` (None: ``kw`` names another agent) under ``policy_text``,
+        on ``backend`` (default: ``FakeBackend``)."""
         (self.root / "policy.toml").write_text(policy_text)
         if agent_script is not None:
             (self.root / "script.toml").write_text(agent_script)
@@ -108,7 +127,7 @@ class Project:
             repo=self.root / "repo", bug=self.root / "bug.md",
             policy=str(self.root / "policy.toml"), **kw,
         )  # fmt: skip
-        return start_run(self.home, req, on_event, backend=FakeBackend())
+        return start_run(self.home, req, on_event, backend=backend or FakeBackend())
 
     def resume(self, run_id: str) -> RunResult:
         return resume_run(self.home, run_id, backend=FakeBackend())
