@@ -60,7 +60,13 @@ from runner.loop.outcome import (
     question_of,
 )
 from runner.loop.progress import Progress
-from runner.loop.resume import RunMeter, record_interruption, record_runtime_error, wait_for
+from runner.loop.resume import (
+    RunMeter,
+    record_interruption,
+    record_runtime_error,
+    resumable,
+    wait_for,
+)
 from runner.loop.specs import Sandboxes
 from runner.store.runs import FailureDomain, RunStatus, RunStore, Step
 from sandbox.errors import SandboxError
@@ -68,7 +74,7 @@ from sandbox.gc import remove_run_containers
 from sandbox.images.setup_files import read_setup_files
 from sandbox.interfaces import SandboxBackend
 from sandbox.lease import RunLease
-from sandbox.workspace import Workspace
+from sandbox.workspace import Workspace, remove_workspace
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +141,20 @@ class Runner:
                 self.gates.stop_baseline()  # before the gate tree goes: the baseline may use it
                 self._save()
                 self.gates.remove_tree()
-            return self._end(result)
+            self._end(result)
+            self._keep_only_the_record(result)
+            return result
+
+    def _keep_only_the_record(self, result: RunResult) -> None:
+        """A run that cannot go on keeps its record (events, artifacts, ``candidate.diff``: all
+        that review and merge read) and no tree: its worktree and private git dir go now.
+        A run waiting for a human, or failed on the infrastructure, keeps them for ``resume``."""
+        if result.status == "waiting" or resumable(self.store, self.run_id):
+            return
+        try:
+            remove_workspace(self.home, self.run_id)
+        except OSError as exc:  # `corral gc` removes it later
+            log.warning("run %s: workspace not removed: %s", self.run_id, exc)
 
     def _attempts(self, ws: Workspace, fresh: bool) -> RunResult:
         """Attempts until one passes, waits or stops the run, or none is left."""

@@ -130,8 +130,7 @@ def test_denied_command_in_bash_c_pipe_to_sh_is_never_executed(env: Env) -> None
         """
     )
     assert result.status == "ready_for_review"
-    ws = worktrees_dir(env.home) / result.run_id
-    assert not (ws / "PWNED").exists() and not (ws / "PWNED2").exists()
+    assert result.attempts[0].changed_files == ["src/calc.py"]  # no PWNED, no PWNED2
     assert len(result.attempts[0].denied) == 2
     assert env.events(result.run_id).count("command_denied") == 2
 

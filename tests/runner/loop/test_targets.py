@@ -176,7 +176,7 @@ def test_tests_kept_from_the_agent_judge_its_candidate(  # no "hidden" in tmp_pa
     assert HIDDEN_NAME not in prompts and "test_hidden" not in prompts  # ... finding nothing
     assert "[gate output withheld" in prompts  # attempt 2's feedback has no gate log ...
     assert "gate tests failed: [hidden test] failed" in prompts  # ... and names no hidden test
-    assert not (project.tree(result.run_id) / "tests/test_hidden.py").exists()
+    assert [a.changed_files for a in result.attempts] == [["src/calc.py"]] * 2  # nothing hidden
     (event,) = project.events(result.run_id, "hidden_tests")
     assert event.data["paths"] == ["tests/test_hidden.py"]
     review = gather(project.store, result.run_id)

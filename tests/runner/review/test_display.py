@@ -346,11 +346,13 @@ def test_ctrl_c_in_a_terminal_leaves_the_cursor_shown_and_the_run_resumable(
         os.close(fd)
     assert interrupted, out.decode(errors="replace")[-2000:]
     assert os.waitstatus_to_exitcode(status) == 130
-    assert b"\x1b[?25l" in out and out.rstrip(b"\r\n").endswith(b"\x1b[?25h")  # cursor back
+    assert b"\x1b[?25l" in out
+    shown, _, after = out.rpartition(b"\x1b[?25h")  # the cursor is back, and then one line:
+    assert shown and "`corral resume ctrlc`" in " ".join(after.decode(errors="replace").split())
     text = out.decode(errors="replace")
     assert "attempt 1/2" in text and "$ sleep 6" in text and "tokens 0/2,000,000" in text
     status_line = corral("status", "ctrlc", home=home).stdout
-    assert status_line.startswith("ctrlc  running")
+    assert status_line.startswith("ctrlc  interrupted")
     resumed = corral("resume", "ctrlc", "--json", home=home)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["status"] == "ready_for_review"
