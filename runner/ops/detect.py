@@ -69,6 +69,8 @@ class Found:
     tests: tuple[str, ...] = ()
     """Test globs to protect on top of the policy's defaults."""
     notes: tuple[str, ...] = ()
+    packages: tuple[Choice, ...] = ()
+    """Debian packages the image needs (``[sandbox] packages``)."""
 
 
 def files_to_read(paths: Iterable[str]) -> list[str]:
@@ -83,11 +85,16 @@ def detect_node(tree: Tree) -> Found | None:
     """A Node project: ``npm ci`` (or ``npm install`` without a lockfile), then ``npm test``."""
     if "package.json" not in tree.texts:
         return None
-    notes = ["Node.js and npm are not in corral's sandbox image yet: set-up and gates need them"]
+    notes: list[str] = []
+    packages = (
+        Choice("nodejs", "Node.js runs the project and its tests"),
+        Choice("npm", "npm installs the dependencies and runs `npm test`"),
+    )
     try:
         package = json.loads(tree.texts["package.json"])
     except json.JSONDecodeError as exc:
-        return Found("node", notes=(*notes, f"package.json is not valid JSON ({exc}): not read"))
+        why = f"package.json is not valid JSON ({exc}): not read"
+        return Found("node", notes=(why,), packages=packages)
     lock = next((n for n in ("package-lock.json", "npm-shrinkwrap.json") if n in tree.paths), None)
     if lock is not None:
         setup = Choice("npm ci", f"package.json with {lock}: installs exactly the locked versions")
@@ -108,7 +115,7 @@ def detect_node(tree: Tree) -> Found | None:
         for d in ("src", "lib")
         if tree.has_dir(d)
     )
-    return Found("node", (setup,), gates, writable, NODE_TESTS, tuple(notes))
+    return Found("node", (setup,), gates, writable, NODE_TESTS, tuple(notes), packages)
 
 
 def detect_make(tree: Tree) -> Found | None:
@@ -118,6 +125,6 @@ def detect_make(tree: Tree) -> Found | None:
         if text is not None and re.search(r"^(?:[^\s:#=]+[ \t]+)*test(?:[ \t]+[^\s:#=]+)*[ \t]*::?(?!=)", text, re.M):  # fmt: skip
             gate = ProposedGate("tests", "make test", True, f"{name} has a test target")
             writable = (Choice("src/**", "sources under src/"),) if tree.has_dir("src") else ()
-            notes = ("make is not in corral's sandbox image yet: the gate needs it",)
-            return Found("make", gates=(gate,), writable=writable, notes=notes)
+            make = (Choice("make", "the gate runs `make test`"),)
+            return Found("make", gates=(gate,), writable=writable, packages=make)
     return None

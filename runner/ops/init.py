@@ -59,6 +59,8 @@ class Proposal:
     """Test globs protected on top of the policy's default ones."""
     notes: tuple[str, ...]
     """What the user should know before committing it (also comments in the TOML)."""
+    packages: tuple[Choice, ...] = ()
+    """Debian packages corral adds to the image (``[sandbox] packages``)."""
 
     def toml(self) -> str:
         """The proposal as ``.corral.toml`` text, a comment above each choice."""
@@ -78,6 +80,7 @@ class Proposal:
             scope.append("# test files of this kind of project are protected like the defaults")
             scope.append(f"tests = {_list([*DEFAULT_TEST_GLOBS, *self.extra_tests])}")
         scope.append("# tests stay protected; allow_tests = true lets the agent change them")
+        sandbox = ["", "[sandbox]", *_array("packages", self.packages)] if self.packages else []
         setup = ["", "[setup]", *_array("commands", self.setup)] if self.setup else []
         gates: list[str] = []
         for gate in self.gates:
@@ -89,7 +92,7 @@ class Proposal:
                 f"command = {json.dumps(gate.command)}",
                 f"required = {str(gate.required).lower()}",
             ]
-        return "\n".join([*head, *scope, *setup, *gates]) + "\n"
+        return "\n".join([*head, *scope, *sandbox, *setup, *gates]) + "\n"
 
 
 def propose(repo: Path, base: str = "HEAD") -> Proposal:
@@ -145,6 +148,7 @@ def combine(commit: str, tree: Tree) -> Proposal:
         writable=_unique(c for f in found for c in f.writable),
         extra_tests=tuple(dict.fromkeys(t for f in found for t in f.tests)),
         notes=(*(n for f in found for n in f.notes), *notes),
+        packages=_unique(c for f in found for c in f.packages),
     )
 
 

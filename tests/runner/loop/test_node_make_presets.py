@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from runner.ops.init import propose
 from runner.store.runs import RunStore
 from tests.support.demo import FIXED_MUL
 from tests.support.gitfixtures import commit, git
@@ -83,20 +84,26 @@ def _only_project(env: Env, files: dict[str, str]) -> None:
     env.settle()
 
 
-def test_the_node_preset_runs_an_npm_project(env: Env) -> None:
-    _only_project(
-        env,
-        {
-            "package.json": json.dumps(PACKAGE, indent=2) + "\n",
-            "package-lock.json": json.dumps(LOCK, indent=2) + "\n",
-            "lib/index.js": LIB,
-            "test/index.test.js": TEST,
-            ".gitignore": "node_modules/\n",
-        },
-    )
+NODE_PROJECT = {
+    "package.json": json.dumps(PACKAGE, indent=2) + "\n",
+    "package-lock.json": json.dumps(LOCK, indent=2) + "\n",
+    "lib/index.js": LIB,
+    "test/index.test.js": TEST,
+    ".gitignore": "node_modules/\n",
+}
+
+
+@pytest.mark.parametrize("how", ["preset", "corral init"])
+def test_the_node_preset_runs_an_npm_project(env: Env, how: str) -> None:
+    _only_project(env, NODE_PROJECT)
+    policy = 'preset = "node"\n'
+    if how == "corral init":  # what it proposes, committed as it is, with no --policy
+        commit(env.repo, {".corral.toml": propose(env.repo).toml()}, "corral's policy")
+        env.settle()
+        policy = ""
     (env.root / "bug.md").write_text("# double() triples\n\ndouble(2) is 6.\n")
     fixed = LIB.replace("x * 3", "x * 2")
-    result = env.run(_fix_script("lib/index.js", fixed), policy='preset = "node"\n')
+    result = env.run(_fix_script("lib/index.js", fixed), policy=policy)
     assert result.status == "ready_for_review", result
     store = RunStore(env.home)
     gates = [(e.data["label"], e.data["passed"]) for e in store.events(result.run_id)

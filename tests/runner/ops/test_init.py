@@ -235,7 +235,24 @@ def test_node_test_files_are_protected_on_top_of_the_defaults(tmp_path: Path) ->
     proposal = propose(make_repo(tmp_path / "repo", LAYOUTS["node with package-lock"][0]))
     policy = load_policy(repo_files={".corral.toml": proposal.toml().encode()}).policy
     assert policy.scope.tests == (*DEFAULT_TEST_GLOBS, *NODE_TESTS)
-    assert any("not in corral's sandbox image" in n for n in proposal.notes)
+    assert policy.sandbox.packages == ("nodejs", "npm")  # the image gets Node.js and npm
+    assert "[sandbox]\npackages = [" in proposal.toml()
+
+
+@pytest.mark.parametrize(
+    ("layout", "packages"),
+    [
+        ("Makefile with a test target", ("make",)),
+        ("python and node", ("nodejs", "npm")),  # the Makefile's gate is not taken: no make
+        ("node with package-lock", ("nodejs", "npm")),
+    ],
+)
+def test_the_image_gets_the_debian_packages_the_gates_need(
+    tmp_path: Path, layout: str, packages: tuple[str, ...]
+) -> None:
+    proposal = propose(make_repo(tmp_path / "repo", LAYOUTS[layout][0]))
+    policy = load_policy(repo_files={".corral.toml": proposal.toml().encode()}).policy
+    assert policy.sandbox.packages == packages
 
 
 def test_a_makefile_beside_python_is_a_note_not_a_second_gate(tmp_path: Path) -> None:
