@@ -77,6 +77,23 @@ def tree_path(home: Path, run_id: str) -> Path:
     return worktrees_dir(home) / run_id
 
 
+def scratch_path(home: Path, run_id: str, kind: str) -> Path:
+    """A run's scratch directory beside the worktrees: ``.<run>.<kind>`` (set-up's checkout, a
+    gate's report directory). The leading dot keeps it from being taken for a run's tree;
+    ``list_workspaces`` and ``remove_workspace`` know it as the run's. ``kind`` has no dot."""
+    if "." in kind or "/" in kind or not kind:
+        raise ValueError(f"bad scratch kind {kind!r}")
+    return worktrees_dir(home) / f".{check_run_id(run_id)}.{kind}"
+
+
+def _scratch_owner(name: str) -> str | None:
+    """The run a scratch entry ``.<run>.<kind>`` belongs to, or None for any other name."""
+    if not name.startswith("."):
+        return None
+    run_id, dot, kind = name[1:].rpartition(".")
+    return run_id if dot and kind and _is_run_id(run_id) else None
+
+
 def git_dir_path(home: Path, run_id: str) -> Path:
     """Where ``run_id``'s private git dir lives."""
     return workspaces_dir(home) / f"{run_id}.git"
@@ -261,7 +278,12 @@ def list_workspaces(home: Path) -> list[str]:
     runs: set[str] = set()
     trees, gits = worktrees_dir(home), workspaces_dir(home)
     if trees.is_dir():
-        runs.update(p.name for p in trees.iterdir() if p.is_dir() and not p.is_symlink())
+        for p in trees.iterdir():
+            owner = _scratch_owner(p.name)  # set-up's checkout, a gate's reports (or its tree)
+            if owner is not None:
+                runs.add(owner)
+            elif p.is_dir() and not p.is_symlink():
+                runs.add(p.name)
     if gits.is_dir():
         runs.update(p.name.removesuffix(".git") for p in gits.glob("*.git"))
     runs.update(list_gate_trees(home))
@@ -293,3 +315,8 @@ def remove_workspace(home: Path, run_id: str) -> None:
     for path in (tree_path(home, run_id), git_dir):
         delete_path(path)
     remove_gate_tree(home, run_id)
+    trees = worktrees_dir(home)
+    if trees.is_dir():
+        for p in trees.iterdir():
+            if _scratch_owner(p.name) == run_id:
+                delete_path(p)

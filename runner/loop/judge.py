@@ -62,8 +62,8 @@ from runner.store.runs import RunStore
 from sandbox.errors import GitError, WorkspaceError
 from sandbox.gatetree import GateTree, remove_gate_tree
 from sandbox.git import HostGit
+from sandbox.gitdir import scratch_path
 from sandbox.interfaces import SandboxBackend
-from sandbox.paths import worktrees_dir
 from sandbox.spec import SandboxSpec
 from sandbox.workspace import Workspace
 
@@ -270,7 +270,7 @@ class GateJudge:
 
         # junit XML lands in a scratch directory, never in the run store (nothing of the
         # store is mounted into a container); it is copied in once the container is gone.
-        out = worktrees_dir(self.home) / f"{self.run_id}.{label}.out"
+        out = scratch_path(self.home, self.run_id, f"out-{label}")
         clean_dir(out)
         results = []
         checkers = [g.name for g in self.policy.gates if g.required and g.is_pytest]

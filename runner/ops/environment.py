@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,11 @@ from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect_soon, probe
 from sandbox.errors import EngineUnavailable, SandboxError, SetupFailed, UserError
 from sandbox.git import HostGit, find_git_dirs
-from sandbox.gitdir import listing, setup_checkout
+from sandbox.gitdir import listing, scratch_path, setup_checkout
 from sandbox.images import ensure_env_image, ensure_sandbox_image, find_ca_bundle
 from sandbox.images.packages import with_packages
 from sandbox.interfaces import SandboxBackend
 from sandbox.lease import RunLease
-from sandbox.paths import worktrees_dir
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID
 
 
@@ -148,7 +146,9 @@ def _set_up(
     """``prepare_environment``'s work, under the run's lease."""
     seq = store.journal_start(run_id, "setup", "env", {"commands": list(setup.commands)})
     event("setup_start", {"commands": list(setup.commands)})
-    scratch = Path(tempfile.mkdtemp(prefix=f"{run_id}.setup.", dir=_scratch_dir(home)))
+    scratch = scratch_path(home, run_id, "setup")  # ours: we hold the run's lease
+    shutil.rmtree(scratch, ignore_errors=True)  # what a set-up killed midway left
+    scratch.mkdir(parents=True)
     try:
         _, common = find_git_dirs(repo)
         setup_checkout(common, base, scratch)
@@ -190,9 +190,3 @@ def _set_up(
     event("environment", {"image": env.image_id, "built": env.built,
                           "seconds": round(env.seconds, 1)})  # fmt: skip
     return env.image_id
-
-
-def _scratch_dir(home: Path) -> Path:
-    d = worktrees_dir(home)
-    d.mkdir(parents=True, exist_ok=True)
-    return d

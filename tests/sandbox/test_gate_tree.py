@@ -23,6 +23,7 @@ from runner.loop.outcome import RunResult
 from runner.ops.service import start_run
 from runner.store.runs import RunStore
 from sandbox.gatetree import gate_tree_path
+from sandbox.gitdir import scratch_path
 from sandbox.paths import worktrees_dir
 from sandbox.treefs import mount_scratch_fs
 from tests.support.demo import FIXED, build_demo, run_request
@@ -117,7 +118,7 @@ def test_a_gate_tree_changed_on_the_host_during_a_gate_gives_no_verdict(
             threading.Thread(target=plant, args=(run_id,), daemon=True).start()
 
     def plant(run_id: str) -> None:
-        out = worktrees_dir(corral_home) / f"{run_id}.attempt-1.out"
+        out = scratch_path(corral_home, run_id, "out-attempt-1")
         for _ in range(600):  # bounded: 60 s
             if list(out.glob(".run-*/running")):
                 planted[0].write_text("x")

@@ -6,6 +6,7 @@ with ``runner.ops.maintenance``, tests/runner/ops/test_maintenance.py.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from sandbox.docker_backend import DockerBackend
 from sandbox.errors import LeaseHeld
 from sandbox.gatetree import ram_path
 from sandbox.gc import collect
+from sandbox.gitdir import scratch_path
 from sandbox.lease import RunLease, is_live
 from sandbox.spec import SandboxSpec
 from sandbox.workspace import Workspace, list_workspaces
@@ -129,3 +131,25 @@ def test_gc_removes_ram_gate_trees_of_deleted_homes_only(corral_home: Path, tmp_
     assert report.ram_trees == [trees[gone_home].name] and report.removed_anything
     assert not trees[gone_home].exists() and trees[corral_home].is_dir()
     assert collect(corral_home, None, keep=lambda run_id: True).ram_trees == []
+
+
+def test_scratch_a_killed_set_up_or_gate_left_goes_with_its_run(corral_home: Path) -> None:
+    """Set-up's checkout and a gate's report directory (``.<run>.<kind>``) belong to their run:
+    gc keeps a live run's, even one whose name looks like another run id, and removes a dead
+    run's, files inside owned by anyone."""
+    dead = hold_lease_in_child(corral_home, "r.1")
+    live = hold_lease_in_child(corral_home, "r")
+    try:
+        left = [scratch_path(corral_home, "r.1", k) for k in ("setup", "out-attempt-1")]
+        kept = scratch_path(corral_home, "r", "setup")
+        for path in (*left, kept):
+            (path / "src/pkg.egg-info").mkdir(parents=True)
+            (path / "src/pkg.egg-info/PKG-INFO").write_text("x\n")
+        os.chmod(left[0] / "src", 0o500)  # as a sandbox user's tree can be
+        assert list_workspaces(corral_home) == ["r", "r.1"]
+        kill(dead)
+        report = collect(corral_home, None)
+        assert report.workspaces == ["r.1"] and report.kept_live == ["r"]
+        assert not any(p.exists() for p in left) and kept.is_dir()
+    finally:
+        kill(live)

@@ -26,7 +26,7 @@ from runner.ops.service import OnEvent, resume_run
 from runner.store.chain import Event
 from runner.store.runs import RunStore
 from sandbox.gatetree import gate_tree_path
-from sandbox.paths import worktrees_dir
+from sandbox.gitdir import scratch_path
 from tests.support.demo import FIXED_MUL, fix_script
 from tests.support.runenv import POLICY, Env
 
@@ -62,7 +62,7 @@ def _gate_box(label: str) -> Callable[[Event], bool]:
 
 def _release(home: Path, run_id: str, label: str) -> None:
     """Let the held gate of ``label`` go on: ``go`` in its private output directory."""
-    for private in (worktrees_dir(home) / f"{run_id}.{label}.out").glob(".run-*"):
+    for private in scratch_path(home, run_id, f"out-{label}").glob(".run-*"):
         (private / "go").write_text("")
 
 

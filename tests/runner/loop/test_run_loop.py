@@ -53,7 +53,9 @@ def test_correct_fix_is_ready_for_review_with_gates_green(env: Env) -> None:
     assert result.patch_path and "+    return a + b" in Path(result.patch_path).read_text()
     junit = RunStore(env.home).artifact_path(result.run_id, "attempt-1/junit-tests.xml")
     assert "test_add" in junit.read_text()  # copied in after the gate's container was gone
-    assert not list(worktrees_dir(env.home).glob("*.out"))  # the gate's scratch output is removed
+    assert not list(
+        worktrees_dir(env.home).glob(".*.out-*")
+    )  # the gate's scratch output is removed
     end = [e for e in RunStore(env.home).events(result.run_id) if e.type == "run_end"][-1]
     digest = hashlib.sha256(Path(result.patch_path).read_bytes()).hexdigest()
     assert end.data["candidate_sha256"] == digest  # what an approval is later checked against
@@ -530,7 +532,7 @@ def test_forged_junit_report_with_exit_1_fails_the_gate(env: Env) -> None:
     assert not store.artifact_path(result.run_id, "attempt-1/junit-tests.xml").exists()
     log = store.artifact_path(result.run_id, "attempt-3/gate-tests.log").read_text()
     assert "[confirmation run, 1 test(s) failing at base left out]" in log and "1 deselected" in log
-    assert not list(worktrees_dir(env.home).glob("*.out"))  # no report dir left on the host
+    assert not list(worktrees_dir(env.home).glob(".*.out-*"))  # no report dir left on the host
     _verified(env, result)
 
 
