@@ -4,14 +4,17 @@ Every path is walked from ``root`` one component at a time through directory
 file descriptors opened with ``O_NOFOLLOW`` and every call takes ``dir_fd``, so
 a symlink the agent put in place of a directory or file is never followed out
 of the tree; files are opened ``O_NOFOLLOW | O_NONBLOCK`` (a FIFO never blocks
-the runner) and read only if they are still the inode an ``lstat`` saw. The
-scan (``sandbox.scan``), the tree watch and the workspace's host-side writes
+the runner) and read only if they are still the inode an ``lstat`` saw; a new
+file's mode and owner are set through its descriptor, never by name. The scan
+(``sandbox.scan``), the tree watch, the workspace's host-side writes and every
+host-side read of an agent-touched file (``read_regular``: the progress file)
 go through here. Standard library only (``os`` with ``dir_fd``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -72,6 +75,69 @@ def read_chunks(dfd: int, name: str, expect: os.stat_result) -> Iterator[bytes]:
         os.close(fd)
 
 
+class NotFollowed(OSError):
+    """A path the runner would have to follow, or read as something it is not: ``path`` (the
+    component, tree-relative) is not a real directory on the way, or not a regular file at the
+    end. Its message says which and what it is instead; nothing at or below it was opened."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def read_regular(root: Path, rel: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of the regular file ``rel`` under ``root``, nothing followed.
+
+    Each directory on the way is opened ``O_NOFOLLOW | O_DIRECTORY``, the file ``lstat``-ed and
+    opened only if regular, then checked again on its descriptor. Raises ``FileNotFoundError``
+    when ``rel`` or a directory on its way does not exist, ``NotFollowed`` when one on the way is
+    not a real directory (a symlink, a file) or ``rel`` is not a regular file (a symlink, a FIFO,
+    a directory ...), and ``OSError`` for what else the file system says.
+    """
+    parent, _, name = rel.strip("/").rpartition("/")
+    fd = os.open(root, DIR_FLAGS)
+    try:
+        done: list[str] = []
+        for part in [p for p in parent.split("/") if p]:
+            try:
+                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                here = "/".join([*done, part])
+                what = _what(os.lstat(part, dir_fd=fd).st_mode)
+                raise NotFollowed(
+                    here, f"{here} is not a real directory ({what}): not followed"
+                ) from exc
+            os.close(fd)
+            fd, done = nxt, [*done, part]
+        st = os.lstat(name, dir_fd=fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFollowed(rel, f"{rel} is not a regular file ({_what(st.st_mode)}): not read")
+        ffd = os.open(name, FILE_FLAGS, dir_fd=fd)
+        try:
+            if (os.fstat(ffd).st_ino, os.fstat(ffd).st_dev) != (st.st_ino, st.st_dev):
+                raise NotFollowed(rel, f"{rel} was replaced while it was opened: not read")
+            chunks, left = [], limit
+            while left > 0 and (chunk := os.read(ffd, min(_CHUNK, left))):
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(ffd)
+    finally:
+        os.close(fd)
+
+
+def _what(mode: int) -> str:
+    """What a file of ``mode`` is, for a message: "a symbolic link", "a named pipe" ..."""
+    kinds = [
+        (stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+        (stat.S_ISREG, "a file"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+    ]  # fmt: skip
+    return next((what for test, what in kinds if test(mode)), "a device node")
+
+
 def remove(root: Path, rel: str) -> None:
     """Delete ``rel`` under ``root``: a directory with all it holds, anything else unlinked."""
     fd, name = open_parent(root, rel)
@@ -121,13 +187,17 @@ def write_at(
     try:
         if symlink:
             os.symlink(data, name, dir_fd=fd)
+            if owner is not None:
+                os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
         else:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            with os.fdopen(os.open(name, flags, 0o644, dir_fd=fd), "wb") as f:
+            # mode and owner through the descriptor: while a sandbox runs (the per-step revert),
+            # the name may be a link to a host file by the time a call by name would reach it
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            with os.fdopen(os.open(name, flags, 0o600, dir_fd=fd), "wb") as f:
+                if owner is not None:
+                    os.fchown(f.fileno(), *owner)
+                os.fchmod(f.fileno(), 0o755 if executable else 0o644)
                 f.write(data)
-            os.chmod(name, 0o755 if executable else 0o644, dir_fd=fd)
-        if owner is not None:
-            os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
     finally:
         os.close(fd)
 
@@ -136,17 +206,17 @@ def make_dirs(root: Path, rel_dir: str, owner: tuple[int, int] | None = None) ->
     """A directory fd for ``rel_dir``, creating missing directories (given to ``owner``)."""
     fd = open_dir(root, "")
     for part in [p for p in rel_dir.split("/") if p]:
-        try:
+        made = False
+        with contextlib.suppress(FileExistsError):
             os.mkdir(part, 0o755, dir_fd=fd)
-            if owner is not None:
-                os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
-        except FileExistsError:
-            pass
+            made = True
         try:
-            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
         finally:
             os.close(fd)
         fd = nxt
+        if made and owner is not None:
+            os.fchown(fd, *owner)  # the directory opened, whatever its name points at now
     return fd
 
 

@@ -2,7 +2,9 @@
 
 The agent writes the policy's progress file (``.corral/progress.md`` by
 default) in the worktree; no scan ever puts it in a candidate. The runner
-reads it host side at the end of every context window and keeps it in the
+reads it host side, following no link (a ``.corral`` that is not a real
+directory, or a progress file that is not a regular one, is not read and a
+``progress_refused`` event says so), at the end of every context window and keeps it in the
 run store (``attempt-<n>/window-<w>/progress.md`` and ``progress/latest.md``),
 so the next window starts from it and the next attempt finds it again in its
 rolled-back tree. A window that is not its attempt's last also gets its code
@@ -17,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.store.runs import RunStore
+from sandbox.nofollow import NotFollowed, read_regular
 from sandbox.workspace import Workspace
 
 Emit = Callable[[str, Mapping[str, Any]], None]
@@ -31,11 +34,26 @@ class Progress:
         )  # fmt: skip
 
     def read(self, ws: Workspace) -> str:
-        """The file as the tree holds it now ("" when it is missing or not a regular file)."""
-        path = ws.path / self.rel
-        if path.is_symlink() or not path.is_file():
-            return ""
-        return path.read_bytes()[: self.max_bytes].decode(errors="replace")
+        """The file as the tree holds it now ("" when it is missing or cannot be read safely)."""
+        return self._read(ws)[0]
+
+    def _read(self, ws: Workspace) -> tuple[str, str | None]:
+        """The file's text and, when it is there but not read, why not.
+
+        The agent owns the tree: each directory on the way must be a real one and the file a
+        regular one (``sandbox.nofollow.read_regular``, nothing followed); at most ``max_bytes``
+        are read. A link in place of ``.corral/`` would otherwise hand the runner, reading as
+        root on the host, a host file as the agent's notes.
+        """
+        try:
+            data = read_regular(ws.path, self.rel, self.max_bytes)
+        except FileNotFoundError:
+            return "", None  # none yet
+        except NotFollowed as exc:
+            return "", str(exc)
+        except OSError as exc:
+            return "", f"{self.rel} could not be read: {exc.strerror or exc}"
+        return data.decode(errors="replace"), None
 
     def carry(self, ws: Workspace) -> None:
         """Put the run's latest snapshot back into a tree just rolled back (if there is one)."""
@@ -63,8 +81,13 @@ class Progress:
         self._keep(ws, n, w, None)
 
     def _keep(self, ws: Workspace, n: int, w: int, state: str | None) -> None:
-        """The file, durably, in the run store; a ``progress_snapshot`` event says so."""
-        text = self.read(ws)
+        """The file, durably, in the run store; a ``progress_snapshot`` event says so, and a
+        ``progress_refused`` one (shown in ``corral review``) why a file that is there was not read."""
+        text, problem = self._read(ws)
+        if problem is not None:
+            self.emit(
+                "progress_refused", {"attempt": n, "window": w, "path": self.rel, "reason": problem}
+            )
         self.store.write_artifact(self.run_id, f"attempt-{n}/window-{w}/progress.md", text)
         self.store.write_artifact(self.run_id, "progress/latest.md", text)
         digest = hashlib.sha256(text.encode()).hexdigest()

@@ -250,10 +250,14 @@ class Runner:
             return ws.with_exclude(self._exclude), True
 
     def _exclude(self, path: str) -> str | None:
-        """Keep the progress file (silently) and policy artifacts (reported) out of candidates."""
+        """Keep the progress file (silently) and policy artifacts (reported) out of candidates;
+        a link or file where the progress file's directory goes is a finding (never followed)."""
         cls = self.scope.classify(path.rstrip("/"))
-        if cls == "progress" or path.rstrip("/") == self.scope.progress_file.rpartition("/")[0]:
+        folder = self.scope.progress_file.rpartition("/")[0]
+        if cls == "progress" or (folder and path == folder + "/"):
             return ""
+        if folder and path == folder:
+            return "the progress file's directory is not a real directory: not followed, not read"
         return "policy: build artifact" if cls == "artifact" else None
 
     def _runtime_failure(self, exc: SandboxError) -> RunResult:

@@ -111,6 +111,8 @@ def read_trajectory(events: list[Event]) -> tuple[Trajectory, dict[int, int], li
         elif e.type == "scope_reverted":
             for p in d.get("paths", []):
                 blocked.append(Blocked(n, "scope violation", str(p), "reverted after the step"))
+        elif e.type == "progress_refused":
+            blocked.append(Blocked(n, "progress file", str(d.get("path")), str(d.get("reason"))))
         t.timeline.append(TimelineEntry(e.seq, e.ts, attempt, window, e.type, summarize(e)))
         if e.type == "attempt_end":
             attempt = window = None
@@ -205,6 +207,8 @@ def summarize(e: Event) -> str:
         state = d.get("code_state")
         code = state if state == "harvest" else str(state)[:12]
         return f"progress file snapshot (sha256 {str(d.get('sha256'))[:12]}; code state {code})"
+    if t == "progress_refused":
+        return f"progress file not read: {d.get('reason')}"
     if t == "run_start":
         return f"run started: {d.get('title')} (agent {d.get('agent')})"
     return json.dumps(d, sort_keys=True, ensure_ascii=False)[:300]
