@@ -118,6 +118,10 @@ class StorageError(SandboxError, OSError):
     """The worktree filesystem could not be set up (not root, mount failed)."""
 
 
+class HomeUnusable(SandboxError, UserError, OSError):
+    """``$CORRAL_HOME`` is not a directory corral can write, or has no room for a run."""
+
+
 class ShellEnded(SandboxError):
     """The persistent shell ended during a command (the command killed it, or the sandbox died).
 

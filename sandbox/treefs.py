@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -133,12 +134,22 @@ def ensure_worktree_fs(home: Path, size_mb: int = DEFAULT_SIZE_MB) -> list[str]:
         )
     image = home / "worktrees.img"
     steps: list[str] = []
-    try:
-        if not image.exists():
+    if not image.exists():  # a failure here is the disk's: reported, never papered over
+        free = shutil.disk_usage(home).free // 2**20
+        if free < size_mb:
+            raise StorageError(
+                f"{home} has {free} MiB free, less than the {size_mb} MiB worktree filesystem"
+                " needs: free space there, or point CORRAL_HOME at another disk"
+            )
+        try:
             with open(image, "wb") as f:
                 f.truncate(size_mb * 1024 * 1024)
             _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", str(image)])
-            steps.append(f"created a {size_mb} MiB sparse ext4 image {image}")
+        except (OSError, StorageError) as exc:
+            image.unlink(missing_ok=True)
+            raise StorageError(f"cannot make the worktree filesystem image {image}: {exc}") from exc
+        steps.append(f"created a {size_mb} MiB sparse ext4 image {image}")
+    try:  # only a missing loop device falls back to RAM, and says so
         _run(["mount", "-o", "loop,nosuid,nodev,noatime", str(image), str(target)])
         steps.append(f"mounted {image} at {target} (loop, nosuid, nodev)")
     except StorageError as exc:

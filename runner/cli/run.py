@@ -262,10 +262,11 @@ def list_runs(limit: int = typer.Option(20, "--limit")) -> None:
     # Fixed columns, one run per line whatever the terminal's width (grep- and pipe-friendly).
     row = "{:<22} {:<16} {:<40} {:<17} {:<14} {:>8} {:>8} {:>5}"
     head = row.format("id", "repo", "bug", "status", "domain", "attempts", "cost", "age")
+    store = RunStore(corral_home())
+    runs = store.list_runs(limit=limit)  # before the header: an unusable home is one line
     out.print(Text(head), soft_wrap=True)
     now = time.time()
-    store = RunStore(corral_home())
-    for rec in store.list_runs(limit=limit):
+    for rec in runs:
         line = row.format(
             rec.run_id, _cut(plain(Path(rec.repo).name), 16), _cut(plain(rec.bug_title), 40),
             store.shown_status(rec), rec.failure_domain or "-", rec.attempts_done, f"${rec.cost_usd:.4f}",

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Literal
 
 from sandbox.engine import EngineStatus, connect, probe, provision, provision_commands
-from sandbox.errors import SandboxError
+from sandbox.errors import HomeUnusable, SandboxError
 from sandbox.git import git_version
-from sandbox.paths import worktrees_dir
+from sandbox.paths import MIN_FREE_BYTES, check_home, worktrees_dir
 from sandbox.treefs import check_worktree_fs, ensure_worktree_fs, mount_commands
 
 MIN_GIT = (2, 35, 0)
@@ -109,11 +109,17 @@ def _git_check() -> Check:
 
 
 def _disk_checks(home: Path) -> list[Check]:
+    try:
+        check_home(home, room=MIN_FREE_BYTES)
+        usable = Check("corral home", True, f"{home} is writable")
+    except HomeUnusable as exc:
+        usable = Check("corral home", False, str(exc), "free space, or set CORRAL_HOME")
     target = worktrees_dir(home)
     st = check_worktree_fs(target)
     free_home = shutil.disk_usage(_existing(home)).free / 2**30
     fs_ok = st.ok and st.mountpoint == str(target)
     return [
+        usable,
         Check(
             "free disk",
             free_home >= MIN_FREE_GIB,

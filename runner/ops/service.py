@@ -51,6 +51,7 @@ from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect
 from sandbox.git import HostGit, find_git_dirs
 from sandbox.interfaces import SandboxBackend
+from sandbox.paths import MIN_FREE_BYTES, check_home
 
 OnEvent = Callable[[str, Mapping[str, Any]], None]
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def start_run(
 
     ``backend``: where its sandboxes run (default: Docker, on the local engine).
     """
+    check_home(home, room=MIN_FREE_BYTES)  # a home that is no place for a run: one line, exit 2
     repo = req.repo.resolve()
     if not repo.is_dir():
         raise UsageError(f"--repo {req.repo} is not a directory")
@@ -163,6 +165,7 @@ def resume_run(
 
     ``backend``: where its sandboxes run (default: Docker, on the local engine).
     """
+    check_home(home, room=MIN_FREE_BYTES)
     store = RunStore(home)
     rec = store.get(run_id)
     ended = ("ready_for_review", "unverified", "failed", "budget_exhausted", "approved",

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from runner.errors import StoreError
+from sandbox.paths import check_home
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def open_db(home: Path) -> sqlite3.Connection:
     An older database is migrated; ``StoreError`` when it is from a newer corral.
     ``sqlite3.Error`` and ``OSError`` pass through for a broken disk.
     """
-    home.mkdir(parents=True, exist_ok=True)
+    check_home(home)
     db = sqlite3.connect(home / "runs.db", timeout=5.0, isolation_level=None)
     try:
         db.row_factory = sqlite3.Row
