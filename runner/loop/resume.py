@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 import traceback
 from collections.abc import Mapping
@@ -163,11 +164,15 @@ def record_runtime_error(store: RunStore, run_id: str, exc: BaseException, where
     """
     name = type(exc).__name__
     message = str(exc)[:2000]
-    store.write_artifact(run_id, "runtime-error.log", "".join(traceback.format_exception(exc)))
     data = {"error": name, "message": message, "where": where}
-    seq = store.journal_start(run_id, "runtime_error", where, data)
-    store.journal_failed(run_id, seq, data)
-    store.append(run_id, "runtime_error", data)
+    try:  # on a full disk as much as fits: the journal step first, it makes the run resumable
+        seq = store.journal_start(run_id, "runtime_error", where, data)
+        store.journal_failed(run_id, seq, data)
+        store.append(run_id, "runtime_error", data)
+        trace = "".join(traceback.format_exception(exc))
+        store.write_artifact(run_id, "runtime-error.log", trace)
+    except (OSError, sqlite3.Error) as again:
+        log.warning("run %s: runtime error only partly recorded: %s", run_id, again)
     return f"{where}: {name}: {message}; see runtime-error.log, then `corral resume {run_id}`"
 
 

@@ -30,8 +30,10 @@ to the record as it is spent and seeds the next process's ``Budget`` (``RunMeter
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -41,6 +43,7 @@ from typing import Any
 from policies.budget import Budget
 from policies.policy import BudgetPolicy
 from policies.scope import Scope
+from runner.errors import RunnerError
 from runner.loop.agent import Agent
 from runner.loop.attempt import Attempts
 from runner.loop.capabilities import OnEngine
@@ -77,6 +80,22 @@ from sandbox.lease import RunLease
 from sandbox.workspace import Workspace, remove_workspace
 
 log = logging.getLogger(__name__)
+
+#: ``errno`` values of a disk without room: the run ends ``failed`` (``runtime``), resumable.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: How git and SQLite say it.
+_NO_ROOM_WORDS = ("No space left on device", "Disk quota exceeded", "database or disk is full")
+
+
+def _full_disk(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, a disk without room (git says so in its words)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+            return True
+        if any(words in str(exc) for words in _NO_ROOM_WORDS):
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
 
 
 class Runner:
@@ -137,11 +156,26 @@ class Runner:
                 result = self._runtime_failure(exc)
             except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: recorded, resumable
                 raise record_interruption(self.store, self.run_id) from exc
+            except OSError as exc:
+                if exc.errno not in _NO_ROOM:
+                    raise
+                result = self._runtime_failure(exc)  # resumable once there is room again
             finally:
                 self.gates.stop_baseline()  # before the gate tree goes: the baseline may use it
-                self._save()
+                try:
+                    self._save()
+                except OSError as exc:  # a full disk: the journal's last step is still there
+                    log.warning("run %s: budgets not saved: %s", self.run_id, exc)
                 self.gates.remove_tree()
-            self._end(result)
+            try:
+                self._end(result)
+            except (OSError, sqlite3.Error) as exc:
+                if not _full_disk(exc):
+                    raise
+                raise RunnerError(
+                    f"run {self.run_id}: the disk is full ({exc}); its outcome could not"
+                    f" be recorded: free space in {self.home}, then `corral resume {self.run_id}`"
+                ) from exc
             self._keep_only_the_record(result)
             return result
 
@@ -260,14 +294,19 @@ class Runner:
             return "the progress file's directory is not a real directory: not followed, not read"
         return "policy: build artifact" if cls == "artifact" else None
 
-    def _runtime_failure(self, exc: SandboxError) -> RunResult:
-        """Record an infrastructure failure; a failed baseline's comes first (the earlier step)."""
+    def _runtime_failure(self, exc: SandboxError | OSError) -> RunResult:
+        """Record an infrastructure failure; a failed baseline's comes first (the earlier step).
+
+        On a full disk the record may be cut short (``record_runtime_error`` keeps what fits);
+        the reason says to free space and resume."""
         step = self.store.last_incomplete(self.run_id)
         where = f"{step.kind} {step.key}" if step is not None else "workspace"
         failed = self.gates.stop_baseline()
         if isinstance(failed, SandboxError):
             exc, where = failed, "baseline base"
         reason = record_runtime_error(self.store, self.run_id, exc, where)
+        if _full_disk(exc):
+            reason = f"the disk is full: free space in {self.home}, then resume; {reason}"
         return self._result("failed", "runtime", reason)
 
     def _result(

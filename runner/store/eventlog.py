@@ -24,6 +24,7 @@ Durability:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -177,7 +178,13 @@ class EventLog:
                                "type": type, "data": data, "prev": prev}  # fmt: skip
         obj["hash"] = event_hash(obj)
         line = canonical(obj)
-        write_all(fd, line + b"\n")
+        size = os.fstat(fd).st_size
+        try:
+            write_all(fd, line + b"\n")
+        except OSError:  # a full disk: no torn line is left for `verify` to call broken
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
         after = link(line)
         self.on_write(seq, after)
         return Event(seq, ts, self.run_id, type, data, prev, obj["hash"]), after
