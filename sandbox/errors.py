@@ -24,6 +24,8 @@ fails is a result (``ExecResult``), never an exception.
         │                                      ref, no repository, a branch that moved)
         ├── SandboxStartError, SandboxClosed, SandboxNotRemoved, WorkspaceError,
         │   LeaseHeld (RuntimeError); SandboxTimeout (TimeoutError); StorageError (OSError)
+        ├── NotFollowed (OSError)              a link or non-regular file where the runner
+        │                                      reads an agent-touched tree: not followed
         ├── SandboxFileNotFound, SandboxIsADirectory, SandboxPermissionError (OSError kinds)
         └── ShellEnded                         the persistent shell died during a command
 """
@@ -116,6 +118,17 @@ class SandboxPermissionError(SandboxError, PermissionError):
 
 class StorageError(SandboxError, OSError):
     """The worktree filesystem could not be set up (not root, mount failed)."""
+
+
+class NotFollowed(SandboxError, OSError):
+    """A path in an agent-touched tree the runner would have to follow, or read as something it
+    is not (``sandbox.nofollow.read_regular``): ``path`` (tree-relative) is not a real directory
+    on the way, or not a regular file at the end. The message says which and what it is
+    instead; nothing at or below it was opened."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class HomeUnusable(SandboxError, UserError, OSError):

@@ -21,6 +21,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from sandbox.errors import NotFollowed
+
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CHUNK = 1 << 20
@@ -73,16 +75,6 @@ def read_chunks(dfd: int, name: str, expect: os.stat_result) -> Iterator[bytes]:
             yield chunk
     finally:
         os.close(fd)
-
-
-class NotFollowed(OSError):
-    """A path the runner would have to follow, or read as something it is not: ``path`` (the
-    component, tree-relative) is not a real directory on the way, or not a regular file at the
-    end. Its message says which and what it is instead; nothing at or below it was opened."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 def read_regular(root: Path, rel: str, limit: int) -> bytes:

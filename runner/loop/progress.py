@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.store.runs import RunStore
-from sandbox.nofollow import NotFollowed, read_regular
+from sandbox.errors import NotFollowed
+from sandbox.nofollow import read_regular
 from sandbox.workspace import Workspace
 
 Emit = Callable[[str, Mapping[str, Any]], None]

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.nofollow import NotFollowed, read_regular, write_at
+from sandbox.errors import NotFollowed
+from sandbox.nofollow import read_regular, write_at
 
 
 @pytest.fixture
