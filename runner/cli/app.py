@@ -5,7 +5,8 @@ renders the result. Errors become exit codes here and nowhere else
 (``handles_errors``): 0 success, 1 the thing ran and failed (a ``CorralError``),
 2 bad input the user can fix (a ``UserError``: a malformed policy, an unknown run
 or agent, a missing repo, a bad option; its message names the fix). Any other
-exception is a bug in corral and shows its traceback.
+exception is a bug in corral: its traceback shows, with a line asking to report
+it, and exit 1.
 """
 
 from __future__ import annotations
@@ -31,24 +32,38 @@ out = Console(emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The line after the traceback of an exception corral did not mean to raise.
+BUG_LINE = (
+    "this is a bug in corral, not a mistake of yours: please report it, with the traceback"
+    " above and the command you ran"
+)
+
 
 def handles_errors(fn: F) -> F:
     """Map corral's exceptions to red ``error:`` lines and an exit code (the only place that does).
 
-    A ``UserError`` exits 2, any other ``CorralError`` exits 1; nothing else is
-    caught (a ``ValueError`` that is not a ``UserError`` is a bug: its traceback
-    shows).
+    A ``UserError`` exits 2, any other ``CorralError`` exits 1. Anything else
+    (a ``ValueError`` that is not a ``UserError``, a ``KeyError`` ...) is a bug
+    in corral, never taken for bad input: its traceback shows, then one line
+    asking to report it, and the exit code is 1. Typer's own exits and
+    ``KeyboardInterrupt`` pass through.
     """
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # typer.Exit(code), a prompt aborted, a bad option: already what they mean
         except UserError as exc:
             _error_lines(exc)
             raise typer.Exit(2) from None
         except CorralError as exc:
             _error_lines(exc)
+            raise typer.Exit(1) from None
+        except Exception:
+            err.print_exception(show_locals=False)  # never the locals: they may hold a key
+            err.print(f"[red]error:[/red] {BUG_LINE}")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

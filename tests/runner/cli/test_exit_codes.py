@@ -1,8 +1,8 @@
 """Exit codes through the real CLI: bad input is one ``error:`` line naming the fix and exit 2.
 
 ``handles_errors`` maps a ``UserError`` to 2 and any other ``CorralError`` to 1;
-nothing else is caught, so a bug (a bare ``ValueError``) shows its traceback
-instead of passing for the user's mistake.
+a bug (a bare ``ValueError``) never passes for the user's mistake: its traceback
+shows, then a line asking to report it, and exit 1.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from runner.cli.app import handles_errors
+from runner.cli.app import BUG_LINE, handles_errors
 from runner.errors import RunnerError, UsageError
 from sandbox.errors import CorralError, SandboxError, UserError
 from tests.support.cli import corral
@@ -85,7 +85,17 @@ def test_only_a_user_error_is_exit_2_and_other_corral_errors_are_exit_1() -> Non
 
 
 @pytest.mark.parametrize("exc", [ValueError("a bug"), LookupError("a bug"), KeyError("a bug")])
-def test_an_exception_that_is_not_corrals_is_a_bug_and_not_turned_into_an_exit_code(
-    exc: Exception,
+def test_an_exception_that_is_not_corrals_is_a_bug_with_its_traceback_and_a_report_line(
+    exc: Exception, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _raising(exc) is exc
+    raised = _raising(exc)
+    assert isinstance(raised, typer.Exit) and raised.exit_code == 1  # never 2: not bad input
+    stderr = capsys.readouterr().err
+    assert "Traceback" in stderr and type(exc).__name__ in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == f"error: {BUG_LINE}"
+    assert "please report it" in BUG_LINE
+
+
+def test_typers_own_exits_pass_through() -> None:
+    for exc in (typer.Exit(3), typer.Abort()):
+        assert _raising(exc) is exc
