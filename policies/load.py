@@ -6,9 +6,11 @@ except where replacing would quietly weaken a policy: ``commands.deny``,
 later gate with the same name replaces the earlier one, new names are
 appended). A layer may name the preset it builds on (``preset = "python"``).
 
-The merged table is validated once into ``Policy``; every problem becomes one
-``loc: msg (source)`` line in ``PolicyError``. TOML is read with the standard
-library's ``tomllib``.
+The merged table is validated into ``Policy``; every problem becomes one
+``loc: msg (source)`` line in ``PolicyError``. The values are also checked as
+each layer is merged, so that a later layer setting a key again does not hide
+a wrong value (a string where a number belongs) in the file of an earlier one.
+TOML is read with the standard library's ``tomllib``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,19 @@ class LoadedPolicy:
     policy: Policy
     sources: tuple[str, ...]
     merged: Mapping[str, Any]
+    layers: tuple[Layer, ...] = ()
+    """The layers themselves, when just loaded (a run's recorded policy keeps only ``sources``)."""
+
+    def set_by(self, *key: str) -> str | None:
+        """The source of the last layer that gives ``key`` (a path of table keys, such as
+        ``("scope", "writable")``), or None when none does (the value is ``Policy``'s default)."""
+        for layer in reversed(self.layers):
+            node: Any = layer.table
+            for part in key:
+                node = node.get(part) if isinstance(node, Mapping) else None
+            if node is not None:
+                return layer.source
+        return None
 
 
 def preset_layer(name: str) -> Layer:
@@ -126,13 +141,27 @@ def load_policy(
         layers.append(flags_layer(overrides))
     stack = _preset_chain(str(named or "default")) + layers
     merged: dict[str, Any] = {}
-    for layer in stack:
+    for n, layer in enumerate(stack, 1):
         merged = merge_tables(merged, {k: v for k, v in layer.table.items() if k != "preset"})
+        if n < len(stack):  # a later layer may set a key again: a wrong value fails all the same
+            _check_values(merged, [layer.source for layer in stack[:n]])
     try:
         result = Policy.model_validate(merged)
     except ValidationError as exc:
         raise PolicyError(format_errors(exc, [layer.source for layer in stack])) from exc
-    return LoadedPolicy(result, tuple(layer.source for layer in stack), merged)
+    return LoadedPolicy(result, tuple(layer.source for layer in stack), merged, tuple(stack))
+
+
+def _check_values(merged: Mapping[str, Any], sources: Sequence[str]) -> None:
+    """``PolicyError`` for any value of the layers merged so far that ``Policy`` refuses: a
+    wrong type or range, an unknown key. What a later layer can still complete (a check across
+    tables, such as target tests needing a pytest gate) waits for the whole merge."""
+    try:
+        Policy.model_validate(merged)
+    except ValidationError as exc:
+        lines = format_errors(exc, sources, fields_only=True)
+        if lines:
+            raise PolicyError(lines) from exc
 
 
 def _preset_chain(name: str) -> list[Layer]:
@@ -185,11 +214,18 @@ def _merge_gates(base: list[Any], top: list[Any]) -> list[Any]:
     return out
 
 
-def format_errors(exc: ValidationError, sources: Sequence[str]) -> list[str]:
-    """Pydantic's errors as ``loc: msg`` lines, naming the layers that were merged."""
+def format_errors(
+    exc: ValidationError, sources: Sequence[str], *, fields_only: bool = False
+) -> list[str]:
+    """Pydantic's errors as ``loc: msg`` lines, naming the layers that were merged.
+
+    ``fields_only``: leave out the checks of the whole policy (those with no ``loc``).
+    """
     origin = " < ".join(sources)
     lines = []
     for err in exc.errors():
+        if fields_only and not err["loc"]:
+            continue
         loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":

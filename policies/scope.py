@@ -18,6 +18,7 @@ out-of-scope ones are reverted at once; the harvested patch is checked with
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -50,6 +51,12 @@ MAX_RO_MOUNTS = 128
 #: a ``*.dist-info`` on ``sys.path``; a ``.pth`` file runs code at start-up).
 PACKAGING_METADATA: tuple[str, ...] = ("*.dist-info/", "*.egg-info/", "entry_points.txt", "*.pth")
 _PACKAGING = pathspec.GitIgnoreSpec.from_lines(PACKAGING_METADATA)
+
+#: How ``Scope.dead_writable`` names the classes that keep a file from the agent.
+_KEPT: dict[str, str] = {
+    "protected": "protected", "artifact": "build artifacts", "progress": "the progress file",
+    "read_only": "taken out by a `!` pattern",
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +121,29 @@ class Scope:
     def may_write(self, path: str) -> bool:
         """Whether the agent may create, change or delete ``path``."""
         return self.classify(path) in ("writable", "progress")
+
+    def dead_writable(self, base_paths: Iterable[str], where: str = "the base tree") -> list[str]:
+        """One line per ``scope.writable`` glob through which the agent can change no file of
+        ``base_paths`` (the files of the tree ``where`` names): it matches none, or another
+        rule keeps every file it matches (protected, the tests, build artifacts, a later ``!``
+        pattern). Such a glob fails every attempt that needs it; ``corral run`` and ``corral
+        policy check`` say so before anything starts."""
+        paths = list(base_paths)
+        lines = []
+        for glob in self._policy.writable:
+            if not glob.strip() or glob.lstrip().startswith(("!", "#")):
+                continue  # a negation only takes away; a comment is none
+            matched = list(pathspec.GitIgnoreSpec.from_lines([glob]).match_files(paths))
+            classes = Counter(self.classify(p) for p in matched)
+            if not matched:
+                lines.append(f'scope.writable "{glob}" matches no file of {where}')
+            elif not classes["writable"]:
+                kept = ", ".join(f"{_KEPT[c]}: {n}" for c, n in sorted(classes.items()))
+                lines.append(
+                    f'scope.writable "{glob}" matches only files the policy keeps from the'
+                    f" agent ({kept})"
+                )
+        return lines
 
     def readonly_paths(self, base_paths: Iterable[str]) -> list[str]:
         """Paths to bind-mount read-only: whole directories where all of them is protected, else files.

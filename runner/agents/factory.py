@@ -56,11 +56,17 @@ def make_agent(
             raise UsageError(
                 "--agent corral needs --model NAME (and --base-url URL for a non-OpenAI endpoint)"
             )
+        key = read_api_key(os.environ, api_key_file)
+        if key is None and base_url is None:
+            raise UsageError(
+                f"--model {model} calls OpenAI's API, which needs an API key: give --api-key-file"
+                " or set $CORRAL_API_KEY (or --base-url for an endpoint that needs none)"
+            )
         p = policy or Policy()
         config = ModelConfig(
             model=model,
             base_url=base_url,
-            api_key=read_api_key(os.environ, api_key_file),
+            api_key=key,
             timeout_s=p.model.timeout_s,
             max_retries=p.model.max_retries,
             circuit_after=p.model.circuit_after,

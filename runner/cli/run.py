@@ -324,21 +324,44 @@ def reject(
 
 @policy_app.command("check")
 @handles_errors
-def policy_check(file: Path = typer.Argument(..., help="A policy TOML file.")) -> None:
+def policy_check(
+    file: Path = typer.Argument(..., help="A policy TOML file."),
+    repo: Path | None = typer.Option(
+        None, "--repo", help="Check it with this repo's .corral.toml, against its HEAD's files."
+    ),
+) -> None:
     """Validate a policy file (exit 2 with `loc: msg` lines if it is malformed).
 
     Warns (exit 0) when it has no required gate and does not opt out with ``gates = []``:
-    its runs would end ``unverified``.
+    its runs would end ``unverified``; with ``--repo``, also for each ``scope.writable`` glob
+    through which the agent could change no file of the repository's ``HEAD``.
     """
-    loaded = load_policy(file)
+    from runner.ops.request import dead_writable
+
+    at_head = _repo_at_head(repo) if repo is not None else None
+    loaded = load_policy(file, repo_files=at_head[2] if at_head else None)
     out.print(f"ok: {m(file)} ({m(' < '.join(loaded.sources))})")
     policy = loaded.policy
+    warnings = []
     if not policy.required_gates and not policy.gates_opted_out:
-        warning = (
+        warnings.append(
             "no required gate: a run ends `unverified` (exit 1) unless the repo's .corral.toml"
             " adds one; add a required [[gates]] table, or `gates = []` to opt out of verification"
         )
+    if at_head is not None:
+        warnings += dead_writable(loaded, at_head[0], at_head[1], f"{repo} at HEAD")[0]
+    for warning in warnings:
         err.print(f"[yellow]warning:[/yellow] {m(warning)}", soft_wrap=True)
+
+
+def _repo_at_head(repo: Path) -> tuple[Path, str, dict[str, bytes | None]]:
+    """``--repo``'s common git dir, ``HEAD`` commit and policy files there; ``UsageError``
+    naming the fix when it is no checkout with a commit."""
+    from runner.ops.request import base_commit, open_repo, repo_policy_files
+
+    path, common = open_repo(repo)
+    base = base_commit(repo, common, "HEAD")
+    return common, base, repo_policy_files(path, base, common)
 
 
 @policy_app.command("show")
@@ -348,9 +371,7 @@ def policy_show(
     repo: Path | None = typer.Option(None, "--repo", help="Include this repo's .corral.toml."),
 ) -> None:
     """Print the merged policy (preset < file < repo) as JSON."""
-    from runner.ops.request import repo_policy_files
-
-    files = repo_policy_files(repo.resolve(), "HEAD") if repo is not None else None
+    files = _repo_at_head(repo)[2] if repo is not None else None
     loaded = load_policy(policy, repo_files=files)
     print(
         json.dumps(

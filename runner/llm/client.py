@@ -97,11 +97,12 @@ class ModelConfig:
 def read_api_key(env: Mapping[str, str], key_file: Path | None = None) -> str | None:
     """The API key: ``key_file`` if given, else ``CORRAL_API_KEY`` or ``OPENAI_API_KEY``.
 
-    Raises ``KeyFileError`` (a ``UserError`` naming the fix) when ``key_file`` cannot be read.
+    Raises ``KeyFileError`` (a ``UserError`` naming the fix) when ``key_file`` cannot be read
+    or holds nothing but white space.
     """
     if key_file is not None:
         try:
-            return key_file.read_text().strip() or None
+            key = key_file.read_text().strip()
         except OSError as exc:
             raise KeyFileError(
                 f"cannot read the API key file {key_file} ({exc.strerror}): give --api-key-file"
@@ -112,6 +113,12 @@ def read_api_key(env: Mapping[str, str], key_file: Path | None = None) -> str | 
                 f"the API key file {key_file} is not text ({exc.reason}): give --api-key-file"
                 " the file that holds the key, or set CORRAL_API_KEY instead"
             ) from exc
+        if not key:
+            raise KeyFileError(
+                f"the API key file {key_file} is empty: write the key into the file"
+                " --api-key-file names, or set CORRAL_API_KEY instead"
+            )
+        return key
     for name in KEY_ENV:
         if env.get(name):
             return env[name]

@@ -3,7 +3,9 @@
 ``RunRequest`` holds the command line; ``read_bug`` turns the bug report into a
 ``Task`` and the target tests its front matter names (``front_matter``);
 ``repo_policy_files`` reads the repository's own policy layer from the base
-revision (never from the possibly dirty checkout). Every input error is a
+revision (never from the possibly dirty checkout); ``open_repo``,
+``base_commit`` and ``check_writable`` check the repository, the base and
+the writable scope before anything is recorded. Every input error is a
 ``UsageError`` naming the fix.
 
 A bug report's front matter is a block at its very top, between two lines of
@@ -20,17 +22,21 @@ purpose.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policies.load import REPO_FILE
+from policies.load import REPO_FILE, LoadedPolicy
+from policies.scope import Scope
 from policies.targets import check_test_id
 from runner.errors import UsageError
 from runner.loop.agent import Task
+from sandbox.errors import GitError
 from sandbox.git import HostGit, find_git_dirs
+from sandbox.gitdir import listing
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,36 @@ class RunRequest:
 MAX_BUG_BYTES = 64 * 1024
 
 
+def bug_text(bug: Path) -> str:
+    """The bug report's text, read as a file of at most ``MAX_BUG_BYTES``.
+
+    Raises ``UsageError`` when it cannot be read, holds NUL bytes (a binary
+    file), is not UTF-8 or is over ``MAX_BUG_BYTES``.
+    """
+    try:
+        with bug.open("rb") as f:
+            data = f.read(MAX_BUG_BYTES + 1)
+            size = max(len(data), os.fstat(f.fileno()).st_size)  # a pipe's is 0
+    except OSError as exc:
+        raise UsageError(f"cannot read bug report {bug} ({exc.strerror}); check --bug") from exc
+    if b"\0" in data:
+        raise UsageError(
+            f"bug report {bug} is not a text file (it holds NUL bytes): give --bug the markdown"
+            " or text file that describes the bug"
+        )
+    if size > MAX_BUG_BYTES:
+        raise UsageError(
+            f"bug report {bug} is {size // 1024} KiB, over corral's {MAX_BUG_BYTES // 1024} KiB:"
+            " shorten it (put long logs in a file in the repository and name it)"
+        )
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"bug report {bug} is not UTF-8 text ({exc.reason}): save it as UTF-8"
+        ) from exc
+
+
 def read_task(repo: Path, bug: Path, base: str) -> Task:
     """The bug report as the agent sees it (``read_bug`` without the targets)."""
     return read_bug(repo, bug, base)[0]
@@ -74,24 +110,14 @@ def read_bug(repo: Path, bug: Path, base: str) -> tuple[Task, tuple[str, ...]]:
     """The bug report: title from its first heading (or first line), body verbatim but for
     its front matter; and the target tests the front matter names.
 
-    Raises ``UsageError`` when it cannot be read, is not UTF-8, is over
-    ``MAX_BUG_BYTES`` or has malformed front matter (``front_matter``).
+    Raises ``UsageError`` when it cannot be read or is not text (``bug_text``),
+    has malformed front matter (``front_matter``) or nothing after it.
     """
-    try:
-        text = bug.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read bug report {bug} ({exc.strerror}); check --bug") from exc
-    except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"bug report {bug} is not UTF-8 text ({exc.reason}): save it as UTF-8"
-        ) from exc
-    if (size := len(text.encode())) > MAX_BUG_BYTES:
-        raise UsageError(
-            f"bug report {bug} is {size // 1024} KiB, over corral's {MAX_BUG_BYTES // 1024} KiB:"
-            " shorten it (put long logs in a file in the repository and name it)"
-        )
+    text = bug_text(bug)
     keys, text = front_matter(text, f"bug report {bug}")
     first = next((line for line in text.splitlines() if line.strip()), "")
+    if not first:
+        raise UsageError(f"bug report {bug} is empty: write what goes wrong, and how to see it")
     title = first.lstrip("#").strip() or bug.stem
     return Task(title=title[:200], body=text, repo=str(repo), base=base), keys.get("must_pass", ())
 
@@ -182,6 +208,84 @@ def repo_policy_files(repo: Path, base: str, common: Path | None = None) -> dict
     names = (REPO_FILE, "pyproject.toml")
     blobs = HostGit(common).cat_blobs([f"{base}:{name}" for name in names])
     return dict(zip(names, blobs, strict=True))
+
+
+def open_repo(given: Path) -> tuple[Path, Path]:
+    """``--repo``: the repository's resolved path and its common git dir.
+
+    Raises ``UsageError`` naming the fix when ``given`` is not a directory, is a
+    bare repository (corral needs a checkout) or is no git repository at all.
+    """
+    repo = given.resolve()
+    if not repo.is_dir():
+        raise UsageError(f"--repo {given} is not a directory")
+    try:
+        return repo, find_git_dirs(repo)[1]
+    except GitError:
+        pass
+    if (repo / "HEAD").is_file() and (repo / "objects").is_dir() and (repo / "refs").is_dir():
+        raise UsageError(
+            f"--repo {given} is a bare repository: corral needs a checkout; clone it"
+            f" (`git clone {given} DIR`) and give --repo DIR"
+        )
+    raise UsageError(
+        f"--repo {given} is not a git repository: give the checkout of the project to fix"
+        " (or `git init` and commit it there first)"
+    )
+
+
+def base_commit(given: Path, common: Path, base_ref: str) -> str:
+    """``--base`` of the repository ``given`` (common git dir ``common``) as a full commit id.
+
+    Raises ``UsageError`` naming the fix when it names no commit: the repository
+    has none yet (``HEAD``), or the ref is unknown.
+    """
+    git = HostGit(common)
+    try:
+        return git.rev_parse(base_ref)
+    except GitError:
+        pass
+    if base_ref == "HEAD":
+        raise UsageError(
+            f"--repo {given} has no commits yet: commit the code to fix"
+            " (`git add -A && git commit`), or give --base REF"
+        )
+    raise UsageError(
+        f"--base {base_ref} is not a commit of {given}: give a branch, tag or commit id"
+        f" (`git -C {given} log --oneline` lists commits, `git -C {given} branch -a` branches)"
+    )
+
+
+def dead_writable(
+    loaded: LoadedPolicy, common: Path, base: str, where: str
+) -> tuple[list[str], bool]:
+    """The warning lines for the writable globs through which the agent can change no file of
+    commit ``base`` (``Scope.dead_writable``; ``where`` names the tree), and whether it can
+    change any file of it at all (an empty tree: yes, there is nothing to miss).
+
+    A preset's globs are left out while some file is writable: a file type the
+    project happens not to have (``**/*.pyi``) is no mistake of the user's.
+    """
+    paths = list(listing(HostGit(common), base)[0])
+    scope = Scope(loaded.policy)
+    lines = scope.dead_writable(paths, where)
+    any_writable = not paths or any(scope.classify(p) == "writable" for p in paths)
+    if any_writable and (loaded.set_by("scope", "writable") or "preset:").startswith("preset:"):
+        lines = []
+    return lines, any_writable
+
+
+def check_writable(loaded: LoadedPolicy, common: Path, base: str, where: str) -> list[str]:
+    """``dead_writable``'s warning lines for a run; ``UsageError`` when the agent could change
+    no file of ``base`` at all, since every attempt would then fail."""
+    lines, any_writable = dead_writable(loaded, common, base, where)
+    if any_writable:
+        return lines
+    why = "; ".join(line.removeprefix("scope.writable ") for line in lines) or "it is empty"
+    raise UsageError(
+        f"no file of {where} is writable: scope.writable {why}; make scope.writable match the"
+        " files the fix changes (`corral policy check FILE --repo REPO` checks each glob)"
+    )
 
 
 def runtime_of(value: str | None) -> Any:

@@ -37,7 +37,6 @@ from policies.load import LoadedPolicy, PolicyError, load_policy
 from policies.policy import Policy
 from runner.agents.external import CliAgent
 from runner.agents.factory import make_agent
-from runner.errors import UsageError
 from runner.loop import hidden
 from runner.loop.agent import Agent
 from runner.loop.config import RunConfig
@@ -45,11 +44,20 @@ from runner.loop.outcome import AttemptReport, RunResult
 from runner.loop.resume import decisions, resumable
 from runner.loop.runner import Runner
 from runner.ops.environment import backend_soon, check_backend, prepare_environment, sandbox_image
-from runner.ops.request import RunRequest, read_bug, read_task, repo_policy_files, runtime_of
+from runner.ops.request import (
+    RunRequest,
+    base_commit,
+    check_writable,
+    open_repo,
+    read_bug,
+    read_task,
+    repo_policy_files,
+    runtime_of,
+)
 from runner.store.runs import NewRun, RunStore
 from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect
-from sandbox.git import HostGit, find_git_dirs
+from sandbox.git import HostGit
 from sandbox.interfaces import SandboxBackend
 from sandbox.paths import MIN_FREE_BYTES, check_home
 
@@ -71,17 +79,19 @@ def start_run(
     ``backend``: where its sandboxes run (default: Docker, on the local engine).
     """
     check_home(home, room=MIN_FREE_BYTES)  # a home that is no place for a run: one line, exit 2
-    repo = req.repo.resolve()
-    if not repo.is_dir():
-        raise UsageError(f"--repo {req.repo} is not a directory")
+    runtime = runtime_of(req.runtime)  # every input is checked before the run is recorded
+    repo, common = open_repo(req.repo)
     sandboxes = backend_soon(backend)  # the engine answers while the rest is read
-    _, common = find_git_dirs(repo)
-    base = HostGit(common).rev_parse(req.base_ref)
+    base = base_commit(req.repo, common, req.base_ref)
     task, bug_targets = read_bug(repo, req.bug, base)
     loaded = load_policy(
         req.policy, repo_files=repo_policy_files(repo, base, common),
         overrides=_with_targets(req, bug_targets),
     )  # fmt: skip
+    scope_warnings = check_writable(loaded, common, base, f"{req.repo} at {req.base_ref}")
+    for line in scope_warnings:  # up front; recorded once the run is
+        if on_event is not None:
+            on_event("policy_warning", {"message": line})
     hidden_file = loaded.policy.targets.hidden_tests
     hidden_tests = None  # checked to apply at base before anything is recorded
     if hidden_file is not None:
@@ -128,6 +138,8 @@ def start_run(
     )
     store.append(run_id, "run_start", {"repo": str(repo), "base": base, "title": task.title,
                                        "policy_sources": list(loaded.sources), "agent": agent_ref})  # fmt: skip
+    for line in scope_warnings:
+        store.append(run_id, "policy_warning", {"message": line})
     if hidden_tests is not None:  # in the run store only: never in a tree or a mount
         hidden.save(store, run_id, *hidden_tests)
         store.append(run_id, "hidden_tests", {"file": hidden_tests[1].file,
@@ -137,7 +149,7 @@ def start_run(
     )
     if env_image is None:
         return result_of(store, run_id)
-    config = RunConfig(task=task, loaded=loaded, image=env_image, runtime=runtime_of(req.runtime))
+    config = RunConfig(task=task, loaded=loaded, image=env_image, runtime=runtime)
     return _drive(home, store, backend, agent, config, run_id, on_event)
 
 

@@ -211,4 +211,6 @@ def summarize(e: Event) -> str:
         return f"progress file not read: {d.get('reason')}"
     if t == "run_start":
         return f"run started: {d.get('title')} (agent {d.get('agent')})"
+    if t == "policy_warning":
+        return f"warning: {d.get('message')}"
     return json.dumps(d, sort_keys=True, ensure_ascii=False)[:300]
