@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from docker.errors import DockerException, ImageNotFound
+
 from policies.policy import Policy, SetupPolicy
 from runner.agents.external import CliAgent
 from runner.agents.image import build_agent_image
@@ -31,7 +33,7 @@ from runner.loop.resume import record_interruption, record_runtime_error
 from runner.store.runs import RunStore
 from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect_soon, probe
-from sandbox.errors import EngineUnavailable, SandboxError, SetupFailed, UserError
+from sandbox.errors import EngineUnavailable, ImageError, SandboxError, SetupFailed, UserError
 from sandbox.git import HostGit, find_git_dirs
 from sandbox.gitdir import listing, scratch_path, setup_checkout
 from sandbox.images import ensure_env_image, ensure_sandbox_image, find_ca_bundle
@@ -81,6 +83,43 @@ def sandbox_image(backend: SandboxBackend, agent: Agent, policy: Policy, given: 
     else:
         image = ensure_sandbox_image(backend.client)
     return with_packages(backend.client, image, policy.sandbox.packages).image_id
+
+
+def images_for_resume(
+    store: RunStore,
+    run_id: str,
+    backend: SandboxBackend,
+    agent: Agent,
+    policy: Policy,
+) -> tuple[str, bool]:
+    """The image a resumed run starts from, and whether its environment image is gone.
+
+    The recorded image while the engine has it; one that is gone (``docker rmi``, a pruned
+    engine) is corral's own, built again as ``sandbox_image`` builds it (an ``image_rebuilt``
+    event says so, the record names the new one). An environment image that is gone is built
+    again by set-up (``prepare_environment``), as the caller does when this says so.
+    """
+    spec = json.loads(store.get(run_id).spec_json)
+    if not isinstance(backend, OnEngine):
+        return spec["image"], False
+    image = spec["image"]
+    if not _has_image(backend.client, image):
+        image = sandbox_image(backend, agent, policy, None)
+        store.append(run_id, "image_rebuilt", {"was": spec["image"], "now": image})
+        spec["image"] = image
+        store.update(run_id, spec_json=json.dumps(spec))
+    env = spec.get("env_image")
+    return image, bool(env) and env != image and not _has_image(backend.client, env)
+
+
+def _has_image(client: Any, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+    except ImageNotFound:
+        return False
+    except DockerException as exc:
+        raise ImageError(f"cannot inspect image {ref[:19]}: {exc}") from exc
+    return True
 
 
 def check_gateway_runtime(agent: Agent, runtime: str | None, policy: Policy) -> None:

@@ -43,7 +43,13 @@ from runner.loop.config import RunConfig
 from runner.loop.outcome import AttemptReport, RunResult
 from runner.loop.resume import decisions, resumable
 from runner.loop.runner import Runner
-from runner.ops.environment import backend_soon, check_backend, prepare_environment, sandbox_image
+from runner.ops.environment import (
+    backend_soon,
+    check_backend,
+    images_for_resume,
+    prepare_environment,
+    sandbox_image,
+)
 from runner.ops.request import (
     RunRequest,
     base_commit,
@@ -207,11 +213,12 @@ def resume_run(
     store.append(run_id, "run_resume", {"approved": sorted(answers.approved),
                                         "rejected": sorted(answers.rejected),
                                         "scope": {str(k): v for k, v in answers.scope.items()}})  # fmt: skip
-    env_image = spec.get("env_image") or spec["image"]
+    image, env_gone = images_for_resume(store, run_id, backend, agent, policy)
+    env_image = spec.get("env_image") or image
     setup_done = any(s.kind == "setup" and s.state == "done" for s in store.journal(run_id))
-    if policy.setup.commands and not setup_done:  # a crash or an engine error during set-up
+    if policy.setup.commands and (env_gone or not setup_done):  # a crash, an engine error, rmi
         built = prepare_environment(
-            home, store, run_id, backend, spec["image"], Path(rec.repo), rec.base, policy, on_event
+            home, store, run_id, backend, image, Path(rec.repo), rec.base, policy, on_event
         )
         if built is None:
             return result_of(store, run_id)

@@ -135,3 +135,42 @@ def test_a_failing_set_up_is_the_policys_to_fix(env: Env) -> None:
     log = RunStore(env.home).artifact_path(result.run_id, "setup.log")
     assert str(log) in result.reason and "no such thing" in result.reason, result.reason
     assert "exit 3" in result.reason and "fix [setup]" in result.reason
+
+
+def test_a_resumed_run_builds_again_the_images_that_are_gone(env: Env) -> None:
+    """An environment image removed while the run waited, and a recorded image the engine no
+    longer has, are built again by ``resume`` (never pulled); the record says so."""
+    import docker
+
+    from runner.loop.resume import answer_pending
+    from runner.ops.service import resume_run
+
+    policy = (
+        '[commands]\nask = ["echo ask-first"]\n\n[setup]\ncommands = ["echo built > marker"]\n\n'
+        '[[gates]]\nname = "tests"\ncommand = "python3 -m pytest -q -p no:cacheprovider"\n'
+    )
+    script = """
+        [[attempt]]
+        [[attempt.window]]
+        actions = [
+          { run = "echo ask-first && test -f marker" },
+          { write = "src/calc.py", content = "def add(a, b):\\n    return a + b\\n\\n\\ndef mul(a, b):\\n    return a * b\\n" },
+          { finish = "fixed" },
+        ]
+        """
+    waiting = env.run(script, policy=policy)
+    assert waiting.status == "waiting", waiting
+    store = RunStore(env.home)
+    spec = json.loads(store.get(waiting.run_id).spec_json)
+    docker.from_env().images.remove(spec["env_image"], force=True)
+    gone = "sha256:" + "0" * 64  # as if the sandbox image had been pruned
+    store.update(waiting.run_id, spec_json=json.dumps({**spec, "image": gone}))
+    assert answer_pending(store, waiting.run_id, "approve", "reviewer") is not None
+    done = resume_run(env.home, waiting.run_id)
+    assert done.status == "ready_for_review", done
+    events = store.events(waiting.run_id)
+    (rebuilt,) = [e.data for e in events if e.type == "image_rebuilt"]
+    assert rebuilt["was"] == gone and rebuilt["now"] != gone
+    assert [e.data["built"] for e in events if e.type == "environment"] == [True, True]
+    ran = [e.data for e in events if e.type == "command"]
+    assert ran and ran[-1]["exit_code"] == 0  # set-up's marker is there after the rebuild
