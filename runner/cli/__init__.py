@@ -11,7 +11,7 @@ input the user can fix (a ``UserError``), 3 a run waits for a human.
     review   review, report, log
     merge    merge, export
     image    image bootstrap / build
-    ops      gc, smoke, doctor
+    ops      gc, rm, smoke, doctor
 """
 
 from __future__ import annotations

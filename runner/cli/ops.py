@@ -1,4 +1,4 @@
-"""CLI commands for the machine: gc, smoke, doctor."""
+"""CLI commands for the machine: gc, rm, smoke, doctor."""
 
 from __future__ import annotations
 
@@ -34,6 +34,28 @@ def gc(
         err.print(f"[yellow]warning:[/yellow] {markup(line)}")
     if report.errors:
         raise typer.Exit(1)
+
+
+@app.command()
+@handles_errors
+def rm(
+    run_id: str = typer.Argument(..., help="The run to remove."),
+    force: bool = typer.Option(False, "--force", help="Remove a run that waits for a human too."),
+    no_docker: bool = typer.Option(
+        False, "--no-docker", help="Skip containers (no engine needed; `corral gc` gets them)."
+    ),
+) -> None:
+    """Remove a run that is over: its record, events, artifacts, workspace and containers."""
+    from runner.ops.maintenance import remove_run
+    from runner.review.text import markup
+
+    removed = remove_run(run_id, force=force, docker=not no_docker)
+    containers = "" if no_docker else f", {len(removed.containers)} container(s)"
+    out.print(
+        f"removed run {markup(removed.run_id)} ({markup(removed.status)}): record, events,"
+        f" artifacts, workspace{containers}",
+        soft_wrap=True,
+    )
 
 
 @app.command()

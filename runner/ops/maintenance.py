@@ -1,4 +1,5 @@
-"""Library functions behind small CLI commands (``gc``, ``smoke``): config in, result out."""
+"""Library functions behind small CLI commands (``gc``, ``rm``, ``smoke``): config in, result
+out."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from pathlib import Path
 from runner.errors import UsageError
 from sandbox.docker_backend import DockerBackend, DockerSandbox
 from sandbox.engine import connect
-from sandbox.gc import GcReport, collect
+from sandbox.errors import LeaseHeld
+from sandbox.gatetree import delete_path
+from sandbox.gc import GcReport, collect, remove_run_containers
+from sandbox.gitdir import remove_workspace
 from sandbox.lease import RunLease
 from sandbox.paths import corral_home
 from sandbox.spec import SANDBOX_GID, SANDBOX_UID, SandboxSpec
@@ -52,6 +56,60 @@ def _resumable(home: Path) -> Callable[[str], bool]:
             return False
 
     return keep
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """What ``remove_run`` removed besides the run's record, events and artifacts."""
+
+    run_id: str
+    status: str
+    """The status the run had."""
+    containers: tuple[str, ...]
+    """The short ids of its containers (none checked without the engine)."""
+
+
+def remove_run(run_id: str, *, force: bool = False, docker: bool = True) -> Removed:
+    """Remove run ``run_id`` of ``$CORRAL_HOME`` for good (``corral rm``): its containers, its
+    workspace (worktree, private git dir, gate tree, the keep-alive ref in the user's
+    repository), its agent files, then its artifacts, event log and record.
+
+    Holds the run's lease throughout. Raises ``UnknownRun``, and ``UsageError``
+    for a run a live process holds (never removed) or one that waits for a human
+    (unless ``force``); ``EngineUnavailable`` when ``docker`` and there is no
+    engine. The user's branches and what was merged are never touched.
+    """
+    from runner.store.runs import RunStore
+
+    home = corral_home()
+    with RunStore(home) as store:
+        rec = store.get(run_id)
+        try:
+            lease = RunLease(home, run_id).acquire()
+        except LeaseHeld:
+            raise UsageError(
+                f"run {run_id} is live (a corral process is working on it): stop it first"
+                f" (Ctrl-C where it runs), then `corral rm {run_id}`"
+            ) from None
+        try:
+            if rec.status in RESUMABLE and not force:
+                raise UsageError(
+                    f"run {run_id} waits for a human (`corral status {run_id}` says for what):"
+                    f" answer it, or remove it all the same with `corral rm --force {run_id}`"
+                )
+            containers: list[str] = []
+            if docker:
+                client = connect()
+                try:
+                    containers = remove_run_containers(client, home, run_id)
+                finally:
+                    client.close()
+            remove_workspace(home, run_id)
+            delete_path(home / "agent-files" / run_id)  # an agent CLI's, left by a crash
+            store.delete(run_id)
+        finally:
+            lease.release()
+    return Removed(run_id, rec.status, tuple(containers))
 
 
 @dataclass(frozen=True, slots=True)

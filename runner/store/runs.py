@@ -48,6 +48,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import shutil
 import sqlite3
 import time
 from dataclasses import fields
@@ -216,6 +217,23 @@ class RunStore:
             "SELECT * FROM runs ORDER BY created DESC, run_id DESC LIMIT ?", (max(limit, 0),)
         )
         return [RunRecord(**dict(r)) for r in rows]
+
+    def delete(self, run_id: str) -> None:
+        """Remove the run from the store: its folder (artifacts, event log), then its journal,
+        log head and record, in one transaction (``corral rm``).
+
+        The caller holds the run's lease. The record goes last, so a crash part way
+        leaves a run that ``delete`` finishes. Raises ``UnknownRun`` when there is none,
+        ``OSError`` when the folder cannot be removed (the record is then kept).
+        """
+        folder = self.run_dir(self.get(run_id).run_id)
+        if folder.exists():
+            shutil.rmtree(folder)
+        self._unsynced.discard(run_id)
+        self._unsynced_files.pop(run_id, None)
+        with transaction(self._db) as db:
+            for table in ("steps", "event_heads", "runs"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
     # ----------------------------------------------------------------- journal
 
