@@ -16,7 +16,7 @@ from typing import Any
 
 from runner.review.text import shown
 from runner.store.chain import Event
-from runner.store.trajectory import summarize
+from runner.store.eventlines import summarize, v
 
 #: Longest plain line (a recent event under the panel, a line of the lines mode).
 LINE_CHARS = 240
@@ -156,25 +156,25 @@ def describe(kind: str, d: Mapping[str, Any]) -> str | None:
 
     The display's own notices, counters and gate-vs-baseline lines are written
     here; every other event reads as it does in ``corral logs``
-    (``runner.store.trajectory.summarize``).
+    (``runner.store.eventlines.summarize``).
     """
     if kind in ("budget", "run_limits"):
         return None
     if kind == "command_start":
-        line = f"$ {d.get('command', '')}"
+        line = f"$ {v(d.get('command'))}"
     elif kind == "command":  # the line before was the command itself
         extra = " (timed out)" if d.get("timed_out") else ""
-        line = f"  exit {d.get('exit_code')}{extra} in {d.get('duration_s')}s"
+        line = f"  exit {v(d.get('exit_code'))}{extra} in {v(d.get('duration_s'))}s"
     elif kind == "attempt_start":
-        line = f"attempt {d.get('attempt')}"
+        line = f"attempt {v(d.get('attempt'))}"
     elif kind == "window_start":
-        line = f"attempt {d.get('attempt')} window {d.get('window')}"
+        line = f"attempt {v(d.get('attempt'))} window {v(d.get('window'))}"
     elif kind == "gate_start":
-        line = f"gate {d.get('gate')} [{d.get('label')}] running"
+        line = f"gate {v(d.get('gate'))} [{v(d.get('label'))}] running"
     elif kind == "baseline_started":
-        line = f"baseline gates running alongside attempt 1: {', '.join(d.get('gates', ()))}"
+        line = f"baseline gates running alongside attempt 1: {v(d.get('gates'))}"
     elif kind == "setup_output":
-        line = f"set-up | {d.get('line', '')}"
+        line = f"set-up | {v(d.get('line'), '')}"
     else:
         line = summarize(Event(0, "", "", kind, dict(d), "", ""))
         if kind == "gate_end" and d.get("baseline_passed") is not None:

@@ -9,6 +9,7 @@ chain       the log's hash chain: the ``Event`` line format and ``verify_log``
 heads       each log's head in ``runs.db``, what ``verify`` checks a log by
 disk        the durable write steps (``write_all``, ``fsync_dir``)
 trajectory  the agent's steps read back from the log, for review and display
+eventlines  one readable line per event type (``corral logs``, the timeline, the run display)
 """
 
 from runner.store.chain import Event, verify_log

@@ -8,12 +8,12 @@ and progress notes skipped, changed a file or ran a different command.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from runner.store.chain import Event
+from runner.store.eventlines import summarize
 
 #: Event types that are one agent action each, and the tool they belong to (events since
 #: ``Tools`` named their tool carry it in ``tool``: ``edit_file`` records a ``write``).
@@ -148,69 +148,3 @@ def _settle(pending: list[FailedCommand], text: str, acted: bool = False) -> lis
     for fc in pending:
         fc.followed_by, fc.acted = text, acted
     return []
-
-
-def summarize(e: Event) -> str:
-    """One readable line for an event (``corral logs`` and the HTML timeline)."""
-    d = e.data
-    t = e.type
-    if t == "command":
-        extra = " (timed out)" if d.get("timed_out") else ""
-        return f"$ {d.get('command')}  -> exit {d.get('exit_code')}{extra}, {d.get('duration_s')}s"
-    if t in ("command_denied", "command_ask"):
-        verb = "denied" if t == "command_denied" else "needs a human"
-        return f"{verb}: $ {d.get('command')}  ({d.get('reason')})"
-    if t in ("read", "write"):
-        return f"{d.get('tool') or t} {d.get('path')} ({d.get('bytes')} bytes)"
-    if t == "tool_failed":
-        return f"{d.get('tool')} failed: {d.get('error')}"
-    if t in ("write_denied", "patch_denied", "read_denied"):
-        what = d.get("path") or ", ".join(d.get("paths", []))
-        return f"{t.replace('_', ' ')}: {what} ({d.get('reason')})"
-    if t == "patch":
-        return f"patch {', '.join(d.get('paths', []))} -> exit {d.get('exit_code')}"
-    if t == "scope_reverted":
-        return f"reverted out-of-scope changes: {', '.join(d.get('paths', []))}"
-    if t == "gate_end":
-        verdict = "passed" if d.get("passed") else "FAILED"
-        return f"gate {d.get('gate')} [{d.get('label')}] {verdict}: {d.get('reason')}"
-    if t == "gate_start":
-        return f"gate {d.get('gate')} [{d.get('label')}] started"
-    if t == "gate_cannot_run":
-        kind = "required" if d.get("required") else "advisory"
-        return f"gate {d.get('gate')} ({kind}) cannot run at base: {d.get('why')} ({d.get('log')})"
-    if t == "setup_start":
-        return f"set-up: {'; '.join(d.get('commands', []))}"
-    if t == "environment":
-        how = f"built in {d.get('seconds')}s" if d.get("built") else "cached"
-        return f"environment {str(d.get('image', ''))[:19]} ({how})"
-    if t == "setup_failed":
-        return f"set-up FAILED (exit {d.get('exit_code')}): {d.get('command')} ({d.get('log')})"
-    if t == "attempt_end":
-        domain = f" ({d.get('failure_domain')})" if d.get("failure_domain") else ""
-        return f"attempt {d.get('attempt')} {d.get('status')}{domain}: {d.get('reason')}"
-    if t in ("attempt_start", "window_start", "window_end"):
-        return " ".join(f"{k}={v}" for k, v in d.items())
-    if t == "finish":
-        return f"finish: {d.get('summary')}"
-    if t == "run_end":
-        return f"run {d.get('status')}: {d.get('reason')}"
-    if t == "model_call":
-        calls = ", ".join(d.get("tool_calls", [])) or "no tool call"
-        return (
-            f"model: {d.get('prompt_tokens')} + {d.get('completion_tokens')} tokens, "
-            f"${float(d.get('cost_usd') or 0):.6f}, {d.get('finish_reason')} -> {calls}"
-        )
-    if t == "workspace":
-        return f"worktree {d.get('path')} at base {str(d.get('base'))[:12]}"
-    if t == "progress_snapshot":
-        state = d.get("code_state")
-        code = state if state == "harvest" else str(state)[:12]
-        return f"progress file snapshot (sha256 {str(d.get('sha256'))[:12]}; code state {code})"
-    if t == "progress_refused":
-        return f"progress file not read: {d.get('reason')}"
-    if t == "run_start":
-        return f"run started: {d.get('title')} (agent {d.get('agent')})"
-    if t == "policy_warning":
-        return f"warning: {d.get('message')}"
-    return json.dumps(d, sort_keys=True, ensure_ascii=False)[:300]
