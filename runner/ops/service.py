@@ -24,10 +24,12 @@ The request and its inputs are ``runner.ops.request``, the agent
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +39,7 @@ from policies.load import LoadedPolicy, PolicyError, load_policy
 from policies.policy import Policy
 from runner.agents.external import CliAgent
 from runner.agents.factory import make_agent
+from runner.errors import DuplicateRun, UsageError
 from runner.loop import hidden
 from runner.loop.agent import Agent
 from runner.loop.config import RunConfig
@@ -65,6 +68,7 @@ from sandbox.docker_backend import DockerBackend
 from sandbox.engine import connect
 from sandbox.git import HostGit
 from sandbox.interfaces import SandboxBackend
+from sandbox.lease import is_live
 from sandbox.paths import MIN_FREE_BYTES, check_home
 
 OnEvent = Callable[[str, Mapping[str, Any]], None]
@@ -108,40 +112,47 @@ def start_run(
         agent_cmd=req.agent_cmd,
     )  # fmt: skip
     store = RunStore(home)
-    if req.idempotency_key:
-        existing = store.find_by_key(req.idempotency_key)
-        if existing is not None:
-            return result_of(store, existing)
-    backend = sandboxes()
-    check_backend(backend, agent, req.runtime, loaded.policy)
-    image = sandbox_image(backend, agent, loaded.policy, req.image)
     name, _, inline = req.agent.partition(":")
     script = req.script or (Path(inline) if inline else None)
     agent_ref = name if script is None else f"{name}:{script.resolve()}"
     if name == "cli":
         agent_ref = req.agent
-    run_id = store.create(
-        NewRun(
-            repo=str(repo),
-            base=base,
-            bug_title=task.title,
-            bug_path=str(req.bug.resolve()),
-            agent=agent_ref,
-            model=req.model,
-            policy_json=json.dumps({"sources": loaded.sources, "policy": loaded.merged}),
-            spec_json=json.dumps(
-                {
-                    "image": image,
-                    "runtime": req.runtime,
-                    "base_url": req.base_url,
-                    "api_key_file": str(req.api_key_file) if req.api_key_file else None,
-                    "agent_cmd": req.agent_cmd,
-                }
-            ),
-            idempotency_key=req.idempotency_key,
-            run_id=req.run_id,
+    request = _fingerprint(repo, base, req.bug, agent_ref, req.model, loaded.merged)
+    if req.idempotency_key:
+        existing = store.find_by_key(req.idempotency_key)
+        if existing is not None:
+            return _again(home, store, existing, req.idempotency_key, request, on_event, backend)
+    backend = sandboxes()
+    check_backend(backend, agent, req.runtime, loaded.policy)
+    image = sandbox_image(backend, agent, loaded.policy, req.image)
+    try:
+        run_id = store.create(
+            NewRun(
+                repo=str(repo),
+                base=base,
+                bug_title=task.title,
+                bug_path=str(req.bug.resolve()),
+                agent=agent_ref,
+                model=req.model,
+                policy_json=json.dumps({"sources": loaded.sources, "policy": loaded.merged}),
+                spec_json=json.dumps(
+                    {
+                        "image": image,
+                        "runtime": req.runtime,
+                        "base_url": req.base_url,
+                        "api_key_file": str(req.api_key_file) if req.api_key_file else None,
+                        "agent_cmd": req.agent_cmd,
+                        "request": request,
+                    }
+                ),
+                idempotency_key=req.idempotency_key,
+                run_id=req.run_id,
+            )
         )
-    )
+    except DuplicateRun as exc:  # another process took the key in the meantime
+        if exc.key is None:
+            raise
+        return _again(home, store, exc.run_id, exc.key, request, on_event, backend)
     store.append(run_id, "run_start", {"repo": str(repo), "base": base, "title": task.title,
                                        "policy_sources": list(loaded.sources), "agent": agent_ref})  # fmt: skip
     for line in scope_warnings:
@@ -157,6 +168,55 @@ def start_run(
         return result_of(store, run_id)
     config = RunConfig(task=task, loaded=loaded, image=env_image, runtime=runtime)
     return _drive(home, store, backend, agent, config, run_id, on_event)
+
+
+#: What makes two requests with one idempotency key the same request, and how to name each.
+_REQUEST_PARTS = {"repo": "repository", "base": "base commit", "bug": "bug report",
+                  "agent": "agent", "model": "model", "policy": "policy"}  # fmt: skip
+
+
+def _fingerprint(
+    repo: Path, base: str, bug: Path, agent: str, model: str | None, policy: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What an idempotency key stands for: the repository, base, bug report (its bytes), agent,
+    model and merged policy of the request."""
+    return {
+        "repo": str(repo), "base": base, "agent": agent, "model": model,
+        "bug": hashlib.sha256(bug.read_bytes()).hexdigest(),
+        "policy": hashlib.sha256(json.dumps(policy, sort_keys=True).encode()).hexdigest(),
+    }  # fmt: skip
+
+
+def _again(
+    home: Path,
+    store: RunStore,
+    run_id: str,
+    key: str,
+    request: Mapping[str, Any],
+    on_event: OnEvent | None,
+    backend: SandboxBackend | None,
+) -> RunResult:
+    """The run an idempotency key already names, for the same request: its result with its real
+    exit code, once it has one. A run still going is waited for (bounded by its wall budget); an
+    interrupted one is resumed. Another request with the key is ``UsageError`` naming what differs.
+    """
+    rec = store.get(run_id)
+    recorded = json.loads(rec.spec_json).get("request") or {"repo": rec.repo, "base": rec.base}
+    differs = [
+        _REQUEST_PARTS[k] for k in _REQUEST_PARTS if k in recorded and recorded[k] != request[k]
+    ]
+    if differs:
+        raise UsageError(
+            f"--idempotency-key {key} names run {run_id}, made for another {', '.join(differs)}:"
+            " give this request a key of its own"
+        )
+    wall = float(json.loads(rec.policy_json)["policy"].get("budgets", {}).get("wall_seconds", 1800))
+    deadline = time.monotonic() + wall + 300  # its own wall budget, and time to record its end
+    while is_live(home, run_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if store.shown_status(store.get(run_id)) == "interrupted":
+        return resume_run(home, run_id, on_event, backend=backend)
+    return result_of(store, run_id)
 
 
 def _with_targets(req: RunRequest, bug_targets: tuple[str, ...]) -> dict[str, Any]:
