@@ -42,6 +42,21 @@ BUILTIN_PROTECTED: tuple[str, ...] = (
     ".aider*",
     "AGENTS.md",
     "CLAUDE.md",
+    "GEMINI.md",
+    ".mcp.json",
+    ".gemini/**",
+    ".continue/**",
+    ".windsurf/**",
+    ".windsurfrules",
+    ".cursorrules",
+    ".clinerules",
+    ".roo/**",
+    ".junie/**",
+    ".amazonq/**",
+    ".husky/**",
+    ".githooks/**",
+    "lefthook.yml",
+    ".lefthook.yml",
     ".corral.toml",
     "**/conftest.py",
     "pytest.ini",
@@ -60,6 +75,53 @@ BUILTIN_PROTECTED: tuple[str, ...] = (
     "**/sitecustomize.py",
     "**/usercustomize.py",
     "**/*.pth",
+)
+
+#: Paths protected unless a policy lists them in ``scope.unprotect``: the project's own build,
+#: install, container, package-manager and environment files, which run code (or say where code
+#: comes from) on a developer's or CI's machine, outside every gate: ``make``, ``pip install``,
+#: ``npm install``, ``docker build``, ``cd`` with direnv, ``pdb``, IPython. The agent fixes
+#: source, not these; a policy whose bug lives in one relaxes it by name. docs/policy.md says
+#: why each is here. Matched, like every protected path, in any case.
+DEFAULT_PROTECTED: tuple[str, ...] = (
+    "**/Makefile",
+    "**/GNUmakefile",
+    "**/*.mk",
+    "**/justfile",
+    "**/.justfile",
+    "**/setup.py",
+    "**/package.json",
+    "**/package-lock.json",
+    "**/npm-shrinkwrap.json",
+    "**/yarn.lock",
+    "**/pnpm-lock.yaml",
+    "**/.npmrc",
+    "**/.yarnrc",
+    "**/.yarnrc.yml",
+    "**/.pypirc",
+    "**/pip.conf",
+    "**/uv.toml",
+    "**/poetry.toml",
+    "**/.cargo/**",
+    "**/Dockerfile",
+    "**/Dockerfile.*",
+    "**/*.dockerfile",
+    "**/docker-compose*.yml",
+    "**/docker-compose*.yaml",
+    "**/compose.yml",
+    "**/compose.yaml",
+    "**/.envrc",
+    "**/.env",
+    "**/.env.*",
+    "**/.pdbrc",
+    "**/.pdbrc.py",
+    "**/.pythonrc.py",
+    "**/.ipython/**",
+    "**/profile_*/startup/**",
+    "**/ipython_config.py",
+    "**/ipython_kernel_config.py",
+    "**/jupyter_*_config.py",
+    "**/jupyter_*_config.json",
 )
 
 #: Where tests live, by the usual conventions; protected unless ``scope.allow_tests``.
@@ -105,6 +167,21 @@ class ScopePolicy(_Model):
 
     protected: tuple[str, ...] = ()
     """Never writable, added to the built-in list (``.git``, CI, tool config, ``conftest.py``, ...)."""
+
+    unprotect: tuple[str, ...] = ()
+    """Entries of the default-protected list (``DEFAULT_PROTECTED``: ``**/Makefile``,
+    ``**/setup.py``, ``**/package.json``, ...) this policy lets the agent write, spelt as there."""
+
+    @field_validator("unprotect")
+    @classmethod
+    def _known_defaults(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in DEFAULT_PROTECTED]
+        if unknown:
+            raise ValueError(
+                f"not on the default-protected list: {', '.join(unknown)} (name entries as"
+                ' docs/policy.md "Protected by default" spells them, e.g. "**/Makefile")'
+            )
+        return value
 
     ignored_artifacts: tuple[str, ...] = DEFAULT_ARTIFACTS
     """Build/cache output: cleaned from the tree and never part of a patch (reported, not a violation)."""

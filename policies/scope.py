@@ -3,10 +3,12 @@
 Globs are gitignore-style, matched with ``pathspec``'s ``GitIgnoreSpec`` (the
 same rules as git itself: ``dir/`` matches everything below, ``**`` any depth,
 a pattern without ``/`` matches at any level). Order of precedence, first hit
-wins: the progress file, protected (built-in + packaging metadata + policy +
-tests unless allowed), ignored artifacts, writable; anything else is read-only
-for the agent. Packaging metadata (``PACKAGING_METADATA``) is matched without
-regard to case, as Python finds it.
+wins: the progress file, protected (built-in + packaging metadata + the
+default-protected files ``scope.unprotect`` does not name + policy + tests
+unless allowed), ignored artifacts, writable; anything else is read-only for
+the agent. Protected paths are matched without regard to case: a checkout on a
+case-insensitive file system, or Python finding packaging metadata, does not
+tell ``ConfTest.py`` from ``conftest.py``.
 
 The scope is enforced three ways (see ``runner``): protected paths that exist
 in the base tree are bind-mounted read-only into the sandbox
@@ -25,7 +27,7 @@ from typing import Literal
 
 import pathspec
 
-from policies.policy import BUILTIN_PROTECTED, Policy
+from policies.policy import BUILTIN_PROTECTED, DEFAULT_PROTECTED, Policy
 
 ScopeClass = Literal["writable", "protected", "read_only", "artifact", "progress"]
 Severity = Literal["block", "warn"]
@@ -77,11 +79,14 @@ class Scope:
 
     def __init__(self, policy: Policy) -> None:
         scope = policy.scope
-        protected = list(BUILTIN_PROTECTED) + list(scope.protected)
+        defaults = [p for p in DEFAULT_PROTECTED if p not in scope.unprotect]
+        protected = [*BUILTIN_PROTECTED, *defaults, *scope.protected]
         if not scope.allow_tests:
             protected += list(scope.tests)
         self.progress_file = policy.progress.file.strip("/")
-        self._protected = pathspec.GitIgnoreSpec.from_lines(protected)
+        # in any case: a checkout on a case-insensitive file system (macOS, Windows) makes
+        # src/ConfTest.py the conftest.py that pytest loads
+        self._protected = pathspec.GitIgnoreSpec.from_lines(p.lower() for p in protected)
         self._artifacts = pathspec.GitIgnoreSpec.from_lines(scope.ignored_artifacts)
         self._writable = pathspec.GitIgnoreSpec.from_lines(scope.writable)
         self.allow_symlinks = scope.allow_symlinks
@@ -96,7 +101,9 @@ class Scope:
         return (
             f"Writable: {', '.join(self._policy.writable) or 'nothing'}. Protected (read-only): "
             f"repository metadata, CI, editor/agent config, test and tool config, packaging"
-            f" metadata ({', '.join(p.rstrip('/') for p in PACKAGING_METADATA)}){extra}; {tests}. "
+            f" metadata ({', '.join(p.rstrip('/') for p in PACKAGING_METADATA)}), build,"
+            f" container and environment files (Makefile, setup.py, package.json, Dockerfile,"
+            f" .env ...){extra}; {tests}. "
             f"Your progress file: {self.progress_file}."
         )
 
@@ -110,7 +117,7 @@ class Scope:
     def _classify(self, path: str) -> ScopeClass:
         if path == self.progress_file:
             return "progress"
-        if self._protected.match_file(path) or _PACKAGING.match_file(path.lower()):
+        if self._protected.match_file(path.lower()) or _PACKAGING.match_file(path.lower()):
             return "protected"
         if self._artifacts.match_file(path):
             return "artifact"
