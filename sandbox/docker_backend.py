@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 
 from sandbox.container import container_config
+from sandbox.engine import ENGINE_ERRORS
 from sandbox.errors import (
     EngineUnavailable,
     ImageError,
@@ -95,7 +96,7 @@ class DockerBackend:
             raise ImageError(f"image {spec.image} not found; run `corral image build`") from exc
         except APIError as exc:
             raise SandboxStartError(f"could not start sandbox: {exc.explanation or exc}") from exc
-        except DockerException as exc:
+        except ENGINE_ERRORS as exc:
             raise EngineUnavailable(f"engine error starting sandbox: {exc}") from exc
         # The persistent shell opens with the first ``exec``: a gate's container only ever
         # runs ``exec_once`` and never needs one (an exec the engine would do for nothing).
@@ -153,7 +154,7 @@ class DockerSandbox:
                 self._container.remove(force=True, v=True)
             except NotFound:
                 pass
-            except DockerException as exc:
+            except ENGINE_ERRORS as exc:
                 problem = str(exc)
                 log.warning(
                     "removing container %s failed (try %d): %s", self.id[:12], attempt + 1, exc
@@ -181,7 +182,7 @@ class DockerSandbox:
         except NotFound:
             self._gone = True
             return
-        except DockerException as exc:
+        except ENGINE_ERRORS as exc:
             raise EngineUnavailable(f"cannot tell whether {self.id[:12]} is gone: {exc}") from exc
         raise SandboxNotRemoved(f"container {self.id[:12]} still exists")
 
@@ -342,7 +343,7 @@ class DockerSandbox:
             self._container.reload()
         except NotFound as exc:
             raise SandboxError(f"sandbox {self.id[:12]} is gone") from exc
-        except DockerException as exc:
+        except ENGINE_ERRORS as exc:
             raise EngineUnavailable(f"engine error: {exc}") from exc
         if self._container.status != "running":
             raise SandboxError(
@@ -367,7 +368,7 @@ class DockerSandbox:
             raise SandboxError(f"sandbox {self.id[:12]} is gone") from exc
         except APIError as exc:
             raise SandboxError(f"exec failed: {exc.explanation or exc}") from exc
-        except DockerException as exc:
+        except ENGINE_ERRORS as exc:
             raise EngineUnavailable(f"engine error: {exc}") from exc
         sock = getattr(raw, "_sock", raw)
         return str(created["Id"]), sock

@@ -26,8 +26,13 @@ from typing import Any
 import docker
 import psutil
 from docker.errors import DockerException
+from requests.exceptions import RequestException
 
 from sandbox.errors import EngineUnavailable
+
+#: What a call to the engine raises when it fails: the SDK's own errors, and the ``requests``
+#: errors it lets through when the socket is gone (the engine died, ``DOCKER_HOST`` is wrong).
+ENGINE_ERRORS: tuple[type[Exception], ...] = (DockerException, RequestException)
 
 
 def connect(timeout: float = 120.0) -> docker.DockerClient:
@@ -38,7 +43,7 @@ def connect(timeout: float = 120.0) -> docker.DockerClient:
     """
     try:  # negotiating the API version asks the engine (``/version``): no ping needed
         client = docker.from_env(timeout=int(timeout))
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise EngineUnavailable(
             f"no Docker engine answers ({exc.__class__.__name__}); run `corral doctor --fix`"
         ) from exc
@@ -111,7 +116,7 @@ def probe(daemon_json: Path = DAEMON_JSON) -> EngineStatus:
     try:
         info = client.info()
         version = client.version()
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         return EngineStatus(False, error=str(exc))
     finally:
         client.close()

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docker.errors import DockerException, NotFound
+from docker.errors import NotFound
 
 from sandbox.container import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
+from sandbox.engine import ENGINE_ERRORS
 from sandbox.errors import LeaseHeld
 from sandbox.gatetree import sweep_ram
 from sandbox.gitdir import list_workspaces, remove_workspace
@@ -99,7 +100,7 @@ def collect(
                     container.remove(force=True, v=True)
                 except NotFound:
                     pass
-                except DockerException as exc:
+                except ENGINE_ERRORS as exc:
                     report.errors.append(f"container {container.short_id}: {exc}")
         for run_id in list_workspaces(home):
             if not dead(run_id):

@@ -206,6 +206,11 @@ class Runner:
             match outcome:
                 case Waiting(report=report):
                     return self._result("waiting", report.failure_domain, report.reason)
+                case Stopped(end=end) if end.domain == "runtime":  # the infrastructure's: resumable
+                    where = f"attempt {n}"
+                    record_runtime_error(self.store, self.run_id, RuntimeError(end.reason), where)
+                    hint = f"; `corral resume {self.run_id}` goes on once that is fixed"
+                    return self._result(end.status, end.domain, end.reason + hint)
                 case Stopped(end=end):
                     return self._result(end.status, end.domain, end.reason)
                 case Judged(report=report) if report.status == "passed":

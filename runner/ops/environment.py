@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import ImageNotFound
 
 from policies.policy import Policy, SetupPolicy
 from runner.agents.external import CliAgent
@@ -32,7 +32,7 @@ from runner.loop.capabilities import OnEngine
 from runner.loop.resume import record_interruption, record_runtime_error
 from runner.store.runs import RunStore
 from sandbox.docker_backend import DockerBackend
-from sandbox.engine import connect_soon, probe
+from sandbox.engine import ENGINE_ERRORS, connect_soon, probe
 from sandbox.errors import EngineUnavailable, ImageError, SandboxError, SetupFailed, UserError
 from sandbox.git import HostGit, find_git_dirs
 from sandbox.gitdir import listing, scratch_path, setup_checkout
@@ -117,7 +117,7 @@ def _has_image(client: Any, ref: str) -> bool:
         client.images.get(ref)
     except ImageNotFound:
         return False
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise ImageError(f"cannot inspect image {ref[:19]}: {exc}") from exc
     return True
 

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import APIError, ImageNotFound
 from docker.types import Mount
 
 from sandbox.container import LABEL_HOME, LABEL_MANAGED, LABEL_RUN, SANDBOX_PATH, VENV
+from sandbox.engine import ENGINE_ERRORS
 from sandbox.errors import ImageError, SetupFailed
 from sandbox.gitdir import SETUP_OBJECTS
 from sandbox.images.setup_files import LABEL_SETUP_FILES, capture, store_in
@@ -148,7 +149,7 @@ def ensure_env_image(
             labels=labels,
             mem_limit="4g",
         )
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise ImageError(f"cannot start the set-up container: {exc}") from exc
     out = _Output(on_output)
     user = f"{SANDBOX_UID}:{SANDBOX_GID}"
@@ -191,7 +192,7 @@ def ensure_env_image(
     finally:
         try:
             container.remove(force=True, v=True)
-        except DockerException:
+        except ENGINE_ERRORS:
             log.warning("set-up container %s not removed", container.short_id)
     return EnvImage(image.id, True, out.text(), time.monotonic() - started)
 

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import BuildError, DockerException, ImageNotFound
+from docker.errors import BuildError, ImageNotFound
 
+from sandbox.engine import ENGINE_ERRORS
 from sandbox.errors import ImageError
 from sandbox.images.recipe import LABEL_CONTENT_HASH
 
@@ -41,7 +42,7 @@ def local_image(client: docker.DockerClient, ref: str) -> Any | None:
         return client.images.get(ref)
     except ImageNotFound:
         return None
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise ImageError(f"cannot inspect {ref}: {exc}; check the engine (corral doctor)") from exc
 
 
@@ -65,7 +66,7 @@ def image_digest(client: docker.DockerClient, ref: str) -> str:
         return str(client.images.get(ref).id)
     except ImageNotFound as exc:
         raise ImageError(f"no image {ref}: run `corral image build`") from exc
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise ImageError(f"cannot inspect {ref}: {exc}; check the engine (corral doctor)") from exc
 
 
@@ -124,7 +125,7 @@ def build_image(
         )  # fmt: skip
     except BuildError as exc:
         raise ImageError(f"building {tag} failed: {_log_tail(exc.build_log)}") from exc
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise ImageError(f"building {tag} failed: {exc}; check the engine (corral doctor)") from exc
     return image
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import DockerException
 
+from sandbox.engine import ENGINE_ERRORS
 from sandbox.errors import ImageError
 from sandbox.images.local import DEFAULT_WORKDIR, local_image, lock_file
 from sandbox.images.recipe import (
@@ -169,7 +169,7 @@ def bootstrap_base(
                 changes=[*_BASE_CHANGES, f"LABEL {LABEL_CONTENT_HASH}={digest}"],
             )
             image = client.images.get(BASE_IMAGE)
-        except DockerException as exc:
+        except ENGINE_ERRORS as exc:
             raise ImageError(
                 f"importing {BASE_IMAGE} failed: {exc}; check the engine (corral doctor)"
             ) from exc

@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import APIError, ImageNotFound
 from docker.utils import parse_repository_tag
 
+from sandbox.engine import ENGINE_ERRORS
 from sandbox.errors import ImageError
 from sandbox.images.local import DEFAULT_WORKDIR, build_image, images_lock, labelled_image
 from sandbox.images.recipe import (
@@ -137,13 +138,13 @@ def _local_or_pulled(client: docker.DockerClient, ref: str, timeout: float) -> A
                 f" {_one_line(exc.explanation)}"
             ) from exc
         raise ImageError(f"cannot inspect {ref}: {_one_line(exc)}; check the engine") from exc
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise ImageError(f"cannot inspect {ref}: {_one_line(exc)}; check the engine") from exc
     log.info("pulling %s (not in the local engine)", ref)
     _pull(client, repository, tag or "latest", timeout)
     try:
         return client.images.get(ref)
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise ImageError(f"pulled {ref} but cannot find it: {_one_line(exc)}") from exc
 
 
@@ -165,7 +166,7 @@ def _pull(client: docker.DockerClient, repository: str, tag: str, timeout: float
                     return
         except APIError as exc:  # the engine's reason, without the request URL
             failure.append(str(exc.explanation or exc))
-        except DockerException as exc:
+        except ENGINE_ERRORS as exc:
             failure.append(str(exc))
 
     worker = threading.Thread(target=work, name=f"corral-pull-{ref}", daemon=True)

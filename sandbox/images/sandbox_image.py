@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import ImageNotFound
 
+from sandbox.engine import ENGINE_ERRORS
 from sandbox.errors import ImageError
 from sandbox.images.ca import find_ca_bundle
 from sandbox.images.local import build_image, images_lock, labelled_image
@@ -100,7 +101,7 @@ def image_status(client: docker.DockerClient) -> list[ImageStatus]:
     try:
         base = _get(client, BASE_IMAGE)
         sandbox = _get(client, SANDBOX_IMAGE)
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise ImageError(f"cannot list images: {exc}; check the engine (corral doctor)") from exc
     out = []
     if base is None:

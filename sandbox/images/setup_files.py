@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docker.errors import DockerException, NotFound
+from docker.errors import NotFound
 
+from sandbox.engine import ENGINE_ERRORS
 from sandbox.errors import ImageError
 from sandbox.scan import MODE_EXEC, MODE_LINK, ScanLimits, read_entry, scan
 
@@ -148,21 +149,21 @@ def read_setup_files(client: Any, image_id: str) -> Files:
         labels = client.images.get(image_id).labels or {}
     except NotFound:
         return {}
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise ImageError(f"cannot inspect image {image_id[:19]}: {exc}") from exc
     if not int(labels.get(LABEL_SETUP_FILES, "0") or 0):
         return {}
     try:
         container = client.containers.create(image_id, ["true"], network_disabled=True)
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise ImageError(f"cannot read set-up files of {image_id[:19]}: {exc}") from exc
     try:
         stream, _ = container.get_archive(SETUP_FILES)
         outer = b"".join(stream)
-    except DockerException as exc:
+    except ENGINE_ERRORS as exc:
         raise ImageError(f"cannot read set-up files of {image_id[:19]}: {exc}") from exc
     finally:
-        with contextlib.suppress(DockerException):
+        with contextlib.suppress(*ENGINE_ERRORS):
             container.remove(force=True)
     with tarfile.open(fileobj=io.BytesIO(outer), mode="r:") as tar:
         member = tar.extractfile(Path(SETUP_FILES).name)
