@@ -57,6 +57,7 @@ import httpx2 as httpx
 from runner.errors import GatewayError as GatewayError
 from runner.gateway.http import Server
 from runner.gateway.routes import Resolver, Route, Router, Upstream, Validate, system_resolver
+from runner.gateway.scrub import Scrubber
 from runner.llm.client import PRICES, price, redact
 from sandbox import forwarder
 from sandbox.engine import EngineStatus
@@ -236,6 +237,10 @@ class Gateway:
         for key in self._keys:
             text = redact(text, key)
         return redact(text, None)
+
+    def scrubber(self, *, sse: bool) -> Scrubber:
+        """What takes the upstream keys out of one response as it is copied."""
+        return Scrubber(self._keys, sse=sse)
 
     @property
     def client(self) -> httpx.Client:

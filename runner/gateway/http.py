@@ -33,6 +33,7 @@ import httpx2 as httpx
 
 from runner.gateway.response import copy_response
 from runner.gateway.routes import Route, Validate
+from runner.gateway.scrub import Scrubber
 from runner.gateway.usage import Bill, UsageMeter, prepare_request
 from runner.gateway.wire import AUTH, HOP, BadBody, key_header, read_body
 from sandbox.forwarder import refuse_aside, relay
@@ -70,6 +71,7 @@ class Gatekeeper(Protocol):
     def charge(self, model: str, prompt: int, completion: int) -> float: ...
     def emit(self, kind: str, data: Mapping[str, Any]) -> None: ...
     def redact(self, text: str) -> str: ...
+    def scrubber(self, *, sse: bool) -> Scrubber: ...
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -227,7 +229,8 @@ class Handler(BaseHTTPRequestHandler):
 
         error = ""
         try:
-            copy_response(self, response, meter, added, bill, record, gw.redact)
+            scrub = gw.scrubber(sse=meter.sse)
+            copy_response(self, response, meter, added, bill, record, gw.redact, scrub)
         except httpx.HTTPError as exc:  # the upstream broke off mid-response
             error = gw.redact(f"upstream broke off: {exc.__class__.__name__}: {exc}")[:300]
             self.close_connection = True

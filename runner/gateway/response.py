@@ -4,9 +4,11 @@ A JSON body passes through piece by piece and an SSE stream event by event;
 ``UsageMeter`` reads the usage on the way and ``Bill`` charges it before each
 write. What ends a response (a JSON body's last piece, a stream's end event)
 is held back until the request is charged and recorded, so an agent that
-exits on its last reply cannot outrun the budget or the event log. An error
-answer may echo the key: it is read whole (at most ``MAX_ERROR_BYTES``) and
-passed on redacted. The client is the standard library's
+exits on its last reply cannot outrun the budget or the event log. Any answer
+may echo the key: an error is read whole (at most ``MAX_ERROR_BYTES``) and
+passed on redacted; every other body goes through ``runner.gateway.scrub``
+(a key split across pieces or stream events included), its headers too, and
+is sent chunked (a key taken out changes its length). The client is the standard library's
 ``BaseHTTPRequestHandler`` of the connection.
 """
 
@@ -18,6 +20,7 @@ from http.server import BaseHTTPRequestHandler
 
 import httpx2 as httpx
 
+from runner.gateway.scrub import Scrubber
 from runner.gateway.usage import Bill, UsageMeter
 from runner.gateway.wire import HOP
 
@@ -36,14 +39,16 @@ def copy_response(
     bill: Bill | None,
     record: Callable[[], None],
     redact: Callable[[str], str],
+    scrub: Scrubber,
 ) -> None:
     """Copy ``response`` to ``client`` as it arrives; ``record`` runs before its last bytes.
 
     ``bill`` is None for a request that is not a model's (nothing to charge);
     ``changes``: the meter may drop bytes (a usage-only chunk the gateway asked
     for), so the upstream's length is not passed on. ``redact`` cleans an error
-    body. ``httpx.HTTPError`` (the upstream broke off) and ``OSError`` (the
-    client went away) pass through.
+    body and every header; ``scrub`` takes the keys out of every other body as it
+    streams (``runner.gateway.scrub``). ``httpx.HTTPError`` (the upstream broke off)
+    and ``OSError`` (the client went away) pass through.
     """
     status = response.status_code
     no_body = client.command == "HEAD" or status in (204, 304) or status < 200
@@ -55,12 +60,13 @@ def copy_response(
     if status >= 400 and not no_body:  # an error may echo the key: read it whole, redacted
         _copy_error(client, response, meter, record, redact)
         return
+    changes = changes or scrub.active  # a key taken out changes the length
     length = response.headers.get("content-length")
     chunked = not no_body and (changes or length is None) and client.request_version == "HTTP/1.1"
     client.send_response_only(status, response.reason_phrase)
     for k, v in response.headers.multi_items():
         if k.lower() not in HOP:
-            client.send_header(k, v)
+            client.send_header(k, scrub.text(v))
     if chunked:
         client.send_header("Transfer-Encoding", "chunked")
     elif length is not None and (no_body or not changes):
@@ -72,14 +78,18 @@ def copy_response(
     if no_body:
         record()
         return
-    held = b""  # what ends the response waits until it is charged and recorded:
-    for data in response.iter_raw():  # a JSON body's last piece, a stream's end event
+    held, ending = b"", False  # what ends the response waits until it is charged and recorded:
+    for data in response.iter_raw():  # a JSON body's last piece, a stream's end event and on
         out = meter.feed(data)
-        if not meter.sse or _ENDS_STREAM.search(out):
+        ending = ending or bool(_ENDS_STREAM.search(out))  # seen before the scrubber holds any
+        out = scrub.feed(out)
+        if not meter.sse:
             held, out = out, held
+        elif ending:
+            held, out = held + out, b""
         settle()
         _write(client, out, chunked)
-    tail = held + meter.finish()
+    tail = held + scrub.feed(meter.finish()) + scrub.finish()
     record()
     _write(client, tail, chunked)
     if chunked:
