@@ -18,19 +18,38 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from runner.cli.help import CorralGroup
 from sandbox.errors import CorralError, UserError
 
 app = typer.Typer(
     name="corral",
+    cls=CorralGroup,  # help in click's words: `--repo PATH`, `--json`, never `<bool>`
     help="Run a coding agent against a bug report inside a hardened sandbox.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
-)
+)  # Typer's --install-completion / --show-completion: docs/cli.md#shell-completion
 err = Console(stderr=True, soft_wrap=True, emoji=False)  # run text: ":x:" stays ":x:"
 out = Console(emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        out.print(f"corral {version('corral')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Run a coding agent against a bug report inside a hardened sandbox."""
+
 
 #: The line after the traceback of an exception corral did not mean to raise.
 BUG_LINE = (

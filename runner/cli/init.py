@@ -31,11 +31,22 @@ def init(
     print(proposal.toml(), end="")
     for note in proposal.notes:
         err.print(f"[yellow]note:[/yellow] {markup(note)}")
+    err.print(markup(next_steps(repo, written)))
+
+
+def next_steps(repo: Path, written: Path | None) -> str:
+    """The closing hint, as commands that work from here: ``--repo`` and ``git -C`` only when
+    the current directory is not the repository."""
+    here = repo.resolve() == Path.cwd().resolve()
     r = shlex.quote(str(repo))
-    saved = f"wrote {written}; review it" if written else f"review it, save it as {r}/.corral.toml"
-    err.print(
-        markup(
-            f"next: {saved}, and commit it (corral reads the repository's policy from the base"
-            f" commit, not the checkout); then `corral run --repo {r} --bug BUG.md --agent ...`"
-        )
+    opt, git = ("", "git") if here else (f" --repo {r}", f"git -C {r}")
+    saved = (
+        f"wrote {written}; review it"
+        if written
+        else f"review it; `corral init{opt} --write` saves it as {r}/.corral.toml"
+    )
+    return (
+        f"next: {saved}; commit it (corral reads the policy from the base commit, not the"
+        f" checkout): `{git} add .corral.toml && {git} commit -m 'Add corral policy'`; then"
+        f" `corral run{opt} --bug BUG.md --agent ...`"
     )

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from pathlib import Path
 
 import typer
 
-from runner.cli.app import app, handles_errors, out
+from runner.cli.app import app, err, handles_errors, out
 from runner.cli.review import check_target
 from runner.errors import UsageError
 from runner.review.text import markup as m
 from sandbox.paths import corral_home
+
+#: ``-`` as an export's path: standard output.
+STDOUT = Path("-")
 
 
 def reviewer() -> str:
@@ -58,8 +62,12 @@ def merge(
 @handles_errors
 def export(
     run_id: str = typer.Argument(..., help="The run whose candidate to export."),
-    patch: Path | None = typer.Option(None, "--patch", help="Write a git-apply-able patch here."),
-    pr_body: Path | None = typer.Option(None, "--pr-body", help="Write a markdown PR body here."),
+    patch: Path | None = typer.Option(
+        None, "--patch", help="Write a git-apply-able patch here (- for stdout)."
+    ),
+    pr_body: Path | None = typer.Option(
+        None, "--pr-body", help="Write a markdown PR body here (- for stdout)."
+    ),
 ) -> None:
     """Export a run's candidate instead of merging: a patch file and/or a PR description."""
     from runner.review.writeup import export_patch
@@ -68,13 +76,22 @@ def export(
 
     if patch is None and pr_body is None:
         raise UsageError("nothing to export: pass --patch FILE and/or --pr-body FILE")
+    if patch == pr_body == STDOUT:
+        raise UsageError("--patch - and --pr-body - would mix on stdout: name a file for one")
     for option, path, example in (("--patch", patch, "fix.patch"), ("--pr-body", pr_body, "pr.md")):
-        if path is not None:
+        if path is not None and path != STDOUT:
             check_target(option, path, example)
     with RunStore(corral_home()) as store:
+        outputs: list[tuple[str, Path, bytes]] = []
         if patch is not None:
-            patch.write_bytes(export_patch(store, run_id))
-            out.print(f"patch: {m(patch)}")
+            outputs.append(("patch", patch, export_patch(store, run_id)))
         if pr_body is not None:
-            pr_body.write_text(make_body(store, run_id))
-            out.print(f"pr body: {m(pr_body)}")
+            outputs.append(("pr body", pr_body, make_body(store, run_id).encode()))
+    for what, path, data in outputs:  # all made (or refused) before anything is written
+        if path == STDOUT:  # the data alone on stdout, for a pipe (`| git am`); the note on stderr
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            err.print(f"{what}: written to stdout")
+        else:
+            path.write_bytes(data)
+            out.print(f"{what}: {m(path)}")

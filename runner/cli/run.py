@@ -299,9 +299,13 @@ def _decide(run_id: str, verdict: str, comment: str | None) -> None:
     if answered is not None:  # a waiting run's question: an `ask` command or a scope violation
         out.print(f"{m(answered)}; continue with `corral resume {m(run_id)}`")
         return
-    status = review_decision(store, run_id, verdict, reviewer(), comment)
-    follow = f"`corral merge {run_id}`" if status == "approved" else "nothing will be merged"
-    out.print(f"{m(run_id)}: {status} by {m(reviewer())}; {m(follow)}")
+    decided = review_decision(store, run_id, verdict, reviewer(), comment)
+    status = decided.status
+    follow = f"next: `corral merge {run_id}`" if status == "approved" else "nothing will be merged"
+    if decided.already:  # like a second `merge`: exit 0, nothing recorded
+        out.print(f"{m(run_id)} is already {status}; nothing changed; {m(follow)}")
+    else:
+        out.print(f"{m(run_id)}: {status} by {m(reviewer())}; {m(follow)}")
 
 
 @app.command()

@@ -4,7 +4,8 @@
 or it is empty), ``patch_digest`` its sha256 as the events record it; a reviewer's
 standing approval (``approved_digest``) names the sha256 it approved, and
 ``merge`` checks the patch against it. ``passed_attempt`` is the attempt
-whose candidate it is. Refusals are ``MergeRefused``.
+whose candidate it is. ``refuse_broken_chain`` stops approve, merge and export
+of a run whose event log does not verify. Refusals are ``MergeRefused``.
 """
 
 from __future__ import annotations
@@ -62,3 +63,14 @@ def last_event(events: list[Event], kind: str) -> Event | None:
 def passed_attempt(store: RunStore, run_id: str) -> AttemptReport | None:
     """The attempt whose candidate the run holds (the one that passed), if any."""
     return next((a for a in result_of(store, run_id).attempts if a.status == "passed"), None)
+
+
+def refuse_broken_chain(store: RunStore, run_id: str, nothing: str) -> None:
+    """``MergeRefused`` when the run's event log does not verify (``nothing``: what was not
+    done, e.g. ``merged``): a record someone changed is no ground for a decision."""
+    chain = store.verify(run_id)
+    if not chain.ok:
+        raise MergeRefused(
+            f"the event log of run {run_id} does not verify (event {chain.first_bad_seq}: "
+            f"{chain.problem}); nothing {nothing}: `corral verify {run_id}` shows it"
+        )

@@ -1,7 +1,8 @@
 """From a reviewed run to the user's branch: review decisions and ``merge``.
 
 - ``review_decision`` records a reviewer's approve/reject of a ``ready_for_review``
-  run in the event log (who, when, comment) and sets the status.
+  run in the event log (who, when, comment) and sets the status; the same
+  decision twice changes nothing.
 - ``merge`` applies the run's ``candidate.diff`` onto a branch of the user's
   repository as ONE commit (message: the bug title, trailers ``Corral-Run:``
   and ``Corral-Gates:``, from ``runner.review.writeup``) with ``git apply
@@ -41,6 +42,7 @@ from runner.review.candidate import (
     passed_attempt,
     patch_digest,
     read_candidate,
+    refuse_broken_chain,
     stored_digest,
 )
 from runner.review.writeup import commit_message
@@ -70,17 +72,27 @@ class MergeResult:
 # ----------------------------------------------------------------- review
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What ``review_decision`` left: the run's status, and whether it already was that."""
+
+    status: str
+    already: bool = False
+    """The same decision stood already (on the same candidate): nothing was recorded."""
+
+
 def review_decision(
     store: RunStore, run_id: str, verdict: str, who: str, comment: str | None
-) -> str:
+) -> Decision:
     """Approve or reject a ``ready_for_review`` run's candidate; return the new status.
 
     The event records the sha256 of the ``candidate.diff`` decided on, which
-    ``merge`` checks again. Raises ``UnknownRun`` for an unknown run,
-    ``MergeRefused`` when the run is in any other status (an approved run may
-    still be rejected, and a rejected one approved, until it is merged; an
-    approved run is approved again only if its candidate changed since) or
-    has no candidate to approve.
+    ``merge`` checks again. The same decision twice (an approval of the same
+    candidate) records nothing and says so (``already``), as a second ``merge``
+    does. Raises ``UnknownRun`` for an unknown run, ``MergeRefused`` when the
+    run is in any other status (an approved run may still be rejected, and a
+    rejected one approved, until it is merged), has no candidate to approve, or
+    (to approve) its event log does not verify.
     """
     rec = store.get(run_id)
     status = "approved" if verdict == "approve" else "rejected"
@@ -94,6 +106,8 @@ def review_decision(
             f"run {run_id} is {rec.status}: only a run ready for review can be approved or "
             f"rejected (`corral status {run_id}`)"
         )
+    if status == "approved":
+        refuse_broken_chain(store, run_id, "approved")
     digest = (
         patch_digest(read_candidate(store, run_id, rec))
         if status == "approved"
@@ -109,7 +123,7 @@ def review_decision(
             "run folder show what changed"
         )
     if rec.status == status and (status == "rejected" or approved_digest(events) == digest):
-        raise MergeRefused(f"run {run_id} is already {status}")
+        return Decision(status, already=True)
     store.append(
         run_id,
         f"review_{status}",
@@ -117,7 +131,7 @@ def review_decision(
          "candidate_sha256": digest},
     )  # fmt: skip
     store.update(run_id, status=status)
-    return status
+    return Decision(status)
 
 
 # ----------------------------------------------------------------- merge
@@ -146,7 +160,7 @@ def merge(
 def _merge(
     store: RunStore, run_id: str, branch: str | None, dry_run: bool, who: str
 ) -> MergeResult:
-    _refuse_broken_chain(store, run_id)
+    refuse_broken_chain(store, run_id, "merged")
     rec = store.get(run_id)
     events = store.events(run_id)
     done = last_event(events, "merged")
@@ -184,15 +198,6 @@ def _merge(
         move_worktree(worktree, old, commit, run_id)
     _record(store, run_id, branch, commit, files, worktree, who, recovered=False, old=old)
     return MergeResult(run_id, branch, commit, files, _s(worktree), message=message)
-
-
-def _refuse_broken_chain(store: RunStore, run_id: str) -> None:
-    chain = store.verify(run_id)
-    if not chain.ok:
-        raise MergeRefused(
-            f"the event log of run {run_id} does not verify (event {chain.first_bad_seq}: "
-            f"{chain.problem}); nothing merged: `corral verify {run_id}` shows it"
-        )
 
 
 def _refuse_changed_candidate(events: list[Event], run_id: str, patch: bytes, auto: bool) -> None:

@@ -13,7 +13,12 @@ from __future__ import annotations
 from email.utils import formatdate
 from typing import Any
 
-from runner.review.candidate import last_event, passed_attempt, read_candidate
+from runner.review.candidate import (
+    last_event,
+    passed_attempt,
+    read_candidate,
+    refuse_broken_chain,
+)
 from runner.review.evidence import gather
 from runner.review.text import plain
 from runner.store.chain import Event
@@ -44,8 +49,11 @@ def commit_message(store: RunStore, run_id: str, *, auto: bool = False, who: str
 
 
 def export_patch(store: RunStore, run_id: str) -> bytes:
-    """The candidate as a mail-style patch: ``git am`` takes it, ``git apply`` ignores the header."""
+    """The candidate as a mail-style patch: ``git am`` takes it, ``git apply`` ignores the header.
+
+    ``MergeRefused`` when the run has no candidate or its event log does not verify."""
     rec = store.get(run_id)
+    refuse_broken_chain(store, run_id, "exported")
     diff = read_candidate(store, run_id, rec)
     message = commit_message(store, run_id)
     subject, _, rest = message.partition("\n")
@@ -60,8 +68,11 @@ def export_patch(store: RunStore, run_id: str) -> bytes:
 
 
 def pr_body(store: RunStore, run_id: str) -> str:
-    """A link-free markdown summary of the run for a pull request (from ``runner.review.evidence.gather``)."""
+    """A link-free markdown summary of the run for a pull request (from ``runner.review.evidence.gather``).
+
+    ``MergeRefused`` when the run has no candidate or its event log does not verify."""
     read_candidate(store, run_id, store.get(run_id))
+    refuse_broken_chain(store, run_id, "exported")
     review = gather(store, run_id)
     events = store.events(run_id)
     passed = next((a for a in review.attempts if a.status == "passed"), None)

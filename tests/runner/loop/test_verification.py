@@ -83,7 +83,8 @@ def test_gates_opted_out_on_purpose_end_ready_for_review_and_the_review_says_so(
     stored = project.store.get(result.run_id).policy_json
     assert '"gates": []' in stored  # resume reads the same opt-out back
     assert "no gates: the policy opted out of verification" in header(project, result.run_id)
-    assert review_decision(project.store, result.run_id, "approve", "rev", None) == "approved"
+    decided = review_decision(project.store, result.run_id, "approve", "rev", None)
+    assert decided.status == "approved" and not decided.already
 
 
 def test_a_required_gate_that_passes_is_what_makes_a_run_ready(project: Project) -> None:

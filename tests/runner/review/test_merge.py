@@ -26,6 +26,7 @@ from runner.ops.service import RunRequest, start_run
 from runner.store.runs import RunStore
 from sandbox.paths import worktrees_dir
 from sandbox.treefs import mount_scratch_fs
+from tests.support.cli import corral, corral_argv, corral_env
 from tests.support.gitfixtures import commit, git
 from tests.support.storefixtures import repo_with_patch, stored_run
 
@@ -279,7 +280,8 @@ def test_export_patch_applies_and_pr_body_summarises(ready: Ready) -> None:
 @pytest.mark.docker
 def test_review_decisions_are_recorded_and_only_for_a_ready_run(ready: Ready) -> None:
     assert ready.cli("approve", ready.run_id).exit_code == 0
-    _one_error_line(ready.cli("approve", ready.run_id), "already approved")
+    again = ready.cli("approve", ready.run_id)  # like a second merge: exit 0, nothing recorded
+    assert again.exit_code == 0 and "already approved; nothing changed" in again.output
     changed = ready.cli("reject", ready.run_id, "--comment", "on second thought")
     assert changed.exit_code == 0, changed.output  # a decision may change until the merge
     decisions = [
@@ -379,7 +381,9 @@ def test_an_approval_holds_only_for_the_candidate_reviewed(
     # Put back, the reviewed candidate merges, and approving it twice records nothing new.
     store.artifact_path("r1", "candidate.diff").write_bytes(patch)
     again = runner.invoke(app, ["approve", "r1"])
-    _one_error_line(again, "already approved")
+    assert again.exit_code == 0, again.output
+    assert "r1 is already approved; nothing changed; next: `corral merge r1`" in again.output
+    assert [e.type for e in store.events("r1")].count("review_approved") == 1
     merged = runner.invoke(app, ["merge", "r1"])
     assert merged.exit_code == 0, merged.output
     assert "RATE = 20" in (repo / "src/invoicer/tax.py").read_text()
@@ -397,6 +401,43 @@ def test_merge_refuses_a_run_whose_event_log_does_not_verify(
     refused = CliRunner().invoke(app, ["merge", "r1"])
     _one_error_line(refused, "event log of run r1 does not verify", "corral verify r1")
     assert git(repo, "rev-parse", "HEAD") == head
+
+
+def test_approve_and_export_refuse_a_run_whose_event_log_does_not_verify(
+    tmp_path: Path, corral_home: Path
+) -> None:
+    _approvable(tmp_path, corral_home)
+    log = RunStore(corral_home).log_path("r1")
+    log.write_bytes(log.read_bytes().replace(b'"Add VAT"', b'"Add TAX"'))
+    refused = CliRunner().invoke(app, ["approve", "r1"])
+    _one_error_line(refused, "event log of run r1 does not verify", "nothing approved")
+    assert RunStore(corral_home).get("r1").status == "ready_for_review"
+    for option, name in (("--patch", "fix.patch"), ("--pr-body", "pr.md")):
+        result = CliRunner().invoke(app, ["export", "r1", option, str(tmp_path / name)])
+        _one_error_line(result, "event log of run r1 does not verify", "nothing exported")
+        assert not (tmp_path / name).exists()
+    to_stdout = corral("export", "r1", "--patch", "-", home=corral_home)
+    assert to_stdout.returncode == 2 and to_stdout.stdout == "", to_stdout.stdout
+
+
+def test_export_patch_dash_writes_the_patch_alone_to_stdout(
+    tmp_path: Path, corral_home: Path
+) -> None:
+    repo, _, patch = _approvable(tmp_path, corral_home)
+    proc = subprocess.run(
+        [*corral_argv("export", "r1", "--patch", "-")], env=corral_env(corral_home),
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith(patch + b"-- \ncorral\n") and proc.stdout.startswith(b"From ")
+    assert b"written to stdout" in proc.stderr
+    applied = subprocess.run(
+        ["git", "apply", "--check", "-"], cwd=repo, input=proc.stdout, capture_output=True,
+        check=False,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+    both = corral("export", "r1", "--patch", "-", "--pr-body", "-", home=corral_home)
+    assert both.returncode == 2 and "would mix on stdout" in both.stderr
 
 
 def test_export_into_a_missing_folder_or_onto_a_folder_is_one_line_exit_2(
