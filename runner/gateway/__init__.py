@@ -7,9 +7,10 @@ http      the HTTP server and handler behind the socket (dispatch, tunnels, refu
 wire      HTTP/1.1 framing: a bounded request body, hop-by-hop and key headers
 response  copying an upstream's answer back as it arrives, charged before its end
 usage     metering the tokens and cost of each answer against the run's budget
+scrub     the real keys taken out of every answer as it streams
 
-Imports point one way: core -> http -> response -> usage, and to the leaves routes
-and wire; ``http`` asks the gateway through its ``Gatekeeper`` protocol.
+Imports point one way: core -> http -> response -> usage, and to the leaves routes,
+wire and scrub; ``http`` asks the gateway through its ``Gatekeeper`` protocol.
 """
 
 from runner.gateway.core import DUMMY_KEY, Gateway, GatewayError, runtime_problem
