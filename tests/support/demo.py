@@ -105,11 +105,12 @@ def run_request(root: Path, **kw: Any) -> RunRequest:
     )
 
 
-def fix_script(fixed: str = FIXED, summary: str = "fixed") -> str:
-    """A ``ScriptedAgent`` script of one attempt that writes ``fixed`` to ``src/calc.py`` and
-    finishes with ``summary``."""
+def fix_script(fixed: str = FIXED, summary: str = "fixed", *, first: str | None = None) -> str:
+    """A ``ScriptedAgent`` script of one attempt that runs the command ``first`` (if given),
+    writes ``fixed`` to ``src/calc.py`` and finishes with ``summary``."""
+    run = f"{{ run = {json.dumps(first)} }}, " if first is not None else ""
     write = f'{{ write = "src/calc.py", content = {json.dumps(fixed)} }}'
     return (
         "[[attempt]]\n[[attempt.window]]\n"
-        f"actions = [{write}, {{ finish = {json.dumps(summary)} }}]\n"
+        f"actions = [{run}{write}, {{ finish = {json.dumps(summary)} }}]\n"
     )

@@ -59,18 +59,7 @@ def test_run_json_prints_one_object_and_exit_code_0(
 def test_kill_9_mid_attempt_then_resume_finishes_and_the_chain_verifies(
     project: Path, corral_home: Path, sandbox_image: str, docker_client: Any
 ) -> None:
-    _script(
-        project,
-        f"""
-        [[attempt]]
-        [[attempt.window]]
-        actions = [
-          {{ run = "sleep 6" }},
-          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
-          {{ finish = "fixed" }},
-        ]
-        """,
-    )
+    _script(project, fix_script(first="sleep 6"))
     proc = subprocess.Popen(
         corral_argv(*_run_args(project, "--run-id", "killme")), env=corral_env(corral_home),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -113,18 +102,7 @@ def test_kill_9_mid_attempt_then_resume_finishes_and_the_chain_verifies(
 def test_ctrl_c_or_sigterm_records_the_interruption_and_names_the_resume(
     project: Path, corral_home: Path, sandbox_image: str, docker_client: Any, sig: int
 ) -> None:
-    _script(
-        project,
-        f"""
-        [[attempt]]
-        [[attempt.window]]
-        actions = [
-          {{ run = "sleep 4" }},
-          {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
-          {{ finish = "fixed" }},
-        ]
-        """,
-    )
+    _script(project, fix_script(first="sleep 4"))
     proc = subprocess.Popen(
         corral_argv(*_run_args(project, "--run-id", "stopme")), env=corral_env(corral_home),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

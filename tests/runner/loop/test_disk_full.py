@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 from runner.store.runs import RunStore
 from sandbox.gatetree import gate_tree_path
 from tests.support.cli import corral
-from tests.support.demo import FIXED, build_demo, run_args
+from tests.support.demo import build_demo, fix_script, run_args
 
 pytestmark = pytest.mark.docker
 
@@ -29,19 +28,7 @@ def test_a_disk_that_fills_mid_run_fails_it_resumably_and_leaks_nothing(
 ) -> None:
     project = build_demo(tmp_path / "project")
     script = project / "script.toml"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            [[attempt]]
-            [[attempt.window]]
-            actions = [
-              {{ run = "{FILL}" }},
-              {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
-              {{ finish = "fixed, with ballast" }},
-            ]
-            """
-        )
-    )
+    script.write_text(fix_script(first=FILL))
     home = tmp_path / "home"
     home.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(home)], check=True)

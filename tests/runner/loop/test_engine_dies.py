@@ -9,7 +9,6 @@ import contextlib
 import json
 import socket
 import subprocess
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from sandbox.forwarder import relay
 from tests.support.cli import corral, corral_argv, corral_env
-from tests.support.demo import FIXED, build_demo, run_args
+from tests.support.demo import build_demo, fix_script, run_args
 
 pytestmark = pytest.mark.docker
 
@@ -65,19 +64,7 @@ def test_an_engine_that_dies_mid_run_fails_it_resumably(
 ) -> None:
     project = build_demo(tmp_path / "project")
     script = project / "script.toml"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            [[attempt]]
-            [[attempt.window]]
-            actions = [
-              {{ run = "sleep 5" }},
-              {{ write = "src/calc.py", content = {json.dumps(FIXED)} }},
-              {{ finish = "fixed" }},
-            ]
-            """
-        )
-    )
+    script.write_text(fix_script(first="sleep 5"))
     sock = tmp_path / "engine.sock"
     env = {"DOCKER_HOST": f"unix://{sock}"}
     cut = EngineRelay(sock)
