@@ -12,6 +12,7 @@ input the user can fix (a ``UserError``), 3 a run waits for a human.
     merge    merge, export
     image    image bootstrap / build
     ops      gc, rm, smoke, doctor
+    eval     eval, eval report: many bug reports x trials, pass@k
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from runner.cli.app import app
 from runner.cli.image import image_app
 
 # Each module registers its commands on ``app`` as it is imported, in the order ``--help`` lists.
-for _module in ("run", "init", "review", "merge", "ops"):
+for _module in ("run", "init", "review", "merge", "ops", "eval"):
     importlib.import_module(f"runner.cli.{_module}")
 app.add_typer(image_app, name="image")
 
