@@ -26,6 +26,13 @@ from sandbox.workspace import Workspace
 Emit = Callable[[str, Mapping[str, Any]], None]
 
 
+#: Appended where a progress file over ``max_bytes`` was cut: the agent reads it next window.
+CUT_NOTE = (
+    "\n\n[corral: this progress file was cut at {limit} bytes (progress.max_bytes);"
+    " the rest is lost. Keep it short: what is done, what is next, what failed.]\n"
+)
+
+
 class Progress:
     """The progress file ``rel`` of run ``run_id`` (at most ``max_bytes`` of it are read)."""
 
@@ -47,14 +54,17 @@ class Progress:
         root on the host, a host file as the agent's notes.
         """
         try:
-            data = read_regular(ws.path, self.rel, self.max_bytes)
+            data = read_regular(ws.path, self.rel, self.max_bytes + 1)
         except FileNotFoundError:
             return "", None  # none yet
         except NotFollowed as exc:
             return "", str(exc)
         except OSError as exc:
             return "", f"{self.rel} could not be read: {exc.strerror or exc}"
-        return data.decode(errors="replace"), None
+        if len(data) <= self.max_bytes:
+            return data.decode(errors="replace"), None
+        cut = data[: self.max_bytes].decode(errors="ignore")  # no half a character at the end
+        return cut + CUT_NOTE.format(limit=self.max_bytes), None
 
     def carry(self, ws: Workspace) -> None:
         """Put the run's latest snapshot back into a tree just rolled back (if there is one)."""
