@@ -10,10 +10,13 @@ piece of run text goes through ``rich.markup.escape`` and ``Text`` objects
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import typer
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
@@ -88,8 +91,8 @@ def _findings(rv: Review) -> list[RenderableType]:
 
 def _header(rv: Review) -> Panel:
     t = Table.grid(padding=(0, 2))
-    t.add_column(style="bold")
-    t.add_column()
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(overflow="fold")  # a long path wraps, never cut
     colour = {"ready_for_review": "bold green", "unverified": "bold yellow"}
     status = Text(rv.status, style=colour.get(rv.status, "bold red"))
     if rv.failure_domain:
@@ -159,18 +162,79 @@ def _code_line(sign: str, text: str, lexer: str, style: str) -> Text:
     return line
 
 
+class Fitted:
+    """A table when every cell fits the width it is drawn at, else the same rows stacked.
+
+    The review goes to a terminal as wide as it is, and to a pipe or a log at 80 columns, where a
+    table of ten columns cuts every cell to a few letters. Stacked, each row is a heading line
+    (``lead``) and then a ``column: value`` line per other non-empty cell (a list below its name,
+    one item a line), wrapped at the width. Which one is decided at draw time, from the width
+    rich gives it (``_fits``).
+    """
+
+    def __init__(self, title: str, columns: tuple[str, ...], rows: Sequence[tuple[Text, ...]],
+                 lead: Callable[[tuple[Text, ...]], Text]) -> None:  # fmt: skip
+        self.title, self.columns, self.rows, self.lead = title, columns, rows, lead
+
+    def table(self) -> Table:
+        t = Table(*self.columns, title=self.title)
+        for row in self.rows:
+            t.add_row(*row)
+        return t
+
+    def stacked(self) -> Group:
+        parts: list[RenderableType] = [Text(self.title, style="bold underline")]
+        for row in self.rows:
+            parts.append(self.lead(row))
+            for name, cell in zip(self.columns, row, strict=True):
+                if not cell.plain or name in LEAD_COLUMNS:
+                    continue
+                if "\n" in cell.plain:  # a list (test ids, evidence): one item a line, below
+                    parts.append(Text(f"    {name}:", style="dim"))
+                    parts.append(Padding(cell, (0, 0, 0, 6), expand=False))
+                else:  # wrapped lines keep the indent
+                    line = Text.assemble((f"{name}: ", "dim"), cell)
+                    parts.append(Padding(line, (0, 0, 0, 4), expand=False))
+        return Group(*parts)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.table() if self._fits(console, options) else self.stacked()
+
+    def _fits(self, console: Console, options: ConsoleOptions) -> bool:
+        """Whether each column gets its longest word (header included), with padding and rules."""
+        need = 1
+        for i, name in enumerate(self.columns):
+            cells = [Text(name), *(row[i] for row in self.rows)]
+            need += 3 + max(Measurement.get(console, options, c).minimum for c in cells)
+        return need <= options.max_width
+
+
+#: Columns that a stacked row shows in its heading line, not as lines of their own.
+LEAD_COLUMNS = frozenset({"run on", "gate", "base", "result", "exit", "attempt", "status",
+                          "domain", "steps", "kind", "what"})  # fmt: skip
+
+
 def _gates_table(rv: Review) -> RenderableType:
     if not rv.gates:
         return Text("gates: none ran", style="dim")
-    t = Table("run on", "gate", "base", "result", "exit", "fixed", "still failing",
-              "newly failing", "missing", "reason", title="gates")  # fmt: skip
-    for g in rv.gates:
-        t.add_row(
+    columns = ("run on", "gate", "base", "result", "exit", "fixed", "still failing",
+               "newly failing", "missing", "reason")  # fmt: skip
+    rows = [
+        (
             shown(g.label), shown(g.name), _verdict(g.baseline_passed), _verdict(g.passed),
-            str(g.exit_code), _tests(g.fixed), _tests(g.still_failing),
-            _tests(g.newly_failing), _tests(g.missing), shown(g.reason),
-        )  # fmt: skip
-    return t
+            Text("-" if g.exit_code is None else str(g.exit_code)), _tests(g.fixed),
+            _tests(g.still_failing), _tests(g.newly_failing), _tests(g.missing), shown(g.reason),
+        )
+        for g in rv.gates
+    ]  # fmt: skip
+
+    def lead(row: tuple[Text, ...]) -> Text:  # "tests on attempt-1: FAIL (base pass, exit 1)"
+        label, name, base, result, code = row[:5]
+        head = Text.assemble("  ", (name.plain, "bold"), " on ", label, ": ", result)
+        base_text = Text.assemble("base ", base, ", ") if base.plain != "-" else Text()
+        return head.append_text(Text.assemble(" (", base_text, "exit ", code, ")"))
+
+    return Fitted("gates", columns, rows, lead)
 
 
 def _verdict(passed: bool | None) -> Text:
@@ -186,18 +250,30 @@ def _tests(ids: list[str]) -> Text:
 
 
 def _attempts(rv: Review) -> list[RenderableType]:
-    t = Table("attempt", "status", "domain", "reason", "evidence", "steps", "changed",
-              title="attempts")  # fmt: skip
-    for a in rv.attempts:
-        t.add_row(str(a.attempt), shown(a.status), shown(a.failure_domain or ""), shown(a.reason),
-                  shown("\n".join(a.evidence)), str(a.steps),
-                  shown(", ".join(a.changed_files)))  # fmt: skip
-    parts: list[RenderableType] = [t]
+    rows = [
+        (Text(str(a.attempt)), shown(a.status), shown(a.failure_domain or ""), shown(a.reason),
+         shown("\n".join(a.evidence)), Text(str(a.steps)), shown(", ".join(a.changed_files)))
+        for a in rv.attempts
+    ]  # fmt: skip
+
+    def attempt(row: tuple[Text, ...]) -> Text:  # "attempt 1: failed (model), 3 steps"
+        n, status, domain, steps = row[0], row[1], row[2], row[5]
+        why = Text.assemble(" (", domain, ")") if domain.plain else Text()
+        return Text.assemble("  attempt ", n, ": ", (status.plain, "bold"), why, ", ", steps,
+                             " steps")  # fmt: skip
+
+    columns = ("attempt", "status", "domain", "reason", "evidence", "steps", "changed")
+    parts: list[RenderableType] = [Fitted("attempts", columns, rows, attempt)]
     if rv.blocked:
-        b = Table("attempt", "kind", "what", "why", title="blocked and reverted")
-        for x in rv.blocked:
-            b.add_row(str(x.attempt), x.kind, shown(x.what), shown(x.reason))
-        parts.append(b)
+        blocked = [
+            (Text(str(x.attempt)), Text(x.kind), shown(x.what), shown(x.reason)) for x in rv.blocked
+        ]
+
+        def what(row: tuple[Text, ...]) -> Text:  # "attempt 1: write denied tests/test_calc.py"
+            return Text.assemble("  attempt ", row[0], ": ", (row[1].plain, "bold"), " ", row[2])
+
+        parts.append(Fitted("blocked and reverted", ("attempt", "kind", "what", "why"), blocked,
+                            what))  # fmt: skip
     else:
         parts.append(Text("blocked and reverted: nothing", style="dim"))
     return parts

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 from importlib import resources
@@ -60,6 +62,21 @@ def render_html(rv: Review) -> str:
 def _row(*cells: str, head: bool = False) -> str:
     tag = "th" if head else "td"
     return "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
+
+
+def _stacked(table_id: str, head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    """A table of run facts that fits its page: every cell may break anywhere (a long test id
+    too), and on a narrow page (``@media`` in the template) each row stacks into ``label value``
+    lines, each cell labelled by its column (``data-label``)."""
+    body = "".join(
+        "<tr>" + "".join(f'<td data-label="{h}">{c}</td>' for h, c in zip(head, r, strict=True))
+        + "</tr>"
+        for r in rows
+    )  # fmt: skip
+    return (
+        f'<table id="{table_id}" class="stacked"><tr class="head">'
+        + "".join(f"<th>{h}</th>" for h in head) + f"</tr>{body}</table>"
+    )  # fmt: skip
 
 
 def _verdict(passed: bool | None) -> str:
@@ -203,16 +220,17 @@ def _split(f: FileDiff) -> str:
 
 
 def _tests(ids: list[str]) -> str:
-    return "<br>".join(_t(i) for i in ids)
+    """Test ids one a line, each breakable after a ``/`` or ``::`` (``<wbr>``) in a narrow cell."""
+    return "<br>".join("<wbr>".join(_t(p) for p in re.split(r"(?<=/)|(?<=::)", i)) for i in ids)
 
 
 def _gates(rv: Review) -> str:
     if not rv.gates:
         return '<h2>Gates</h2><p class="muted" id="gates">No gate ran.</p>'
-    head = _row("run on", "gate", "base", "result", "exit", "fixed", "still failing",
-                "newly failing", "missing", "reason", head=True)  # fmt: skip
-    rows = "".join(
-        _row(
+    head = ("run on", "gate", "base", "result", "exit", "fixed", "still failing",
+            "newly failing", "missing", "reason")  # fmt: skip
+    rows = [
+        (
             _t(g.label),
             _t(g.name),
             _verdict(g.baseline_passed),
@@ -225,9 +243,9 @@ def _gates(rv: Review) -> str:
             _t(g.reason),
         )
         for g in rv.gates
-    )
+    ]
     logs = "".join(_gate_log(g) for g in rv.gates)
-    return f'<h2>Gates</h2><table id="gates">{head}{rows}</table><h3>Gate logs</h3>{logs}'
+    return f"<h2>Gates</h2>{_stacked('gates', head, rows)}<h3>Gate logs</h3>{logs}"
 
 
 def _gate_log(g: GateRow) -> str:
@@ -239,8 +257,8 @@ def _gate_log(g: GateRow) -> str:
 
 
 def _attempts(rv: Review) -> str:
-    rows = "".join(
-        _row(
+    rows = [
+        (
             str(a.attempt),
             _t(a.status),
             _t(a.failure_domain or ""),
@@ -250,18 +268,18 @@ def _attempts(rv: Review) -> str:
             _t(", ".join(a.changed_files)),
         )
         for a in rv.attempts
-    )
-    head = _row("attempt", "status", "domain", "reason", "evidence", "steps", "changed", head=True)
-    blocked = "".join(
-        _row(str(b.attempt), _t(b.kind), f"<code>{_t(b.what)}</code>", _t(b.reason))
-        for b in rv.blocked
-    )
+    ]
+    head = ("attempt", "status", "domain", "reason", "evidence", "steps", "changed")
+    blocked = [
+        (str(b.attempt), _t(b.kind), f"<code>{_t(b.what)}</code>", _t(b.reason)) for b in rv.blocked
+    ]
     blocked_html = (
-        '<table id="blocked">' + _row("attempt", "kind", "what", "why", head=True) + blocked
-        + "</table>" if rv.blocked else '<p class="muted" id="blocked">Nothing was blocked.</p>'
-    )  # fmt: skip
+        _stacked("blocked", ("attempt", "kind", "what", "why"), blocked)
+        if rv.blocked
+        else '<p class="muted" id="blocked">Nothing was blocked.</p>'
+    )
     return (
-        f'<h2>Attempts</h2><table id="attempts">{head}{rows}</table>'
+        f"<h2>Attempts</h2>{_stacked('attempts', head, rows)}"
         f"<h2>Blocked and reverted</h2>{blocked_html}"
     )
 
