@@ -37,10 +37,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from policies.junit import Comparison, TestOutcomes, compare
-from policies.policy import GatePolicy
 from policies.targets import without
+
+if TYPE_CHECKING:  # not at import: a run's recorded results need no pydantic
+    from policies.policy import GatePolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pathspec
 
-from policies.policy import BUILTIN_PROTECTED, DEFAULT_PROTECTED, Policy
+if TYPE_CHECKING:  # not at import: run text (``HIDDEN_CHARACTERS``) needs no pydantic
+    from policies.policy import Policy
 
 ScopeClass = Literal["writable", "protected", "read_only", "artifact", "progress"]
 Severity = Literal["block", "warn"]
@@ -78,6 +79,8 @@ class Scope:
     """A compiled file scope for one policy."""
 
     def __init__(self, policy: Policy) -> None:
+        from policies.policy import BUILTIN_PROTECTED, DEFAULT_PROTECTED
+
         scope = policy.scope
         defaults = [p for p in DEFAULT_PROTECTED if p not in scope.unprotect]
         protected = [*BUILTIN_PROTECTED, *defaults, *scope.protected]

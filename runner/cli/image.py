@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from runner.cli.app import handles_errors, out
 from runner.errors import UsageError
-from sandbox.images import ImageResult
+
+if TYPE_CHECKING:
+    from sandbox.images import ImageResult
 
 image_app: typer.Typer = typer.Typer(
     help="Build corral's images without a registry.", no_args_is_help=True

@@ -12,22 +12,24 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.padding import Padding
 from rich.panel import Panel
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
 from runner.cli.app import app, handles_errors, out
 from runner.errors import UsageError
-from runner.review.evidence import FINDINGS_NOTE, Review, gather, judging_rows
 from runner.review.text import number, plain, visible
-from runner.store.runs import RunStore
 from sandbox.paths import corral_home
+
+if TYPE_CHECKING:  # the evidence (policies, pydantic, the store) only when a command reads a run
+    from runner.review.evidence import Review
+    from runner.store.runs import RunStore
 
 _SCOPE_STYLE = {
     "writable": "green", "protected": "bold red", "read_only": "yellow",
@@ -50,6 +52,9 @@ def shown(text: str, style: str = "") -> Text:
 
 
 def _store_review(run_id: str) -> tuple[RunStore, Review]:
+    from runner.review.evidence import gather
+    from runner.store.runs import RunStore
+
     store = RunStore(corral_home())
     return store, gather(store, run_id)
 
@@ -79,6 +84,8 @@ def render(rv: Review) -> list[RenderableType]:
 
 def _findings(rv: Review) -> list[RenderableType]:
     """The tamper findings, one line each; nothing when there are none."""
+    from runner.review.evidence import FINDINGS_NOTE
+
     if not rv.findings:
         return []
     lines = Text()
@@ -90,6 +97,8 @@ def _findings(rv: Review) -> list[RenderableType]:
 
 
 def _header(rv: Review) -> Panel:
+    from runner.review.evidence import judging_rows
+
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold", no_wrap=True)
     t.add_column(overflow="fold")  # a long path wraps, never cut
@@ -151,6 +160,8 @@ def _diff(rv: Review) -> list[RenderableType]:
 def _code_line(sign: str, text: str, lexer: str, style: str) -> Text:
     """One diff line on its line background, the sign coloured (for 16-colour terminals too);
     highlighted by ``rich.syntax`` when it holds no hidden character, else escaped as text."""
+    from rich.syntax import Syntax  # pygments: only for a diff
+
     line = Text(style=style)  # the base style: spans appended later draw over it
     line.append(sign, style=_SIGN_STYLE.get(sign, ""))
     if any(escaped for _, escaped in visible(text)) or lexer == "text":

@@ -19,10 +19,8 @@ from typing import Any
 
 import typer
 
-from policies.load import PolicyError, load_policy
 from runner.cli.app import app, err, handles_errors, out
 from runner.errors import RunInterrupted, UsageError
-from runner.review.display import run_display
 from runner.review.text import markup as m
 from sandbox.paths import corral_home
 
@@ -100,6 +98,7 @@ def run(
 ) -> None:
     """Run an agent against a bug report under a policy; print the outcome."""
     from runner.ops.service import RunRequest, start_run
+    from runner.review.display import run_display
 
     overrides = _parse_set(set_)
     if attempts is not None:
@@ -136,6 +135,7 @@ def resume(
 ) -> None:
     """Continue an interrupted or waiting run from its last completed step."""
     from runner.ops.service import resume_run
+    from runner.review.display import run_display
 
     with _interruptible(), run_display(err, as_json=as_json, quiet=quiet) as on_event:
         result = resume_run(corral_home(), run_id, on_event=on_event)
@@ -207,7 +207,7 @@ def status(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show a run's status, failure domain, attempts and any pending human decision."""
-    from runner.ops.service import result_of
+    from runner.loop.outcome import result_of
     from runner.store.runs import RunStore
 
     store = RunStore(corral_home())
@@ -340,6 +340,7 @@ def policy_check(
     its runs would end ``unverified``; with ``--repo``, also for each ``scope.writable`` glob
     through which the agent could change no file of the repository's ``HEAD``.
     """
+    from policies.load import load_policy
     from runner.ops.request import dead_writable
 
     at_head = _repo_at_head(repo) if repo is not None else None
@@ -375,6 +376,8 @@ def policy_show(
     repo: Path | None = typer.Option(None, "--repo", help="Include this repo's .corral.toml."),
 ) -> None:
     """Print the merged policy (preset < file < repo) as JSON."""
+    from policies.load import load_policy
+
     files = _repo_at_head(repo)[2] if repo is not None else None
     loaded = load_policy(policy, repo_files=files)
     print(
@@ -384,4 +387,4 @@ def policy_show(
     )
 
 
-__all__ = ["PolicyError", "policy_app"]
+__all__ = ["policy_app"]

@@ -28,21 +28,16 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import openai
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import ContextTooLong as ContextTooLong
 from runner.errors import KeyFileError
 from runner.errors import ModelError as ModelError
 from runner.errors import ModelUnavailable as ModelUnavailable
+
+if TYPE_CHECKING:  # imported when a client is made: the SDK alone takes ~0.5 s to import
+    import openai
+    from tenacity import RetryCallState
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +148,8 @@ def redact(text: str, key: str | None) -> str:
 
 
 def _transient(exc: BaseException) -> bool:
+    import openai
+
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code == 429 or exc.status_code >= 500
     return isinstance(
@@ -164,6 +161,8 @@ class ModelClient:
     """Chat completions with retries, classification, cost, and a circuit breaker."""
 
     def __init__(self, config: ModelConfig) -> None:
+        import openai
+
         self.config = config
         self._client = openai.OpenAI(
             base_url=config.base_url,
@@ -184,6 +183,8 @@ class ModelClient:
         overflowed) and ``ModelError`` for the other permanent refusals
         (401/403: ``runtime``; another 4xx: ``tool-interface``).
         """
+        import openai
+
         last = f"{self.failures} failed calls in a row"
         while self.failures < self.config.circuit_after:
             try:
@@ -205,6 +206,9 @@ class ModelClient:
     def _with_retries(
         self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]
     ) -> Any:
+        import openai
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
         retrying = Retrying(
             retry=retry_if_exception(_transient),
             stop=stop_after_attempt(self.config.max_retries + 1),
@@ -221,6 +225,9 @@ class ModelClient:
         raise AssertionError("unreachable")
 
     def _wait(self, state: RetryCallState) -> float:
+        import openai
+        from tenacity import wait_exponential_jitter
+
         backoff = wait_exponential_jitter(multiplier=0.5, max=self.config.max_backoff_s)(state)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, openai.APIStatusError):

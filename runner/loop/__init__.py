@@ -15,21 +15,7 @@ judge         ``GateJudge``: the baseline at base and the gates on each candidat
 gates         running one gate in a fresh sandbox (``GateResult``)
 baseline      the baseline gates on a thread of their own
 resume        what a resumed run needs: budget already spent, a human's decisions
+
+Nothing is re-exported: each module is imported by its own name, so reading a run's
+outcome (``corral status``) does not import the whole loop and the engine client.
 """
-
-from runner.loop.agent import Agent, Task, WindowContext, WindowOutcome
-from runner.loop.config import RunConfig
-from runner.loop.outcome import AttemptReport, RunResult, RunStopped
-from runner.loop.runner import Runner
-
-__all__ = [
-    "Agent",
-    "AttemptReport",
-    "RunConfig",
-    "RunResult",
-    "RunStopped",
-    "Runner",
-    "Task",
-    "WindowContext",
-    "WindowOutcome",
-]

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypedDict, TypeGuard
 
 from policies.gates import GateResult
-from runner.store.runs import FAILURE_DOMAINS, FailureDomain, RunStatus
+from runner.store.runs import FAILURE_DOMAINS, FailureDomain, RunStatus, RunStore
 
 EXIT_CODES = {
     "ready_for_review": 0, "failed": 1, "unverified": 1, "budget_exhausted": 1, "waiting": 3,
@@ -98,6 +98,26 @@ class RunResult:
         head = {"run_id": data.pop("run_id"), "status": data.pop("status")}
         findings = [{"attempt": a.attempt, "finding": f} for a in self.attempts for f in a.tamper]
         return {**head, "findings": findings, **data}
+
+
+def result_of(store: RunStore, run_id: str) -> RunResult:
+    """A finished (or waiting) run's result, from the store (here, not in ``runner.ops.service``,
+    so that ``corral status`` reads it without importing the loop, the agents or the engine)."""
+    rec = store.get(run_id)
+    reports = [
+        AttemptReport(**s.data["report"])
+        for s in store.journal(run_id)
+        if s.kind == "attempt" and s.data and "report" in s.data
+    ]
+    candidate = store.artifact_path(run_id, "candidate.diff")
+    return RunResult(
+        run_id=run_id,
+        status=rec.status,
+        failure_domain=rec.failure_domain,
+        reason=rec.reason or "",
+        patch_path=str(candidate) if candidate.is_file() else None,
+        attempts=reports,
+    )
 
 
 @dataclass(frozen=True, slots=True)

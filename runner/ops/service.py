@@ -43,7 +43,7 @@ from runner.errors import DuplicateRun, UsageError
 from runner.loop import hidden
 from runner.loop.agent import Agent
 from runner.loop.config import RunConfig
-from runner.loop.outcome import AttemptReport, RunResult
+from runner.loop.outcome import RunResult, result_of
 from runner.loop.resume import decisions, resumable
 from runner.loop.runner import Runner
 from runner.ops.environment import (
@@ -350,22 +350,3 @@ def _event_writer(home: Path, store: RunStore, run_id: str) -> Iterator[OnEvent]
     finally:
         events.put(None)
         writer.join(timeout=60)
-
-
-def result_of(store: RunStore, run_id: str) -> RunResult:
-    """A finished (or waiting) run's result, from the store."""
-    rec = store.get(run_id)
-    reports = [
-        AttemptReport(**s.data["report"])
-        for s in store.journal(run_id)
-        if s.kind == "attempt" and s.data and "report" in s.data
-    ]
-    candidate = store.artifact_path(run_id, "candidate.diff")
-    return RunResult(
-        run_id=run_id,
-        status=rec.status,
-        failure_domain=rec.failure_domain,
-        reason=rec.reason or "",
-        patch_path=str(candidate) if candidate.is_file() else None,
-        attempts=reports,
-    )

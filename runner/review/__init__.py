@@ -12,10 +12,7 @@
     branch       the host-git steps that put a patch onto the user's branch
     writeup      the commit message, the mail-style patch (export), the PR body
 
-Only ``evidence`` is re-exported: ``merge`` and ``candidate`` read run results
-(``runner.ops.service``) and are imported where they are used.
+Nothing is re-exported: each module is imported by its own name where it is used,
+so a command that only needs ``text`` (every command's output) does not pay for
+``evidence`` (policies, pydantic, the store) or ``merge`` (run results).
 """
-
-from runner.review.evidence import Review, gather
-
-__all__ = ["Review", "gather"]

@@ -13,8 +13,7 @@ from __future__ import annotations
 import hashlib
 
 from runner.errors import MergeRefused
-from runner.loop.outcome import AttemptReport
-from runner.ops.service import result_of
+from runner.loop.outcome import AttemptReport, result_of
 from runner.store.chain import Event
 from runner.store.runs import RunRecord, RunStore
 
