@@ -86,6 +86,15 @@ class RunInterrupted(KeyboardInterrupt):
         super().__init__(f"run {run_id} interrupted during {where}")
 
 
+class EvalInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped eval ``eval_id``; its ``ended`` trials are kept, and the same
+    ``corral eval`` again runs the rest (``runner.eval.pool``)."""
+
+    def __init__(self, eval_id: str, ended: int) -> None:
+        self.eval_id, self.ended = eval_id, ended
+        super().__init__(f"eval {eval_id} interrupted; {ended} trial(s) ended")
+
+
 class Paused(RunnerError, StopAttempt):
     """The run must wait (state saved) and continue with ``corral resume``: ``reason`` says why."""
 

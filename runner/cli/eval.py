@@ -71,8 +71,8 @@ def eval_(
     if ctx.invoked_subcommand is not None:
         return
     from runner.cli.run import _parse_set
-    from runner.errors import UsageError
-    from runner.eval.pool import EvalInterrupted, run_eval
+    from runner.errors import EvalInterrupted, UsageError
+    from runner.eval.pool import run_eval
     from runner.eval.record import EvalInputs
     from runner.eval.tasks import load_tasks
 
@@ -231,5 +231,5 @@ def _print_report(rep: dict[str, Any]) -> None:
         mark = " broken" if row["broken"] else (" flaky" if row["flaky"] else "")
         out.print(
             f"  {m(row['task'])}: {row['resolved']}/{row['n']} resolved ({rate}){mark}"
-            f"  [{m(' '.join(row['outcomes']))}]"
+            f"  {m(', '.join(row['outcomes']))}"
         )

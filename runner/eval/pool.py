@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from runner.errors import UsageError
+from runner.errors import EvalInterrupted, UsageError
 from runner.eval.record import (
     EvalDir,
     EvalInputs,
@@ -60,15 +60,6 @@ TRIAL_MEMORY = 3 << 30
 #: How long a stopped trial may take to record its interruption before it is killed.
 STOP_SECONDS = 60.0
 POLL_SECONDS = 0.5
-
-
-class EvalInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped the eval; the trials that ended are kept."""
-
-    def __init__(self, eval_id: str, ended: int) -> None:
-        super().__init__(eval_id)
-        self.eval_id = eval_id
-        self.ended = ended
 
 
 @dataclass(slots=True)

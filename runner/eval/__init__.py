@@ -1,0 +1,10 @@
+"""``corral eval``: many bug reports x several trials, each trial a normal corral run.
+
+    tasks    the task list (JSONL or TOML) -> ``EvalTask``
+    record   an eval's record (``$CORRAL_HOME/evals/<id>/eval.json``), trials, their keys and
+             their outcomes read from the run store
+    pool     the local pool: trials as processes, N at a time, resumable
+    worker   one trial's process (``start_run`` with the trial's idempotency key)
+    stats    pass@k, pass^k, distributions
+    report   the report's aggregation (pure data)
+"""
