@@ -3,6 +3,7 @@
 policy    ``Policy``: the pydantic model of a policy (TOML), one model per table
 load      presets < policy file < the repository's config < CLI flags, merged into a ``Policy``
 scope     file scope: which class each path is in, and what a change set violates
+hidden    the characters that hide what text says (blocked in a patch, escaped when shown)
 words     what is known of a command's words, and the command a wrapper runs
 cmdline   every simple command a bash line runs (tree-sitter-bash)
 commands  the deny / ask / allow rules and ``CommandValidator``

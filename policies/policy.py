@@ -156,7 +156,9 @@ DEFAULT_ARTIFACTS: tuple[str, ...] = (
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # The field docstrings are for readers: ``use_attribute_docstrings`` would read this file's
+    # source and parse it at every import (a third of the import) for a JSON schema no one asks.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ScopePolicy(_Model):

@@ -27,21 +27,14 @@ from typing import TYPE_CHECKING, Literal
 
 import pathspec
 
-if TYPE_CHECKING:  # not at import: run text (``HIDDEN_CHARACTERS``) needs no pydantic
+from policies.hidden import HIDDEN_CHARACTERS
+
+if TYPE_CHECKING:  # not at import: the result of a run read back needs no pydantic
     from policies.policy import Policy
 
 ScopeClass = Literal["writable", "protected", "read_only", "artifact", "progress"]
 Severity = Literal["block", "warn"]
 
-#: Characters that make text read differently from what it is (Trojan Source and friends), as a
-#: regex character-class body: C0 controls but tab, newline and carriage return; DEL and the C1
-#: controls (U+0080-U+009F: U+009B is a terminal's CSI, U+0085 a line break to some readers); the
-#: bidi embeddings, overrides, isolates and marks. The one table: the patch checker uses it, and
-#: every display of run text (``runner.review.evidence.visible``) escapes it and a few more.
-HIDDEN_CHARACTERS = (
-    "\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
-    "\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
-)
 _HIDDEN = re.compile(f"[{HIDDEN_CHARACTERS}]")
 
 MODE_LINK = "120000"

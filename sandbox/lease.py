@@ -15,8 +15,6 @@ import re
 from pathlib import Path
 from types import TracebackType
 
-import psutil
-
 from sandbox.errors import InvalidRunId, LeaseHeld
 from sandbox.paths import locks_dir
 
@@ -46,6 +44,8 @@ class RunLease:
 
     def acquire(self) -> RunLease:
         """Take the lease (never waits). Raises ``LeaseHeld`` when another live process has it."""
+        import psutil  # only to take a lease: a command that reads the store never needs it
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(_ACQUIRE_TRIES):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -4,7 +4,7 @@ Text from a run (diff lines, bug titles, commands, logs) is kept as it was
 recorded; each renderer escapes it for its medium with these:
 
 - ``visible`` splits text into plain parts and the control, C1 or bidi
-  characters that must be shown escaped (the table of ``policies.scope``, plus
+  characters that must be shown escaped (the table of ``policies.hidden``, plus
   carriage return, zero-width and line-separator marks), as ``<U+XXXX>``;
   ``plain`` joins them back (one-line plain output, JSON, markdown);
 - ``escape_controls`` also writes newlines and tabs as ``\\n`` and ``\\t`` (one
@@ -19,7 +19,7 @@ import re
 
 from rich.markup import escape
 
-from policies.scope import HIDDEN_CHARACTERS
+from policies.hidden import HIDDEN_CHARACTERS
 
 #: Longest command shown by default (``shown``); the rest is cut with a marker.
 COMMAND_CHARS = 160
