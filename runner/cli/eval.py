@@ -173,6 +173,9 @@ def _duration(seconds: float) -> str:
 def report(
     eval_id: str = typer.Argument(..., help="The eval (its id, as `corral eval` prints)."),
     as_json: bool = typer.Option(False, "--json", help="The report as one JSON object."),
+    trajectories: Path | None = typer.Option(
+        None, "--trajectories", help="Write each trial's DIR/TASK-ROLE-N/trajectory.json (ATIF)."
+    ),
 ) -> None:
     """pass@1, pass@k, pass^k, resolved, cost, tokens, time, steps, failure domains, per task."""
     from runner.eval.record import EvalDir, inputs_of, outcome, trial_key, trials_of
@@ -185,11 +188,28 @@ def report(
     plan = trials_of(inputs.tasks, record["trials"], record["check_gold"], inputs.agent)
     with RunStore(corral_home()) as store:
         outcomes = [outcome(store, t, trial_key(eval_id, t, inputs), steps=True) for t in plan]
+        if trajectories is not None:
+            _write_trajectories(store, outcomes, trajectories)
     rep = build_report(record, outcomes)
     if as_json:
         print(json.dumps(rep))
         return
     _print_report(rep)
+
+
+def _write_trajectories(store: Any, outcomes: list[Any], directory: Path) -> None:
+    """Each started trial's run as ATIF, to stderr how many (stdout stays the report)."""
+    from runner.errors import UsageError
+    from runner.store.atif import write_trajectories
+
+    runs = [(f"{o.task}-{o.role}-{o.trial}", o.run_id) for o in outcomes if o.run_id]
+    try:
+        written = write_trajectories(store, runs, directory)
+    except OSError as exc:
+        raise UsageError(
+            f"--trajectories {directory}: {exc.strerror or exc}: give a writable folder"
+        ) from None
+    err.print(f"wrote {len(written)} trajectory.json file(s) (ATIF) under {m(str(directory))}")
 
 
 def _print_report(rep: dict[str, Any]) -> None:
