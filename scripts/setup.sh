@@ -6,6 +6,8 @@
 #   2. .venv with corral and its dev tools (pytest, ruff, mypy: what .ci/run runs)
 #   3. `corral doctor --fix`: starts dockerd, registers runsc, mounts the worktree filesystem,
 #      bootstraps and builds the images; then `corral doctor` must report ready.
+# Only what the README's first command needs: agent-CLI images are built on first use. Every
+# step that takes more than a few seconds prints its progress as it goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +26,8 @@ if ((${#missing[@]})); then
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
+  # one line per package unpacked: chromium and the engine are a few minutes on a fresh machine
+  apt-get install -y -q "${missing[@]}" | awk '/^Unpacking /{print "  " $2; fflush()}'
 fi
 
 python=python3
@@ -41,17 +44,16 @@ fi
 if ! .venv/bin/python -c 'import runner, sandbox, policies, pytest, mypy' 2>/dev/null \
    || [ ! -x .venv/bin/ruff ] || [ pyproject.toml -nt .venv/.corral-installed ]; then
   step "installing corral into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+  # one line per package it collects (the progress of a first install, a minute or so)
+  .venv/bin/pip install --disable-pip-version-check --progress-bar off -e '.[dev]' \
+    | awk '/^Collecting /{print "  " $2; fflush()} /^Successfully installed/{print "  installed"}'
   touch .venv/.corral-installed
 fi
 
-step "corral doctor --fix"
+step "corral doctor --fix (a fresh machine: debootstrap and the sandbox image, a minute or two)"
 .venv/bin/corral doctor --fix
 
-# The agent images the tests run real agent CLIs in (mini-swe-agent and aider from PyPI, Claude
-# Code and Codex from npm, through the CA bundle): built once here, cached by content hash, so a
-# second setup does no work.
-for agent in mini-swe-agent aider claude-code codex; do
-  step "corral image build --agent $agent"
-  .venv/bin/corral image build --agent "$agent"
-done
+# Nothing more: the agent-CLI images (aider, mini-swe-agent, Claude Code, Codex; a minute or two
+# each) are built where they are first needed, each cached by its recipe's hash: by `corral run
+# --agent cli:NAME`, by `corral image build --agent NAME`, and by the tests that run those agents
+# (the `agent_image` fixture, once a session).

@@ -93,6 +93,10 @@ def doctor(
 
     home = corral_home()
     if fix:
+        import logging
+
+        # the bootstrap and the image builds take minutes: their progress lines
+        logging.getLogger("sandbox.images").setLevel(logging.INFO)
         for step in doc.fix(home):
             err.print(f"[green]fix:[/green] {escape(step)}")
     checks = doc.diagnose(home)

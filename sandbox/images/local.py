@@ -3,8 +3,8 @@
 Every bootstrap and build on a machine holds one ``flock`` (``images_lock``),
 so concurrent callers wait and the first one's image serves them all.
 ``build_image`` is ``client.images.build`` with network none unless a step
-must download, the label ``corral.content-hash``, and the end of the build log
-in the error.
+must download, the label ``corral.content-hash``, each ``Step N/M`` logged as
+it starts (the build's progress), and the end of the build log in the error.
 
 Run records name images by their image id (``sha256:...``, ``image_digest``),
 the digest of the image's configuration, which covers its layers: with no
@@ -118,11 +118,12 @@ def build_image(
     """
     log.info("building %s (%s)", tag, ", ".join(f"{k}={v}" for k, v in buildargs.items()))
     try:
-        image, _ = client.images.build(
+        stream = client.api.build(
             path=str(context), tag=tag, buildargs=dict(buildargs),
             labels={LABEL_CONTENT_HASH: digest}, rm=True, forcerm=True, pull=False,
-            network_mode=network, timeout=timeout,
+            network_mode=network, timeout=timeout, decode=True,
         )  # fmt: skip
+        image = client.images.get(_built_id(tag, stream))
     except BuildError as exc:
         raise ImageError(f"building {tag} failed: {_log_tail(exc.build_log)}") from exc
     except ENGINE_ERRORS as exc:
@@ -132,6 +133,28 @@ def build_image(
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _BUILD_NOISE = ("--->", "Removing intermediate container", "Step ")
+_BUILT = re.compile(r"(^Successfully built |sha256:)([0-9a-f]+)$")
+
+
+def _built_id(tag: str, stream: Iterator[dict[str, Any]]) -> str:
+    """The image id a build's JSON stream ends with, logging each ``Step N/M`` as it starts (a
+    build can take minutes: the steps are its progress). What ``client.images.build`` does
+    with the stream, which it reads to the end before returning. Raises ``BuildError``."""
+    chunks: list[dict[str, Any]] = []
+    image_id = None
+    for chunk in stream:
+        chunks.append(chunk)
+        if "error" in chunk:
+            raise BuildError(chunk["error"], chunks)
+        text = str(chunk.get("stream", ""))
+        if text.startswith("Step "):
+            log.info("%s: %s", tag, _ANSI.sub("", text).strip()[:120])
+        found = _BUILT.search(text.strip())
+        if found:
+            image_id = found.group(2)
+    if image_id is None:
+        raise BuildError(chunks[-1] if chunks else "Unknown", chunks)
+    return image_id
 
 
 def _log_tail(build_log: Any, limit: int = 600) -> str:

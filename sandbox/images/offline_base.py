@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: An upper bound on one debootstrap run (it normally takes about a minute).
 DEBOOTSTRAP_TIMEOUT_S = 3600.0
+#: At most one per-package debootstrap line this often at INFO: progress, not a flood.
+PROGRESS_EVERY_S = 5.0
 _WORK_PREFIX = "corral-bootstrap-"
 _BASE_CHANGES = (
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -228,6 +230,7 @@ def _debootstrap(
 
     timer = threading.Timer(DEBOOTSTRAP_TIMEOUT_S, stop)
     timer.start()
+    shown = time.monotonic()
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -239,7 +242,12 @@ def _debootstrap(
                 log.warning("debootstrap: %s", line)
             elif line.startswith(("I: Retrieving ", "I: Validating ", "I: Extracting ",
                                   "I: Unpacking ", "I: Configuring ")):  # fmt: skip
-                log.debug("debootstrap: %s", line)  # one per package: too many for INFO
+                # one per package: too many for INFO, so one of them every few seconds
+                if time.monotonic() - shown >= PROGRESS_EVERY_S:
+                    shown = time.monotonic()
+                    log.info("debootstrap: %s", line)
+                else:
+                    log.debug("debootstrap: %s", line)
             else:
                 log.info("debootstrap: %s", line)
         code = proc.wait()
