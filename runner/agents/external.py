@@ -51,7 +51,6 @@ from policies.commands import CommandValidator
 from policies.policy import Policy
 from runner.agents import AGENT_DIR, PROMPT_FILE, Preset
 from runner.agents.builtin import first_message
-from runner.gateway.routes import VALIDATE_PATH
 from runner.llm.client import PRICES
 from runner.loop.agent import WindowContext, WindowEnd, WindowOutcome
 from sandbox.errors import SandboxError
@@ -387,6 +386,8 @@ class CliAgent:
     def _fill(self, text: str) -> str:
         """``text`` with the known ``{placeholders}`` replaced; every other brace stays as it is
         (``{prompt}``, outside an argument, is empty: the prompt goes in no environment)."""
+        from runner.gateway.routes import VALIDATE_PATH  # not at import: a scripted run needs none
+
         values = {
             "model": self.model,
             "base_url": self._base_url() if self._gateway is not None else "",

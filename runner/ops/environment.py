@@ -26,7 +26,6 @@ from docker.errors import ImageNotFound
 from policies.policy import Policy, SetupPolicy
 from runner.agents.external import CliAgent
 from runner.agents.image import build_agent_image
-from runner.gateway.core import runtime_problem
 from runner.loop.agent import Agent
 from runner.loop.capabilities import OnEngine
 from runner.loop.resume import record_interruption, record_runtime_error
@@ -128,6 +127,8 @@ def check_gateway_runtime(agent: Agent, runtime: str | None, policy: Policy) -> 
     Raises ``EngineUnavailable`` naming the fix (``corral doctor --fix``) before anything starts.
     """
     if isinstance(agent, CliAgent) and (runtime or policy.sandbox.runtime) == "runsc":
+        from runner.gateway.core import runtime_problem  # the gateway: agent CLIs only
+
         problem = runtime_problem("runsc", probe())
         if problem is not None:
             raise EngineUnavailable(problem)

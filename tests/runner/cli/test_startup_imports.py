@@ -106,10 +106,11 @@ print(json.dumps({"status": result.status, "heavy": heavy}))
 """
 
 
-def test_a_scripted_run_imports_no_model_sdk(tmp_path: Path) -> None:
+def test_a_scripted_run_imports_neither_the_model_sdk_nor_the_gateway(tmp_path: Path) -> None:
+    """The scripted agent needs no model client and no model gateway (agent CLIs only)."""
     root = Path(__file__).resolve().parents[3]
     proc = subprocess.run(
-        [sys.executable, "-c", _RUN, str(tmp_path), json.dumps(["openai", "tenacity"])],
+        [sys.executable, "-c", _RUN, str(tmp_path), json.dumps(["openai", "tenacity", "runner.gateway", "httpx2"])],
         cwd=root, env=corral_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
