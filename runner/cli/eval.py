@@ -33,7 +33,12 @@ app.add_typer(eval_app, name="eval")
 @handles_errors
 def eval_(
     ctx: typer.Context,
-    tasks: Path | None = typer.Option(None, "--tasks", help="The task list (.jsonl or .toml)."),
+    tasks: Path | None = typer.Option(
+        None, "--tasks", help="The task list (.jsonl or .toml), or SWE-bench instances."
+    ),
+    repos: Path | None = typer.Option(
+        None, "--repos", help="SWE-bench: the clones, as DIR/<owner>__<name> or DIR/<name>."
+    ),
     agent: str | None = typer.Option(
         None,
         "--agent",
@@ -87,7 +92,8 @@ def eval_(
     if name == "scripted" and script is None:
         raise UsageError("--agent scripted needs --script FILE (or --agent scripted:FILE)")
     inputs = EvalInputs(
-        tasks=load_tasks(tasks), tasks_file=str(tasks.resolve()), agent=name,
+        tasks=load_tasks(tasks, repos=repos, patches=corral_home() / "swebench" / "patches"),
+        tasks_file=str(tasks.resolve()), agent=name,
         script=str(Path(script).absolute()) if script else None, model=model,
         base_url=base_url, api_key_file=str(api_key_file.resolve()) if api_key_file else None,
         agent_cmd=agent_cmd, policy=_policy(policy), overrides=_parse_set(set_), runtime=runtime,
@@ -172,6 +178,12 @@ def _duration(seconds: float) -> str:
 @handles_errors
 def report(
     eval_id: str = typer.Argument(..., help="The eval (its id, as `corral eval` prints)."),
+    predictions: Path | None = typer.Option(
+        None, "--predictions", help="Write SWE-bench predictions JSONL (first finished trials)."
+    ),
+    swebench_report: Path | None = typer.Option(
+        None, "--swebench-report", help="Write a SWE-bench-shaped report (resolved_ids, ...)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="The report as one JSON object."),
     trajectories: Path | None = typer.Option(
         None, "--trajectories", help="Write each trial's DIR/TASK-ROLE-N/trajectory.json (ATIF)."
@@ -188,6 +200,14 @@ def report(
     plan = trials_of(inputs.tasks, record["trials"], record["check_gold"], inputs.agent)
     with RunStore(corral_home()) as store:
         outcomes = [outcome(store, t, trial_key(eval_id, t, inputs), steps=True) for t in plan]
+        if predictions is not None or swebench_report is not None:
+            from runner.eval.swebench import write_exports
+
+            sb = write_exports(store, record, outcomes, predictions, swebench_report)
+            err.print(
+                f"SWE-bench: {sb['resolved_instances']}/{sb['total_instances']} resolved;"
+                f" wrote {m(', '.join(str(p) for p in (predictions, swebench_report) if p))}"
+            )
         if trajectories is not None:
             _write_trajectories(store, outcomes, trajectories)
     rep = build_report(record, outcomes)

@@ -7,4 +7,5 @@
     worker   one trial's process (``start_run`` with the trial's idempotency key)
     stats    pass@k, pass^k, distributions
     report   the report's aggregation (pure data)
+    swebench SWE-bench instance files as tasks; the predictions and run-report exports
 """

@@ -1,7 +1,8 @@
 """An eval's task list: corral's own JSONL or TOML file of bug reports to run.
 
 One task per JSONL line (blank lines and lines starting with ``#`` are skipped),
-or one ``[[task]]`` table each in TOML. Keys (``TaskEntry``): ``id``, ``repo`` (a
+or one ``[[task]]`` table each in TOML. A file of SWE-bench instances (JSONL or a
+``.json`` list; told apart by their keys) is read by ``runner.eval.swebench``. Keys (``TaskEntry``): ``id``, ``repo`` (a
 local checkout), ``base`` (default ``HEAD``), ``bug`` (the report's text, or the
 path of a file holding it), and optionally ``policy`` (a preset name or a policy
 file, for this task instead of ``--policy``), ``must_pass`` (target tests),
@@ -84,11 +85,16 @@ class EvalTask:
         }  # fmt: skip
 
 
-def load_tasks(path: Path) -> tuple[EvalTask, ...]:
+def load_tasks(
+    path: Path, *, repos: Path | None = None, patches: Path | None = None
+) -> tuple[EvalTask, ...]:
     """The tasks of ``path`` (``.jsonl``/``.json`` or ``.toml``), in file order.
 
-    Raises ``UsageError`` when the file cannot be read, is neither format, holds
-    no task or more than ``MAX_TASKS``, an entry is malformed, or two share an id.
+    A file of SWE-bench instances (JSONL, or a ``.json`` list) is read by
+    ``runner.eval.swebench``: its clones under ``repos``, its patches written to
+    ``patches``. Raises ``UsageError`` when the file cannot be read, is neither
+    format, holds no task or more than ``MAX_TASKS``, an entry is malformed, or
+    two share an id.
     """
     try:
         data = path.read_bytes()
@@ -102,6 +108,8 @@ def load_tasks(path: Path) -> tuple[EvalTask, ...]:
         raise UsageError(f"task file {path} is not UTF-8 text ({exc.reason})") from exc
     if path.suffix == ".toml":
         raws = _toml_entries(text, path)
+    elif path.suffix == ".json" and text.lstrip().startswith("["):
+        raws = _json_list_entries(text, path)
     elif path.suffix in (".jsonl", ".json"):
         raws = _jsonl_entries(text, path)
     else:
@@ -112,10 +120,15 @@ def load_tasks(path: Path) -> tuple[EvalTask, ...]:
         raise UsageError(f"task file {path} holds no task: add one (keys: id, repo, bug)")
     if len(raws) > MAX_TASKS:
         raise UsageError(f"task file {path} holds {len(raws)} tasks, over {MAX_TASKS}: split it")
+    from runner.eval.swebench import instance_tasks, is_instance
+
     tasks: list[EvalTask] = []
     seen: dict[str, str] = {}
-    for where, raw in raws:
-        task = _task(raw, where, path.parent)
+    if is_instance(raws[0][1]):
+        found = instance_tasks(raws, repos, patches)
+    else:
+        found = [_task(raw, where, path.parent) for where, raw in raws]
+    for (where, _), task in zip(raws, found, strict=True):
         if task.id in seen:
             raise UsageError(
                 f"{where}: task id {task.id!r} is also {seen[task.id]}'s: make it unique"
@@ -135,6 +148,15 @@ def _jsonl_entries(text: str, path: Path) -> list[tuple[str, Any]]:
         except json.JSONDecodeError as exc:
             raise UsageError(f"{path} line {n}: not JSON ({exc.msg}): one object a line") from exc
     return entries
+
+
+def _json_list_entries(text: str, path: Path) -> list[tuple[str, Any]]:
+    """A JSON list of tasks (as SWE-bench publishes its instances)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from exc
+    return [(f"{path} item {n}", entry) for n, entry in enumerate(data, 1)]
 
 
 def _toml_entries(text: str, path: Path) -> list[tuple[str, Any]]:
