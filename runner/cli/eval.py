@@ -188,6 +188,9 @@ def report(
     trajectories: Path | None = typer.Option(
         None, "--trajectories", help="Write each trial's DIR/TASK-ROLE-N/trajectory.json (ATIF)."
     ),
+    html: Path | None = typer.Option(
+        None, "--html", help="Write the report as one self-contained HTML page, with charts."
+    ),
 ) -> None:
     """pass@1, pass@k, pass^k, resolved, cost, tokens, time, steps, failure domains, per task."""
     from runner.eval.record import EvalDir, inputs_of, outcome, trial_key, trials_of
@@ -210,6 +213,8 @@ def report(
             )
         if trajectories is not None:
             _write_trajectories(store, outcomes, trajectories)
+        if html is not None:
+            _write_html(store, build_report(record, outcomes), html)
     rep = build_report(record, outcomes)
     if as_json:
         print(json.dumps(rep))
@@ -230,6 +235,20 @@ def _write_trajectories(store: Any, outcomes: list[Any], directory: Path) -> Non
             f"--trajectories {directory}: {exc.strerror or exc}: give a writable folder"
         ) from None
     err.print(f"wrote {len(written)} trajectory.json file(s) (ATIF) under {m(str(directory))}")
+
+
+def _write_html(store: Any, rep: dict[str, Any], path: Path) -> None:
+    """The report as one HTML page at ``path`` (``runner.eval.html``)."""
+    from runner.errors import UsageError
+    from runner.eval.html import eval_page
+
+    try:
+        path.write_text(eval_page(store, rep), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"--html {path}: {exc.strerror or exc}: give a file path you can write"
+        ) from None
+    err.print(f"wrote the HTML report to {m(str(path))}")
 
 
 def _print_report(rep: dict[str, Any]) -> None:
