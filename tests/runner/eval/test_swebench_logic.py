@@ -18,10 +18,11 @@ from typing_extensions import TypedDict
 
 from runner.errors import UsageError
 from runner.eval.record import TrialOutcome
-from runner.eval.swebench import chosen_trials, predictions, swebench_report
+from runner.eval.swebench import chosen_trials, predictions, swebench_report, write_exports
 from runner.eval.tasks import load_tasks
 from runner.store.records import NewRun
 from runner.store.runs import RunStore
+from tests.support.cli import corral
 
 
 class Prediction(TypedDict):
@@ -208,3 +209,22 @@ def test_the_exports_take_each_task_s_first_finished_trial_and_classify_it(
 def test_a_prediction_without_a_key_fails_the_schema() -> None:
     with pytest.raises(ValidationError, match="model_patch\n  Field required"):
         validate_predictions(json.dumps({"instance_id": "a", "model_name_or_path": "m"}))
+
+
+def test_the_cli_refuses_an_instance_file_without_repos_in_one_line(
+    tmp_path: Path, corral_home: Path
+) -> None:
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps([_instance(1)]))
+    proc = corral("eval", "--tasks", str(path), "--agent", "gold", home=corral_home)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: a SWE-bench instance file needs --repos DIR: the clones, as DIR/<owner>__<name>"
+    ]
+    assert not (corral_home / "evals").exists()  # nothing recorded
+
+
+def test_an_export_that_cannot_be_written_names_its_option(tmp_path: Path) -> None:
+    record = {"inputs": {"agent": "gold", "model": None, "tasks": [{"id": "a"}]}}
+    with RunStore(tmp_path) as store, pytest.raises(UsageError, match=r"--predictions .*writable"):
+        write_exports(store, record, [], tmp_path / "missing" / "p.jsonl", None)
