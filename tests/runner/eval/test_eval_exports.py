@@ -93,3 +93,29 @@ def test_an_unwritable_trajectories_folder_is_one_line_naming_the_fix(
     done = corral("eval", "report", EVAL_ID, "--trajectories", str(blocker / "x"), home=home)
     assert done.returncode == 2
     assert "give a writable folder" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_model_call_becomes_the_metrics_of_the_step_it_led_to(tmp_path: Path) -> None:
+    from runner.store.atif import to_atif
+    from tests.support.storefixtures import stored_run
+
+    with stored_run(tmp_path, "r1", status="failed", bug_title="b") as store:
+        for prompt, completion, cost, command in ((100, 20, 0.01, "ls"), (150, 30, 0.02, "pwd")):
+            store.append("r1", "model_call", {"prompt_tokens": prompt, "cost_usd": cost,
+                                              "completion_tokens": completion,
+                                              "finish_reason": "tool_calls"})  # fmt: skip
+            store.append("r1", "command", {"args": {"command": command}, "command": command,
+                                           "exit_code": 2, "tool": "bash"})  # fmt: skip
+        store.append("r1", "progress_snapshot", {"attempt": 1})
+        data = to_atif(store, "r1")
+    traj = Trajectory.model_validate(data)
+    agent = [s for s in traj.steps if s.source == "agent"]
+    assert [s.tool_calls[0].arguments for s in agent] == [{"command": "ls"}, {"command": "pwd"}]  # type: ignore[index]
+    metrics = [s.metrics for s in agent]
+    assert [(m.prompt_tokens, m.completion_tokens, m.cost_usd) if m else None
+            for m in metrics] == [(100, 20, 0.01), (150, 30, 0.02)]  # fmt: skip
+    final = traj.final_metrics
+    assert final is not None
+    assert (final.total_prompt_tokens, final.total_completion_tokens) == (250, 50)
+    assert traj.steps[0].message == "b"  # the bug file is gone: its title
+    assert not any("snapshot" in s.message for s in traj.steps)
