@@ -10,6 +10,7 @@ heads       each log's head in ``runs.db``, what ``verify`` checks a log by
 disk        the durable write steps (``write_all``, ``fsync_dir``)
 trajectory  the agent's steps read back from the log, for review and display
 eventlines  one readable line per event type (``corral logs``, the timeline, the run display)
+atif        a run's trajectory as ATIF ``trajectory.json`` (``corral eval report --trajectories``)
 """
 
 from runner.store.chain import Event, verify_log
