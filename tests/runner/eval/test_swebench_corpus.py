@@ -32,7 +32,9 @@ def _cut(source: str, tests: list[str]) -> str:
     """``source`` without the functions ``tests`` name (``Class::name`` or ``name``)."""
     tree = ast.parse(source)
     spans = []
-    for node in (tree, *(n for n in tree.body if isinstance(n, ast.ClassDef))):
+    owners: list[ast.Module | ast.ClassDef] = [tree]
+    owners += [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    for node in owners:
         for child in node.body:
             if isinstance(child, ast.FunctionDef):
                 where = (
@@ -154,3 +156,41 @@ def test_gold_resolves_every_instance_and_empty_none_and_the_predictions_validat
     assert report["resolved_ids"] == [] and report["empty_patch_ids"] == ids
     assert report["total_instances"] == report["submitted_instances"] == 3
     assert [p["model_patch"] for p in validate_predictions(text)] == ["", "", ""]
+
+
+@pytest.mark.docker
+def test_a_fix_that_breaks_a_pass_to_pass_test_is_not_resolved(
+    instances: Path, corral_home: Path, sandbox_image: str, tmp_path: Path
+) -> None:
+    """parse's fix, with ``{{`` no longer an escaped brace: FAIL_TO_PASS passes, but
+    ``test_nothing`` (PASS_TO_PASS) regresses, so the instance is unresolved."""
+    (inst,) = [
+        i for i in json.loads(instances.read_text()) if i["instance_id"] == "corpus__parse-1"
+    ]
+    assert "tests/test_parse.py::test_nothing" in json.loads(inst["PASS_TO_PASS"])
+    one = instances.parent / "parse-only.json"
+    one.write_text(json.dumps([inst]))
+    fixed = pypi_corpus.fixed_contents(pypi_corpus.load("parse"))["parse.py"]
+    broken = fixed.replace('r"({{|}}|{[\\w-]*', 'r"({[\\w-]*')
+    assert broken != fixed
+    script = tmp_path / "regress.toml"
+    script.write_text(
+        '[[attempt]]\n[[attempt.window]]\nactions = [{ write = "parse.py", content = '
+        f'{json.dumps(broken)} }}, {{ finish = "fixed" }}]\n'
+    )
+    proc = corral("eval", "--tasks", str(one), "--repos", str(instances.parent / "repos"),
+                  "--script", str(script), "--no-gold-check", "--eval-id", "regress",
+                  home=corral_home, timeout=1800)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = tmp_path / "report.json"
+    proc = corral("eval", "report", "regress", "--swebench-report", str(report), home=corral_home)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(report.read_text())
+    assert (data["resolved_ids"], data["unresolved_ids"]) == ([], ["corpus__parse-1"])
+    full = json.loads(corral("eval", "report", "regress", "--json", home=corral_home).stdout)
+    (trial,) = full["trials"]
+    with RunStore(corral_home) as store:
+        gates = [e.data for e in store.events(trial["run_id"]) if e.type == "gate_end"]
+    targets = gates[-1]["targets"]
+    assert targets["tests/test_parse.py::test_nothing"] == "failed"
+    assert all(targets[t] == "passed" for t in json.loads(inst["FAIL_TO_PASS"]))
