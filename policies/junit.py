@@ -19,7 +19,6 @@ import errno
 import logging
 import os
 import stat
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +126,8 @@ def parse_junit_bytes(
 ) -> TestOutcomes | None:
     """Outcomes from junit XML bytes; None when unparsable or, with ``suite``, when the report
     is not one test suite of that name (pytest's ``-o junit_suite_name``). Never raises."""
+    import xml.etree.ElementTree as ET  # here: reading a run's results needs no XML parser
+
     try:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
