@@ -1,8 +1,9 @@
 """``corral eval``: many bug reports x several trials, and ``corral eval report EVAL``.
 
 ``corral eval --tasks FILE --agent A --trials K`` runs each task's trials on the local
-pool (``runner.eval.pool``), each a normal run; a live line on stderr says how far it
-is; the same command again goes on where it stopped. ``corral eval report EVAL``
+pool (``runner.eval.pool``), each a normal run (``--ray auto|ADDRESS``: as Ray tasks on
+a cluster, ``runner.eval.executors``); a live line on stderr says how far it is; the
+same command again goes on where it stopped. ``corral eval report EVAL``
 aggregates the trials from the run store (``runner.eval.report``); ``--json`` prints
 that as one object. Exit codes: 0 done (whatever the pass rate), 1 trials left
 unrun (the cost budget, a task that could not start), 2 bad input, 130 interrupted.
@@ -61,6 +62,12 @@ def eval_(
     workers: int | None = typer.Option(
         None, "--workers", help="Trials at once (default: from the cores and memory)."
     ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Run the trials as Ray tasks on a cluster: auto, or its ADDRESS (each node offers "
+        "a `docker` resource; --workers defaults to the cluster's units).",
+    ),
     max_cost: float | None = typer.Option(
         None, "--max-cost", help="USD for the whole eval: no trial starts once it is spent."
     ),
@@ -103,7 +110,7 @@ def eval_(
     try:
         done = run_eval(
             corral_home(), inputs, trials=trials, eval_id=eval_id, workers=workers,
-            max_cost=max_cost, check_gold=not no_gold_check, on_progress=line.show,
+            max_cost=max_cost, check_gold=not no_gold_check, on_progress=line.show, ray=ray,
         )  # fmt: skip
     except EvalInterrupted as exc:
         line.close()

@@ -3,7 +3,8 @@
     tasks    the task list (JSONL or TOML) -> ``EvalTask``
     record   an eval's record (``$CORRAL_HOME/evals/<id>/eval.json``), trials, their keys and
              their outcomes read from the run store
-    pool     the local pool: trials as processes, N at a time, resumable
+    pool     the pool: which trial starts when, N at a time, resumable; the live line, --max-cost
+    executors where trials run: local processes, or Ray tasks on a cluster (``--ray``)
     worker   one trial's process (``start_run`` with the trial's idempotency key)
     stats    pass@k, pass^k, distributions
     report   the report's aggregation (pure data)

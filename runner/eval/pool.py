@@ -20,23 +20,22 @@ starts a second trial only after one of its trials ended (or it had one already)
 The whole eval's ``max_cost``: once the trials' runs have spent it, no trial is
 started (those running finish, within their own budgets). Every loop is bounded:
 each trial by its run's budgets, the wait for a trial to stop by ``STOP_SECONDS``.
+Where the trials run is an ``Executor`` (``runner.eval.executors``): processes on
+this machine, or Ray tasks on a cluster (``--ray``); this bookkeeping is the same.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from runner.errors import EvalInterrupted, UsageError
+from runner.eval.executors import Executor, LocalProcesses, RayTrials
 from runner.eval.record import (
     EvalDir,
     EvalInputs,
@@ -57,8 +56,6 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 16
 #: Memory a trial's containers may take (the policy's default limit is 2 GiB), and the host's share.
 TRIAL_MEMORY = 3 << 30
-#: How long a stopped trial may take to record its interruption before it is killed.
-STOP_SECONDS = 60.0
 POLL_SECONDS = 0.5
 
 
@@ -115,8 +112,10 @@ def run_eval(
     max_cost: float | None = None,
     check_gold: bool = True,
     on_progress: Callable[[Progress], None] | None = None,
+    ray: str | None = None,
 ) -> EvalRun:
-    """Run (or go on with) the eval of ``inputs``: ``trials`` trials of each task.
+    """Run (or go on with) the eval of ``inputs``: ``trials`` trials of each task, on this
+    machine or (``ray``: ``auto`` or a cluster's address) as Ray tasks.
 
     Raises ``UsageError`` for bad input (before anything runs) and
     ``EvalInterrupted`` on Ctrl-C or SIGTERM (the running trials recorded as interrupted).
@@ -130,8 +129,13 @@ def run_eval(
     record = evaldir.save(inputs, trials, check_gold)
     plan = trials_of(inputs.tasks, record["trials"], record["check_gold"], inputs.agent)
     jobs = {id(t): (t, request_for(evaldir, inputs, t)) for t in plan}  # scripts checked here
-    return _Pool(home, evaldir, inputs, plan, jobs, workers or default_workers(), max_cost,
-                 on_progress).run()  # fmt: skip
+    executor: Executor = (
+        RayTrials(ray, workers) if ray else LocalProcesses(workers or default_workers())
+    )
+    try:
+        return _Pool(home, evaldir, inputs, plan, jobs, executor, max_cost, on_progress).run()
+    finally:
+        executor.close()
 
 
 def _check(inputs: EvalInputs) -> None:
@@ -149,15 +153,16 @@ def _check(inputs: EvalInputs) -> None:
 class _Pool:
     def __init__(
         self, home: Path, evaldir: EvalDir, inputs: EvalInputs, plan: list[Trial],
-        jobs: dict[int, tuple[Trial, Any]], workers: int, max_cost: float | None,
+        jobs: dict[int, tuple[Trial, Any]], executor: Executor, max_cost: float | None,
         on_progress: Callable[[Progress], None] | None,
     ) -> None:  # fmt: skip
         self.home, self.evaldir, self.inputs, self.plan = home, evaldir, inputs, plan
-        self.jobs, self.workers, self.max_cost = jobs, workers, max_cost
+        self.jobs, self.executor, self.max_cost = jobs, executor, max_cost
+        self.workers = executor.slots
         self.on_progress = on_progress or (lambda p: None)
         self.store = RunStore(home)
         self.keys = {id(t): trial_key(evaldir.eval_id, t, inputs) for t in plan}
-        self.running: dict[int, tuple[subprocess.Popen[bytes], IO[bytes], float]] = {}
+        self.running: dict[int, float] = {}  # trial -> when it started
         self.progress = Progress(evaldir.eval_id, len(plan))
         self.seconds: list[float] = []  # wall time of each trial this call ran
 
@@ -193,12 +198,11 @@ class _Pool:
                     pending.remove(nxt)
                     self._start(nxt)
                     ran += 1
-                if self.running:
-                    time.sleep(POLL_SECONDS)
                 ready |= {self.jobs[i][0].task.id for i in self._reap()}
             self._update()
         except KeyboardInterrupt:
-            self._stop_all()
+            self.executor.stop_all()
+            self.running.clear()
             self._update()
             raise EvalInterrupted(self.evaldir.eval_id, self.progress.ended) from None
         finally:
@@ -208,31 +212,17 @@ class _Pool:
         return EvalRun(self.evaldir.eval_id, ran, skipped, stopped, dict(self.progress.errors))
 
     def _start(self, trial: Trial) -> None:
-        req = self.jobs[id(trial)][1]
-        logfile = self.evaldir.log_file(trial)
-        logfile.parent.mkdir(parents=True, exist_ok=True)
-        job = logfile.with_suffix(".job.json")
-        job.write_text(json.dumps({"home": str(self.home), "request": request_to_json(req)}))
-        out = open(logfile, "ab")  # noqa: SIM115 - closed in _reap
-        with open(job, "rb") as stdin:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "runner.eval.worker"], stdin=stdin, stdout=out, stderr=out,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
-        log.info("trial %s %s %d: pid %d", trial.task.id, trial.role, trial.number, proc.pid)
-        self.running[id(trial)] = (proc, out, time.monotonic())
+        job = {"home": str(self.home), "request": request_to_json(self.jobs[id(trial)][1])}
+        self.executor.start(id(trial), job, self.evaldir.log_file(trial))
+        self.running[id(trial)] = time.monotonic()
 
     def _reap(self) -> list[int]:
-        """The trials whose processes ended; a bad-input exit (2) marks its task as errored."""
+        """The trials that ended (waiting a moment for one while any runs); a bad-input exit (2)
+        marks its task as errored."""
         done = []
-        for i, (proc, out, started) in list(self.running.items()):
-            code = proc.poll()
-            if code is None:
-                continue
-            out.close()
-            del self.running[i]
+        for i, code in self.executor.wait(POLL_SECONDS if self.running else 0):
+            self.seconds.append(time.monotonic() - self.running.pop(i))
             done.append(i)
-            self.seconds.append(time.monotonic() - started)
             trial = self.jobs[i][0]
             if code == 2 and not outcome(self.store, trial, self.keys[i]).ended:
                 self.progress.errors[trial.task.id] = _last_error(self.evaldir.log_file(trial))
@@ -254,21 +244,6 @@ class _Pool:
             p.eta_seconds = None if left else 0.0
         self.on_progress(p)
         return seen
-
-    def _stop_all(self) -> None:
-        """SIGTERM each running trial (it records ``run_interrupted``); kill what outlasts STOP_SECONDS."""
-        for proc, _, _ in self.running.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_SECONDS
-        for proc, out, _ in self.running.values():
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-            out.close()
-        self.running.clear()
 
 
 def _last_error(logfile: Path) -> str:

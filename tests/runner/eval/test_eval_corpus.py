@@ -39,9 +39,14 @@ EMPTY = '[[attempt]]\n[[attempt.window]]\nactions = [{ finish = "nothing to do" 
 @pytest.fixture(scope="module")
 def task_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The six projects as a JSONL task list (repo, bug file, policy, target tests, gold)."""
-    root = tmp_path_factory.mktemp("eval-corpus")
+    return write_tasks(tmp_path_factory.mktemp("eval-corpus"), pypi_corpus.names())
+
+
+def write_tasks(root: Path, names: list[str]) -> Path:
+    """Corpus projects ``names`` as ``root/tasks.jsonl``: each task's own set-up, its test file
+    as the one gate, one attempt, its target tests and its upstream fix as gold."""
     lines = []
-    for name in pypi_corpus.names():
+    for name in names:
         project = pypi_corpus.load(name)
         repo = pypi_corpus.build_repo(project, root / "repos" / name)
         policy = root / f"{name}.toml"
@@ -58,16 +63,18 @@ def task_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _scripts(root: Path) -> Path:
+def write_scripts(root: Path, fixed_on: dict[str, set[int]], k: int) -> Path:
+    """``root/TASK-TRIAL.toml`` for trials 1..k: the upstream fix on ``fixed_on[TASK]``, else
+    nothing."""
     root.mkdir()
-    for name, fixed in zip(pypi_corpus.names(), FIXED_ON, strict=True):
+    for name, fixed in fixed_on.items():
         project = pypi_corpus.load(name)
         writes = ", ".join(
             f"{{ write = {json.dumps(path)}, content = {json.dumps(text)} }}"
             for path, text in pypi_corpus.fixed_contents(project).items()
         )
         fix = f'[[attempt]]\n[[attempt.window]]\nactions = [{writes}, {{ finish = "fixed" }}]\n'
-        for trial in range(1, K + 1):
+        for trial in range(1, k + 1):
             (root / f"{name}-{trial}.toml").write_text(fix if trial in fixed else EMPTY)
     return root
 
@@ -98,7 +105,8 @@ def _by_hand(outcomes: dict[str, list[bool]], k: int, every: bool) -> float:
 def test_an_eval_killed_mid_way_resumes_and_reports_pass_at_k_as_computed_by_hand(
     task_file: Path, tmp_path: Path, corral_home: Path, sandbox_image: str
 ) -> None:
-    scripts = _scripts(tmp_path / "scripts")
+    fixed_on = dict(zip(pypi_corpus.names(), FIXED_ON, strict=True))
+    scripts = write_scripts(tmp_path / "scripts", fixed_on, K)
     args = ("eval", "--tasks", str(task_file), "--script", str(scripts / "{task}-{trial}.toml"),
             "--trials", str(K), "--workers", "2", "--eval-id", "mixed")  # fmt: skip
     proc = subprocess.Popen(
