@@ -8,5 +8,6 @@
     worker   one trial's process (``start_run`` with the trial's idempotency key)
     stats    pass@k, pass^k, distributions
     report   the report's aggregation (pure data)
+    html     the report as one self-contained HTML page, with its SVG charts (``--html``)
     swebench SWE-bench instance files as tasks; the predictions and run-report exports
 """
