@@ -40,9 +40,11 @@ def review_on_screen(stdout: str, run_id: str) -> str:
     start = stdout.find(f"run {run_id}")
     assert start != -1, stdout
     review = stdout[start:]
-    for marker in ("status", "event log", "intact", "gates", "run on", "baseline", "attempts",
+    for marker in ("status", "event log", "intact", "gates", "baseline", "attempts",
                    "blocked and reverted", "trajectory:"):  # fmt: skip
         assert marker in review, (marker, stdout)
+    # the gates as a table where it fits ("run on" heads a column), else one stacked row per gate
+    assert "run on" in review or " on attempt-1: " in review, stdout
     assert "repository: " in review and f"run: {run_id}" in review  # run.sh's own last lines
     return review
 

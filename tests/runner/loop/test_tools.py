@@ -363,7 +363,7 @@ def test_the_trajectory_counts_edits_as_edit_file_and_lists_denied_reads(rig: Ri
     assert [summarize(e) for e in events] == [
         "edit_file src/calc.py (32 bytes)",
         "read denied: /etc/passwd (outside the repository)",
-        "read_file failed: missing.txt: no such file in the sandbox",
+        "read_file missing.txt failed: missing.txt: no such file in the sandbox",
     ]
 
 
