@@ -36,6 +36,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -144,8 +145,14 @@ def run_worker(job: dict[str, Any]) -> tuple[int, str]:
         [sys.executable, *WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+    data: bytes | None = json.dumps(job).encode()
     try:
-        out, _ = proc.communicate(json.dumps(job).encode())
+        while True:  # bounded by the run's budgets; wakes each second so a cancel is seen
+            try:
+                out, _ = proc.communicate(data, timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                data = None  # sent: a retry goes on reading
     except KeyboardInterrupt:
         proc.terminate()
         try:
@@ -180,7 +187,12 @@ class RayTrials:
 
         try:
             _reachable(address)  # ray.init waits minutes for an address nothing answers at
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            sigterm = signal.getsignal(signal.SIGTERM)
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            finally:  # ray.init makes SIGTERM exit at once; the caller's handler stops trials first
+                if sigterm is not None and threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGTERM, sigterm)
         except (OSError, ValueError, RuntimeError) as exc:
             why = (str(exc) or type(exc).__name__).splitlines()[0]
             raise UsageError(
