@@ -88,7 +88,7 @@ def eval_(
     from runner.errors import EvalInterrupted, UsageError
     from runner.eval.pool import run_eval
     from runner.eval.record import EvalInputs
-    from runner.eval.tasks import load_tasks
+    from runner.eval.swebench import load_task_file
 
     if tasks is None:
         raise UsageError(
@@ -101,7 +101,7 @@ def eval_(
     if name == "scripted" and script is None:
         raise UsageError("--agent scripted needs --script FILE (or --agent scripted:FILE)")
     inputs = EvalInputs(
-        tasks=load_tasks(tasks, repos=repos, patches=corral_home() / "swebench" / "patches"),
+        tasks=load_task_file(tasks, repos, corral_home() / "swebench" / "patches"),
         tasks_file=str(tasks.resolve()), agent=name,
         script=str(Path(script).absolute()) if script else None, model=model,
         base_url=base_url, api_key_file=str(api_key_file.resolve()) if api_key_file else None,

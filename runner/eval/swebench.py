@@ -1,6 +1,6 @@
 """SWE-bench in and out: instance files as tasks, and the results as SWE-bench's exports.
 
-**In.** ``load_tasks`` hands a task file here when its entries are SWE-bench
+**In.** ``load_task_file`` reads ``--tasks``: here when its entries are SWE-bench
 instances (they have ``instance_id`` and ``problem_statement``), as published:
 a JSON list or JSONL, with ``instance_id``, ``repo`` (``owner/name``),
 ``base_commit``, ``problem_statement``, ``test_patch``, ``patch``,
@@ -61,7 +61,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from runner.errors import UsageError
 from runner.eval.record import TrialOutcome
-from runner.eval.tasks import TASK_ID, EvalTask
+from runner.eval.tasks import TASK_ID, EvalTask, load_tasks, read_entries, unique
 from runner.store.runs import RunStore
 
 #: ``test_name (dotted.module.Class)``: a unittest id as SWE-bench's Django instances hold them.
@@ -98,22 +98,32 @@ class Instance(BaseModel):
     """SWE-bench's version of the repository: not used."""
 
 
+def load_task_file(path: Path, repos: Path | None, patches: Path) -> tuple[EvalTask, ...]:
+    """The tasks of ``--tasks``: SWE-bench instances (their clones under ``repos``, their
+    patches written under ``patches``), else corral's own task list (``load_tasks``).
+
+    Raises ``UsageError`` as ``load_tasks`` and ``instance_tasks`` do.
+    """
+    entries = read_entries(path)
+    if not is_instance(entries[0][1]):
+        return load_tasks(path)
+    return unique(entries, instance_tasks(entries, repos, patches))
+
+
 def is_instance(raw: Any) -> bool:
     """Whether a task file's entry is a SWE-bench instance rather than a corral task."""
     return isinstance(raw, dict) and "instance_id" in raw and "problem_statement" in raw
 
 
 def instance_tasks(
-    entries: Sequence[tuple[str, Any]], repos: Path | None, patches: Path | None
+    entries: Sequence[tuple[str, Any]], repos: Path | None, patches: Path
 ) -> list[EvalTask]:
     """The tasks of SWE-bench instances (``entries``: where each is, and its JSON), their
     patches written under ``patches``.
 
-    Raises ``ValueError`` when ``patches`` is None (the caller's bug). Raises ``UsageError`` (naming the entry) for a malformed instance, a test id
+    Raises ``UsageError`` (naming the entry) for a malformed instance, a test id
     that is not a pytest or unittest id, no ``--repos`` or no clone under it.
     """
-    if patches is None:
-        raise ValueError("instance_tasks needs a folder for the patches")
     if repos is None:
         raise UsageError(
             "a SWE-bench instance file needs --repos DIR: the clones, as DIR/<owner>__<name>"

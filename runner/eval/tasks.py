@@ -1,8 +1,9 @@
 """An eval's task list: corral's own JSONL or TOML file of bug reports to run.
 
 One task per JSONL line (blank lines and lines starting with ``#`` are skipped),
-or one ``[[task]]`` table each in TOML. A file of SWE-bench instances (JSONL or a
-``.json`` list; told apart by their keys) is read by ``runner.eval.swebench``. Keys (``TaskEntry``): ``id``, ``repo`` (a
+or one ``[[task]]`` table each in TOML (or a ``.json`` list). ``corral eval --tasks``
+reads its file through ``runner.eval.swebench.load_task_file``, which hands a file of
+SWE-bench instances (told apart by their keys) to its own reader and any other here. Keys (``TaskEntry``): ``id``, ``repo`` (a
 local checkout), ``base`` (default ``HEAD``), ``bug`` (the report's text, or the
 path of a file holding it), and optionally ``policy`` (a preset name or a policy
 file, for this task instead of ``--policy``), ``must_pass`` (target tests),
@@ -85,16 +86,21 @@ class EvalTask:
         }  # fmt: skip
 
 
-def load_tasks(
-    path: Path, *, repos: Path | None = None, patches: Path | None = None
-) -> tuple[EvalTask, ...]:
+def load_tasks(path: Path) -> tuple[EvalTask, ...]:
     """The tasks of ``path`` (``.jsonl``/``.json`` or ``.toml``), in file order.
 
-    A file of SWE-bench instances (JSONL, or a ``.json`` list) is read by
-    ``runner.eval.swebench``: its clones under ``repos``, its patches written to
-    ``patches``. Raises ``UsageError`` when the file cannot be read, is neither
-    format, holds no task or more than ``MAX_TASKS``, an entry is malformed, or
-    two share an id.
+    Raises ``UsageError`` when the file cannot be read, is neither format, holds
+    no task or more than ``MAX_TASKS``, an entry is malformed, or two share an id.
+    """
+    entries = read_entries(path)
+    return unique(entries, [_task(raw, where, path.parent) for where, raw in entries])
+
+
+def read_entries(path: Path) -> list[tuple[str, Any]]:
+    """The entries of a task file, each with where it is (``path line N``), not yet checked.
+
+    Raises ``UsageError`` when the file cannot be read, is not JSONL, a JSON list
+    or TOML, or holds no entry or more than ``MAX_TASKS``.
     """
     try:
         data = path.read_bytes()
@@ -120,21 +126,18 @@ def load_tasks(
         raise UsageError(f"task file {path} holds no task: add one (keys: id, repo, bug)")
     if len(raws) > MAX_TASKS:
         raise UsageError(f"task file {path} holds {len(raws)} tasks, over {MAX_TASKS}: split it")
-    from runner.eval.swebench import instance_tasks, is_instance
+    return raws
 
-    tasks: list[EvalTask] = []
+
+def unique(entries: list[tuple[str, Any]], tasks: list[EvalTask]) -> tuple[EvalTask, ...]:
+    """``tasks`` (one per entry); ``UsageError`` naming the entry when two share an id."""
     seen: dict[str, str] = {}
-    if is_instance(raws[0][1]):
-        found = instance_tasks(raws, repos, patches)
-    else:
-        found = [_task(raw, where, path.parent) for where, raw in raws]
-    for (where, _), task in zip(raws, found, strict=True):
+    for (where, _), task in zip(entries, tasks, strict=True):
         if task.id in seen:
             raise UsageError(
                 f"{where}: task id {task.id!r} is also {seen[task.id]}'s: make it unique"
             )
         seen[task.id] = where
-        tasks.append(task)
     return tuple(tasks)
 
 

@@ -18,8 +18,13 @@ from typing_extensions import TypedDict
 
 from runner.errors import UsageError
 from runner.eval.record import TrialOutcome
-from runner.eval.swebench import chosen_trials, predictions, swebench_report, write_exports
-from runner.eval.tasks import load_tasks
+from runner.eval.swebench import (
+    chosen_trials,
+    load_task_file,
+    predictions,
+    swebench_report,
+    write_exports,
+)
 from runner.store.records import NewRun
 from runner.store.runs import RunStore
 from tests.support.cli import corral
@@ -93,7 +98,7 @@ def test_an_instance_file_becomes_tasks_judged_the_swebench_way(tmp_path: Path, 
         else "".join(json.dumps(i) + "\n" for i in instances)
     )
     patches = tmp_path / "home" / "swebench" / "patches"
-    tasks = load_tasks(path, repos=tmp_path / "repos", patches=patches)
+    tasks = load_task_file(path, tmp_path / "repos", patches)
     assert [t.id for t in tasks] == ["acme__widgets-1", "acme__widgets-2"]
     first = tasks[0]
     assert first.repo == (tmp_path / "repos" / "acme__widgets").resolve()
@@ -109,14 +114,14 @@ def test_an_instance_file_becomes_tasks_judged_the_swebench_way(tmp_path: Path, 
     assert first.hidden_tests.parent == patches
     assert tasks[1].gold == first.gold  # the same patch is one file
     assert tasks[1].must_pass == ("tests/test_w.py::test_new",)
-    assert load_tasks(path, repos=tmp_path / "repos", patches=patches) == tasks  # same eval id
+    assert load_task_file(path, tmp_path / "repos", patches) == tasks  # same eval id
 
 
 def test_a_clone_is_found_by_its_name_alone(tmp_path: Path) -> None:
     (tmp_path / "widgets").mkdir()
     path = tmp_path / "i.jsonl"
     path.write_text(json.dumps(_instance(1)) + "\n")
-    (task,) = load_tasks(path, repos=tmp_path, patches=tmp_path / "p")
+    (task,) = load_task_file(path, tmp_path, tmp_path / "p")
     assert task.repo == (tmp_path / "widgets").resolve()
 
 
@@ -141,7 +146,7 @@ def test_a_bad_instance_is_one_line_naming_it(
     path = tmp_path / "instances.json"
     path.write_text(json.dumps([_instance(1, **change)]))
     with pytest.raises(UsageError, match=message):
-        load_tasks(path, repos=tmp_path / repos if repos else None, patches=tmp_path / "p")
+        load_task_file(path, tmp_path / repos if repos else None, tmp_path / "p")
 
 
 def test_a_file_mixing_instances_and_tasks_is_refused(tmp_path: Path) -> None:
@@ -150,7 +155,7 @@ def test_a_file_mixing_instances_and_tasks_is_refused(tmp_path: Path) -> None:
     task = {"id": "t", "repo": ".", "bug": "text"}
     path.write_text(json.dumps(_instance(1)) + "\n" + json.dumps(task) + "\n")
     with pytest.raises(UsageError, match="line 2: not a SWE-bench instance"):
-        load_tasks(path, repos=tmp_path, patches=tmp_path / "p")
+        load_task_file(path, tmp_path, tmp_path / "p")
 
 
 def _o(task: str, trial: int, status: str, run_id: str | None = None, **kw: Any) -> TrialOutcome:
