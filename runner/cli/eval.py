@@ -6,9 +6,11 @@ a cluster, ``runner.eval.executors``); a live line on stderr says how far it is;
 same command again goes on where it stopped. ``corral eval report EVAL``
 aggregates the trials from the run store (``runner.eval.report``); ``--json`` prints
 that as one object, ``--html`` writes it as a page with charts (``runner.eval.html``),
-``--trajectories`` each trial's run as ATIF (``runner.store.atif``). Exit codes: 0 done
-(whatever the pass rate), 1 trials left unrun (the cost budget, a task that could not
-start), 2 bad input, 130 interrupted.
+``--trajectories`` each trial's run as ATIF (``runner.store.atif``), ``--predictions``
+and ``--swebench-report`` SWE-bench's exports (``runner.eval.swebench``, which also
+reads a SWE-bench instance file as ``--tasks``, its clones under ``--repos``). Exit
+codes: 0 done (whatever the pass rate), 1 trials left unrun (the cost budget, a task
+that could not start), 2 bad input, 130 interrupted.
 """
 
 from __future__ import annotations
