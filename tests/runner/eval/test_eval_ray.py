@@ -30,7 +30,7 @@ import psutil
 import pytest
 
 from runner.store.runs import RunStore
-from tests.runner.eval.test_eval_corpus import write_scripts, write_tasks
+from tests.runner.eval.test_eval_corpus import _report, write_scripts, write_tasks
 from tests.support.cli import corral, corral_argv, corral_env
 
 FIXED_ON = {"parse": {1}, "pathspec": {1, 2}, "sqlparse": set[int]()}
@@ -72,13 +72,6 @@ def _eval(home: Path, *args: str, lose_node: bool = False) -> dict[str, Any]:
     assert proc.returncode == 0, stderr[-3000:]
     assert "ran 6 trial(s), 0 had ended before" in stdout
     return _report(home, eval_id)
-
-
-def _report(home: Path, eval_id: str) -> dict[str, Any]:
-    report = corral("eval", "report", eval_id, "--json", home=home)
-    assert report.returncode == 0, report.stderr
-    data: dict[str, Any] = json.loads(report.stdout)
-    return data
 
 
 def _lose_the_node(home: Path, eval_id: str) -> None:
