@@ -278,7 +278,9 @@ class Runner:
         except SandboxError:
             left = {}  # what set-up left in its tree: the environment image holds it
             if isinstance(self.backend, OnEngine):
-                left = read_setup_files(self.backend.client, self.config.image)
+                left = read_setup_files(
+                    self.backend.client, self.config.image, run_id=self.run_id, home=self.home
+                )
             ws = Workspace.create(
                 Path(self.config.task.repo), self.config.task.base, self.run_id, self.home,
                 before_checkout=self.gates.start_baseline,  # it needs the git dir, not the tree

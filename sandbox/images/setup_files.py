@@ -28,6 +28,7 @@ from typing import Any
 
 from docker.errors import NotFound
 
+from sandbox.container import LABEL_HOME, LABEL_MANAGED, LABEL_RUN
 from sandbox.engine import ENGINE_ERRORS
 from sandbox.errors import ImageError
 from sandbox.scan import MODE_EXEC, MODE_LINK, ScanLimits, read_entry, scan
@@ -35,6 +36,7 @@ from sandbox.scan import MODE_EXEC, MODE_LINK, ScanLimits, read_entry, scan
 #: Where the archive lives in an environment image, and the label with the number of files.
 SETUP_FILES = "/opt/corral/setup-files.tar"
 LABEL_SETUP_FILES = "corral.setup-files"
+LABEL_KIND = "corral.kind"
 #: What set-up may leave in the tree; beyond it set-up fails, naming the largest directories.
 MAX_FILES = 50_000
 MAX_BYTES = 1024 * 1024 * 1024
@@ -140,9 +142,12 @@ def store_in(container: Any, files: Mapping[str, tuple[str, bytes]]) -> None:
     container.put_archive(str(Path(SETUP_FILES).parent), outer.getvalue())
 
 
-def read_setup_files(client: Any, image_id: str) -> Files:
+def read_setup_files(client: Any, image_id: str, *, run_id: str, home: Path) -> Files:
     """The files set-up left, from the environment image ``image_id`` ({} for any other image).
 
+    They are read through a container that is created, never started, and removed at once;
+    it is labelled as run ``run_id``'s of ``home`` (not the labels the image inherited from the
+    run that built it), so a process killed meanwhile leaves it to that run's ``corral gc``.
     Raises ``ImageError`` when the image says it has them and they cannot be read.
     """
     try:
@@ -154,7 +159,10 @@ def read_setup_files(client: Any, image_id: str) -> Files:
     if not int(labels.get(LABEL_SETUP_FILES, "0") or 0):
         return {}
     try:
-        container = client.containers.create(image_id, ["true"], network_disabled=True)
+        owner = {LABEL_MANAGED: "1", LABEL_RUN: run_id, LABEL_HOME: str(home), LABEL_KIND: "read"}
+        container = client.containers.create(
+            image_id, ["true"], network_disabled=True, labels=owner
+        )
     except ENGINE_ERRORS as exc:
         raise ImageError(f"cannot read set-up files of {image_id[:19]}: {exc}") from exc
     try:

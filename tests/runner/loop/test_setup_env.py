@@ -119,6 +119,28 @@ def test_a_setuptools_scm_project_works_with_the_plain_policy(env: Env) -> None:
     assert "$ pip install -e ." in lines and any("Successfully installed" in x for x in lines)
     log = store.artifact_path(result.run_id, "setup.log").read_text()
     assert "carried into attempts and gates" in log, log[-2000:]
+    # the container they are read through is the reading run's, for gc, and is gone at once
+    import docker
+
+    from sandbox.images.setup_files import read_setup_files
+
+    real = docker.from_env()
+    image = json.loads(store.get(result.run_id).spec_json)["env_image"]
+    made: list[dict[str, str]] = []
+
+    class Containers:  # what the reading asks the engine to create, then the real thing
+        def create(self, *args: Any, **kw: Any) -> Any:
+            made.append(kw["labels"])
+            return real.containers.create(*args, **kw)
+
+    class Client:
+        images, containers = real.images, Containers()
+
+    files = read_setup_files(Client(), image, run_id="reader", home=env.home)
+    assert "src/scmcalc/_version.py" in files
+    assert made == [{"corral.managed": "1", "corral.run": "reader",
+                     "corral.home": str(env.home), "corral.kind": "read"}]  # fmt: skip
+    assert not real.containers.list(all=True, filters={"label": "corral.run=reader"})
 
 
 def test_a_failing_set_up_is_the_policys_to_fix(env: Env) -> None:
